@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin
+
+from .models import User
+
+
+@admin.register(User)
+class AccountAdmin(UserAdmin):
+    readonly_fields = ("scram_hashes",)
+    fieldsets = (*UserAdmin.fieldsets, ("XMPP", {"fields": ("scram_hashes",)}))  # type: ignore[misc]
+
+    @admin.display(description="SCRAM credentials")
+    def scram_hashes(self, obj: User) -> str:
+        return ", ".join(sorted(obj.scram)) or "none (no password set)"

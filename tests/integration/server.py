@@ -1,0 +1,115 @@
+"""A real server process for integration tests: `manage.py serve` on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ACCOUNTS = {"alice": "wonderland", "bob": "builder", "carol": "singer"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"port {port} did not open")
+
+
+@dataclass
+class Server:
+    data_dir: Path
+    http: int
+    c2s: int
+    c2s_tls: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def cert(self) -> Path:
+        return self.data_dir / "tls" / "localhost.crt"
+
+    def manage(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=server_env(self.data_dir),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def server_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XMPP_", "DJANGO_", "DATABASE_URL"))}
+    env.update({"XMPP_DATA_DIR": str(data_dir), "DJANGO_SETTINGS_MODULE": "xmppauth.settings", **extra})
+    return env
+
+
+@contextmanager
+def running_server(data_dir: Path, accounts: dict[str, str] | None = None, **env: str) -> Iterator[Server]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for name, password in (accounts if accounts is not None else ACCOUNTS).items():
+        done = subprocess.run(
+            [sys.executable, "manage.py", "adduser", name, password],
+            cwd=ROOT,
+            env=server_env(data_dir, **env),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+    http, c2s, c2s_tls = free_port(), free_port(), free_port()
+    log = data_dir / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "manage.py",
+                "serve",
+                "--http",
+                f"127.0.0.1:{http}",
+                "--c2s",
+                f"127.0.0.1:{c2s}",
+                "--c2s-tls",
+                f"127.0.0.1:{c2s_tls}",
+            ],
+            cwd=ROOT,
+            env=server_env(data_dir, XMPP_LOG_LEVEL="INFO", **env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(data_dir, http, c2s, c2s_tls, proc, log)
+    try:
+        for port in (http, c2s, c2s_tls):
+            wait_for_port(port, proc)
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,70 @@
+"""RFC 6121 §8.5 delivery decisions, one case per rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from xmppauth.proto.errors import StanzaErrorCondition
+from xmppauth.proto.routing import Delivery, ResourceState, decide
+
+ONLINE = {
+    "desk": ResourceState(available=True, priority=5),
+    "phone": ResourceState(available=True, priority=0),
+    "shy": ResourceState(available=True, priority=-1),
+    "silent": ResourceState(available=False, priority=0),
+}
+UNAVAILABLE = Delivery(error=StanzaErrorCondition.SERVICE_UNAVAILABLE, text="no such resource")
+OFFLINE = Delivery(
+    error=StanzaErrorCondition.SERVICE_UNAVAILABLE, text="the recipient is offline and offline storage is off"
+)
+GROUPCHAT = Delivery(error=StanzaErrorCondition.SERVICE_UNAVAILABLE, text="not a group chat")
+
+
+@pytest.mark.parametrize("kind", ["message", "presence", "iq"])
+def test_a_connected_full_jid_gets_the_stanza_whatever_its_presence(kind: str) -> None:
+    assert decide(kind, "normal", "silent", ONLINE) == Delivery(resources=("silent",))
+
+
+@pytest.mark.parametrize(
+    ("kind", "stanza_type", "expected"),
+    [
+        ("iq", "get", UNAVAILABLE),
+        ("presence", "available", Delivery()),
+        ("message", "headline", Delivery()),
+        ("message", "error", Delivery()),
+        ("message", "groupchat", GROUPCHAT),
+        ("message", "chat", Delivery(resources=("desk", "phone"))),
+        ("message", "normal", Delivery(resources=("desk", "phone"))),
+    ],
+)
+def test_a_full_jid_without_that_resource(kind: str, stanza_type: str, expected: Delivery) -> None:
+    assert decide(kind, stanza_type, "gone", ONLINE) == expected
+
+
+@pytest.mark.parametrize(
+    ("stanza_type", "expected"),
+    [
+        ("chat", Delivery(resources=("desk", "phone"))),
+        ("normal", Delivery(resources=("desk", "phone"))),
+        ("headline", Delivery(resources=("desk", "phone"))),
+        ("groupchat", GROUPCHAT),
+        ("error", Delivery()),
+    ],
+)
+def test_messages_to_a_bare_jid_go_to_non_negative_available_resources(
+    stanza_type: str, expected: Delivery
+) -> None:
+    assert decide("message", stanza_type, None, ONLINE) == expected
+
+
+@pytest.mark.parametrize(
+    ("stanza_type", "expected"), [("chat", OFFLINE), ("normal", OFFLINE), ("headline", Delivery())]
+)
+def test_messages_to_an_account_with_no_available_resource(stanza_type: str, expected: Delivery) -> None:
+    only_negative = {"shy": ONLINE["shy"], "silent": ONLINE["silent"]}
+    assert decide("message", stanza_type, None, only_negative) == expected
+    assert decide("message", stanza_type, None, {}) == expected  # unknown account: the same answer
+
+
+def test_presence_to_a_bare_jid_goes_to_every_available_resource() -> None:
+    assert decide("presence", "available", None, ONLINE) == Delivery(resources=("desk", "phone", "shy"))

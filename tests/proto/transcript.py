@@ -1,0 +1,251 @@
+"""Literal-transcript driver for the sans-IO stream machine.
+
+A transcript test writes what the client sends and what the server must answer as XML text::
+
+    t = Transcript.tcp()
+    t.client(STREAM_HEADER)
+    t.server("<stream:stream xmlns='jabber:client' from='localhost' id='*' version='1.0' xml:lang='en'>"
+             "<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>"
+             "</stream:features>")
+
+Server output is compared structurally: both sides become a list of start/text/end tokens with
+Clark-notation names and sorted attributes, so attribute order, quoting and where a namespace is
+declared do not matter. An expected attribute value or text of ``*`` matches anything.
+
+The driver answers the machine's requests like the real consumer would, from an in-memory
+account table: SCRAM credentials are derived from the passwords given (fake ones for unknown
+names), PLAIN compares passwords, bind takes the wish or ``generated-1``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lxml import etree
+
+from xmppauth.proto import events as ev
+from xmppauth.proto.sasl import ScramCredentials, derive_credentials, fake_credentials
+from xmppauth.proto.stream import C2SStream, StreamConfig
+
+STREAMS = "http://etherx.jabber.org/streams"
+SALT = b"transcript-salt!"
+SECRET = b"transcript-secret"
+
+Token = tuple[str, ...]
+
+
+def header(to: str = "localhost", extra: str = "", version: str = "1.0") -> str:
+    """A client stream header (TCP)."""
+    version_attr = f" version='{version}'" if version else ""
+    to_attr = f" to='{to}'" if to else ""
+    return (
+        f"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+        f"xmlns:stream='{STREAMS}'{to_attr}{version_attr}{extra}>"
+    )
+
+
+def server_header() -> str:
+    return (
+        "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
+        "from='localhost' id='*' version='1.0' xml:lang='en'>"
+    )
+
+
+class Tokenizer:
+    """Turns a stream of XML fragments into comparable tokens, across many feeds."""
+
+    def __init__(self) -> None:
+        self._parser = etree.XMLPullParser(events=("start", "end"), resolve_entities=False)
+        self._parser.feed(f"<transcript xmlns:stream='{STREAMS}'>".encode())
+        self._pending_text: dict[int, str] = {}
+        list(self._parser.read_events())
+
+    def feed(self, data: bytes | str) -> list[Token]:
+        if isinstance(data, str):
+            data = data.encode()
+        data = re.sub(rb"<\?xml[^>]*\?>", b"", data)
+        # the footer closes a header this tokenizer may have seen in an earlier feed, or twice
+        data = data.replace(b"</stream:stream>", b"<stream:footer/>")
+        self._parser.feed(data)
+        tokens: list[Token] = []
+        for action, el in self._parser.read_events():
+            if action == "start":
+                attrs = tuple(f"{k}={v}" for k, v in sorted(el.attrib.items()))
+                tokens.append(("start", el.tag, *attrs))
+            else:
+                text = (el.text or "").strip()
+                if text:
+                    # text comes before the end token of the element that holds it
+                    tokens.append(("text", text))
+                tokens.append(("end", el.tag))
+        return tokens
+
+
+def _match(expected: list[Token], actual: list[Token]) -> bool:
+    if len(expected) != len(actual):
+        return False
+    for exp, act in zip(expected, actual, strict=True):
+        if len(exp) != len(act) or exp[0] != act[0] or (exp[1] != act[1] and exp[1] != "*"):
+            return False
+        for e, a in zip(exp[2:], act[2:], strict=True):
+            ek, _, ev_ = e.partition("=")
+            ak, _, av = a.partition("=")
+            if ek != ak or (ev_ != av and ev_ != "*"):
+                return False
+    return True
+
+
+@dataclass
+class Transcript:
+    stream: C2SStream
+    accounts: dict[str, str] = field(default_factory=lambda: {"alice": "wonderland", "bob": "builder"})
+    events: list[ev.Event] = field(default_factory=list)
+    auto_tls: dict[str, bytes] | None = None
+    bind_to: str = "generated-1"
+
+    def __post_init__(self) -> None:
+        self._server_tokens = Tokenizer()
+        self._expected_tokens = Tokenizer()
+        self._frames: list[bytes] = []
+        self._creds: dict[tuple[str, str], ScramCredentials] = {}
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def tcp(
+        cls, *, secure: bool = False, bindings: dict[str, bytes] | None = None, **config: Any
+    ) -> Transcript:
+        cfg = StreamConfig(domains=frozenset({"localhost"}), **config)
+        stream = C2SStream(
+            cfg,
+            framed=False,
+            secure=secure,
+            starttls=not secure,
+            channel_bindings=bindings,
+            nonce_factory=lambda: "SNONCE",
+        )
+        return cls(stream)
+
+    @classmethod
+    def websocket(cls, *, secure: bool = True, **config: Any) -> Transcript:
+        cfg = StreamConfig(domains=frozenset({"localhost"}), **config)
+        return cls(C2SStream(cfg, framed=True, secure=secure, starttls=False, nonce_factory=lambda: "SNONCE"))
+
+    # ------------------------------------------------------------------ driving
+    def client(self, data: str | bytes) -> list[ev.Event]:
+        raw = data.encode() if isinstance(data, str) else data
+        if self.stream.framed:
+            self.stream.receive_frame(raw)
+        else:
+            self.stream.receive_data(raw)
+        return self.pump()
+
+    def pump(self) -> list[ev.Event]:
+        new: list[ev.Event] = []
+        while (event := self.stream.next_event()) is not None:
+            new.append(event)
+            self._answer(event)
+        self.events.extend(new)
+        self._frames.extend(self.stream.data_to_send())
+        return new
+
+    def _answer(self, event: ev.Event) -> None:
+        if isinstance(event, ev.CredentialsNeeded):
+            password = self.accounts.get(event.localpart or "")
+            key = (event.username, event.hash_name)
+            if key not in self._creds:
+                self._creds[key] = (
+                    derive_credentials(password, event.hash_name, salt=SALT, iterations=4096)
+                    if password is not None
+                    else fake_credentials(SECRET, event.username, event.hash_name, iterations=4096)
+                )
+            self.stream.provide_credentials(self._creds[key])
+        elif isinstance(event, ev.PasswordCheckNeeded):
+            self.stream.password_checked(self.accounts.get(event.localpart or "") == event.password)
+        elif isinstance(event, ev.BindRequested):
+            self.stream.bind_resource(event.resource or self.bind_to)
+        elif isinstance(event, ev.StartTlsRequested) and self.auto_tls is not None:
+            self._frames.extend(self.stream.data_to_send())
+            self.stream.tls_established(self.auto_tls)
+
+    # ------------------------------------------------------------------ checking
+    def frames(self) -> list[bytes]:
+        """Server output since the last check, one item per WebSocket message (consumed)."""
+        self._frames.extend(self.stream.data_to_send())
+        frames, self._frames = self._frames, []
+        self._server_tokens.feed(b"".join(frames))
+        return frames
+
+    def output(self) -> bytes:
+        """Server output since the last check, raw (and consumed)."""
+        return b"".join(self.frames())
+
+    def server(self, expected: str) -> None:
+        self._frames.extend(self.stream.data_to_send())
+        frames, self._frames = self._frames, []
+        out = b"".join(frames)
+        actual = self._server_tokens.feed(out)
+        wanted = self._expected_tokens.feed(expected)
+        assert _match(wanted, actual), (
+            f"server sent:\n  {out.decode(errors='replace')}\nexpected:\n  {expected}"
+        )
+
+    def silent(self) -> None:
+        out = self.output()
+        assert out == b"", f"server sent unexpectedly: {out!r}"
+
+    def stream_error(self, condition: str) -> None:
+        """The last output ends with this stream error and the stream footer; the stream is closed."""
+        out = self.output().decode()
+        assert f"<{condition} xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>" in out, out
+        assert out.endswith("</stream:stream>") or out.endswith(
+            "<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>"
+        ), out
+        closed = [e for e in self.events if isinstance(e, ev.StreamClosed)]
+        assert closed, "no StreamClosed event"
+        assert closed[-1].condition is not None
+        assert closed[-1].condition.value == condition
+
+    def last(self, kind: type) -> Any:
+        found = [e for e in self.events if isinstance(e, kind)]
+        assert found, f"no {kind.__name__} event among {self.events}"
+        return found[-1]
+
+    # ------------------------------------------------------------------ canned steps
+    def open_secure(self) -> None:
+        """Header on an already encrypted stream; swallow the features."""
+        self.client(header())
+        self.output()
+
+    def login_plain(self, user: str = "alice", password: str | None = None) -> None:
+        import base64
+
+        pw = self.accounts[user] if password is None else password
+        token = base64.b64encode(f"\0{user}\0{pw}".encode()).decode()
+        self.client(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>")
+        self.output()
+
+    def bind(self, resource: str | None = None) -> None:
+        self.client(header())
+        self.output()
+        inner = f"<resource>{resource}</resource>" if resource else ""
+        self.client(
+            f"<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>{inner}</bind></iq>"
+        )
+        self.output()
+
+    def session(self, user: str = "alice", resource: str | None = "res") -> None:
+        """A bound session on an encrypted TCP stream, all output consumed."""
+        self.open_secure()
+        self.login_plain(user)
+        self.bind(resource)
+
+
+def tokens_of(fragments: Iterable[str]) -> list[Token]:
+    t = Tokenizer()
+    out: list[Token] = []
+    for fragment in fragments:
+        out.extend(t.feed(fragment))
+    return out

@@ -1,0 +1,25 @@
+"""One ASGI application for HTTP (portal, admin), WebSocket (XMPP over RFC 7395) and raw XMPP over TCP."""
+
+from __future__ import annotations
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "xmppauth.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.urls import path  # noqa: E402
+
+from xmppauth.consumer import StreamConsumer  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        # Static files are served by the app itself so the embedded default needs no web server in front.
+        "http": ASGIStaticFilesHandler(django_asgi_app),
+        "websocket": URLRouter([path("xmpp-websocket", StreamConsumer.as_asgi())]),
+        "xmpp": StreamConsumer.as_asgi(),
+    }
+)

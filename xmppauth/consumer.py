@@ -1,0 +1,266 @@
+"""The Channels consumer that runs one XMPP client stream, over TCP or WebSocket.
+
+The transport is either the raw TCP server (scope type ``xmpp``, see transport/tcp.py) or a
+WebSocket on ``/xmpp-websocket`` (RFC 7395, subprotocol ``xmpp``). Both feed the same sans-IO
+:class:`~xmppauth.proto.stream.C2SStream`; this class only moves bytes, answers the machine's
+requests (credentials, bind, TLS) and hands stanzas to the router.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ipaddress
+import logging
+from typing import Any
+
+from channels.consumer import AsyncConsumer, get_handler_name
+from channels.exceptions import StopConsumer
+from django.conf import settings
+from lxml import etree
+
+from xmppauth import services
+from xmppauth.proto import events as ev
+from xmppauth.proto.errors import StanzaErrorCondition, StreamErrorCondition
+from xmppauth.proto.jid import JID
+from xmppauth.proto.stream import C2SStream, StreamConfig
+from xmppauth.router import ROUTER
+
+log = logging.getLogger("xmppauth.c2s")
+
+WEBSOCKET_SUBPROTOCOL = "xmpp"
+
+
+@functools.cache
+def stream_config() -> StreamConfig:
+    return StreamConfig(
+        domains=frozenset({settings.XMPP_DOMAIN}),
+        max_stanza_bytes=settings.XMPP_MAX_STANZA_BYTES,
+        max_preauth_stanza_bytes=settings.XMPP_MAX_PREAUTH_STANZA_BYTES,
+        max_depth=settings.XMPP_MAX_DEPTH,
+        allow_plain=settings.XMPP_SASL_PLAIN,
+    )
+
+
+@functools.cache
+def _tls_terminating_networks() -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(net, strict=False) for net in settings.XMPP_WS_TLS_TERMINATED_BY)
+
+
+def websocket_is_encrypted(scope: dict[str, Any]) -> bool:
+    """A WebSocket counts as encrypted over wss, or from a proxy trusted to have terminated TLS."""
+    if scope.get("scheme") == "wss":
+        return True
+    client = scope.get("client") or (None, None)
+    try:
+        address = ipaddress.ip_address(client[0])
+    except (TypeError, ValueError):
+        return False
+    return any(address in net for net in _tls_terminating_networks())
+
+
+class StreamConsumer(AsyncConsumer):
+    """One XMPP stream; a session in the router once a resource is bound."""
+
+    stream: C2SStream | None = None
+    jid: JID | None = None
+    available = False
+    priority = 0
+    last_presence: bytes | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.directed_to: set[JID] = set()
+        self._websocket = False
+        self._closed = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._peer = "?"
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels hops to a thread on every message to close stale DB connections; all our
+        # database work goes through database_sync_to_async, which does that itself.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"no handler for message type {message['type']}")
+        await handler(message)
+
+    # ------------------------------------------------------------------ TCP transport (scope "xmpp")
+    async def xmpp_connect(self, message: dict[str, Any]) -> None:
+        tls = message.get("tls")
+        self._start(
+            C2SStream(
+                stream_config(),
+                framed=False,
+                secure=tls is not None,
+                starttls=self.scope.get("transport") == "starttls",
+                channel_bindings=(tls or {}).get("channel_bindings"),
+            )
+        )
+
+    async def xmpp_receive(self, message: dict[str, Any]) -> None:
+        if self.stream is not None:
+            self.stream.receive_data(message["bytes"])
+            await self._pump()
+
+    async def xmpp_tls_established(self, message: dict[str, Any]) -> None:
+        if self.stream is not None and not self._closed:
+            self.stream.tls_established(message["tls"].get("channel_bindings") or {})
+            await self._pump()
+
+    async def xmpp_disconnect(self, message: dict[str, Any]) -> None:
+        await self._gone(message.get("reason", "disconnected"))
+
+    # ------------------------------------------------------------------ WebSocket transport (RFC 7395)
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        if WEBSOCKET_SUBPROTOCOL not in self.scope.get("subprotocols", ()):
+            # RFC 7395 §3.3: the client MUST offer 'xmpp'; refusing before accept answers HTTP 403.
+            await self.send({"type": "websocket.close"})
+            return
+        await self.send({"type": "websocket.accept", "subprotocol": WEBSOCKET_SUBPROTOCOL})
+        self._websocket = True
+        self._start(
+            C2SStream(stream_config(), framed=True, secure=websocket_is_encrypted(self.scope), starttls=False)
+        )
+
+    async def websocket_receive(self, message: dict[str, Any]) -> None:
+        if self.stream is None:
+            return
+        text = message.get("text")
+        self.stream.receive_frame(text.encode() if text is not None else message.get("bytes") or b"")
+        await self._pump()
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        await self._gone(f"websocket closed ({message.get('code')})")
+
+    # ------------------------------------------------------------------ the pump
+    def _start(self, stream: C2SStream) -> None:
+        self.stream = stream
+        client = self.scope.get("client") or ("?", 0)
+        self._peer = f"{client[0]}:{client[1]}"
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(settings.XMPP_PREAUTH_TIMEOUT, self._preauth_timeout)
+
+    def _preauth_timeout(self) -> None:
+        self._timer = None
+        if self.stream is not None and self.jid is None and not self._closed:
+            task = asyncio.ensure_future(
+                self._close(StreamErrorCondition.CONNECTION_TIMEOUT, "too slow to log in")
+            )
+            task.add_done_callback(lambda _t: None)
+
+    async def _pump(self) -> None:
+        stream = self.stream
+        assert stream is not None
+        while not self._closed:
+            event = stream.next_event()
+            if event is None:
+                break
+            await self._on_event(event)
+        await self._flush()
+
+    async def _on_event(self, event: ev.Event) -> None:
+        stream = self.stream
+        assert stream is not None
+        if isinstance(event, ev.StanzaReceived):
+            await ROUTER.route(self, event)
+        elif isinstance(event, ev.CredentialsNeeded):
+            creds = await services.scram_credentials(event.localpart, event.username, event.hash_name)
+            if not self._closed:
+                stream.provide_credentials(creds)
+        elif isinstance(event, ev.PasswordCheckNeeded):
+            ok = await services.check_password(event.localpart, event.username, event.password)
+            if not self._closed:
+                stream.password_checked(ok)
+        elif isinstance(event, ev.StartTlsRequested):
+            await self._flush()
+            await self.send({"type": "xmpp.starttls"})
+        elif isinstance(event, ev.BindRequested):
+            await self._bind(event)
+        elif isinstance(event, ev.Authenticated):
+            log.info("%s authenticated as %s with %s", self._peer, event.localpart, event.mechanism)
+        elif isinstance(event, ev.AuthFailed):
+            log.info(
+                "%s failed to authenticate as %r with %s: %s",
+                self._peer,
+                event.username,
+                event.mechanism,
+                event.condition.value,
+            )
+        elif isinstance(event, ev.StreamClosed):
+            if event.condition is not None:
+                log.info("%s stream error %s: %s", self._peer, event.condition.value, event.text)
+            await self._finish(by_peer=event.by_peer)
+
+    async def _bind(self, event: ev.BindRequested) -> None:
+        stream = self.stream
+        assert stream is not None
+        assert stream.authenticated_localpart is not None
+        assert stream.domain is not None
+        resource = await ROUTER.bind(self, stream.authenticated_localpart, stream.domain, event.resource)
+        if self._closed:
+            return
+        self.jid = stream.bind_resource(resource)
+        ROUTER.register(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        log.info("%s bound %s", self._peer, self.jid)
+
+    async def _flush(self) -> None:
+        stream = self.stream
+        if stream is None:
+            return
+        frames = stream.data_to_send()
+        if not frames:
+            return
+        if self._websocket:
+            for frame in frames:
+                await self.send({"type": "websocket.send", "text": frame.decode()})
+        else:
+            await self.send({"type": "xmpp.send", "bytes": b"".join(frames)})
+
+    async def _finish(self, *, by_peer: bool) -> None:
+        """The stream is over: write what is left, close the transport, leave the router."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._flush()
+        if self._websocket:
+            await self.send({"type": "websocket.close", "code": 1000})
+        else:
+            await self.send({"type": "xmpp.close"})
+        await self._leave()
+
+    async def _leave(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        await ROUTER.session_ended(self)
+
+    async def _close(self, condition: StreamErrorCondition, text: str) -> None:
+        if self.stream is None or self._closed:
+            return
+        self.stream.close(condition, text)
+        await self._finish(by_peer=False)
+
+    async def _gone(self, reason: str) -> None:
+        if not self._closed:
+            self._closed = True
+            if self.stream is not None:
+                self.stream.receive_eof()
+            await self._leave()
+        raise StopConsumer
+
+    # ------------------------------------------------------------------ the router's side of a session
+    async def deliver(self, data: bytes) -> None:
+        if self.stream is not None and not self._closed:
+            self.stream.send_raw(data)
+            await self._flush()
+
+    async def bounce(self, stanza: etree._Element, condition: object, text: str) -> None:
+        if self.stream is not None and not self._closed and isinstance(condition, StanzaErrorCondition):
+            self.stream.bounce(stanza, condition, text)
+            await self._flush()
+
+    async def kick(self, condition: StreamErrorCondition, text: str) -> None:
+        await self._close(condition, text)

@@ -1,0 +1,108 @@
+"""Events the C2S stream machine hands to its driver (h11 style: frozen, keyword-only facts and requests).
+
+Requests (the machine pauses until the driver answers with the named method):
+- :class:`StartTlsRequested` → flush output, start TLS, then ``tls_established()``;
+- :class:`CredentialsNeeded` → ``provide_credentials()``;
+- :class:`PasswordCheckNeeded` → ``password_checked()``;
+- :class:`BindRequested` → ``bind_resource()`` or ``bind_failed()``.
+Facts: :class:`Authenticated`, :class:`AuthFailed`, :class:`StanzaReceived`, :class:`StreamClosed`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lxml import etree
+
+from .errors import SaslCondition, StreamErrorCondition
+from .jid import JID
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StartTlsRequested:
+    """``<proceed/>`` is queued: write it, then switch the transport to TLS."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CredentialsNeeded:
+    """SCRAM needs the stored credentials of ``localpart`` for ``hash_name``.
+
+    ``localpart`` is None when the SASL username is not a valid localpart: answer with fake
+    credentials for ``username`` exactly as for an unknown account.
+    """
+
+    username: str
+    localpart: str | None
+    hash_name: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PasswordCheckNeeded:
+    """PLAIN needs a password verdict for ``localpart`` (None: not a valid localpart, answer False)."""
+
+    username: str
+    localpart: str | None
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Authenticated:
+    """SASL succeeded; ``<success/>`` is queued."""
+
+    localpart: str
+    mechanism: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AuthFailed:
+    """A SASL attempt failed; ``<failure/>`` is queued (for logging and rate limiting)."""
+
+    username: str | None
+    mechanism: str
+    condition: SaslCondition
+    text: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BindRequested:
+    """RFC 6120 §7 resource binding; ``resource`` is the prepared wish of the client, or None."""
+
+    resource: str | None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StanzaReceived:
+    """A stanza for the router, ``from`` already stamped with the session's full JID.
+
+    ``to`` is the prepared destination (None: the stanza had no ``to``, e.g. broadcast presence).
+    The element is owned by the receiver of this event; do not mutate it after routing it.
+    """
+
+    kind: str  # "message" | "presence" | "iq"
+    type: str
+    to: JID | None
+    stanza: etree._Element
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StreamClosed:
+    """The stream is over; write what is queued and close the transport.
+
+    ``condition`` is the stream error we sent (None for an orderly close by either side).
+    """
+
+    condition: StreamErrorCondition | None
+    text: str = ""
+    by_peer: bool = False
+
+
+Event = (
+    StartTlsRequested
+    | CredentialsNeeded
+    | PasswordCheckNeeded
+    | Authenticated
+    | AuthFailed
+    | BindRequested
+    | StanzaReceived
+    | StreamClosed
+)

@@ -1,0 +1,23 @@
+"""Namespace constants used on the wire (RFC 6120, RFC 7395 and the XEPs we implement)."""
+
+from __future__ import annotations
+
+STREAMS = "http://etherx.jabber.org/streams"
+CLIENT = "jabber:client"
+FRAMING = "urn:ietf:params:xml:ns:xmpp-framing"  # RFC 7395
+STREAM_ERRORS = "urn:ietf:params:xml:ns:xmpp-streams"
+STANZA_ERRORS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+TLS = "urn:ietf:params:xml:ns:xmpp-tls"
+SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
+BIND = "urn:ietf:params:xml:ns:xmpp-bind"
+SESSION = "urn:ietf:params:xml:ns:xmpp-session"  # RFC 3921 legacy, advertised as optional
+SASL_CB = "urn:xmpp:sasl-cb:0"  # XEP-0440
+PING = "urn:xmpp:ping"  # XEP-0199
+DISCO_INFO = "http://jabber.org/protocol/disco#info"  # XEP-0030
+DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
+XML = "http://www.w3.org/XML/1998/namespace"
+
+
+def qname(namespace: str, local: str) -> str:
+    """Clark notation as lxml spells it: ``{namespace}local``."""
+    return f"{{{namespace}}}{local}"

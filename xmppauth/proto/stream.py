@@ -1,0 +1,899 @@
+"""RFC 6120 client-to-server stream machine (sans-IO), for TCP and RFC 7395 WebSocket framing.
+
+Theory of operation
+-------------------
+All stream-state logic lives in this module. The driver (a Channels consumer) feeds bytes or
+WebSocket frames in with :meth:`C2SStream.receive_data` / :meth:`C2SStream.receive_frame`, then
+calls :meth:`C2SStream.next_event` until it returns None, writing :meth:`C2SStream.data_to_send`
+after each event. Parsed top-level elements wait in an inbox and are handled one at a time, so
+that a request event (credentials, password check, bind, TLS) pauses the machine until the driver
+answers it; elements that arrived meanwhile are handled afterwards, in order.
+
+States (:class:`State`) and what each accepts:
+
+====================  ==============================================================
+EXPECT_HEADER         a stream header (``<stream:stream>`` or ``<open/>``)
+EXPECT_STARTTLS       ``<starttls/>`` only (RFC 6120 §5.3.1: TLS is mandatory on TCP)
+TLS_HANDSHAKE         nothing: bytes read before TLS is up are discarded (RFC 6120 §5.4.3.3)
+EXPECT_AUTH           ``<auth/>`` (RFC 6120 §6.4.2)
+SASL                  ``<response/>``, ``<abort/>`` (RFC 6120 §6.4.3-6.4.6)
+EXPECT_BIND           the bind iq (and the legacy session iq)
+BOUND                 stanzas, routed by the driver after ``from`` is stamped
+CLOSED                nothing; the stream is over
+====================  ==============================================================
+
+Stream restarts (after ``<proceed/>`` and ``<success/>``) make a fresh parser and drop whatever
+was parsed after the element that caused the restart: RFC 6120 forbids the client to send
+anything there before it has seen our answer. Every error from the peer ends in :meth:`_fail`,
+which queues a stream error (preceded by our header when none was sent yet), closes the stream
+and moves to CLOSED; a stream error is final.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import functools
+import secrets
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from lxml import etree
+
+from . import ns
+from .errors import (
+    LocalProtocolError,
+    SaslCondition,
+    StanzaErrorCondition,
+    StreamError,
+    StreamErrorCondition,
+)
+from .events import (
+    Authenticated,
+    AuthFailed,
+    BindRequested,
+    CredentialsNeeded,
+    Event,
+    PasswordCheckNeeded,
+    StanzaReceived,
+    StartTlsRequested,
+    StreamClosed,
+)
+from .jid import JID, InvalidJID, prep_localpart, prep_resource
+from .sasl import Challenge as SaslChallenge
+from .sasl import ChannelBindingContext, Mechanism, ScramCredentials, make_mechanism
+from .sasl import Failure as SaslFailure
+from .sasl import NeedCredentials as SaslNeedCredentials
+from .sasl import NeedPasswordCheck as SaslNeedPasswordCheck
+from .sasl import Success as SaslSuccess
+from .xml import (
+    ParseEvent,
+    StreamEnded,
+    StreamOpened,
+    StreamParser,
+    escape_attr,
+    escape_text,
+)
+
+__all__ = ["C2SStream", "State", "StreamConfig", "parse_jid"]
+
+SCRAM_HASHES = ("SHA-512", "SHA-256", "SHA-1")
+# RFC 6120 §6.4.5: allow a reasonable number of retries (at least 2), then close the stream.
+MAX_AUTH_FAILURES = 3
+
+_STANZA_KINDS = frozenset({"message", "presence", "iq"})
+_IQ_TYPES = frozenset({"get", "set", "result", "error"})
+_PRESENCE_TYPES = frozenset(
+    {"available", "unavailable", "probe", "subscribe", "subscribed", "unsubscribe", "unsubscribed", "error"}
+)
+_SUBSCRIPTION_TYPES = frozenset({"subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe"})
+
+_Q_IQ = ns.qname(ns.CLIENT, "iq")
+_Q_ERROR = ns.qname(ns.CLIENT, "error")
+_Q_TEXT_STANZA = ns.qname(ns.STANZA_ERRORS, "text")
+_Q_BIND = ns.qname(ns.BIND, "bind")
+_Q_BIND_RESOURCE = ns.qname(ns.BIND, "resource")
+_Q_SESSION = ns.qname(ns.SESSION, "session")
+_Q_PING = ns.qname(ns.PING, "ping")
+_Q_DISCO_INFO = ns.qname(ns.DISCO_INFO, "query")
+_Q_DISCO_ITEMS = ns.qname(ns.DISCO_ITEMS, "query")
+
+SERVER_FEATURES = (ns.DISCO_INFO, ns.DISCO_ITEMS, ns.PING)
+ACCOUNT_FEATURES = (ns.DISCO_INFO, ns.PING)
+
+
+@functools.lru_cache(maxsize=8192)
+def parse_jid(value: str) -> JID:
+    """:meth:`JID.parse`, memoised: the same few addresses recur on every stanza."""
+    return JID.parse(value)
+
+
+class State(enum.Enum):
+    """Stream states (RFC 6120 §4-§7); see the module docstring for what each accepts."""
+
+    EXPECT_HEADER = enum.auto()
+    EXPECT_STARTTLS = enum.auto()
+    TLS_HANDSHAKE = enum.auto()
+    EXPECT_AUTH = enum.auto()
+    SASL = enum.auto()
+    EXPECT_BIND = enum.auto()
+    BOUND = enum.auto()
+    CLOSED = enum.auto()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StreamConfig:
+    """What the machine needs to know about the server; no Django settings inside the core."""
+
+    domains: frozenset[str]
+    max_stanza_bytes: int = 256 * 1024
+    max_preauth_stanza_bytes: int = 10_000
+    max_depth: int = 48
+    allow_plain: bool = True
+    lang: str = "en"
+    server_name: str = "xmppauth"
+
+
+class C2SStream:
+    """One client-to-server stream.
+
+    ``framed`` selects RFC 7395 WebSocket framing. ``secure`` says the stream is already
+    encrypted (direct TLS, or a WebSocket behind TLS); ``starttls`` says the transport can
+    upgrade to TLS in place (the TCP STARTTLS listener). A stream that is neither is refused,
+    since mechanisms are only ever offered on encrypted streams.
+    """
+
+    def __init__(
+        self,
+        config: StreamConfig,
+        *,
+        framed: bool,
+        secure: bool,
+        starttls: bool,
+        channel_bindings: Mapping[str, bytes] | None = None,
+        nonce_factory: Callable[[], str] | None = None,
+    ) -> None:
+        self.config = config
+        self.framed = framed
+        self.secure = secure
+        self.starttls_available = starttls and not secure
+        self.channel_bindings: Mapping[str, bytes] = dict(channel_bindings or {})
+        self.state = State.EXPECT_HEADER
+        self.domain: str | None = None
+        self.stream_id: str = ""
+        self.stream_from: JID | None = None
+        self.authenticated_localpart: str | None = None
+        self.jid: JID | None = None
+        self.mechanism_name: str | None = None
+        self.close_condition: StreamErrorCondition | None = None
+        self._nonce_factory = nonce_factory
+        self._parser: StreamParser | None = self._new_parser()
+        self._inbox: deque[ParseEvent | StreamError] = deque()
+        self._pending: deque[Event] = deque()  # events produced while answering a request
+        self._out: list[bytes] = []
+        self._header_sent = False
+        self._waiting: str | None = None
+        self._mechanism: Mechanism | None = None
+        self._offered_mechanisms: tuple[str, ...] = ()
+        self._auth_failures = 0
+        self._sasl_username: str | None = None
+        self._bind_iq_id = ""
+
+    # ------------------------------------------------------------------ driver API: input
+    def receive_data(self, data: bytes) -> None:
+        """Bytes from a TCP stream (after TLS decryption)."""
+        if self.framed:
+            raise LocalProtocolError("receive_data() is for unframed (TCP) streams")
+        self._feed(data)
+
+    def receive_frame(self, data: bytes) -> None:
+        """One RFC 7395 WebSocket text message."""
+        if not self.framed:
+            raise LocalProtocolError("receive_frame() is for framed (WebSocket) streams")
+        self._feed(data)
+
+    def receive_eof(self) -> None:
+        """The transport is gone: the stream ends without anything more to send."""
+        if self.state is not State.CLOSED:
+            self.state = State.CLOSED
+            self._inbox.clear()
+            self._inbox.append(StreamError(StreamErrorCondition.RESET, "connection lost"))
+
+    def _feed(self, data: bytes) -> None:
+        if self.state in (State.CLOSED, State.TLS_HANDSHAKE) or self._parser is None:
+            return  # RFC 6120 §5.4.3.3: nothing read before the TLS handshake is processed
+        parser = self._parser
+        try:
+            events = parser.feed_frame(data) if self.framed else parser.feed(data)
+        except StreamError as exc:
+            self._inbox.append(exc)
+            self._parser = None
+        else:
+            self._inbox.extend(events)
+
+    # ------------------------------------------------------------------ driver API: output
+    def data_to_send(self) -> list[bytes]:
+        """Everything queued for the peer, one item per WebSocket message (join them for TCP)."""
+        out, self._out = self._out, []
+        return out
+
+    def next_event(self) -> Event | None:
+        """Handle queued input until something needs the driver; None when idle or paused."""
+        if self._pending:
+            return self._pending.popleft()
+        while self._waiting is None and self._inbox:
+            item = self._inbox.popleft()
+            if self.state is State.CLOSED:
+                if isinstance(item, StreamError) and item.condition is StreamErrorCondition.RESET:
+                    self._inbox.clear()
+                    return StreamClosed(condition=None, text=item.text, by_peer=True)
+                continue
+            try:
+                event = self._handle(item)
+            except StreamError as exc:
+                return self._fail(exc.condition, exc.text)
+            if event is not None:
+                return event
+        return None
+
+    # ------------------------------------------------------------------ driver API: answers
+    def tls_established(self, channel_bindings: Mapping[str, bytes]) -> None:
+        self._expect_waiting("tls")
+        self.secure = True
+        self.starttls_available = False
+        self.channel_bindings = dict(channel_bindings)
+        self._restart()
+
+    def provide_credentials(self, creds: ScramCredentials) -> None:
+        self._expect_waiting("credentials")
+        assert self._mechanism is not None
+        self._answered(self._after_sasl(self._mechanism.provide_credentials(creds)))
+
+    def password_checked(self, ok: bool) -> None:
+        self._expect_waiting("password")
+        assert self._mechanism is not None
+        self._answered(self._after_sasl(self._mechanism.password_checked(ok)))
+
+    def _answered(self, event: Event | None) -> None:
+        if event is not None:
+            self._pending.append(event)
+
+    def bind_resource(self, resource: str) -> JID:
+        """Bind ``resource`` (chosen by the driver under its conflict policy); returns the full JID."""
+        self._expect_waiting("bind")
+        assert self.authenticated_localpart is not None
+        assert self.domain is not None
+        self.jid = JID(self.authenticated_localpart, self.domain).with_resource(resource)
+        reply = self._iq_result(self._bind_iq_id, to=None)
+        bind = etree.SubElement(reply, _Q_BIND, nsmap={None: ns.BIND})
+        etree.SubElement(bind, ns.qname(ns.BIND, "jid")).text = str(self.jid)
+        self._send_element(reply)
+        self.state = State.BOUND
+        if self._parser is not None:
+            self._parser.max_stanza_bytes = self.config.max_stanza_bytes
+        return self.jid
+
+    def bind_failed(self, condition: StanzaErrorCondition, text: str = "") -> None:
+        self._expect_waiting("bind")
+        self._send_element(self._iq_error(self._bind_iq_id, None, condition, text))
+
+    def close(self, condition: StreamErrorCondition | None = None, text: str = "") -> StreamClosed:
+        """End the stream from our side, with a stream error when ``condition`` is given."""
+        if self.state is State.CLOSED:
+            return StreamClosed(condition=self.close_condition, text=text)
+        if condition is not None:
+            return self._fail(condition, text)
+        self._ensure_header()
+        self._out.append(self._stream_footer())
+        self.state = State.CLOSED
+        self._inbox.clear()
+        return StreamClosed(condition=None, text=text)
+
+    def send_stanza(self, stanza: etree._Element) -> None:
+        """Queue a stanza routed to this session (already addressed and stamped)."""
+        if self.state is State.BOUND:
+            self._out.append(etree.tostring(stanza))
+
+    def send_raw(self, data: bytes) -> None:
+        """Queue an already serialised stanza (the router serialises once for many recipients)."""
+        if self.state is State.BOUND:
+            self._out.append(data)
+
+    def bounce(self, stanza: etree._Element, condition: StanzaErrorCondition, text: str = "") -> None:
+        """Return ``stanza`` to this session's client as an error (RFC 6120 §8.3).
+
+        Error and result stanzas are never answered with an error (RFC 6120 §8.3.1, §8.2.3).
+        """
+        if stanza.get("type") in ("error", "result") or self.state is not State.BOUND:
+            return
+        self._send_element(self._error_reply(stanza, condition, text))
+
+    # ------------------------------------------------------------------ dispatch
+    def _expect_waiting(self, what: str) -> None:
+        if self._waiting != what:
+            raise LocalProtocolError(f"the stream is not waiting for {what} (waiting: {self._waiting})")
+        self._waiting = None
+
+    def _handle(self, item: ParseEvent | StreamError) -> Event | None:
+        if isinstance(item, StreamError):
+            raise item
+        if isinstance(item, StreamOpened):
+            return self._on_header(item)
+        if isinstance(item, StreamEnded):
+            return self._on_peer_close()
+        if self.state is State.EXPECT_HEADER:
+            raise StreamError(StreamErrorCondition.NOT_WELL_FORMED, "expected a stream header")
+        return self._on_element(item.element)
+
+    def _on_element(self, el: etree._Element) -> Event | None:
+        state = self.state
+        if state is State.BOUND:
+            return self._on_stanza(el)
+        if state is State.EXPECT_STARTTLS:
+            return self._on_starttls(el)
+        if state is State.EXPECT_AUTH or state is State.SASL:
+            return self._on_sasl(el)
+        if state is State.EXPECT_BIND:
+            return self._on_bind(el)
+        raise LocalProtocolError(f"no element expected in {state}")  # pragma: no cover
+
+    # ------------------------------------------------------------------ stream header
+    def _on_header(self, opened: StreamOpened) -> Event | None:
+        if self.state is not State.EXPECT_HEADER:
+            raise StreamError(StreamErrorCondition.NOT_WELL_FORMED, "unexpected stream header")
+        if not self.framed:
+            if opened.tag != ns.qname(ns.STREAMS, "stream"):
+                raise StreamError(StreamErrorCondition.INVALID_NAMESPACE, "the root must be stream:stream")
+            if opened.default_ns != ns.CLIENT:
+                raise StreamError(
+                    StreamErrorCondition.INVALID_NAMESPACE, "the default namespace must be jabber:client"
+                )
+        version = opened.attrs.get("version", "")
+        major, _, _minor = version.partition(".")
+        if major != "1":
+            # RFC 6120 §4.7.5: no version means 0.9, which we do not speak.
+            raise StreamError(StreamErrorCondition.UNSUPPORTED_VERSION, "version='1.0' is required")
+        to = opened.attrs.get("to")
+        if not to:
+            raise StreamError(StreamErrorCondition.HOST_UNKNOWN, "the stream header needs a 'to' attribute")
+        try:
+            domain = parse_jid(to)
+        except InvalidJID:
+            raise StreamError(StreamErrorCondition.HOST_UNKNOWN, "'to' is not a domain") from None
+        if (
+            domain.local is not None
+            or domain.resource is not None
+            or domain.domain not in self.config.domains
+        ):
+            raise StreamError(StreamErrorCondition.HOST_UNKNOWN, f"this server does not serve {to}")
+        if self.domain is not None and domain.domain != self.domain:
+            raise StreamError(StreamErrorCondition.HOST_UNKNOWN, "the domain changed at a stream restart")
+        self.domain = domain.domain
+        self._send_header(opened.attrs.get("from"))
+        from_attr = opened.attrs.get("from")
+        if from_attr:
+            try:
+                stream_from = parse_jid(from_attr)
+            except InvalidJID:
+                raise StreamError(StreamErrorCondition.INVALID_FROM, "'from' is not a valid JID") from None
+            if stream_from.domain != self.domain:
+                # XEP-0388 §2.1 / RFC 6120 §4.7.1: a from in another domain cannot be served here.
+                raise StreamError(StreamErrorCondition.INVALID_FROM, "'from' is in another domain")
+            self.stream_from = stream_from
+        return self._send_features()
+
+    def _send_features(self) -> Event | None:
+        if self.authenticated_localpart is not None:
+            self.state = State.EXPECT_BIND
+            self._out.append(
+                self._features(
+                    f"<bind xmlns='{ns.BIND}'/><session xmlns='{ns.SESSION}'><optional/></session>"
+                )
+            )
+            return None
+        if not self.secure:
+            if not self.starttls_available:
+                raise StreamError(
+                    StreamErrorCondition.POLICY_VIOLATION,
+                    "this connection is not encrypted: use TLS (wss://), or a TLS-terminating proxy "
+                    "that the server trusts",
+                )
+            self.state = State.EXPECT_STARTTLS
+            self._out.append(self._features(f"<starttls xmlns='{ns.TLS}'><required/></starttls>"))
+            return None
+        self.state = State.EXPECT_AUTH
+        self._offered_mechanisms = self._mechanisms()
+        parts = [f"<mechanisms xmlns='{ns.SASL}'>"]
+        parts.extend(f"<mechanism>{name}</mechanism>" for name in self._offered_mechanisms)
+        parts.append("</mechanisms>")
+        if self.channel_bindings:
+            # XEP-0440: a sibling feature listing the channel-binding types usable on this stream.
+            parts.append(f"<sasl-channel-binding xmlns='{ns.SASL_CB}'>")
+            parts.extend(
+                f"<channel-binding type='{escape_attr(cb)}'/>" for cb in sorted(self.channel_bindings)
+            )
+            parts.append("</sasl-channel-binding>")
+        self._out.append(self._features("".join(parts)))
+        return None
+
+    def _mechanisms(self) -> tuple[str, ...]:
+        names = []
+        if self.channel_bindings:
+            names.extend(f"SCRAM-{h}-PLUS" for h in SCRAM_HASHES)
+        names.extend(f"SCRAM-{h}" for h in SCRAM_HASHES)
+        if self.config.allow_plain and self.secure:
+            names.append("PLAIN")  # RFC 6120 §6.3.3 / XEP-0388: only ever under TLS
+        return tuple(names)
+
+    def _on_peer_close(self) -> Event:
+        self._ensure_header()
+        self._out.append(self._stream_footer())
+        self.state = State.CLOSED
+        self._inbox.clear()
+        return StreamClosed(condition=None, by_peer=True)
+
+    # ------------------------------------------------------------------ STARTTLS (RFC 6120 §5)
+    def _on_starttls(self, el: etree._Element) -> Event:
+        if el.tag != ns.qname(ns.TLS, "starttls"):
+            raise StreamError(
+                StreamErrorCondition.POLICY_VIOLATION, "STARTTLS is required before anything else"
+            )
+        self._out.append(f"<proceed xmlns='{ns.TLS}'/>".encode())
+        self.state = State.TLS_HANDSHAKE
+        self._waiting = "tls"
+        self._inbox.clear()  # RFC 6120 §5.4.3.3: nothing pipelined in plaintext may survive
+        self._parser = None
+        return StartTlsRequested()
+
+    # ------------------------------------------------------------------ SASL (RFC 6120 §6)
+    def _on_sasl(self, el: etree._Element) -> Event | None:
+        tag = el.tag
+        if not isinstance(tag, str) or not tag.startswith("{" + ns.SASL + "}"):
+            raise StreamError(StreamErrorCondition.NOT_AUTHORIZED, "authenticate first")
+        local = tag[len(ns.SASL) + 2 :]
+        if local == "auth":
+            if self.state is State.SASL:
+                return self._sasl_fail(SaslCondition.MALFORMED_REQUEST, "an exchange is already in progress")
+            return self._on_auth(el)
+        if local == "response" and self.state is State.SASL:
+            assert self._mechanism is not None
+            data = self._decode_b64(el.text)
+            if data is None:
+                return self._sasl_fail(SaslCondition.INCORRECT_ENCODING, "the response is not valid base64")
+            return self._after_sasl(self._mechanism.step(data))
+        if local == "abort" and self.state is State.SASL:
+            return self._sasl_fail(SaslCondition.ABORTED, "aborted by the client")
+        return self._sasl_fail(SaslCondition.MALFORMED_REQUEST, f"unexpected <{local}/>")
+
+    def _on_auth(self, el: etree._Element) -> Event | None:
+        name = el.get("mechanism", "")
+        self.mechanism_name = name
+        if name not in self._offered_mechanisms:
+            return self._sasl_fail(
+                SaslCondition.INVALID_MECHANISM, f"{name or 'no mechanism'} is not offered"
+            )
+        text = (el.text or "").strip()
+        initial: bytes | None
+        if text == "":
+            initial = None  # RFC 6120 §6.4.2: no initial response
+        elif text == "=":
+            initial = b""  # ... and '=' is an empty one
+        else:
+            initial = self._decode_b64(text)
+            if initial is None:
+                return self._sasl_fail(
+                    SaslCondition.INCORRECT_ENCODING, "the initial response is not valid base64"
+                )
+        cb = ChannelBindingContext(
+            bindings=self.channel_bindings,
+            plus_advertised=any(m.endswith("-PLUS") for m in self._offered_mechanisms),
+        )
+        self._mechanism = make_mechanism(name, cb=cb, nonce_factory=self._nonce_factory)
+        self.state = State.SASL
+        return self._after_sasl(self._mechanism.start(initial))
+
+    def _after_sasl(self, result: object) -> Event | None:
+        if isinstance(result, SaslChallenge):
+            self._out.append(f"<challenge xmlns='{ns.SASL}'>{_b64(result.data)}</challenge>".encode())
+            return None
+        if isinstance(result, SaslNeedCredentials):
+            self._waiting = "credentials"
+            self._sasl_username = result.username
+            assert self._mechanism is not None
+            hash_name = self._mechanism.name.removeprefix("SCRAM-").removesuffix("-PLUS")
+            return CredentialsNeeded(
+                username=result.username, localpart=_localpart_or_none(result.username), hash_name=hash_name
+            )
+        if isinstance(result, SaslNeedPasswordCheck):
+            self._waiting = "password"
+            self._sasl_username = result.username
+            return PasswordCheckNeeded(
+                username=result.username,
+                localpart=_localpart_or_none(result.username),
+                password=result.password,
+            )
+        if isinstance(result, SaslFailure):
+            return self._sasl_fail(result.condition, result.text)
+        if isinstance(result, SaslSuccess):
+            return self._sasl_success(result)
+        raise LocalProtocolError(f"unknown SASL result {result!r}")  # pragma: no cover
+
+    def _sasl_success(self, result: SaslSuccess) -> Event | None:
+        localpart = _localpart_or_none(result.username)
+        if localpart is None:  # pragma: no cover - the driver never vouches for an invalid localpart
+            return self._sasl_fail(SaslCondition.NOT_AUTHORIZED, "invalid credentials")
+        if result.authzid:
+            # RFC 6120 §6.3.8: we only let an account act as itself.
+            try:
+                authz = parse_jid(result.authzid)
+            except InvalidJID:
+                authz = None
+            if authz is None or authz != JID(localpart, self.domain or ""):
+                return self._sasl_fail(
+                    SaslCondition.INVALID_AUTHZID, "the authorization identity is not yours"
+                )
+        if (
+            self.stream_from is not None
+            and self.stream_from.local is not None
+            and self.stream_from.local != localpart
+        ):
+            return self._sasl_fail(SaslCondition.INVALID_AUTHZID, "the stream 'from' names another account")
+        extra = result.additional_data
+        if extra:
+            self._out.append(f"<success xmlns='{ns.SASL}'>{_b64(extra)}</success>".encode())
+        else:
+            self._out.append(f"<success xmlns='{ns.SASL}'/>".encode())
+        self.authenticated_localpart = localpart
+        self._mechanism = None
+        self._restart()
+        assert self.mechanism_name is not None
+        return Authenticated(localpart=localpart, mechanism=self.mechanism_name)
+
+    def _sasl_fail(self, condition: SaslCondition, text: str) -> Event:
+        username, self._sasl_username = self._sasl_username, None
+        self._mechanism = None
+        self._auth_failures += 1
+        text_el = f"<text xml:lang='en'>{escape_text(text)}</text>"
+        self._out.append(f"<failure xmlns='{ns.SASL}'><{condition.value}/>{text_el}</failure>".encode())
+        self.state = State.EXPECT_AUTH
+        failed = AuthFailed(
+            username=username,
+            mechanism=self.mechanism_name or "",
+            condition=condition,
+            text=text,
+        )
+        if self._auth_failures >= MAX_AUTH_FAILURES:
+            self._inbox.clear()
+            self._inbox.append(
+                StreamError(StreamErrorCondition.POLICY_VIOLATION, "too many failed authentication attempts")
+            )
+        return failed
+
+    @staticmethod
+    def _decode_b64(text: str | None) -> bytes | None:
+        value = (text or "").strip()
+        if value == "=":
+            return b""
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+
+    # ------------------------------------------------------------------ binding (RFC 6120 §7)
+    def _on_bind(self, el: etree._Element) -> Event | None:
+        if el.tag != _Q_IQ:
+            raise StreamError(StreamErrorCondition.NOT_AUTHORIZED, "bind a resource first")
+        iq_id = el.get("id")
+        if not iq_id or el.get("type") not in _IQ_TYPES:
+            self._send_element(
+                self._iq_error(iq_id or "", None, StanzaErrorCondition.BAD_REQUEST, "malformed iq")
+            )
+            return None
+        payload = _only_child(el)
+        if el.get("type") == "set" and payload is not None and payload.tag == _Q_BIND:
+            resource_el = payload.find(_Q_BIND_RESOURCE)
+            wish = (resource_el.text or "").strip() if resource_el is not None else ""
+            resource: str | None = None
+            if wish:
+                try:
+                    resource = prep_resource(wish)
+                except InvalidJID as exc:
+                    self._send_element(
+                        self._iq_error(iq_id, None, StanzaErrorCondition.BAD_REQUEST, str(exc))
+                    )
+                    return None
+            self._bind_iq_id = iq_id
+            self._waiting = "bind"
+            return BindRequested(resource=resource)
+        if el.get("type") == "set" and payload is not None and payload.tag == _Q_SESSION:
+            self._send_element(self._iq_result(iq_id, to=None))
+            return None
+        self._send_element(
+            self._iq_error(iq_id, None, StanzaErrorCondition.NOT_AUTHORIZED, "bind a resource first")
+        )
+        return None
+
+    # ------------------------------------------------------------------ stanzas (RFC 6120 §8)
+    def _on_stanza(self, el: etree._Element) -> Event | None:
+        tag = el.tag
+        if not isinstance(tag, str) or not tag.startswith("{jabber:client}"):
+            raise StreamError(StreamErrorCondition.UNSUPPORTED_STANZA_TYPE, f"unexpected element {tag}")
+        kind = tag[15:]
+        if kind not in _STANZA_KINDS:
+            raise StreamError(StreamErrorCondition.UNSUPPORTED_STANZA_TYPE, f"<{kind}/> is not a stanza")
+        jid = self.jid
+        assert jid is not None
+        claimed = el.get("from")
+        if claimed is not None:
+            # RFC 6120 §8.1.2.1: the server stamps the full JID, or refuses a from that is not ours.
+            try:
+                claimed_jid = parse_jid(claimed)
+            except InvalidJID:
+                claimed_jid = None
+            if claimed_jid != jid and claimed_jid != jid.bare:
+                raise StreamError(StreamErrorCondition.INVALID_FROM, "'from' does not match this session")
+        el.set("from", str(jid))
+        stanza_type = el.get("type") or ("available" if kind == "presence" else "normal")
+        raw_to = el.get("to")
+        to: JID | None = None
+        if raw_to is not None:
+            try:
+                to = parse_jid(raw_to)
+            except InvalidJID as exc:
+                self._reply_error(el, StanzaErrorCondition.JID_MALFORMED, str(exc))
+                return None
+        if kind == "iq":
+            return self._on_iq(el, stanza_type, to)
+        if kind == "presence":
+            if stanza_type not in _PRESENCE_TYPES:
+                self._reply_error(
+                    el, StanzaErrorCondition.BAD_REQUEST, f"unknown presence type {stanza_type}"
+                )
+                return None
+            if stanza_type in _SUBSCRIPTION_TYPES and to is not None:
+                self._reply_error(
+                    el,
+                    StanzaErrorCondition.FEATURE_NOT_IMPLEMENTED,
+                    "presence subscriptions are not supported yet",
+                )
+                return None
+            if to is not None and not self._is_local(to):
+                self._reply_error(el, StanzaErrorCondition.REMOTE_SERVER_NOT_FOUND, "no federation")
+                return None
+            return StanzaReceived(kind=kind, type=stanza_type, to=to, stanza=el)
+        # message; RFC 6121 §8.1.1.1: no 'to' means the sender's own bare JID
+        if to is None:
+            to = jid.bare
+            el.set("to", str(to))
+        if not self._is_local(to):
+            self._reply_error(el, StanzaErrorCondition.REMOTE_SERVER_NOT_FOUND, "no federation")
+            return None
+        if to.local is None:
+            self._reply_error(el, StanzaErrorCondition.SERVICE_UNAVAILABLE, "the server takes no messages")
+            return None
+        return StanzaReceived(kind=kind, type=stanza_type, to=to, stanza=el)
+
+    def _on_iq(self, el: etree._Element, iq_type: str, to: JID | None) -> Event | None:
+        iq_id = el.get("id")
+        if not iq_id or iq_type not in _IQ_TYPES:
+            self._reply_error(el, StanzaErrorCondition.BAD_REQUEST, "an iq needs an id and a valid type")
+            return None
+        payload = _only_child(el)
+        if iq_type in ("get", "set") and payload is None:
+            self._reply_error(el, StanzaErrorCondition.BAD_REQUEST, "get and set need exactly one child")
+            return None
+        if to is not None and not self._is_local(to):
+            self._reply_error(el, StanzaErrorCondition.REMOTE_SERVER_NOT_FOUND, "no federation")
+            return None
+        if to is not None and to.resource is not None:
+            return StanzaReceived(kind="iq", type=iq_type, to=to, stanza=el)
+        if iq_type in ("result", "error"):
+            return None  # answers to the server or a bare JID end here (RFC 6120 §8.2.3)
+        assert payload is not None
+        assert self.jid is not None
+        if to is None or to.local is None:
+            self._server_iq(el, iq_type, payload)
+        elif to == self.jid.bare:
+            self._account_iq(el, iq_type, payload)
+        else:
+            # RFC 6121 §8.5.2.1.3: the server answers on behalf of the account and implements
+            # nothing on behalf of other accounts; the same answer whether or not the account exists.
+            self._reply_error(el, StanzaErrorCondition.SERVICE_UNAVAILABLE)
+        return None
+
+    def _server_iq(self, el: etree._Element, iq_type: str, payload: etree._Element) -> None:
+        tag = payload.tag
+        if tag == _Q_PING:
+            self._answer_get(el, iq_type, None)
+        elif tag == _Q_DISCO_INFO:
+            self._answer_get(
+                el,
+                iq_type,
+                self._disco_info(payload, "server", "im", self.config.server_name, SERVER_FEATURES),
+            )
+        elif tag == _Q_DISCO_ITEMS:
+            self._answer_get(el, iq_type, self._disco_items(payload))
+        elif tag == _Q_SESSION and iq_type == "set":
+            self._send_element(self._iq_result(el.get("id", ""), to=el.get("from")))
+        else:
+            self._reply_error(el, StanzaErrorCondition.SERVICE_UNAVAILABLE)
+
+    def _account_iq(self, el: etree._Element, iq_type: str, payload: etree._Element) -> None:
+        tag = payload.tag
+        if tag == _Q_PING:
+            self._answer_get(el, iq_type, None)
+        elif tag == _Q_DISCO_INFO:
+            self._answer_get(
+                el, iq_type, self._disco_info(payload, "account", "registered", None, ACCOUNT_FEATURES)
+            )
+        elif tag == _Q_DISCO_ITEMS:
+            self._answer_get(el, iq_type, self._disco_items(payload))
+        else:
+            self._reply_error(el, StanzaErrorCondition.SERVICE_UNAVAILABLE)
+
+    def _answer_get(
+        self, el: etree._Element, iq_type: str, payload: etree._Element | StanzaErrorCondition | None
+    ) -> None:
+        """Answer a get with ``payload``; a set on a get-only namespace is not implemented."""
+        if iq_type != "get":
+            self._reply_error(
+                el, StanzaErrorCondition.FEATURE_NOT_IMPLEMENTED, "only 'get' is supported here"
+            )
+            return
+        if isinstance(payload, StanzaErrorCondition):
+            self._reply_error(el, payload)
+            return
+        reply = self._iq_result(el.get("id", ""), to=el.get("from"), sender=el.get("to"))
+        if payload is not None:
+            reply.append(payload)
+        self._send_element(reply)
+
+    @staticmethod
+    def _disco_info(
+        query: etree._Element, category: str, kind: str, name: str | None, features: tuple[str, ...]
+    ) -> etree._Element | StanzaErrorCondition:
+        if query.get("node"):
+            return StanzaErrorCondition.ITEM_NOT_FOUND
+        result = etree.Element(_Q_DISCO_INFO, nsmap={None: ns.DISCO_INFO})
+        identity = etree.SubElement(result, ns.qname(ns.DISCO_INFO, "identity"), category=category, type=kind)
+        if name:
+            identity.set("name", name)
+        for var in features:
+            etree.SubElement(result, ns.qname(ns.DISCO_INFO, "feature"), var=var)
+        return result
+
+    @staticmethod
+    def _disco_items(query: etree._Element) -> etree._Element | StanzaErrorCondition:
+        if query.get("node"):
+            return StanzaErrorCondition.ITEM_NOT_FOUND
+        return etree.Element(_Q_DISCO_ITEMS, nsmap={None: ns.DISCO_ITEMS})
+
+    def _is_local(self, jid: JID) -> bool:
+        return jid.domain in self.config.domains
+
+    def _reply_error(self, el: etree._Element, condition: StanzaErrorCondition, text: str = "") -> None:
+        if el.get("type") not in ("error", "result"):
+            self._send_element(self._error_reply(el, condition, text))
+
+    # ------------------------------------------------------------------ builders
+    def _error_reply(self, el: etree._Element, condition: StanzaErrorCondition, text: str) -> etree._Element:
+        reply = etree.Element(el.tag, nsmap={None: ns.CLIENT})
+        reply.set("type", "error")
+        if el.get("id") is not None:
+            reply.set("id", el.get("id", ""))
+        sender = el.get("to")
+        if sender:
+            reply.set("from", sender)
+        elif self.domain:
+            reply.set("from", self.domain)
+        if self.jid is not None:
+            reply.set("to", str(self.jid))
+        reply.append(_stanza_error(condition, text))
+        return reply
+
+    def _iq_result(self, iq_id: str, *, to: str | None, sender: str | None = None) -> etree._Element:
+        reply = etree.Element(_Q_IQ, nsmap={None: ns.CLIENT}, type="result", id=iq_id)
+        if sender:
+            reply.set("from", sender)
+        if to:
+            reply.set("to", to)
+        return reply
+
+    def _iq_error(
+        self, iq_id: str, to: str | None, condition: StanzaErrorCondition, text: str = ""
+    ) -> etree._Element:
+        reply = etree.Element(_Q_IQ, nsmap={None: ns.CLIENT}, type="error", id=iq_id)
+        if to:
+            reply.set("to", to)
+        reply.append(_stanza_error(condition, text))
+        return reply
+
+    def _send_element(self, el: etree._Element) -> None:
+        self._out.append(etree.tostring(el))
+
+    def _features(self, inner: str) -> bytes:
+        if self.framed:
+            return f"<stream:features xmlns:stream='{ns.STREAMS}'>{inner}</stream:features>".encode()
+        return f"<stream:features>{inner}</stream:features>".encode()
+
+    def _send_header(self, peer: str | None) -> None:
+        self.stream_id = secrets.token_urlsafe(12)
+        domain = escape_attr(self.domain or next(iter(sorted(self.config.domains))))
+        to = f" to='{escape_attr(peer)}'" if peer else ""
+        lang = escape_attr(self.config.lang)
+        if self.framed:
+            header = (
+                f"<open xmlns='{ns.FRAMING}' id='{self.stream_id}' from='{domain}'{to}"
+                f" version='1.0' xml:lang='{lang}'/>"
+            )
+        else:
+            header = (
+                f"<?xml version='1.0'?><stream:stream xmlns='{ns.CLIENT}' xmlns:stream='{ns.STREAMS}'"
+                f" id='{self.stream_id}' from='{domain}'{to} version='1.0' xml:lang='{lang}'>"
+            )
+        self._out.append(header.encode())
+        self._header_sent = True
+
+    def _ensure_header(self) -> None:
+        if not self._header_sent:
+            self._send_header(None)
+
+    def _stream_footer(self) -> bytes:
+        return f"<close xmlns='{ns.FRAMING}'/>".encode() if self.framed else b"</stream:stream>"
+
+    def _fail(self, condition: StreamErrorCondition, text: str) -> StreamClosed:
+        """Queue a stream error and close (RFC 6120 §4.9.1.1: header first if none was sent)."""
+        self._ensure_header()
+        body = f"<{condition.value} xmlns='{ns.STREAM_ERRORS}'/>"
+        if text:
+            body += f"<text xmlns='{ns.STREAM_ERRORS}' xml:lang='en'>{escape_text(text)}</text>"
+        prefix_decl = f" xmlns:stream='{ns.STREAMS}'" if self.framed else ""
+        self._out.append(f"<stream:error{prefix_decl}>{body}</stream:error>".encode())
+        self._out.append(self._stream_footer())
+        self.state = State.CLOSED
+        self.close_condition = condition
+        self._inbox.clear()
+        self._waiting = None
+        self._parser = None
+        return StreamClosed(condition=condition, text=text)
+
+    def _restart(self) -> None:
+        """A stream restart: fresh parser, nothing parsed before it survives (RFC 6120 §4.3.3)."""
+        self._inbox.clear()
+        self._parser = self._new_parser()
+        self._header_sent = False
+        self.state = State.EXPECT_HEADER
+
+    def _new_parser(self) -> StreamParser:
+        limit = self.config.max_preauth_stanza_bytes
+        if getattr(self, "authenticated_localpart", None) is not None:
+            limit = self.config.max_stanza_bytes
+        return StreamParser(max_stanza_bytes=limit, max_depth=self.config.max_depth, framed=self.framed)
+
+
+def _only_child(el: etree._Element) -> etree._Element | None:
+    """The single element child of an iq, or None when there are none or several."""
+    children = [child for child in el if isinstance(child.tag, str)]
+    return children[0] if len(children) == 1 else None
+
+
+def _stanza_error(condition: StanzaErrorCondition, text: str) -> etree._Element:
+    error = etree.Element(_Q_ERROR, type=condition.error_type)
+    etree.SubElement(error, ns.qname(ns.STANZA_ERRORS, condition.value), nsmap={None: ns.STANZA_ERRORS})
+    if text:
+        text_el = etree.SubElement(error, _Q_TEXT_STANZA, nsmap={None: ns.STANZA_ERRORS})
+        text_el.text = text
+    return error
+
+
+def _localpart_or_none(username: str) -> str | None:
+    try:
+        return prep_localpart(username)
+    except InvalidJID:
+        return None
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii") if data else "="

@@ -1,0 +1,44 @@
+"""Async ports from the stream consumer to Django: credential lookups (run off the event loop)."""
+
+from __future__ import annotations
+
+import hmac
+
+from channels.db import database_sync_to_async
+
+from accounts import scram
+from accounts.models import User
+from xmppauth.proto.sasl import ScramCredentials, derive_credentials
+
+
+def _usable_user(localpart: str | None) -> User | None:
+    if localpart is None:
+        return None
+    user = User.objects.filter(username=localpart, is_active=True).only("id", "username", "scram").first()
+    return user
+
+
+@database_sync_to_async
+def scram_credentials(localpart: str | None, username: str, hash_name: str) -> ScramCredentials:
+    """Stored credentials, or deterministic fake ones so an unknown account looks like any other."""
+    user = _usable_user(localpart)
+    creds = user.scram_credentials(hash_name) if user is not None else None
+    return creds if creds is not None else scram.fake_for(username, hash_name)
+
+
+@database_sync_to_async
+def check_password(localpart: str | None, username: str, password: str) -> bool:
+    """PLAIN: derive the SCRAM-SHA-256 StoredKey from the password and compare in constant time.
+
+    Unknown accounts run the same derivation against fake credentials, so timing does not tell.
+    """
+    user = _usable_user(localpart)
+    stored = user.scram_credentials("SHA-256") if user is not None else None
+    reference = stored or scram.fake_for(username, "SHA-256")
+    try:
+        derived = derive_credentials(
+            password, "SHA-256", salt=reference.salt, iterations=reference.iterations
+        )
+    except ValueError:  # the password is not a valid SASLprep string
+        return False
+    return hmac.compare_digest(derived.stored_key, reference.stored_key) and stored is not None

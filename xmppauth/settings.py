@@ -1,0 +1,167 @@
+"""Django settings, read from the environment (every variable is listed in README.md)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"{name}={raw!r}: expected true or false")
+
+
+def _env_int(name: str, default: int, minimum: int = 0) -> int:
+    raw = os.environ.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r}: expected a whole number") from None
+    if value < minimum:
+        raise ValueError(f"{name}={value}: must be at least {minimum}")
+    return value
+
+
+def _env_list(name: str, default: str) -> list[str]:
+    return [part.strip() for part in os.environ.get(name, default).split(",") if part.strip()]
+
+
+DATA_DIR = Path(os.environ.get("XMPP_DATA_DIR", BASE_DIR / "var")).resolve()
+
+
+def _secret_key() -> str:
+    """DJANGO_SECRET_KEY, else a key generated once and kept in the data directory.
+
+    The key must survive restarts: it seeds the fake SCRAM salts given to unknown usernames, which
+    must stay the same or the change would reveal which accounts exist.
+    """
+    configured = os.environ.get("DJANGO_SECRET_KEY")
+    if configured:
+        return configured
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = _env_bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = _env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "xmppauth",
+    "accounts",
+    "sessions_acl",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "xmppauth.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = None
+ASGI_APPLICATION = "xmppauth.asgi.application"
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}"), conn_max_age=600
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # One writer at a time; wait for the lock instead of failing, and keep readers unblocked.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+    )
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+_channel_layer_url = os.environ.get("CHANNEL_LAYER_URL", "")
+if _channel_layer_url:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [_channel_layer_url]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+AUTH_USER_MODEL = "accounts.User"
+AUTH_PASSWORD_VALIDATORS: list[dict[str, str]] = []
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("XMPP_LOG_LEVEL", "INFO")},
+    "loggers": {"daphne": {"level": "WARNING"}, "django.channels.server": {"level": "WARNING"}},
+}
+
+# --- XMPP -------------------------------------------------------------------------------------------
+XMPP_DOMAIN = os.environ.get("XMPP_DOMAIN", "localhost").strip().lower()
+XMPP_TLS_CERT = Path(os.environ.get("XMPP_TLS_CERT", DATA_DIR / "tls" / f"{XMPP_DOMAIN}.crt"))
+XMPP_TLS_KEY = Path(os.environ.get("XMPP_TLS_KEY", DATA_DIR / "tls" / f"{XMPP_DOMAIN}.key"))
+XMPP_SCRAM_ITERATIONS = _env_int("XMPP_SCRAM_ITERATIONS", 4096, minimum=4096)
+XMPP_SASL_PLAIN = _env_bool("XMPP_SASL_PLAIN", True)
+XMPP_MAX_STANZA_BYTES = _env_int("XMPP_MAX_STANZA_BYTES", 256 * 1024, minimum=10_000)
+XMPP_MAX_PREAUTH_STANZA_BYTES = _env_int("XMPP_MAX_PREAUTH_STANZA_BYTES", 10_000, minimum=4096)
+XMPP_MAX_DEPTH = _env_int("XMPP_MAX_DEPTH", 48, minimum=8)
+XMPP_PREAUTH_TIMEOUT = _env_int("XMPP_PREAUTH_TIMEOUT", 30, minimum=1)
+# WebSocket streams that reach us as plain ws:// count as encrypted only from these networks,
+# where a reverse proxy terminated TLS (RFC 7395 §3.1 says clients MUST use wss).
+XMPP_WS_TLS_TERMINATED_BY = _env_list("XMPP_WS_TLS_TERMINATED_BY", "127.0.0.0/8,::1/128")
