@@ -7,7 +7,7 @@ from .models import User
 
 
 @admin.register(User)
-class AccountAdmin(UserAdmin):
+class AccountAdmin(UserAdmin[User]):
     readonly_fields = ("scram_hashes",)
     fieldsets = (*UserAdmin.fieldsets, ("XMPP", {"fields": ("scram_hashes",)}))  # type: ignore[misc]
 

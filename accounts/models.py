@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from xmppauth.proto.jid import InvalidJID, prep_localpart
+from xmppauth.proto.sasl import ScramCredentials
 
 from . import scram
 
@@ -41,7 +42,7 @@ class User(AbstractUser):
     # Hash name -> {salt, iterations, stored_key, server_key}, base64; see accounts/scram.py.
     scram = models.JSONField(default=dict, blank=True, editable=False)
 
-    objects = AccountManager()
+    objects = AccountManager()  # type: ignore[misc]
 
     @classmethod
     def normalize_username(cls, username: Any) -> Any:
@@ -58,6 +59,6 @@ class User(AbstractUser):
         super().set_unusable_password()
         self.scram = {}
 
-    def scram_credentials(self, hash_name: str) -> scram.ScramCredentials | None:
+    def scram_credentials(self, hash_name: str) -> ScramCredentials | None:
         data = self.scram.get(hash_name)
         return scram.from_json(data) if data else None

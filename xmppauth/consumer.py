@@ -51,15 +51,15 @@ def websocket_is_encrypted(scope: dict[str, Any]) -> bool:
     """A WebSocket counts as encrypted over wss, or from a proxy trusted to have terminated TLS."""
     if scope.get("scheme") == "wss":
         return True
-    client = scope.get("client") or (None, None)
+    client = scope.get("client") or ("", 0)
     try:
-        address = ipaddress.ip_address(client[0])
+        address = ipaddress.ip_address(str(client[0]))
     except (TypeError, ValueError):
         return False
     return any(address in net for net in _tls_terminating_networks())
 
 
-class StreamConsumer(AsyncConsumer):
+class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
     """One XMPP stream; a session in the router once a resource is bound."""
 
     stream: C2SStream | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TextIO
+from typing import Any
 
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -16,7 +16,7 @@ def pending_migrations() -> bool:
     return bool(executor.migration_plan(executor.loader.graph.leaf_nodes()))
 
 
-def ensure_migrated(out: TextIO) -> None:
+def ensure_migrated(out: Any) -> None:
     connection = connections[DEFAULT_DB_ALIAS]
     if not pending_migrations():
         return

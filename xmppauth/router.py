@@ -159,7 +159,7 @@ class Router:
         if not removed or not session.available or session.jid is None:
             return
         session.available = False
-        unavailable = etree.Element(ns.qname(ns.CLIENT, "presence"), nsmap={None: ns.CLIENT})
+        unavailable = etree.Element(ns.qname(ns.CLIENT, "presence"), nsmap=ns.default(ns.CLIENT))
         unavailable.set("from", str(session.jid))
         unavailable.set("type", "unavailable")
         data = etree.tostring(unavailable)

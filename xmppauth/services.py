@@ -18,7 +18,7 @@ def _usable_user(localpart: str | None) -> User | None:
     return user
 
 
-@database_sync_to_async
+@database_sync_to_async  # type: ignore[untyped-decorator]
 def scram_credentials(localpart: str | None, username: str, hash_name: str) -> ScramCredentials:
     """Stored credentials, or deterministic fake ones so an unknown account looks like any other."""
     user = _usable_user(localpart)
@@ -26,7 +26,7 @@ def scram_credentials(localpart: str | None, username: str, hash_name: str) -> S
     return creds if creds is not None else scram.fake_for(username, hash_name)
 
 
-@database_sync_to_async
+@database_sync_to_async  # type: ignore[untyped-decorator]
 def check_password(localpart: str | None, username: str, password: str) -> bool:
     """PLAIN: derive the SCRAM-SHA-256 StoredKey from the password and compare in constant time.
 

@@ -12,6 +12,7 @@ import socket
 import time
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree
 from OpenSSL import SSL
 
@@ -108,7 +109,7 @@ class RawClient:
             return self.tls.export_keying_material(b"EXPORTER-Channel-Binding", 32, None)
         cert = self.tls.get_peer_certificate()
         assert cert is not None
-        der = cert.to_cryptography().public_bytes(encoding=_der())
+        der = cert.to_cryptography().public_bytes(encoding=Encoding.DER)
         algorithm = x509.load_der_x509_certificate(der).signature_hash_algorithm
         name = algorithm.name if algorithm is not None and algorithm.name not in ("md5", "sha1") else "sha256"
         return hashlib.new(name, der).digest()
@@ -174,12 +175,6 @@ class RawClient:
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode() if data else "="
-
-
-def _der():  # type: ignore[no-untyped-def]
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    return Encoding.DER
 
 
 def parse_stream_error(data: bytes) -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 STREAMS = "http://etherx.jabber.org/streams"
 CLIENT = "jabber:client"
 FRAMING = "urn:ietf:params:xml:ns:xmpp-framing"  # RFC 7395
@@ -16,6 +18,11 @@ PING = "urn:xmpp:ping"  # XEP-0199
 DISCO_INFO = "http://jabber.org/protocol/disco#info"  # XEP-0030
 DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
 XML = "http://www.w3.org/XML/1998/namespace"
+
+
+def default(namespace: str) -> dict[Any, str]:
+    """An lxml ``nsmap`` declaring ``namespace`` as the default (lxml-stubs do not admit a None key)."""
+    return {None: namespace}
 
 
 def qname(namespace: str, local: str) -> str:

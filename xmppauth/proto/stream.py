@@ -267,7 +267,7 @@ class C2SStream:
         assert self.domain is not None
         self.jid = JID(self.authenticated_localpart, self.domain).with_resource(resource)
         reply = self._iq_result(self._bind_iq_id, to=None)
-        bind = etree.SubElement(reply, _Q_BIND, nsmap={None: ns.BIND})
+        bind = etree.SubElement(reply, _Q_BIND, nsmap=ns.default(ns.BIND))
         etree.SubElement(bind, ns.qname(ns.BIND, "jid")).text = str(self.jid)
         self._send_element(reply)
         self.state = State.BOUND
@@ -419,7 +419,7 @@ class C2SStream:
         return None
 
     def _mechanisms(self) -> tuple[str, ...]:
-        names = []
+        names: list[str] = []
         if self.channel_bindings:
             names.extend(f"SCRAM-{h}-PLUS" for h in SCRAM_HASHES)
         names.extend(f"SCRAM-{h}" for h in SCRAM_HASHES)
@@ -756,7 +756,7 @@ class C2SStream:
     ) -> etree._Element | StanzaErrorCondition:
         if query.get("node"):
             return StanzaErrorCondition.ITEM_NOT_FOUND
-        result = etree.Element(_Q_DISCO_INFO, nsmap={None: ns.DISCO_INFO})
+        result = etree.Element(_Q_DISCO_INFO, nsmap=ns.default(ns.DISCO_INFO))
         identity = etree.SubElement(result, ns.qname(ns.DISCO_INFO, "identity"), category=category, type=kind)
         if name:
             identity.set("name", name)
@@ -768,7 +768,7 @@ class C2SStream:
     def _disco_items(query: etree._Element) -> etree._Element | StanzaErrorCondition:
         if query.get("node"):
             return StanzaErrorCondition.ITEM_NOT_FOUND
-        return etree.Element(_Q_DISCO_ITEMS, nsmap={None: ns.DISCO_ITEMS})
+        return etree.Element(_Q_DISCO_ITEMS, nsmap=ns.default(ns.DISCO_ITEMS))
 
     def _is_local(self, jid: JID) -> bool:
         return jid.domain in self.config.domains
@@ -779,7 +779,7 @@ class C2SStream:
 
     # ------------------------------------------------------------------ builders
     def _error_reply(self, el: etree._Element, condition: StanzaErrorCondition, text: str) -> etree._Element:
-        reply = etree.Element(el.tag, nsmap={None: ns.CLIENT})
+        reply = etree.Element(el.tag, nsmap=ns.default(ns.CLIENT))
         reply.set("type", "error")
         if el.get("id") is not None:
             reply.set("id", el.get("id", ""))
@@ -794,7 +794,7 @@ class C2SStream:
         return reply
 
     def _iq_result(self, iq_id: str, *, to: str | None, sender: str | None = None) -> etree._Element:
-        reply = etree.Element(_Q_IQ, nsmap={None: ns.CLIENT}, type="result", id=iq_id)
+        reply = etree.Element(_Q_IQ, nsmap=ns.default(ns.CLIENT), type="result", id=iq_id)
         if sender:
             reply.set("from", sender)
         if to:
@@ -804,7 +804,7 @@ class C2SStream:
     def _iq_error(
         self, iq_id: str, to: str | None, condition: StanzaErrorCondition, text: str = ""
     ) -> etree._Element:
-        reply = etree.Element(_Q_IQ, nsmap={None: ns.CLIENT}, type="error", id=iq_id)
+        reply = etree.Element(_Q_IQ, nsmap=ns.default(ns.CLIENT), type="error", id=iq_id)
         if to:
             reply.set("to", to)
         reply.append(_stanza_error(condition, text))
@@ -881,9 +881,9 @@ def _only_child(el: etree._Element) -> etree._Element | None:
 
 def _stanza_error(condition: StanzaErrorCondition, text: str) -> etree._Element:
     error = etree.Element(_Q_ERROR, type=condition.error_type)
-    etree.SubElement(error, ns.qname(ns.STANZA_ERRORS, condition.value), nsmap={None: ns.STANZA_ERRORS})
+    etree.SubElement(error, ns.qname(ns.STANZA_ERRORS, condition.value), nsmap=ns.default(ns.STANZA_ERRORS))
     if text:
-        text_el = etree.SubElement(error, _Q_TEXT_STANZA, nsmap={None: ns.STANZA_ERRORS})
+        text_el = etree.SubElement(error, _Q_TEXT_STANZA, nsmap=ns.default(ns.STANZA_ERRORS))
         text_el.text = text
     return error
 
