@@ -1,0 +1,1002 @@
+"""Raw XMPP over TCP: the Twisted transport that hosts the ASGI stream application (xmppauth.transport).
+
+Twisted runs in a process of its own (tests/integration/tcp_echo_server.py, or `manage.py serve`) with
+`echo_app` below as the application; the tests talk to it over loopback with stdlib `ssl` and pyOpenSSL
+clients. A few behaviours that real sockets cannot show reliably (TCP_NODELAY on the server side, read
+backpressure, dropping queued plaintext at STARTTLS) are checked in-process against a fake transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import hashlib
+import json
+import os
+import select
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from OpenSSL import SSL
+
+from xmppauth.transport.tls import (
+    CertificateError,
+    ServerTLS,
+    ensure_certificate,
+    tls_server_end_point,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+EXPORTER_LABEL = b"EXPORTER-Channel-Binding"
+TIMEOUT = 10.0
+
+# --- the application under the transport (runs inside the server process) -----------------------------
+
+DISCONNECTS: list[dict[str, Any]] = []
+
+
+def _tls_summary(tls: dict[str, Any] | None) -> dict[str, Any] | None:
+    if tls is None:
+        return None
+    return {**tls, "channel_bindings": {k: v.hex() for k, v in tls["channel_bindings"].items()}}
+
+
+def _json_line(prefix: bytes, value: Any) -> bytes:
+    return prefix + json.dumps(value).encode() + b"\n"
+
+
+async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A line-oriented stand-in for the stream consumer.
+
+    Replies ``HELLO {json}`` on connect and ``TLS {json}`` after STARTTLS; answers ``<starttls/>`` with
+    ``<proceed/>`` + xmpp.starttls and ignores plaintext until TLS is up; commands (one per line):
+    ``INFO`` (every message received so far), ``ECHO text``, ``BULK n`` (n bytes, ``END``, xmpp.close),
+    ``DISCONNECTS`` (what earlier connections were told when they ended), ``CRASH``, ``QUIT``.
+    """
+    events: list[list[Any]] = []
+    buffer = b""
+    awaiting_tls = False
+
+    async def say(data: bytes) -> None:
+        await send({"type": "xmpp.send", "bytes": data})
+
+    while True:
+        message = await receive()
+        kind = message["type"]
+        events.append([kind, message["bytes"].decode("latin-1")] if kind == "xmpp.receive" else [kind])
+        if kind == "xmpp.connect":
+            hello = {"transport": scope["transport"], "tls": _tls_summary(message["tls"])}
+            await say(_json_line(b"HELLO ", hello))
+        elif kind == "xmpp.tls_established":
+            awaiting_tls, buffer = False, b""
+            await say(_json_line(b"TLS ", _tls_summary(message["tls"])))
+        elif kind == "xmpp.disconnect":
+            DISCONNECTS.append(
+                {"client": scope["client"], "reason": message["reason"], "events": [e[0] for e in events]}
+            )
+            return
+        elif kind == "xmpp.receive" and not awaiting_tls:
+            buffer += message["bytes"]
+            if b"<starttls/>" in buffer:
+                buffer, awaiting_tls = b"", True
+                await say(b"<proceed/>")
+                await send({"type": "xmpp.starttls"})
+                continue
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                command, _, arg = line.decode().partition(" ")
+                if command == "INFO":
+                    await say(_json_line(b"", {"events": events}))
+                elif command == "ECHO":
+                    await say(arg.encode() + b"\n")
+                elif command == "BULK":
+                    chunk = b"x" * 1024
+                    for _ in range(int(arg) // len(chunk)):
+                        await say(chunk)
+                    await say(b"\nEND\n")
+                    await send({"type": "xmpp.close"})
+                elif command == "DISCONNECTS":
+                    await say(_json_line(b"", DISCONNECTS))
+                elif command == "CRASH":
+                    raise RuntimeError("the test application crashed on purpose")
+                elif command == "QUIT":
+                    return
+
+
+_django_http_app: Any = None
+
+
+async def serve_test_application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """ASGI_APPLICATION for the `serve` tests: Django for HTTP, `echo_app` for raw XMPP."""
+    global _django_http_app
+    if scope["type"] == "xmpp":
+        await echo_app(scope, receive, send)
+        return
+    if _django_http_app is None:
+        from django.core.asgi import get_asgi_application
+
+        _django_http_app = get_asgi_application()
+    await _django_http_app(scope, receive, send)
+
+
+# --- process and client helpers ------------------------------------------------------------------------
+
+
+def _read_stdout_until(proc: subprocess.Popen[bytes], done: Callable[[list[str]], bool]) -> list[str]:
+    """Lines the process printed, read until `done(lines)` holds; fails on exit or after TIMEOUT."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    lines: list[str] = []
+    pending = b""
+    deadline = time.monotonic() + TIMEOUT
+    while not done(lines):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            pytest.fail(f"timed out waiting for the server; it printed {lines!r}")
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if not ready:
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            pytest.fail(f"the server exited with {proc.wait()}; it printed {lines!r}")
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        lines += [line.decode() for line in complete]
+    return lines
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+@dataclass
+class EchoServer:
+    starttls_port: int
+    directtls_port: int
+    cert_path: Path
+    stderr_path: Path
+
+
+@pytest.fixture(scope="module")
+def echo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EchoServer]:
+    """tcp_echo_server.py in a subprocess, on free loopback ports, with a 2 s TLS handshake timeout."""
+    tmp = tmp_path_factory.mktemp("echo-server")
+    cert, key, stderr_path = tmp / "localhost.crt", tmp / "localhost.key", tmp / "stderr.txt"
+    tls_args = ["--cert", str(cert), "--key", str(key)]
+    with stderr_path.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.integration.tcp_echo_server",
+                "--handshake-timeout",
+                "2",
+                *tls_args,
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    try:
+        lines = _read_stdout_until(proc, lambda lines: any(line.startswith("READY") for line in lines))
+        fields = dict(part.split("=") for part in lines[-1].split()[1:])
+        yield EchoServer(int(fields["starttls"]), int(fields["directtls"]), cert, stderr_path)
+    finally:
+        _stop(proc)
+
+
+class LineReader:
+    """Reads lines from anything with recv() (a socket, an SSLSocket or `MemoryTLSClient`)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.buffer = b""
+
+    def line(self) -> bytes:
+        while b"\n" not in self.buffer:
+            data = self.conn.recv(65536)
+            if not data:
+                raise EOFError(f"connection closed; buffer {self.buffer[:200]!r}")
+            self.buffer += data
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line
+
+    def json(self, prefix: bytes = b"") -> Any:
+        line = self.line()
+        assert line.startswith(prefix), line
+        return json.loads(line[len(prefix) :])
+
+    def until_eof(self) -> bytes:
+        data = self.buffer
+        while chunk := self.conn.recv(65536):
+            data += chunk
+        self.buffer = b""
+        return data
+
+
+class MemoryTLSClient:
+    """A pyOpenSSL TLS client over memory BIOs, so that the test decides what goes out in one segment."""
+
+    def __init__(self, sock: socket.socket, cert_path: Path, *, alpn: list[bytes] | None = None) -> None:
+        ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+        ctx.load_verify_locations(str(cert_path))
+        ctx.set_verify(SSL.VERIFY_PEER)
+        if alpn:
+            ctx.set_alpn_protos(alpn)
+        self.sock = sock
+        self.conn = SSL.Connection(ctx, None)
+        self.conn.set_connect_state()
+        self.conn.set_tlsext_host_name(b"localhost")
+
+    def handshake(self, then_send: bytes = b"") -> None:
+        """Complete the handshake; `then_send` leaves in the same write as the client's Finished."""
+        while True:
+            try:
+                self.conn.do_handshake()
+                break
+            except SSL.WantReadError:
+                self._flush()
+                self._pump()
+        if then_send:
+            self.conn.send(then_send)
+        self._flush()
+
+    def send(self, data: bytes) -> None:
+        self.conn.send(data)
+        self._flush()
+
+    def recv(self, size: int) -> bytes:
+        while True:
+            try:
+                return self.conn.recv(size)
+            except SSL.WantReadError:
+                self._flush()
+                if not self._pump():
+                    return b""
+            except SSL.ZeroReturnError:
+                return b""
+
+    def _flush(self) -> None:
+        out = b""
+        while True:
+            try:
+                out += self.conn.bio_read(65536)
+            except SSL.WantReadError:
+                break
+        if out:
+            self.sock.sendall(out)
+
+    def _pump(self) -> bool:
+        data = self.sock.recv(65536)
+        if data:
+            self.conn.bio_write(data)
+        return bool(data)
+
+
+def _connect(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def _client_context(cert_path: Path, *, alpn: list[str] | None = None) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(cert_path))
+    if alpn is not None:
+        ctx.set_alpn_protocols(alpn)
+    return ctx
+
+
+def _end_point_hex(cert_path: Path) -> str:
+    der = x509.load_pem_x509_certificate(cert_path.read_bytes()).public_bytes(serialization.Encoding.DER)
+    return hashlib.sha256(der).hexdigest()
+
+
+def _disconnect_record(server: EchoServer, client_port: int) -> dict[str, Any]:
+    """What the application was told when the connection from `client_port` ended (polls briefly)."""
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        with _connect(server.starttls_port) as sock:
+            reader = LineReader(sock)
+            reader.json(b"HELLO ")
+            sock.sendall(b"DISCONNECTS\n")
+            for record in reader.json():
+                if record["client"][1] == client_port:
+                    return record  # type: ignore[no-any-return]
+        time.sleep(0.05)
+    pytest.fail(f"no xmpp.disconnect recorded for client port {client_port}")
+
+
+# --- STARTTLS -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_starttls_never_feeds_pipelined_plaintext_into_tls(
+    echo_server: EchoServer,
+) -> None:
+    with _connect(echo_server.starttls_port) as sock:
+        plain = LineReader(sock)
+        assert plain.json(b"HELLO ") == {"transport": "starttls", "tls": None}
+
+        # Pipelined junk after <starttls/> in the same segment: it must not reach the TLS layer.
+        sock.sendall(b"<starttls/>JUNK-PLAINTEXT")
+        proceed = b""
+        while len(proceed) < len(b"<proceed/>"):
+            proceed += sock.recv(len(b"<proceed/>") - len(proceed))
+        assert proceed == b"<proceed/>"
+
+        # TLS 1.3: the client's Finished and its first application data leave in one write.
+        client = MemoryTLSClient(sock, echo_server.cert_path)
+        client.handshake(then_send=b"INFO\n")
+        reader = LineReader(client)
+        tls = reader.json(b"TLS ")
+        events = reader.json()["events"]
+
+    assert tls["version"] == "TLSv1.3"
+    assert tls["alpn"] is None
+    kinds = [event[0] for event in events]
+    established = kinds.index("xmpp.tls_established")
+    assert kinds[0] == "xmpp.connect"
+    after_tls = [event[1] for event in events[established + 1 :]]
+    assert after_tls == ["INFO\n"], "decrypted bytes arrive after xmpp.tls_established, and only they"
+    before_tls = "".join(event[1] for event in events[1:established])
+    assert before_tls == "<starttls/>JUNK-PLAINTEXT"
+
+
+@pytest.mark.integration
+def test_it_reports_both_channel_bindings_after_starttls(echo_server: EchoServer) -> None:
+    with _connect(echo_server.starttls_port) as sock:
+        LineReader(sock).json(b"HELLO ")
+        sock.sendall(b"<starttls/>")
+        assert sock.recv(len(b"<proceed/>")) == b"<proceed/>"
+        client = MemoryTLSClient(sock, echo_server.cert_path)
+        client.handshake()
+        tls = LineReader(client).json(b"TLS ")
+        exporter_no_context = client.conn.export_keying_material(EXPORTER_LABEL, 32, None)
+        exporter_empty_context = client.conn.export_keying_material(EXPORTER_LABEL, 32, b"")
+
+    bindings = tls["channel_bindings"]
+    assert bindings["tls-exporter"] == exporter_no_context.hex() == exporter_empty_context.hex()
+    assert bindings["tls-server-end-point"] == _end_point_hex(echo_server.cert_path)
+
+
+@pytest.mark.integration
+def test_a_failed_starttls_handshake_closes_and_disconnects(echo_server: EchoServer) -> None:
+    with _connect(echo_server.starttls_port) as sock:
+        client_port = sock.getsockname()[1]
+        LineReader(sock).json(b"HELLO ")
+        sock.sendall(b"<starttls/>")
+        assert sock.recv(len(b"<proceed/>")) == b"<proceed/>"
+        sock.sendall(b"this is not a TLS ClientHello\r\n" * 4)
+        with contextlib.suppress(ConnectionResetError):
+            LineReader(sock).until_eof()  # perhaps a TLS alert, then the end (a timeout would raise)
+
+    record = _disconnect_record(echo_server, client_port)
+    assert record["reason"].startswith("tls error"), record
+    assert record["events"][-1] == "xmpp.disconnect"
+    assert "xmpp.tls_established" not in record["events"]
+
+
+# --- direct TLS -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_direct_tls_negotiates_alpn_xmpp_client(echo_server: EchoServer) -> None:
+    ctx = _client_context(echo_server.cert_path, alpn=["xmpp-client"])
+    with (
+        _connect(echo_server.directtls_port) as raw,
+        ctx.wrap_socket(raw, server_hostname="localhost") as sock,
+    ):
+        assert sock.selected_alpn_protocol() == "xmpp-client"
+        hello = LineReader(sock).json(b"HELLO ")
+
+    assert hello["transport"] == "directtls"
+    assert hello["tls"]["alpn"] == "xmpp-client"
+    assert hello["tls"]["version"] == "TLSv1.3"
+    assert hello["tls"]["channel_bindings"]["tls-server-end-point"] == _end_point_hex(echo_server.cert_path)
+
+
+@pytest.mark.integration
+def test_direct_tls_exporter_matches_a_pyopenssl_client(echo_server: EchoServer) -> None:
+    with _connect(echo_server.directtls_port) as sock:
+        client = MemoryTLSClient(sock, echo_server.cert_path, alpn=[b"xmpp-client"])
+        client.handshake()
+        hello = LineReader(client).json(b"HELLO ")
+        exporter = client.conn.export_keying_material(EXPORTER_LABEL, 32, None)
+
+    assert hello["tls"]["channel_bindings"]["tls-exporter"] == exporter.hex()
+
+
+@pytest.mark.integration
+def test_direct_tls_serves_clients_that_offer_no_alpn(echo_server: EchoServer) -> None:
+    ctx = _client_context(echo_server.cert_path)
+    with (
+        _connect(echo_server.directtls_port) as raw,
+        ctx.wrap_socket(raw, server_hostname="localhost") as sock,
+    ):
+        hello = LineReader(sock).json(b"HELLO ")
+    assert hello["tls"]["alpn"] is None
+
+
+@pytest.mark.integration
+def test_direct_tls_refuses_clients_that_offer_only_other_protocols(echo_server: EchoServer) -> None:
+    ctx = _client_context(echo_server.cert_path, alpn=["h2", "http/1.1"])
+    with (
+        _connect(echo_server.directtls_port) as raw,
+        pytest.raises(ssl.SSLError, match=r"(?i)no.application.protocol"),
+    ):
+        ctx.wrap_socket(raw, server_hostname="localhost")
+
+
+@pytest.mark.integration
+def test_tls_1_2_works_without_tls_exporter(echo_server: EchoServer) -> None:
+    ctx = _client_context(echo_server.cert_path, alpn=["xmpp-client"])
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    with (
+        _connect(echo_server.directtls_port) as raw,
+        ctx.wrap_socket(raw, server_hostname="localhost") as sock,
+    ):
+        hello = LineReader(sock).json(b"HELLO ")
+    assert hello["tls"]["version"] == "TLSv1.2"
+    assert hello["tls"]["cipher"].startswith("ECDHE-ECDSA-")
+    assert set(hello["tls"]["channel_bindings"]) == {"tls-server-end-point"}
+
+
+@pytest.mark.integration
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
+def test_tls_1_1_is_refused(echo_server: EchoServer) -> None:
+    ctx = _client_context(echo_server.cert_path)
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")  # let the client offer TLS 1.1 at all
+    ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    with _connect(echo_server.directtls_port) as raw, pytest.raises(ssl.SSLError, match=r"(?i)version"):
+        ctx.wrap_socket(raw, server_hostname="localhost")
+
+
+@pytest.mark.integration
+def test_a_silent_client_is_dropped_after_the_handshake_timeout(echo_server: EchoServer) -> None:
+    started = time.monotonic()
+    with _connect(echo_server.directtls_port) as sock, contextlib.suppress(ConnectionResetError):
+        assert sock.recv(1) == b""
+    assert 1.5 < time.monotonic() - started < 6
+
+
+# --- closing --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_close_flushes_pending_data_before_closing(echo_server: EchoServer) -> None:
+    size = 4 * 1024 * 1024  # far more than the socket buffers hold when xmpp.close arrives
+    with _connect(echo_server.starttls_port) as sock:
+        client_port = sock.getsockname()[1]
+        reader = LineReader(sock)
+        reader.json(b"HELLO ")
+        sock.sendall(f"BULK {size}\n".encode())
+        time.sleep(0.3)  # let the server queue it all and ask to close while we do not read
+        data = reader.until_eof()
+    assert len(data) == size + len(b"\nEND\n")
+    assert data.endswith(b"\nEND\n")
+    assert _disconnect_record(echo_server, client_port)["reason"] == "closed"
+
+
+@pytest.mark.integration
+def test_close_flushes_pending_data_over_tls(echo_server: EchoServer) -> None:
+    size = 2 * 1024 * 1024
+    ctx = _client_context(echo_server.cert_path, alpn=["xmpp-client"])
+    with (
+        _connect(echo_server.directtls_port) as raw,
+        ctx.wrap_socket(raw, server_hostname="localhost") as sock,
+    ):
+        reader = LineReader(sock)
+        reader.json(b"HELLO ")
+        sock.sendall(f"BULK {size}\n".encode())
+        time.sleep(0.3)
+        data = reader.until_eof()  # ends with the server's close_notify
+    assert len(data) == size + len(b"\nEND\n")
+
+
+@pytest.mark.integration
+def test_peer_disconnect_produces_xmpp_disconnect(echo_server: EchoServer) -> None:
+    with _connect(echo_server.starttls_port) as sock:
+        client_port = sock.getsockname()[1]
+        reader = LineReader(sock)
+        reader.json(b"HELLO ")
+        sock.sendall(b"ECHO hi\n")
+        assert reader.line() == b"hi"
+    record = _disconnect_record(echo_server, client_port)
+    assert record["reason"] == "peer closed"
+    assert record["events"] == ["xmpp.connect", "xmpp.receive", "xmpp.disconnect"]
+
+
+@pytest.mark.integration
+def test_a_crashing_application_gets_its_connection_closed(echo_server: EchoServer) -> None:
+    with _connect(echo_server.starttls_port) as sock:
+        reader = LineReader(sock)
+        reader.json(b"HELLO ")
+        sock.sendall(b"CRASH\n")
+        assert reader.until_eof() == b""
+    assert "the test application crashed on purpose" in echo_server.stderr_path.read_text()
+
+
+@pytest.mark.integration
+def test_an_application_that_returns_gets_its_connection_closed(echo_server: EchoServer) -> None:
+    with _connect(echo_server.starttls_port) as sock:
+        reader = LineReader(sock)
+        reader.json(b"HELLO ")
+        sock.sendall(b"QUIT\n")
+        assert reader.until_eof() == b""
+
+
+# --- in-process checks against a fake transport ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server_tls(tmp_path_factory: pytest.TempPathFactory) -> ServerTLS:
+    tmp = tmp_path_factory.mktemp("tls")
+    ensure_certificate("localhost", tmp / "c.crt", tmp / "c.key")
+    return ServerTLS(tmp / "c.crt", tmp / "c.key")
+
+
+class _FakeSSLConnection:
+    def get_protocol_version_name(self) -> str:
+        return "TLSv1.3"
+
+    def get_cipher_name(self) -> str:
+        return "TLS_AES_128_GCM_SHA256"
+
+    def get_alpn_proto_negotiated(self) -> bytes:
+        return b""
+
+    def export_keying_material(self, label: bytes, olen: int, context: bytes | None = None) -> bytes:
+        return b"\x01" * olen
+
+
+def _fake_connection(
+    app: Any, server_tls: ServerTLS, transport_name: str = "starttls"
+) -> tuple[Any, Any, Any]:
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.task import Clock
+    from twisted.internet.testing import StringTransport
+
+    from xmppauth.transport.tcp import XMPPServerFactory
+
+    class FakeTransport(StringTransport):
+        nodelay: bool | None = None
+        tls_context: Any = None
+        aborted = False
+
+        def setTcpNoDelay(self, enabled: bool) -> None:
+            self.nodelay = enabled
+
+        def startTLS(self, ctx: Any) -> None:
+            self.tls_context = ctx
+
+        def getHandle(self) -> Any:
+            return _FakeSSLConnection()
+
+        def abortConnection(self) -> None:
+            self.aborted = True
+
+    factory = XMPPServerFactory(
+        app,
+        transport_name=transport_name,  # type: ignore[arg-type]
+        tls=server_tls,
+        reactor=Clock(),
+        loop=asyncio.get_running_loop(),
+    )
+    transport = FakeTransport(  # type: ignore[no-untyped-call]
+        hostAddress=IPv4Address("TCP", "127.0.0.1", 5222), peerAddress=IPv4Address("TCP", "127.0.0.1", 40000)
+    )
+    protocol = factory.buildProtocol(None)
+    protocol.makeConnection(transport)  # type: ignore[no-untyped-call]
+    return factory, protocol, transport
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(200):
+        if condition():
+            return
+        await asyncio.sleep(0.001)
+    pytest.fail("condition not reached")
+
+
+async def test_it_turns_on_tcp_nodelay_and_sends_the_scope(server_tls: ServerTLS) -> None:
+    scopes: list[dict[str, Any]] = []
+    messages: list[dict[str, Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        scopes.append(scope)
+        messages.append(await receive())
+
+    _factory, _protocol, transport = _fake_connection(app, server_tls)
+    await _until(lambda: bool(messages))
+    assert transport.nodelay is True
+    assert scopes[0] == {
+        "type": "xmpp",
+        "transport": "starttls",
+        "client": ["127.0.0.1", 40000],
+        "server": ["127.0.0.1", 5222],
+        "path": "",
+        "headers": [],
+        "query_string": b"",
+        "asgi": {"version": "3.0"},
+    }
+    assert messages == [{"type": "xmpp.connect", "tls": None}]
+
+
+async def test_it_pauses_reading_while_the_application_lags(server_tls: ServerTLS) -> None:
+    from xmppauth.transport.tcp import HIGH_WATER, LOW_WATER
+
+    go = asyncio.Event()
+    received: list[dict[str, Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await go.wait()
+        while True:
+            received.append(await receive())
+            if len(received) in (HIGH_WATER - LOW_WATER - 1, HIGH_WATER - LOW_WATER):
+                go.clear()
+                await go.wait()
+
+    _factory, protocol, transport = _fake_connection(app, server_tls)
+    for _ in range(HIGH_WATER - 2):  # plus xmpp.connect: one short of the mark
+        protocol.dataReceived(b"x")
+    assert transport.producerState == "producing"
+    protocol.dataReceived(b"x")
+    assert transport.producerState == "paused"
+
+    go.set()  # the application takes all but LOW_WATER + 1 messages
+    await _until(lambda: not go.is_set())
+    assert transport.producerState == "paused"
+    go.set()  # ... and one more
+    await _until(lambda: not go.is_set())
+    assert transport.producerState == "producing"
+
+
+async def test_it_drops_queued_plaintext_when_tls_starts(server_tls: ServerTLS) -> None:
+    go = asyncio.Event()
+    received: list[dict[str, Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        received.append(await receive())  # xmpp.connect
+        received.append(await receive())  # <starttls/>
+        await go.wait()
+        await send({"type": "xmpp.send", "bytes": b"<proceed/>"})
+        await send({"type": "xmpp.starttls"})
+        received.append(await receive())
+
+    _factory, protocol, transport = _fake_connection(app, server_tls)
+    protocol.dataReceived(b"<starttls/>")
+    await _until(lambda: len(received) == 2)
+    protocol.dataReceived(b"plaintext read before TLS started")
+    go.set()
+    await _until(lambda: transport.tls_context is not None)
+    assert transport.tls_context is server_tls.starttls
+    assert transport.value() == b"<proceed/>"
+    protocol.handshakeCompleted()
+    protocol.dataReceived(b"<stream:stream>")
+    await _until(lambda: len(received) == 3)
+    assert received[2]["type"] == "xmpp.tls_established"
+    assert received[2]["tls"]["channel_bindings"] == {
+        "tls-server-end-point": server_tls.end_point,
+        "tls-exporter": b"\x01" * 32,
+    }
+
+
+async def test_an_application_that_ignores_disconnect_is_cancelled(server_tls: ServerTLS) -> None:
+    from twisted.internet.error import ConnectionDone
+    from twisted.python.failure import Failure
+
+    from xmppauth.transport.tcp import APP_CLOSE_TIMEOUT
+
+    received: list[dict[str, Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        received.append(await receive())
+        received.append(await receive())
+        await asyncio.sleep(3600)
+
+    factory, protocol, _transport = _fake_connection(app, server_tls)
+    protocol.connectionLost(Failure(ConnectionDone()))  # type: ignore[no-untyped-call]
+    await _until(lambda: len(received) == 2)
+    assert received[1] == {"type": "xmpp.disconnect", "reason": "peer closed"}
+    factory.reactor.advance(APP_CLOSE_TIMEOUT)
+    await _until(lambda: protocol.task.done())
+    assert protocol.task.cancelled()
+
+
+async def test_close_aborts_a_peer_that_does_not_read(server_tls: ServerTLS) -> None:
+    from xmppauth.transport.tcp import CLOSE_GRACE
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "xmpp.send", "bytes": b"</stream:stream>"})
+        await send({"type": "xmpp.close"})
+        await receive()
+
+    factory, _protocol, transport = _fake_connection(app, server_tls)
+    await _until(lambda: transport.disconnecting)
+    assert transport.value() == b"</stream:stream>"
+    assert not transport.aborted
+    factory.reactor.advance(CLOSE_GRACE)
+    assert transport.aborted
+
+
+# --- certificates ---------------------------------------------------------------------------------------
+
+
+def test_ensure_certificate_creates_a_key_and_self_signed_certificate_once(tmp_path: Path) -> None:
+    cert_path, key_path = tmp_path / "tls" / "localhost.crt", tmp_path / "tls" / "private" / "localhost.key"
+    ensure_certificate("localhost", cert_path, key_path)
+
+    assert key_path.stat().st_mode & 0o777 == 0o600
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    assert isinstance(cert.public_key(), ec.EllipticCurvePublicKey)
+    assert isinstance(cert.signature_hash_algorithm, hashes.SHA256)
+    assert cert.subject.rfc4514_string() == "CN=localhost"
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["localhost"]
+    assert {str(ip) for ip in san.get_values_for_type(x509.IPAddress)} == {"127.0.0.1", "::1"}
+    lifetime = cert.not_valid_after_utc - datetime.datetime.now(datetime.UTC)
+    assert datetime.timedelta(days=824) < lifetime <= datetime.timedelta(days=825)
+
+    before = cert_path.read_bytes(), key_path.read_bytes()
+    ensure_certificate("localhost", cert_path, key_path)
+    assert (cert_path.read_bytes(), key_path.read_bytes()) == before
+
+
+def test_ensure_certificate_names_other_domains_without_ip_addresses(tmp_path: Path) -> None:
+    ensure_certificate("chat.example.org", tmp_path / "c.crt", tmp_path / "c.key")
+    cert = x509.load_pem_x509_certificate((tmp_path / "c.crt").read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["chat.example.org"]
+    assert san.get_values_for_type(x509.IPAddress) == []
+
+
+def test_ensure_certificate_refuses_to_replace_half_a_pair(tmp_path: Path) -> None:
+    (tmp_path / "c.crt").write_text("operator's certificate")
+    with pytest.raises(CertificateError, match="refusing to overwrite"):
+        ensure_certificate("localhost", tmp_path / "c.crt", tmp_path / "c.key")
+    assert (tmp_path / "c.crt").read_text() == "operator's certificate"
+    assert not (tmp_path / "c.key").exists()
+
+
+@pytest.mark.parametrize(
+    ("signature_hash", "expected"), [(hashes.SHA256(), hashlib.sha256), (hashes.SHA384(), hashlib.sha384)]
+)
+def test_tls_server_end_point_hashes_with_the_signature_hash(signature_hash: Any, expected: Any) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "x")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, signature_hash)
+    )
+    der = cert.public_bytes(serialization.Encoding.DER)
+    assert tls_server_end_point(cert) == expected(der).digest()
+
+
+@pytest.mark.parametrize("signature_hash", [hashes.MD5(), hashes.SHA1(), None])
+def test_tls_server_end_point_uses_sha256_for_weak_or_missing_signature_hashes(signature_hash: Any) -> None:
+    # cryptography no longer signs with MD5 or SHA-1, so this stands in for such a certificate.
+    class OldCertificate:
+        signature_hash_algorithm = signature_hash
+
+        def public_bytes(self, encoding: Any) -> bytes:
+            return b"DER bytes"
+
+    assert tls_server_end_point(OldCertificate()) == hashlib.sha256(b"DER bytes").digest()  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "endpoint"),
+    [
+        ("127.0.0.1:5222", ("127.0.0.1", 5222)),
+        ("[::1]:5223", ("::1", 5223)),
+        ("localhost:0", ("localhost", 0)),
+        ("8000", ("127.0.0.1", 8000)),
+        ("off", None),
+        ("OFF", None),
+    ],
+)
+def test_serve_reads_listener_addresses(text: str, endpoint: tuple[str, int] | None) -> None:
+    from xmppauth.management.commands.serve import parse_endpoint
+
+    assert parse_endpoint(text) == endpoint
+
+
+@pytest.mark.parametrize("text", ["::1:5222", "[::1]", "host:", ":5222", "127.0.0.1:65536", "host:http"])
+def test_serve_rejects_unclear_listener_addresses(text: str) -> None:
+    import argparse
+
+    from xmppauth.management.commands.serve import parse_endpoint
+
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_endpoint(text)
+
+
+# --- manage.py serve ------------------------------------------------------------------------------------
+
+# Runs `serve` with ASGI_APPLICATION pointed at `serve_test_application`, so that these tests do not depend
+# on xmppauth/asgi.py.
+SERVE_LAUNCHER = """
+import sys
+import django
+from django.conf import settings
+django.setup()
+settings.ASGI_APPLICATION = "tests.integration.test_tcp_transport.serve_test_application"
+from django.core.management import execute_from_command_line
+execute_from_command_line(["manage.py", *sys.argv[1:]])
+"""
+
+
+def _serve_environment(data_dir: Path) -> dict[str, str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "XMPP_DATA_DIR": str(data_dir)}
+    env["DJANGO_SETTINGS_MODULE"] = "xmppauth.settings"
+    for name in ("XMPP_TLS_CERT", "XMPP_TLS_KEY", "DATABASE_URL", "XMPP_DOMAIN", "DJANGO_SECRET_KEY"):
+        env.pop(name, None)
+    return env
+
+
+def _python_fails(code: str, env: dict[str, str]) -> str | None:
+    """The last line of the error if `code` fails in a fresh interpreter with `env`, else None."""
+    probe = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
+    if probe.returncode == 0:
+        return None
+    return (probe.stderr.strip().splitlines() or ["?"])[-1]
+
+
+@pytest.fixture(scope="module")
+def serve_django_loads(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Skip the `serve` tests while the project under construction does not load at all."""
+    error = _python_fails(
+        "import django; django.setup()", _serve_environment(tmp_path_factory.mktemp("probe"))
+    )
+    if error is not None:
+        pytest.skip(f"the Django project does not load yet: {error}")
+
+
+@pytest.fixture
+def serve_env(serve_django_loads: None, tmp_path: Path) -> dict[str, str]:
+    return _serve_environment(tmp_path / "data")
+
+
+def _serve(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-c", SERVE_LAUNCHER, "serve", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+@pytest.mark.integration
+def test_serve_help_lists_the_listener_options(serve_env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "django", "serve", "--help"],
+        cwd=REPO,
+        env=serve_env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    for option in ("--http", "--c2s", "--c2s-tls", "--no-migrate"):
+        assert option in result.stdout
+
+
+@pytest.mark.integration
+def test_serve_runs_http_and_both_xmpp_listeners_in_one_process(serve_env: dict[str, str]) -> None:
+    proc = _serve(serve_env, "--http", "127.0.0.1:0", "--c2s", "127.0.0.1:0", "--c2s-tls", "127.0.0.1:0")
+    try:
+        lines = _read_stdout_until(proc, lambda lines: any(line.startswith("domain:") for line in lines))
+        http_line = next(line for line in lines if line.startswith("HTTP/WebSocket on http://127.0.0.1:"))
+        starttls_line = next(line for line in lines if line.startswith("XMPP c2s STARTTLS on 127.0.0.1:"))
+        direct_line = next(line for line in lines if line.startswith("XMPP c2s direct TLS on 127.0.0.1:"))
+        assert direct_line.endswith("(ALPN xmpp-client)")
+        assert "domain: localhost" in lines
+        http_port = int(http_line.split("http://127.0.0.1:")[1].split()[0])
+        assert f"(XMPP over WebSocket at ws://127.0.0.1:{http_port}/xmpp-websocket)" in http_line
+        starttls_port = int(starttls_line.rsplit(":", 1)[1])
+        direct_port = int(direct_line.split("127.0.0.1:")[1].split()[0])
+
+        with _connect(http_port) as sock:
+            sock.sendall(b"GET /admin/login/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            status = LineReader(sock).line()
+        assert status.startswith(b"HTTP/1.1 ")
+        if (REPO / "xmppauth" / "urls.py").exists():
+            assert status.startswith(b"HTTP/1.1 200"), status
+
+        with _connect(starttls_port) as sock:
+            assert LineReader(sock).json(b"HELLO ")["transport"] == "starttls"
+        cert_path = Path(serve_env["XMPP_DATA_DIR"]) / "tls" / "localhost.crt"
+        ctx = _client_context(cert_path, alpn=["xmpp-client"])
+        with _connect(direct_port) as raw, ctx.wrap_socket(raw, server_hostname="localhost") as sock:
+            assert LineReader(sock).json(b"HELLO ")["tls"]["alpn"] == "xmpp-client"
+
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+    finally:
+        _stop(proc)
+
+
+@pytest.mark.integration
+def test_serve_explains_a_port_that_is_taken(serve_env: dict[str, str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = _serve(serve_env, "--http", "off", "--c2s", f"127.0.0.1:{port}", "--c2s-tls", "off")
+        try:
+            output, _ = proc.communicate(timeout=60)
+        finally:
+            _stop(proc)
+    text = output.decode()
+    assert proc.returncode != 0
+    assert f"127.0.0.1:{port}" in text
+    assert "Traceback" not in text
+
+
+@pytest.mark.integration
+def test_serve_runs_the_project_application(serve_env: dict[str, str]) -> None:
+    error = _python_fails("import django; django.setup(); import xmppauth.asgi", serve_env)
+    if error is not None:
+        pytest.skip(f"xmppauth.asgi does not load yet: {error}")
+    manage = [str(REPO / "manage.py")] if (REPO / "manage.py").exists() else ["-m", "django"]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            *manage,
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--c2s",
+            "127.0.0.1:0",
+            "--c2s-tls",
+            "off",
+        ],
+        cwd=REPO,
+        env=serve_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        lines = _read_stdout_until(proc, lambda lines: any(line.startswith("domain:") for line in lines))
+        http_line = next(line for line in lines if line.startswith("HTTP/WebSocket on http://127.0.0.1:"))
+        http_port = int(http_line.split("http://127.0.0.1:")[1].split()[0])
+        starttls_line = next(line for line in lines if line.startswith("XMPP c2s STARTTLS on 127.0.0.1:"))
+        assert not any(line.startswith("XMPP c2s direct TLS") for line in lines)
+        with _connect(http_port) as sock:
+            sock.sendall(b"GET /admin/login/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            assert LineReader(sock).line().startswith(b"HTTP/1.1 200")
+        with _connect(int(starttls_line.rsplit(":", 1)[1])):
+            pass
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+    finally:
+        _stop(proc)

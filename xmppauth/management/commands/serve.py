@@ -1,0 +1,221 @@
+"""`manage.py serve`: HTTP + WebSocket (Daphne) and XMPP c2s (STARTTLS, direct TLS) in one process and loop.
+
+Steps: apply pending migrations (SQLite only; other databases must be migrated by the operator), make sure a
+TLS certificate exists, load ASGI_APPLICATION, then start Daphne; the c2s listeners are opened from Daphne's
+ready callback, i.e. on the same Twisted asyncio reactor, just before it starts running. Ctrl-C or SIGTERM
+stop the reactor, which closes the XMPP connections and cancels the applications.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from xmppauth.transport.tls import CertificateError, ServerTLS, ensure_certificate
+
+Endpoint = tuple[str, int]
+
+
+def parse_endpoint(value: str) -> Endpoint | None:
+    """``HOST:PORT``, ``[IPV6]:PORT``, ``PORT`` (on 127.0.0.1) or ``off``."""
+    text = value.strip()
+    if text.lower() == "off":
+        return None
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"{value!r}: expected [IPV6]:PORT, e.g. [::1]:5222")
+    elif text.isdigit():
+        host, port = "127.0.0.1", text
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep or not host:
+            raise argparse.ArgumentTypeError(f"{value!r}: expected HOST:PORT, e.g. 127.0.0.1:5222, or 'off'")
+        if ":" in host:
+            raise argparse.ArgumentTypeError(f"{value!r}: put IPv6 addresses in brackets, e.g. [::1]:5222")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r}: the port must be a number from 0 to 65535")
+    return host, int(port)
+
+
+def format_endpoint(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class Command(BaseCommand):
+    help = "Serve HTTP/WebSocket and XMPP client connections (STARTTLS and direct TLS) in one process."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--http",
+            type=parse_endpoint,
+            default=("127.0.0.1", 8000),
+            metavar="HOST:PORT",
+            help="HTTP and WebSocket (portal, admin, /xmpp-websocket); default 127.0.0.1:8000; 'off': none",
+        )
+        parser.add_argument(
+            "--c2s",
+            type=parse_endpoint,
+            default=("127.0.0.1", 5222),
+            metavar="HOST:PORT",
+            help="XMPP clients with STARTTLS; default 127.0.0.1:5222; 'off' disables",
+        )
+        parser.add_argument(
+            "--c2s-tls",
+            type=parse_endpoint,
+            default=("127.0.0.1", 5223),
+            metavar="HOST:PORT",
+            help="XMPP clients with direct TLS (ALPN xmpp-client); default 127.0.0.1:5223; 'off' disables",
+        )
+        parser.add_argument(
+            "--no-migrate",
+            action="store_true",
+            help="do not apply pending migrations at start-up (SQLite) or check for them (other databases)",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        http: Endpoint | None = options["http"]
+        c2s: Endpoint | None = options["c2s"]
+        c2s_tls: Endpoint | None = options["c2s_tls"]
+        verbosity: int = options["verbosity"]
+        if http is None and c2s is None and c2s_tls is None:
+            raise CommandError("every listener is off; nothing to serve")
+
+        if not options["no_migrate"]:
+            self._migrate(verbosity)
+        tls = self._tls()
+        application = self._application()
+
+        import daphne.server  # installs Twisted's asyncio reactor (done already when daphne is an app)
+        from twisted.internet import reactor as default_reactor
+
+        reactor: Any = default_reactor
+
+        def start_c2s() -> None:
+            self._listen_c2s(application, tls, c2s, c2s_tls)
+            self.stdout.write(f"domain: {settings.XMPP_DOMAIN}")
+            self.stdout.write("Quit with CONTROL-C.")
+            self.stdout.flush()
+
+        if http is None:
+            start_c2s()
+            asyncio.set_event_loop(reactor._asyncioEventloop)
+            reactor.run()
+            return
+
+        from daphne.access import AccessLogGenerator
+        from daphne.endpoints import build_endpoint_description_strings
+
+        server: Any = None
+
+        def ready() -> None:
+            host, port = server.listening_addresses[0]
+            base = format_endpoint(host, port)
+            self.stdout.write(
+                f"HTTP/WebSocket on http://{base} (XMPP over WebSocket at ws://{base}/xmpp-websocket)"
+            )
+            start_c2s()
+
+        server = daphne.server.Server(
+            application=application,
+            endpoints=build_endpoint_description_strings(host=http[0], port=http[1]),
+            signal_handlers=True,
+            action_logger=AccessLogGenerator(sys.stdout) if verbosity >= 2 else None,
+            http_timeout=None,
+            websocket_timeout=-1,  # XMPP streams last for days; the stream layer keeps its own timeouts
+            websocket_connect_timeout=20,
+            ping_interval=20,
+            ping_timeout=30,
+            application_close_timeout=10,
+            root_path=getattr(settings, "FORCE_SCRIPT_NAME", None) or "",
+            verbosity=verbosity,
+            ready_callable=ready,
+        )
+        server.run()
+        if server.abort_start:
+            raise CommandError(
+                f"cannot listen for HTTP on {format_endpoint(*http)} (see above); "
+                "is another server running? Choose another address with --http, or 'off'"
+            )
+
+    def _migrate(self, verbosity: int) -> None:
+        from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+        from django.db.migrations.executor import MigrationExecutor
+
+        connection = connections[DEFAULT_DB_ALIAS]
+        sqlite = connection.vendor == "sqlite"
+        if sqlite:
+            name = str(connection.settings_dict["NAME"])
+            if name and name != ":memory:" and not name.startswith("file:"):
+                Path(name).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            executor = MigrationExecutor(connection)
+            plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+            if plan and sqlite:
+                if verbosity >= 1:
+                    self.stdout.write(f"Applying {len(plan)} pending migration(s) to the SQLite database")
+                call_command("migrate", interactive=False, verbosity=max(0, verbosity - 1))
+        except DatabaseError as exc:
+            raise CommandError(f"cannot check the database migrations: {exc}") from exc
+        finally:
+            connections.close_all()
+        if plan and not sqlite:
+            raise CommandError(
+                f"the database has {len(plan)} unapplied migration(s); run `python manage.py migrate` first "
+                "(serve applies migrations by itself only on SQLite), or start with --no-migrate"
+            )
+
+    def _tls(self) -> ServerTLS:
+        try:
+            ensure_certificate(settings.XMPP_DOMAIN, settings.XMPP_TLS_CERT, settings.XMPP_TLS_KEY)
+            return ServerTLS(settings.XMPP_TLS_CERT, settings.XMPP_TLS_KEY)
+        except (CertificateError, OSError) as exc:
+            raise CommandError(f"TLS certificate: {exc}") from exc
+
+    def _application(self) -> Any:
+        from channels.routing import get_default_application
+
+        try:
+            return get_default_application()
+        except ImproperlyConfigured as exc:
+            cause = f" ({exc.__context__})" if exc.__context__ else ""
+            raise CommandError(f"cannot load ASGI_APPLICATION: {exc}{cause}") from exc
+
+    def _listen_c2s(
+        self, application: Any, tls: ServerTLS, c2s: Endpoint | None, c2s_tls: Endpoint | None
+    ) -> None:
+        from twisted.internet.error import CannotListenError
+
+        from xmppauth.transport.tcp import listen_c2s
+
+        try:
+            ports = listen_c2s(
+                application,
+                starttls_endpoint=c2s,
+                directtls_endpoint=c2s_tls,
+                tls=tls,
+                handshake_timeout=settings.XMPP_PREAUTH_TIMEOUT,
+            )
+        except CannotListenError as exc:
+            reason = exc.socketError.strerror if exc.socketError is not None else str(exc)
+            where = format_endpoint(exc.interface or "*", exc.port)
+            raise CommandError(
+                f"cannot listen for XMPP clients on {where}: {reason}; is another server running? "
+                "Choose another address with --c2s / --c2s-tls, or 'off'"
+            ) from None
+        addresses = [port.getHost() for port in ports]
+        if c2s is not None:
+            address = addresses.pop(0)
+            self.stdout.write(f"XMPP c2s STARTTLS on {format_endpoint(address.host, address.port)}")
+        if c2s_tls is not None:
+            address = addresses.pop(0)
+            where = format_endpoint(address.host, address.port)
+            self.stdout.write(f"XMPP c2s direct TLS on {where} (ALPN xmpp-client)")

@@ -1,0 +1,377 @@
+"""Raw XMPP over TCP (RFC 6120 §5 STARTTLS on 5222, XEP-0368 direct TLS on 5223) as an ASGI host.
+
+The transport is dumb: bytes in, bytes out, TLS on request. Each accepted connection runs one ASGI application
+instance (the XMPP stream consumer) in the reactor's asyncio loop, the way Daphne runs its own.
+
+Scope::
+
+    {"type": "xmpp", "transport": "starttls" | "directtls", "client": [host, port], "server": [host, port],
+     "path": "", "headers": [], "query_string": b"", "asgi": {"version": "3.0"}}
+
+Transport -> application (``receive``):
+
+- ``{"type": "xmpp.connect", "tls": TLSInfo | None}`` always first. STARTTLS listener: at once, ``tls=None``.
+  Direct TLS: once the handshake has completed (the application instance is only created then).
+- ``{"type": "xmpp.receive", "bytes": b"..."}`` application bytes (decrypted when TLS is on).
+- ``{"type": "xmpp.tls_established", "tls": TLSInfo}`` after a STARTTLS handshake; always before the first
+  decrypted ``xmpp.receive`` (Twisted calls ``handshakeCompleted`` before it drains decrypted records).
+- ``{"type": "xmpp.disconnect", "reason": str}`` always last.
+
+Application -> transport (``send``):
+
+- ``{"type": "xmpp.send", "bytes": b"..."}`` write (never blocks; TCP_NODELAY is on).
+- ``{"type": "xmpp.starttls"}`` start server-side TLS now (just after ``<proceed/>`` was sent). Plaintext that
+  was read but not yet handed to the application is dropped from the queue; everything read afterwards goes
+  into the TLS layer. A failed handshake closes the connection.
+- ``{"type": "xmpp.close"}`` flush, then close; aborted after `CLOSE_GRACE` seconds if the peer does not read.
+
+Besides the application's own timers, the transport enforces one of its own: a TLS handshake (direct or
+STARTTLS) must finish within `handshake_timeout` seconds, since before that there is no application to do it.
+
+Backpressure: when `HIGH_WATER` messages wait in the receive queue, reading from the socket is paused; it
+resumes when the application has taken the queue down to `LOW_WATER`. Writes are not flow-controlled.
+
+The application must be an ASGI 3 single callable (Channels' routers and consumers are).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Literal, cast
+
+from OpenSSL import SSL
+from twisted.internet import defer
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IHandshakeListener
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from xmppauth.transport.tls import ServerTLS, TLSInfo, describe_tls_error
+
+logger = logging.getLogger(__name__)
+
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[..., Awaitable[None]]  # application(scope, receive, send)
+TransportName = Literal["starttls", "directtls"]
+
+HIGH_WATER = 64  # receive-queue length at which reading pauses
+LOW_WATER = 16  # ... and at which it resumes
+CLOSE_GRACE = 5.0  # seconds a closing connection may take to flush before it is aborted
+APP_CLOSE_TIMEOUT = 5.0  # seconds an application may take to return after xmpp.disconnect
+SHUTDOWN_TIMEOUT = 3.0  # seconds applications get to return on server shutdown
+
+
+@implementer(IHandshakeListener)
+class XMPPServerProtocol(Protocol):
+    """One TCP connection hosting one ASGI application instance."""
+
+    factory: XMPPServerFactory
+
+    def __init__(self, factory: XMPPServerFactory) -> None:
+        self.factory = factory
+        self.queue: asyncio.Queue[Message] | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.is_open = False
+        self.tls: TLSInfo | None = None
+        self._tls_started = False  # startTLS called (STARTTLS) or the listener is TLS (direct)
+        self._closing = False
+        self._close_reason: str | None = None
+        self._disconnect_sent = False
+        self._reading_paused = False
+        self._handshake_timer: Any = None
+        self._abort_timer: Any = None
+
+    @property
+    def _tr(self) -> Any:
+        # The TCP transport (STARTTLS listener) or the TLS wrapper around it (direct TLS); Twisted's
+        # interfaces do not declare setTcpNoDelay/startTLS/getHandle together, so it is typed loosely.
+        return self.transport
+
+    # --- Twisted side -----------------------------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        self.is_open = True
+        self.factory.protocols.add(self)
+        self._tr.setTcpNoDelay(True)
+        if self.factory.transport_name == "directtls":
+            self._tls_started = True
+            self._start_handshake_timer()
+        else:
+            self._start_application()
+            self._deliver({"type": "xmpp.connect", "tls": None})
+
+    def handshakeCompleted(self) -> None:
+        self._cancel_timer("_handshake_timer")
+        if not self.is_open:
+            return
+        self.tls = self.factory.tls.info(self._tr.getHandle())
+        if self.queue is None:
+            self._start_application()
+            self._deliver({"type": "xmpp.connect", "tls": self.tls})
+        else:
+            self._deliver({"type": "xmpp.tls_established", "tls": self.tls})
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.queue is None or self._closing:
+            return
+        self._deliver({"type": "xmpp.receive", "bytes": data})
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.is_open = False
+        self.factory.protocols.discard(self)
+        self._cancel_timer("_handshake_timer")
+        self._cancel_timer("_abort_timer")
+        self._signal_disconnect(self._close_reason or _describe_loss(reason))
+        if self.task is not None and not self.task.done():
+            self.factory.reactor.callLater(APP_CLOSE_TIMEOUT, self._cancel_application)
+
+    # --- application side -------------------------------------------------------------------------------
+
+    def _start_application(self) -> None:
+        peer, host = self._tr.getPeer(), self._tr.getHost()
+        scope = {
+            "type": "xmpp",
+            "transport": self.factory.transport_name,
+            "client": [peer.host, peer.port],
+            "server": [host.host, host.port],
+            "path": "",
+            "headers": [],
+            "query_string": b"",
+            "asgi": {"version": "3.0"},
+        }
+        self.queue = asyncio.Queue()
+        coro = self.factory.application(scope, self._receive, self._send)
+        self.task = self.factory.loop.create_task(coro)  # type: ignore[arg-type]
+        self.factory.tasks.add(self.task)
+        self.task.add_done_callback(self._application_done)
+
+    def _deliver(self, message: Message) -> None:
+        assert self.queue is not None
+        self.queue.put_nowait(message)
+        if not self._reading_paused and self.is_open and self.queue.qsize() >= HIGH_WATER:
+            self._reading_paused = True
+            self._tr.pauseProducing()
+
+    async def _receive(self) -> Message:
+        assert self.queue is not None
+        message = await self.queue.get()
+        if self._reading_paused and self.queue.qsize() <= LOW_WATER:
+            self._reading_paused = False
+            if self.is_open:
+                self._tr.resumeProducing()
+        return message
+
+    async def _send(self, message: Message) -> None:
+        if not self.is_open or self._closing:
+            return
+        kind = message.get("type")
+        if kind == "xmpp.send":
+            data = message.get("bytes")
+            if not isinstance(data, bytes | bytearray | memoryview):
+                raise TypeError(f"xmpp.send needs bytes, got {type(data).__name__}")
+            if data:
+                self._tr.write(bytes(data))
+        elif kind == "xmpp.starttls":
+            self._start_tls()
+        elif kind == "xmpp.close":
+            self.close()
+        else:
+            raise ValueError(f"unknown message type {kind!r} for an xmpp connection")
+
+    def _start_tls(self) -> None:
+        if self._tls_started:
+            raise RuntimeError("xmpp.starttls on a connection that already uses TLS")
+        self._tls_started = True
+        self._discard_pending_plaintext()
+        self._tr.startTLS(self.factory.tls.starttls)
+        self._start_handshake_timer()
+
+    def _discard_pending_plaintext(self) -> None:
+        """Drop xmpp.receive messages the application has not taken yet: they were read before TLS."""
+        assert self.queue is not None
+        kept: list[Message] = []
+        while not self.queue.empty():
+            message = self.queue.get_nowait()
+            if message["type"] != "xmpp.receive":
+                kept.append(message)
+        for message in kept:
+            self.queue.put_nowait(message)
+        if self._reading_paused and self.queue.qsize() <= LOW_WATER:
+            self._reading_paused = False
+            self._tr.resumeProducing()
+
+    def close(self, reason: str = "closed") -> None:
+        """Flush pending writes and close; abort if that has not happened after `CLOSE_GRACE` seconds."""
+        if self._closing or not self.is_open:
+            return
+        self._closing = True
+        self._close_reason = reason
+        if self._reading_paused:
+            # A paused reader would never see the peer's close; the queue no longer matters.
+            self._reading_paused = False
+            self._tr.resumeProducing()
+        self._tr.loseConnection()
+        if self.is_open:
+            self._abort_timer = self.factory.reactor.callLater(CLOSE_GRACE, self._abort)
+
+    def _abort(self) -> None:
+        self._abort_timer = None
+        if self.is_open:
+            self._tr.abortConnection()
+
+    def _application_done(self, task: asyncio.Task[None]) -> None:
+        self.factory.tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            logger.error("Exception inside XMPP application for %s", self._peer_text(), exc_info=exc)
+            self.close("application error")
+        else:
+            self.close("application finished")
+
+    def _cancel_application(self) -> None:
+        if self.task is not None and not self.task.done():
+            logger.warning("XMPP application for %s did not return after disconnect", self._peer_text())
+            self.task.cancel()
+
+    def _signal_disconnect(self, reason: str) -> None:
+        if self.queue is None or self._disconnect_sent:
+            return
+        self._disconnect_sent = True
+        self.queue.put_nowait({"type": "xmpp.disconnect", "reason": reason})
+
+    def shutdown(self) -> None:
+        """Server shutdown: tell the application at once, then close."""
+        self._signal_disconnect("server shutdown")
+        self.close("server shutdown")
+
+    # --- helpers ----------------------------------------------------------------------------------------
+
+    def _start_handshake_timer(self) -> None:
+        timeout = self.factory.handshake_timeout
+        if timeout > 0:
+            self._handshake_timer = self.factory.reactor.callLater(timeout, self._handshake_timed_out)
+
+    def _handshake_timed_out(self) -> None:
+        self._handshake_timer = None
+        if self.is_open:
+            self._close_reason = "tls handshake timeout"
+            self._closing = True
+            self._tr.abortConnection()
+
+    def _cancel_timer(self, name: str) -> None:
+        timer = getattr(self, name)
+        if timer is not None:
+            if timer.active():
+                timer.cancel()
+            setattr(self, name, None)
+
+    def _peer_text(self) -> str:
+        try:
+            peer = self._tr.getPeer()
+        except Exception:
+            return "?"
+        return f"{peer.host}:{peer.port}"
+
+
+def _describe_loss(reason: Failure) -> str:
+    if isinstance(reason.value, SSL.Error):
+        return f"tls error: {describe_tls_error(reason.value)}"
+    if isinstance(reason.value, ConnectionDone):
+        return "peer closed"
+    return f"connection lost: {reason.getErrorMessage()}"
+
+
+class XMPPServerFactory(Factory[XMPPServerProtocol]):
+    """Builds `XMPPServerProtocol`s for one listener and keeps track of them for shutdown."""
+
+    noisy = False
+
+    def __init__(
+        self,
+        application: ASGIApp,
+        *,
+        transport_name: TransportName,
+        tls: ServerTLS,
+        reactor: Any = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+        handshake_timeout: float = 30.0,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        if loop is None:
+            loop = getattr(reactor, "_asyncioEventloop", None)
+            if loop is None:
+                raise RuntimeError("the XMPP transport needs the asyncio reactor (import daphne.server)")
+        self.application = application
+        self.transport_name: TransportName = transport_name
+        self.tls = tls
+        self.reactor = reactor
+        self.loop = loop
+        self.handshake_timeout = handshake_timeout
+        self.protocols: set[XMPPServerProtocol] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def buildProtocol(self, addr: Any) -> XMPPServerProtocol:
+        return XMPPServerProtocol(self)
+
+    def shutdown(self) -> defer.Deferred[None]:
+        """Close every connection, give the applications `SHUTDOWN_TIMEOUT` seconds, then cancel them."""
+        for protocol in list(self.protocols):
+            protocol.shutdown()
+        tasks = [task for task in self.tasks if not task.done()]
+        if not tasks:
+            return defer.succeed(None)
+
+        async def wait() -> None:
+            _done, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_TIMEOUT)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+        return defer.Deferred.fromFuture(self.loop.create_task(wait()))
+
+
+def listen_c2s(
+    application: ASGIApp,
+    *,
+    starttls_endpoint: tuple[str, int] | None,
+    directtls_endpoint: tuple[str, int] | None,
+    tls: ServerTLS,
+    reactor: Any = None,
+    handshake_timeout: float = 30.0,
+) -> list[Any]:
+    """Listen for XMPP clients; returns the `IListeningPort`s (STARTTLS first). Raises `CannotListenError`.
+
+    The listeners close their connections when the reactor shuts down.
+    """
+    if reactor is None:
+        from twisted.internet import reactor as default_reactor
+
+        reactor = default_reactor
+    options: dict[str, Any] = {"tls": tls, "reactor": reactor, "handshake_timeout": handshake_timeout}
+    ports: list[Any] = []
+    try:
+        if starttls_endpoint is not None:
+            factory = XMPPServerFactory(application, transport_name="starttls", **options)
+            host, port = starttls_endpoint
+            ports.append(reactor.listenTCP(port, factory, interface=host))
+            reactor.addSystemEventTrigger("before", "shutdown", factory.shutdown)
+        if directtls_endpoint is not None:
+            factory = XMPPServerFactory(application, transport_name="directtls", **options)
+            host, port = directtls_endpoint
+            tls_factory = TLSMemoryBIOFactory(cast(Any, tls.directtls), False, cast(Any, factory))
+            ports.append(reactor.listenTCP(port, tls_factory, interface=host))
+            reactor.addSystemEventTrigger("before", "shutdown", factory.shutdown)
+    except Exception:
+        for listening in ports:
+            listening.stopListening()
+        raise
+    return ports
