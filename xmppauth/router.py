@@ -22,6 +22,7 @@ from xmppauth.proto.errors import StreamErrorCondition
 from xmppauth.proto.events import StanzaReceived
 from xmppauth.proto.jid import JID
 from xmppauth.proto.routing import ResourceState, decide
+from xmppauth.proto.xml import serialize
 
 log = logging.getLogger("xmppauth.router")
 
@@ -104,7 +105,7 @@ class Router:
         if event.kind == "presence":
             self._track_directed(sender, to, event.type)
         if decision.resources:
-            data = etree.tostring(event.stanza)
+            data = serialize(event.stanza)
             for resource in decision.resources:
                 await online[resource].deliver(data)
 
@@ -121,7 +122,7 @@ class Router:
         jid = sender.jid
         assert jid is not None
         stanza = event.stanza
-        data = etree.tostring(stanza)
+        data = serialize(stanza)
         was_available = sender.available
         if event.type == "unavailable":
             sender.available = False
@@ -162,7 +163,7 @@ class Router:
         unavailable = etree.Element(ns.qname(ns.CLIENT, "presence"), nsmap=ns.default(ns.CLIENT))
         unavailable.set("from", str(session.jid))
         unavailable.set("type", "unavailable")
-        data = etree.tostring(unavailable)
+        data = serialize(unavailable)
         for other in list(self.resources(session.jid.bare).values()):
             if other.available:
                 await other.deliver(data)

@@ -75,6 +75,7 @@ from .xml import (
     StreamParser,
     escape_attr,
     escape_text,
+    serialize,
 )
 
 __all__ = ["C2SStream", "State", "StreamConfig", "parse_jid"]
@@ -294,7 +295,7 @@ class C2SStream:
     def send_stanza(self, stanza: etree._Element) -> None:
         """Queue a stanza routed to this session (already addressed and stamped)."""
         if self.state is State.BOUND:
-            self._out.append(etree.tostring(stanza))
+            self._out.append(serialize(stanza))
 
     def send_raw(self, data: bytes) -> None:
         """Queue an already serialised stanza (the router serialises once for many recipients)."""
@@ -811,7 +812,7 @@ class C2SStream:
         return reply
 
     def _send_element(self, el: etree._Element) -> None:
-        self._out.append(etree.tostring(el))
+        self._out.append(serialize(el))
 
     def _features(self, inner: str) -> bytes:
         if self.framed:
