@@ -640,9 +640,7 @@ def test_the_driver_closes_with_a_stream_error() -> None:
     assert closed.condition is StreamErrorCondition.CONFLICT
     out = t.output().decode()
     assert "<conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>" in out
-    assert out.endswith(
-        "</stream:stream>"
-    )
+    assert out.endswith("</stream:stream>")
     t.stream.send_raw(b"<message/>")
     t.silent()
 
