@@ -248,6 +248,10 @@ def test_bad_input_gets_its_exact_stream_error(
         ),
         (b"<?xml version='1.0'?><!DOCTYPE lolz [<!ENTITY lol 'lol'>]><stream:stream>", "restricted-xml"),
         (b"<?xml version='1.0' encoding='ISO-8859-1'?><stream:stream>", "unsupported-encoding"),
+        (
+            b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>",
+            "invalid-namespace",
+        ),
     ],
 )
 def test_bad_stream_headers_get_their_exact_stream_error(
@@ -264,6 +268,14 @@ def test_bad_input_after_bind_gets_its_exact_stream_error(server: Server) -> Non
     client.login("alice", "wonderland", "spoofer")
     client.send("<message from='bob@localhost/x' to='carol@localhost'><body>spoofed</body></message>")
     assert parse_stream_error(client.read_to_close()) == "invalid-from"
+    client.close()
+
+
+def test_a_non_stanza_after_bind_is_unsupported_stanza_type(server: Server) -> None:
+    client = RawClient(server.c2s)
+    client.login("alice", "wonderland", "odd")
+    client.send("<foo xmlns='urn:example:foo'/>")
+    assert parse_stream_error(client.read_to_close()) == "unsupported-stanza-type"
     client.close()
 
 
