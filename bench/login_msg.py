@@ -1,0 +1,877 @@
+#!/usr/bin/env python3
+"""Login and message-routing benchmark: xmppauth vs stock Prosody, same machine, same run.
+
+Run by hand (not a test); prints a side-by-side table.  See bench/README.md.
+
+    .venv/bin/python bench/login_msg.py                       # both targets, defaults
+    .venv/bin/python bench/login_msg.py --target prosody --idle 500 --json /tmp/b.json
+
+For every target the script starts the server in a temp dir (pinned to --server-cpu), creates
+the accounts, pins itself (the load generator) to --client-cpu, then runs in this order:
+
+  seq    N sequential logins (C=1): server CPU ms per login
+  conc   C concurrent login loops for --login-duration s: logins/s, CPU ms per login
+  msg    P sender->receiver pairs, W messages in flight per pair (closed loop): msgs/s,
+         p50/p99 latency, server CPU us per routed message
+  rate   the same pairs at a fixed offered rate (open loop): latency when not saturated
+  idle   K authenticated, bound, idle sessions: server RSS before/after, per session
+
+Each scenario runs on a freshly started server process (same data dir; --no-restart to share one).
+
+A "login" is TCP connect + STARTTLS + SASL + stream restart + resource bind + close
+(client sends </stream:stream>, waits for the server's, closes TLS/TCP).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import codecs
+import contextlib
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from servers import BaseServer, ProsodyServer, ServerStartError, XmppauthServer, prosody_version
+from xmpp_client import (
+    ATTR_ID,
+    ATTR_TYPE_ERROR,
+    MESSAGE_START,
+    ScramCache,
+    Session,
+    login,
+    make_client_tls_context,
+)
+
+DOMAIN = "localhost"
+
+
+# --------------------------------------------------------------------------- measurement helpers
+
+
+class CpuSnap:
+    """Server CPU (user+system of the server process, children not included), server RSS,
+    and this process's (the load generator's) CPU, at one instant."""
+
+    def __init__(self, proc: psutil.Process) -> None:
+        t = proc.cpu_times()
+        self.server = t.user + t.system
+        self.rss = proc.memory_info().rss
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        self.client = ru.ru_utime + ru.ru_stime
+        m = psutil.cpu_times()  # whole machine, to detect other load sharing the cores
+        self.machine_busy = m.user + m.nice + m.system + getattr(m, "irq", 0.0) + getattr(m, "softirq", 0.0)
+        self.wall = time.perf_counter()
+
+
+@dataclass
+class Delta:
+    server_cpu: float
+    client_cpu: float
+    wall: float
+    machine_busy: float = 0.0
+
+    @classmethod
+    def between(cls, a: CpuSnap, b: CpuSnap) -> Delta:
+        return cls(b.server - a.server, b.client - a.client, b.wall - a.wall, b.machine_busy - a.machine_busy)
+
+    @property
+    def other_pct(self) -> float:
+        """CPU used by every other process on the machine, in % of one core (/proc/stat)."""
+        other = self.machine_busy - self.server_cpu - self.client_cpu
+        return max(0.0, 100.0 * other / self.wall) if self.wall > 0 else 0.0
+
+    @property
+    def server_pct(self) -> float:
+        return 100.0 * self.server_cpu / self.wall if self.wall > 0 else 0.0
+
+    @property
+    def client_pct(self) -> float:
+        return 100.0 * self.client_cpu / self.wall if self.wall > 0 else 0.0
+
+
+def pct(sorted_vals: list[float], q: float) -> float:
+    if not sorted_vals:
+        return float("nan")
+    i = min(len(sorted_vals) - 1, max(0, round(q * (len(sorted_vals) - 1))))
+    return sorted_vals[i]
+
+
+@dataclass
+class Ctx:
+    args: argparse.Namespace
+    server: BaseServer
+    proc: psutil.Process
+    tls_ctx: ssl.SSLContext
+    scram: ScramCache
+    accounts: list[str]
+    results: dict[str, Any] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    _res_counter: int = 0
+
+    def resource(self, tag: str) -> str:
+        self._res_counter += 1
+        return f"{tag}{self._res_counter}"
+
+    async def login(self, account: str, res: str) -> Session:
+        a = self.args
+        s = await login(  # bounded by time_limit (one asyncio.timeout around the whole login)
+            self.server.host,
+            self.server.c2s_port,
+            DOMAIN,
+            account,
+            a.password,
+            res,
+            tls_ctx=self.tls_ctx,
+            scram_cache=self.scram,
+            mechanism=a.mechanism,
+            time_limit=a.timeout,
+        )
+        if "tls" not in self.results:
+            self.results["tls"] = f"{s.tls_version} {s.tls_cipher}"
+            self.results["mechanism"] = s.mechanism
+        return s
+
+    def note_error(self, where: str, e: BaseException) -> None:
+        msg = f"{where}: {type(e).__name__}: {e}"
+        if len(self.errors) < 20:
+            self.errors.append(msg[:600])
+
+
+async def gather_limited(n: int, limit: int, fn: Callable[[int], Awaitable[Any]]) -> list[Any]:
+    """Run fn(0..n-1) with at most ``limit`` in flight; results in order (exceptions returned)."""
+    sem = asyncio.Semaphore(limit)
+
+    async def one(i: int) -> Any:
+        async with sem:
+            return await fn(i)
+
+    return await asyncio.gather(*(one(i) for i in range(n)), return_exceptions=True)
+
+
+async def close_all(ctx: Ctx, sessions: list[Session]) -> None:
+    """Close sessions (``</stream:stream>`` handshake) with at most C in flight; note failures."""
+    res = await gather_limited(
+        len(sessions), ctx.args.concurrency, lambda i: sessions[i].close(time_limit=ctx.args.timeout)
+    )
+    for r in res:
+        if isinstance(r, BaseException):
+            ctx.note_error("close", r)
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+async def one_login_cycle(ctx: Ctx, account: str) -> tuple[float, float]:
+    """One full login + close; returns (seconds to bound, seconds including close)."""
+    t0 = time.perf_counter()
+    s = await ctx.login(account, ctx.resource("b"))
+    t_bound = time.perf_counter() - t0
+    await s.close(time_limit=ctx.args.timeout)
+    return t_bound, time.perf_counter() - t0
+
+
+async def warmup(ctx: Ctx) -> None:
+    """Log in once with every account (fills the client's SCRAM key cache, so per-account
+    PBKDF2 never lands in a measured phase) and at least --warmup-logins times."""
+    for i in range(max(ctx.args.warmup_logins, len(ctx.accounts))):
+        await one_login_cycle(ctx, ctx.accounts[i % len(ctx.accounts)])
+
+
+async def scenario_idle(ctx: Ctx) -> None:
+    a = ctx.args
+    k = a.idle
+    await asyncio.sleep(1.0)
+    before = CpuSnap(ctx.proc)
+    sessions: list[Session] = []
+
+    async def open_one(i: int) -> Session:
+        s = await ctx.login(ctx.accounts[i % len(ctx.accounts)], f"idle{i}")
+        sessions.append(s)
+        return s
+
+    t0 = time.perf_counter()
+    res = await gather_limited(k, a.concurrency, open_one)
+    open_s = time.perf_counter() - t0
+    failed = [r for r in res if isinstance(r, BaseException)]
+    for e in failed[:3]:
+        ctx.note_error("idle open", e)
+    await asyncio.sleep(a.settle)
+    after = CpuSnap(ctx.proc)
+    # idle CPU of the server with K sessions open (timers, keepalives, ...)
+    await asyncio.sleep(a.idle_watch)
+    watched = CpuSnap(ctx.proc)
+    idle_delta = Delta.between(after, watched)
+    # one ping round trip on a few sessions proves they are still alive
+    alive = 0
+    for s in sessions[:: max(1, len(sessions) // 10)]:
+        try:
+            s.send(f"<iq type='get' id='p1' to='{DOMAIN}'><ping xmlns='urn:xmpp:ping'/></iq>")
+            await s.expect(_IQ_ID_P1, "ping reply", time_limit=a.timeout)
+            alive += 1
+        except (TimeoutError, OSError, ConnectionError, Exception) as e:
+            ctx.note_error("idle ping", e)
+    t1 = time.perf_counter()
+    await close_all(ctx, sessions)
+    close_s = time.perf_counter() - t1
+    await asyncio.sleep(a.settle)
+    closed = CpuSnap(ctx.proc)
+    n = len(sessions)
+    ctx.results["idle"] = {
+        "sessions": n,
+        "failed": len(failed),
+        "rss_before_mib": before.rss / 2**20,
+        "rss_after_mib": after.rss / 2**20,
+        "kib_per_session": (after.rss - before.rss) / 1024 / n if n else float("nan"),
+        "rss_after_close_mib": closed.rss / 2**20,
+        "idle_server_cpu_pct": idle_delta.server_pct,
+        "other_cpu_pct": Delta.between(before, closed).other_pct,
+        "open_seconds": open_s,
+        "close_seconds": close_s,
+        "pinged_ok": alive,
+    }
+
+
+async def scenario_seq(ctx: Ctx) -> None:
+    a = ctx.args
+    lat: list[float] = []
+    s0 = CpuSnap(ctx.proc)
+    for i in range(a.logins):
+        t_bound, _ = await one_login_cycle(ctx, ctx.accounts[i % len(ctx.accounts)])
+        lat.append(t_bound)
+    s1 = CpuSnap(ctx.proc)
+    d = Delta.between(s0, s1)
+    lat.sort()
+    ctx.results["seq"] = {
+        "logins": a.logins,
+        "server_cpu_ms_per_login": 1000 * d.server_cpu / a.logins,
+        "client_cpu_ms_per_login": 1000 * d.client_cpu / a.logins,
+        "logins_per_s": a.logins / d.wall,
+        "p50_ms": 1000 * pct(lat, 0.5),
+        "p99_ms": 1000 * pct(lat, 0.99),
+        "other_cpu_pct": d.other_pct,
+    }
+
+
+async def scenario_conc(ctx: Ctx) -> None:
+    a = ctx.args
+    lat: list[float] = []
+    failures = 0
+    deadline = time.perf_counter() + a.login_duration
+
+    async def worker(w: int) -> None:
+        nonlocal failures
+        j = 0
+        while time.perf_counter() < deadline:
+            account = ctx.accounts[(w + j * a.concurrency) % len(ctx.accounts)]
+            j += 1
+            try:
+                t_bound, _ = await one_login_cycle(ctx, account)
+                lat.append(t_bound)
+            except (TimeoutError, OSError, ConnectionError, Exception) as e:
+                failures += 1
+                ctx.note_error("conc login", e)
+                if failures > 50:
+                    raise
+
+    s0 = CpuSnap(ctx.proc)
+    async with asyncio.timeout(a.login_duration + 4 * a.timeout + 10):
+        res = await asyncio.gather(*(worker(w) for w in range(a.concurrency)), return_exceptions=True)
+    s1 = CpuSnap(ctx.proc)
+    for r in res:
+        if isinstance(r, BaseException):
+            ctx.note_error("conc worker", r)
+    d = Delta.between(s0, s1)
+    n = len(lat)
+    lat.sort()
+    ctx.results["conc"] = {
+        "concurrency": a.concurrency,
+        "logins": n,
+        "failed": failures,
+        "logins_per_s": n / d.wall,
+        "server_cpu_ms_per_login": 1000 * d.server_cpu / n if n else float("nan"),
+        "server_cpu_pct": d.server_pct,
+        "client_cpu_pct": d.client_pct,
+        "p50_ms": 1000 * pct(lat, 0.5),
+        "p99_ms": 1000 * pct(lat, 0.99),
+        "other_cpu_pct": d.other_pct,
+    }
+
+
+_IQ_ID_P1 = re.compile(r"<(?:[\w.-]+:)?iq\b[^>]*\sid=(['\"])p1\1[^>]*?(?:/>|>.*?</(?:[\w.-]+:)?iq\s*>)", re.S)
+
+
+@dataclass
+class Pair:
+    idx: int
+    sender: Session
+    receiver: Session
+    prefix: bytes
+    suffix: bytes
+    sent: list[float] = field(default_factory=list)
+    received: int = 0
+    sample: str = ""  # first bytes the receiver got, for diagnostics
+
+    def build(self, n: int, now: float) -> bytes:
+        base = len(self.sent)
+        self.sent.extend([now] * n)
+        p, s = self.prefix, self.suffix
+        return b"".join(p + str(base + k).encode() + s for k in range(n))
+
+
+@dataclass
+class MsgState:
+    measuring: bool = False
+    sending: bool = True
+    closed_loop: bool = True
+    count: int = 0
+    errors: int = 0
+    prefixed: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+
+async def receive_loop(pair: Pair, st: MsgState) -> None:
+    """Count message stanzas arriving at the receiver; in closed-loop mode answer every
+    received message by sending one more on the pair's sender (one write per read)."""
+    r = pair.receiver
+    reader = r.reader
+    dec = codecs.getincrementaldecoder("utf-8")()
+    buf = r.buf
+    sent = pair.sent
+    perf = time.perf_counter
+    while True:
+        data = await reader.read(262144)
+        if not data:
+            raise ConnectionError(f"pair {pair.idx}: receiver stream closed; tail {buf[-200:]!r}")
+        text = dec.decode(data)
+        if not pair.sample:
+            pair.sample = text[:400]
+        buf += text
+        # last complete stanza ends with "</message>" or "</prefix:message>"; a start tag
+        # never ends in "message>" because ours always carry attributes
+        end = buf.rfind("message>")
+        if end < 0:
+            continue
+        end += 8
+        chunk, buf = buf[:end], buf[end:]
+        now = perf()
+        n = 0
+        lats = []
+        for m in MESSAGE_START.finditer(chunk):
+            if m.group(1):
+                st.prefixed += 1
+            attrs = m.group(2)
+            if ATTR_TYPE_ERROR.search(attrs):
+                st.errors += 1
+                continue
+            mid = ATTR_ID.search(attrs)
+            if mid is None or not mid.group(2).startswith("m"):
+                continue
+            n += 1
+            lats.append(now - sent[int(mid.group(2)[1:])])
+        pair.received += n
+        if st.measuring:
+            st.count += n
+            st.latencies.extend(lats)
+        if st.closed_loop and st.sending and n:
+            pair.sender.writer.write(pair.build(n, perf()))
+
+
+async def sender_drain(pair: Pair, st: MsgState) -> None:
+    """Senders should receive nothing; count bounced errors if the server sends any."""
+    reader = pair.sender.reader
+    while True:
+        data = await reader.read(65536)
+        if not data:
+            raise ConnectionError(f"pair {pair.idx}: sender stream closed")
+        st.errors += data.count(b"type='error'") + data.count(b'type="error"')
+
+
+async def open_pairs(ctx: Ctx) -> list[Pair]:
+    a = ctx.args
+    body = ("x" * a.body_size).encode()
+    sessions: dict[int, Session] = {}
+
+    async def open_one(i: int) -> None:
+        sessions[i] = await ctx.login(ctx.accounts[i], f"m{i}")
+
+    res = await gather_limited(2 * a.pairs, a.concurrency, open_one)
+    bad = [r for r in res if isinstance(r, BaseException)]
+    if bad:
+        for s in sessions.values():
+            s.abort_or_close()
+        raise RuntimeError(f"could not log in message pairs: {bad[0]!r}")
+    pairs = []
+    for p in range(a.pairs):
+        snd, rcv = sessions[2 * p], sessions[2 * p + 1]
+        prefix = f"<message to='{rcv.jid}' type='chat' id='m".encode()
+        suffix = b"'><body>" + body + b"</body></message>"
+        pairs.append(Pair(p, snd, rcv, prefix, suffix))
+    return pairs
+
+
+async def run_messages(ctx: Ctx, key: str, rate: float | None) -> None:
+    """Closed loop (rate None: W in flight per pair) or open loop at ``rate`` msgs/s total."""
+    a = ctx.args
+    pairs = await open_pairs(ctx)
+    st = MsgState(closed_loop=rate is None)
+    tasks = [asyncio.create_task(receive_loop(p, st)) for p in pairs]
+    tasks += [asyncio.create_task(sender_drain(p, st)) for p in pairs]
+
+    async def pacer() -> None:
+        assert rate is not None
+        t0 = time.perf_counter()
+        total = 0
+        i = 0
+        n_pairs = len(pairs)
+        while st.sending:
+            now = time.perf_counter()
+            due = int((now - t0) * rate) - total
+            if due > 0:
+                per = [due // n_pairs] * n_pairs
+                for k in range(due % n_pairs):
+                    per[(i + k) % n_pairs] += 1
+                i = (i + due) % n_pairs
+                for p, n in zip(pairs, per, strict=True):
+                    if n:
+                        p.sender.writer.write(p.build(n, now))
+                total += due
+            await asyncio.sleep(0.0005)
+
+    def in_flight() -> int:
+        return sum(len(p.sent) - p.received for p in pairs)
+
+    try:
+        async with asyncio.timeout(a.msg_warmup + a.msg_duration + a.drain + 30):
+            if rate is None:
+                for p in pairs:
+                    p.sender.writer.write(p.build(a.window, time.perf_counter()))
+            else:
+                tasks.append(asyncio.create_task(pacer()))
+            await asyncio.sleep(a.msg_warmup)
+            _check_tasks(tasks)
+            if not any(p.received for p in pairs):
+                sample = next((p.sample for p in pairs if p.sample), "")
+                raise RuntimeError(
+                    f"no message delivered during the {a.msg_warmup:g}s warm-up ({in_flight()} in flight, "
+                    f"{st.errors} errors); first bytes a receiver got: {sample!r}"
+                )
+            s0 = CpuSnap(ctx.proc)
+            st.measuring = True
+            await asyncio.sleep(a.msg_duration)
+            st.measuring = False
+            s1 = CpuSnap(ctx.proc)
+            st.sending = False
+            _check_tasks(tasks)
+            t_drain = time.perf_counter() + a.drain
+            while in_flight() > 0 and time.perf_counter() < t_drain:
+                await asyncio.sleep(0.02)
+                _check_tasks(tasks)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await close_all(ctx, [s for p in pairs for s in (p.sender, p.receiver)])
+    d = Delta.between(s0, s1)
+    lat = sorted(st.latencies)
+    ctx.results[key] = {
+        "pairs": a.pairs,
+        "window": a.window if rate is None else None,
+        "offered_per_s": rate,
+        "messages": st.count,
+        "msgs_per_s": st.count / d.wall,
+        "p50_ms": 1000 * pct(lat, 0.5),
+        "p99_ms": 1000 * pct(lat, 0.99),
+        "server_cpu_us_per_msg": 1e6 * d.server_cpu / st.count if st.count else float("nan"),
+        "server_cpu_pct": d.server_pct,
+        "client_cpu_pct": d.client_pct,
+        "lost": in_flight(),
+        "errors": st.errors,
+        "prefixed_stanzas": st.prefixed,
+        "other_cpu_pct": d.other_pct,
+    }
+
+
+def _check_tasks(tasks: list[asyncio.Task[None]]) -> None:
+    for t in tasks:
+        if t.done() and not t.cancelled() and t.exception() is not None:
+            raise RuntimeError(f"message task failed: {t.exception()!r}")
+
+
+# --------------------------------------------------------------------------- driver
+
+
+SCENARIOS = ("seq", "conc", "msg", "rate", "idle")
+
+
+def scenario_groups(names: list[str], restart_each: bool) -> list[list[str]]:
+    """Which scenarios share one server process.  By default every scenario gets a freshly
+    started (and warmed-up) process, so that no figure depends on what ran before it: stock
+    Prosody's CPU per login grows with the number of logins it has served (5.7 -> 8.4 ms over its
+    first 2000 logins in one test, its incremental Lua GC walking a heap that keeps growing), and
+    the idle-session RSS baseline must not include heap grown by earlier scenarios.  With
+    ``--no-restart`` only ``idle`` is isolated."""
+    if restart_each:
+        return [[n] for n in names]
+    groups: list[list[str]] = [[]]
+    for name in names:
+        if name == "idle":
+            groups += [["idle"], []]
+        else:
+            groups[-1].append(name)
+    return [g for g in groups if g]
+
+
+async def run_target(ctx: Ctx, names: list[str]) -> None:
+    a = ctx.args
+    try:
+        await warmup(ctx)
+    except Exception as e:
+        ctx.note_error("warm-up", e)
+        ctx.results.setdefault("failed_scenarios", []).extend(names)
+        log(f"  [{ctx.server.name}] warm-up FAILED, skipping {', '.join(names)}: {type(e).__name__}: {e}")
+        return
+    steps: dict[str, Callable[[], Awaitable[None]]] = {
+        "idle": lambda: scenario_idle(ctx),
+        "seq": lambda: scenario_seq(ctx),
+        "conc": lambda: scenario_conc(ctx),
+        "msg": lambda: run_messages(ctx, "msg", None),
+        "rate": lambda: run_messages(ctx, "rate", a.msg_rate),
+    }
+    for name in names:
+        if name == "rate" and not a.msg_rate:
+            continue
+        if a.wait_quiet > 0:
+            await wait_quiet(a.wait_quiet)
+        t0 = time.perf_counter()
+        log(f"  [{ctx.server.name}] {name} ...")
+        try:
+            await steps[name]()
+        except (TimeoutError, OSError, ConnectionError, RuntimeError, Exception) as e:
+            ctx.note_error(name, e)
+            ctx.results.setdefault("failed_scenarios", []).append(name)
+            log(f"  [{ctx.server.name}] {name} FAILED: {type(e).__name__}: {e}")
+            if ctx.server.proc is not None and ctx.server.proc.poll() is not None:
+                log(f"  server exited (code {ctx.server.proc.returncode})\n{ctx.server.log_tail()}")
+                return
+        else:
+            log(
+                f"  [{ctx.server.name}] {name} done in {time.perf_counter() - t0:.1f}s: "
+                f"{ctx.results.get(name)}"
+            )
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def make_server(name: str, a: argparse.Namespace) -> BaseServer:
+    cpu = None if a.no_pin else a.server_cpu
+    if name == "prosody":
+        return ProsodyServer(
+            cpu, keep=a.keep, log_level=a.prosody_log_level, nagle=a.prosody_nagle, extra=a.prosody_extra
+        )
+    return XmppauthServer(cpu, keep=a.keep)
+
+
+async def wait_quiet(max_wait: float, threshold: float = 15.0) -> None:
+    """Wait (at most ``max_wait`` s) until the machine is quiet: less than ``threshold`` % of one
+    core busy over 2 s, counting every process (ours are idle at this point)."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        psutil.cpu_percent(interval=None)
+        await asyncio.sleep(2.0)
+        busy = psutil.cpu_percent(interval=None) * (os.cpu_count() or 1)
+        if busy < threshold:
+            return
+        if time.monotonic() >= deadline:
+            log(f"  machine still busy ({busy:.0f}% of a core used by other processes); measuring anyway")
+            return
+        log(f"  waiting for a quiet machine: {busy:.0f}% of a core busy ...")
+
+
+def bench_target(
+    name: str, a: argparse.Namespace, tls_ctx: ssl.SSLContext, scram: ScramCache
+) -> dict[str, Any]:
+    n_accounts = max(a.accounts, 2 * a.pairs, a.concurrency)
+    accounts = [f"user{i}" for i in range(n_accounts)]
+    server = make_server(name, a)
+    out: dict[str, Any] = {"target": name}
+    try:
+        log(f"[{name}] creating {n_accounts} accounts in {server.dir} ...")
+        t0 = time.perf_counter()
+        if name == "prosody":
+            server.create_accounts(accounts, a.password)
+            server.start()
+        else:
+            # xmppauth creates its DB/secret/cert on first run: start it, then add users
+            server.start()
+            server.create_accounts(accounts, a.password)
+        out["version"] = server.version()
+        log(f"[{name}] setup {time.perf_counter() - t0:.1f}s")
+        ctx = Ctx(a, server, psutil.Process(server.pid), tls_ctx, scram, accounts, results=out)
+        for gi, group in enumerate(scenario_groups(a.scenarios, not a.no_restart)):
+            if gi > 0:
+                server.restart()  # fresh process, same accounts and certificate
+                ctx.proc = psutil.Process(server.pid)
+            log(f"[{name}] pid {server.pid}, c2s {server.host}:{server.c2s_port}: {', '.join(group)}")
+            asyncio.run(run_target(ctx, group))
+            if server.proc is not None and server.proc.poll() is not None:
+                ctx.errors.append(f"server exited with code {server.proc.returncode}")
+                break
+        out["errors"] = ctx.errors
+        if ctx.errors:
+            out["log_tail"] = server.log_tail()
+    except Exception as e:  # report, stop this server, go on with the next target
+        out["fatal"] = f"{type(e).__name__}: {e}"
+        log(f"[{name}] FAILED: {e}")
+        if not isinstance(e, ServerStartError):
+            log(server.log_tail())
+    finally:
+        server.stop()
+    return out
+
+
+def machine_line(a: argparse.Namespace) -> str:
+    model = "?"
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        for ln in subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout.splitlines():
+            if ln.startswith("Model name"):
+                model = ln.split(":", 1)[1].strip()
+                break
+    prosody_v = prosody_version() if shutil.which("prosodyctl") else "-"
+    pin = (
+        "no pinning"
+        if a.no_pin
+        else f"server on CPU {a.server_cpu} (taskset), load generator on CPU {a.client_cpu}"
+    )
+    return (
+        f"CPU: {model}; nproc {os.cpu_count()}; kernel {platform.release()}; "
+        f"Python {platform.python_version()}; {ssl.OPENSSL_VERSION}; prosody: {prosody_v}; {pin}"
+    )
+
+
+def fmt(v: Any, spec: str) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float) and v != v:
+        return "n/a"
+    return format(v, spec)
+
+
+ROWS: list[tuple[str, str, str, str]] = [
+    # (label, scenario, field, format)
+    ("login, sequential: server CPU ms/login", "seq", "server_cpu_ms_per_login", ".2f"),
+    ("login, sequential: logins/s", "seq", "logins_per_s", ".0f"),
+    ("login, sequential: p50 ms (connect..bound)", "seq", "p50_ms", ".2f"),
+    ("login, C concurrent: logins/s", "conc", "logins_per_s", ".0f"),
+    ("login, C concurrent: server CPU ms/login", "conc", "server_cpu_ms_per_login", ".2f"),
+    ("login, C concurrent: server CPU %", "conc", "server_cpu_pct", ".0f"),
+    ("login, C concurrent: client CPU %", "conc", "client_cpu_pct", ".0f"),
+    ("login, C concurrent: p50 / p99 ms", "conc", "p50_ms|p99_ms", ".1f"),
+    ("login, C concurrent: failed", "conc", "failed", "d"),
+    ("msgs closed loop: msgs/s", "msg", "msgs_per_s", ".0f"),
+    ("msgs closed loop: p50 / p99 ms", "msg", "p50_ms|p99_ms", ".2f"),
+    ("msgs closed loop: server CPU us/msg", "msg", "server_cpu_us_per_msg", ".1f"),
+    ("msgs closed loop: server / client CPU %", "msg", "server_cpu_pct|client_cpu_pct", ".0f"),
+    ("msgs closed loop: lost / errors", "msg", "lost|errors", "d"),
+    ("msgs open loop: offered / achieved msgs/s", "rate", "offered_per_s|msgs_per_s", ".0f"),
+    ("msgs open loop: p50 / p99 ms", "rate", "p50_ms|p99_ms", ".2f"),
+    ("msgs open loop: server CPU us/msg", "rate", "server_cpu_us_per_msg", ".1f"),
+    ("msgs open loop: server / client CPU %", "rate", "server_cpu_pct|client_cpu_pct", ".0f"),
+    ("idle sessions: opened / failed / pinged ok", "idle", "sessions|failed|pinged_ok", "d"),
+    ("idle sessions: RSS before -> after MiB", "idle", "rss_before_mib|rss_after_mib", ".1f"),
+    ("idle sessions: RSS KiB per session", "idle", "kib_per_session", ".1f"),
+    ("idle sessions: RSS after closing all MiB", "idle", "rss_after_close_mib", ".1f"),
+    ("idle sessions: server CPU % while idle", "idle", "idle_server_cpu_pct", ".2f"),
+]
+
+
+def print_table(results: list[dict[str, Any]], a: argparse.Namespace) -> None:
+    names = [r["target"] for r in results]
+    w0 = max(len(r[0]) for r in ROWS) + 2
+    extra = [str(r.get(k, "-")) for r in results for k in ("tls", "mechanism", "version")]
+    w = max(22, *(len(n) + 2 for n in names + extra))
+    lines = [f"{'':<{w0}}" + "".join(f"{n:>{w}}" for n in names)]
+    for label, scen, fields, spec in ROWS:
+        cells = []
+        for r in results:
+            d = r.get(scen)
+            if not isinstance(d, dict):
+                cells.append("fail" if scen in r.get("failed_scenarios", []) or "fatal" in r else "-")
+                continue
+            cells.append(" / ".join(fmt(d.get(f), spec) for f in fields.split("|")))
+        lines.append(f"{label:<{w0}}" + "".join(f"{c:>{w}}" for c in cells))
+    cells = []
+    for r in results:
+        vals = [r[k].get("other_cpu_pct") for k in SCENARIOS if isinstance(r.get(k), dict)]
+        cells.append(" / ".join(fmt(v, ".0f") for v in vals) if vals else "-")
+    lines.append(f"{'other processes CPU % (per scenario)':<{w0}}" + "".join(f"{c:>{w}}" for c in cells))
+    for key, label in (("tls", "TLS"), ("mechanism", "SASL mechanism"), ("version", "server version")):
+        lines.append(f"{label:<{w0}}" + "".join(f"{r.get(key, '-')!s:>{w}}" for r in results))
+    print()
+    print(
+        f"Parameters: N={a.logins} sequential logins, C={a.concurrency} for {a.login_duration:g}s, "
+        f"P={a.pairs} pairs x W={a.window} in flight, {a.body_size}-byte bodies, {a.msg_warmup:g}s warm-up + "
+        f"{a.msg_duration:g}s measured, open loop {a.msg_rate:g} msgs/s, K={a.idle} idle sessions, "
+        f"prosody nagle={'true (stock)' if a.prosody_nagle else 'false'}, "
+        f"prosody log level {a.prosody_log_level}"
+        + (f", prosody extra config: {a.prosody_extra}" if a.prosody_extra else "")
+    )
+    print(machine_line(a))
+    print()
+    print("\n".join(lines))
+    busy = [
+        f"{r['target']}/{k} {r[k]['other_cpu_pct']:.0f}%"
+        for r in results
+        for k in SCENARIOS
+        if isinstance(r.get(k), dict) and r[k].get("other_cpu_pct", 0) > 10
+    ]
+    if busy:
+        print(
+            "\nWARNING: other processes used CPU during the measurement (% of one core): "
+            + ", ".join(busy)
+            + ". They share the server's and the client's cores; rerun on a quiet machine before trusting "
+            "throughput and latency (per-login / per-message CPU is less affected)."
+        )
+    for r in results:
+        for key in ("msg", "rate"):
+            d = r.get(key)
+            if isinstance(d, dict) and d.get("prefixed_stanzas"):
+                print(
+                    f"\nnote: {r['target']} ({key}): {d['prefixed_stanzas']} routed <message/> stanzas "
+                    "arrived with a namespace prefix (e.g. <ns1:message xmlns:ns1='jabber:client'>) "
+                    "instead of the stream's default namespace"
+                )
+        if r.get("fatal"):
+            print(f"\n{r['target']}: FATAL: {r['fatal']}")
+        if r.get("errors"):
+            print(f"\n{r['target']}: {len(r['errors'])} error(s), first ones:")
+            for e in r["errors"][:5]:
+                print(f"  - {e}")
+            if r.get("log_tail"):
+                print(r["log_tail"])
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--target", choices=("prosody", "xmppauth", "both"), default="both")
+    p.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated subset of {','.join(SCENARIOS)} (run in the given order)",
+    )
+    p.add_argument(
+        "-N", "--logins", type=int, default=500, help="sequential logins for CPU/login (default 500)"
+    )
+    p.add_argument("-C", "--concurrency", type=int, default=16, help="concurrent login loops (default 16)")
+    p.add_argument(
+        "--login-duration", type=float, default=10.0, help="seconds of concurrent logins (default 10)"
+    )
+    p.add_argument("-P", "--pairs", type=int, default=16, help="sender/receiver session pairs (default 16)")
+    p.add_argument("-W", "--window", type=int, default=16, help="messages in flight per pair (default 16)")
+    p.add_argument("--msg-duration", type=float, default=10.0, help="measured seconds per message run")
+    p.add_argument("--msg-warmup", type=float, default=2.0, help="unmeasured seconds before each message run")
+    p.add_argument(
+        "--msg-rate", type=float, default=1000.0, help="open-loop offered msgs/s in total (0: skip)"
+    )
+    p.add_argument("--drain", type=float, default=5.0, help="max seconds to wait for in-flight messages")
+    p.add_argument("--body-size", type=int, default=250, help="message body bytes (default 250)")
+    p.add_argument("-K", "--idle", type=int, default=1000, help="idle authenticated sessions (default 1000)")
+    p.add_argument("--idle-watch", type=float, default=5.0, help="seconds to watch server CPU while idle")
+    p.add_argument("--settle", type=float, default=2.0, help="seconds to wait before RSS readings")
+    p.add_argument("--accounts", type=int, default=64, help="accounts user0.. (raised to max(2P, C))")
+    p.add_argument("--password", default="bench-Passw0rd")
+    p.add_argument(
+        "--mechanism",
+        default="SCRAM-SHA-1",
+        choices=("SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"),
+        help="SASL mechanism (Prosody 0.12 offers SCRAM-SHA-1 and PLAIN)",
+    )
+    p.add_argument("--warmup-logins", type=int, default=20)
+    p.add_argument("--timeout", type=float, default=10.0, help="per-step protocol timeout, seconds")
+    p.add_argument("--server-cpu", type=int, default=0)
+    p.add_argument("--client-cpu", type=int, default=1)
+    p.add_argument("--no-pin", action="store_true", help="do not pin server and load generator to CPUs")
+    p.add_argument(
+        "--prosody-nagle",
+        action="store_true",
+        help="keep Prosody's stock network_settings.nagle=true (adds a ~40 ms delayed-ACK stall per login)",
+    )
+    p.add_argument(
+        "--prosody-extra",
+        default="",
+        help="extra Lua lines for the Prosody config, e.g. 'gc = { mode = \"generational\" }'",
+    )
+    p.add_argument("--prosody-log-level", default="warn", choices=("debug", "info", "warn", "error"))
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=120.0,
+        help="before each scenario, wait up to this many s for other processes to go quiet (0: don't)",
+    )
+    p.add_argument(
+        "--no-restart",
+        action="store_true",
+        help="run seq/conc/msg/rate on one server process (idle still gets a fresh one)",
+    )
+    p.add_argument("--keep", action="store_true", help="keep the servers' temp dirs")
+    p.add_argument("--json", help="also write all results to this JSON file")
+    a = p.parse_args(argv)
+    a.scenarios = [s.strip() for s in a.scenarios.split(",") if s.strip()]
+    unknown = set(a.scenarios) - set(SCENARIOS)
+    if unknown:
+        p.error(f"unknown scenarios: {sorted(unknown)}")
+    if not a.no_pin:
+        cpus = os.sched_getaffinity(0)
+        if (
+            len(cpus) < 2
+            or a.server_cpu not in cpus
+            or a.client_cpu not in cpus
+            or a.server_cpu == a.client_cpu
+        ):
+            log(
+                f"note: cannot pin to CPUs {a.server_cpu}/{a.client_cpu} "
+                f"(available {sorted(cpus)}); not pinning"
+            )
+            a.no_pin = True
+    return a
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max(soft, min(hard, 4 * a.idle + 1024))
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))  # inherited by the servers too
+    if not a.no_pin:
+        os.sched_setaffinity(0, {a.client_cpu})
+    tls_ctx = make_client_tls_context()
+    scram = ScramCache()
+    targets = ["prosody", "xmppauth"] if a.target == "both" else [a.target]
+    results = [bench_target(t, a, tls_ctx, scram) for t in targets]
+    print_table(results, a)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(
+                {"args": vars(a), "machine": machine_line(a), "results": results}, f, indent=2, default=str
+            )
+    return 1 if any(r.get("fatal") for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
