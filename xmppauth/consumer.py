@@ -177,7 +177,15 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         elif isinstance(event, ev.BindRequested):
             await self._bind(event)
         elif isinstance(event, ev.Authenticated):
-            log.info("%s authenticated as %s with %s", self._peer, event.localpart, event.mechanism)
+            agent = event.user_agent
+            log.info(
+                "%s authenticated as %s with %s (%s%s)",
+                self._peer,
+                event.localpart,
+                event.mechanism,
+                "SASL2" if event.profile == "sasl2" else "RFC 6120 SASL",
+                f", {agent.software or '?'} on {agent.device or '?'}" if agent is not None else "",
+            )
         elif isinstance(event, ev.AuthFailed):
             log.info(
                 "%s failed to authenticate as %r with %s: %s",

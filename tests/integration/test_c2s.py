@@ -332,3 +332,57 @@ def test_preauth_timeout_closes_idle_connections(tmp_path: Path) -> None:
         client.open_stream()
         assert parse_stream_error(client.read_to_close(timeout=5)) == "connection-timeout"
         client.close()
+
+
+# ---------------------------------------------------------------------------------------- SASL2 + Bind2
+def _sasl2_login(client: RawClient, mech: str, user: str, password: str, ua: str) -> bytes:
+    import base64
+    import re
+
+    from xmppauth.proto.sasl import ScramClient
+
+    cb_type = "tls-exporter" if mech.endswith("-PLUS") else None
+    scram = ScramClient(
+        mech.removeprefix("SCRAM-").removesuffix("-PLUS"),
+        user,
+        password,
+        cb_type=cb_type,
+        cb_data=client.channel_binding(cb_type) if cb_type else b"",
+    )
+    first = base64.b64encode(scram.first()).decode()
+    client.send(
+        f"<authenticate xmlns='urn:xmpp:sasl:2' mechanism='{mech}'><initial-response>{first}</initial-response>"
+        f"<user-agent id='{ua}'><software>rawclient</software></user-agent>"
+        "<bind xmlns='urn:xmpp:bind:0'><tag>raw</tag></bind></authenticate>"
+    )
+    challenge = client.read_until(rb"</challenge>")
+    server_first = base64.b64decode(re.search(rb">([^<]*)</challenge>", challenge).group(1))
+    final = base64.b64encode(scram.final(server_first)).decode()
+    client.send(f"<response xmlns='urn:xmpp:sasl:2'>{final}</response>")
+    return client.read_until(rb"</success>.*?(<stream:features/>|</stream:features>)|</failure>")
+
+
+@pytest.mark.parametrize("direct_tls", [False, True], ids=["starttls", "direct-tls"])
+def test_sasl2_with_bind2_and_channel_binding_over_tcp(server: Server, direct_tls: bool) -> None:
+    client = RawClient(server.c2s_tls if direct_tls else server.c2s, direct_tls=direct_tls)
+    features = client.open_stream() if direct_tls else client.starttls()
+    assert b"<authentication xmlns='urn:xmpp:sasl:2'>" in features
+    ua = "7d3c2f0e-1b1a-4c3e-8f5a-9b2d6e4f1a00"
+    reply = _sasl2_login(client, "SCRAM-SHA-256-PLUS", "alice", "wonderland", ua)
+    assert b"<success xmlns='urn:xmpp:sasl:2'>" in reply, reply
+    assert b"<bound xmlns='urn:xmpp:bind:0'/>" in reply
+    jid = reply.split(b"<authorization-identifier>")[1].split(b"<")[0].decode()
+    assert jid.startswith("alice@localhost/raw~")
+    # no stream restart: stanzas flow at once, from the bound full JID
+    client.send("<iq type='get' id='p1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+    pong = client.read_until(rb"<iq[^>]*/>")
+    assert f'to="{jid}"'.encode() in pong
+    assert b'type="result"' in pong
+    # the same user agent reconnecting gets the same resource, and replaces the old session
+    again = RawClient(server.c2s_tls, direct_tls=True)
+    again.open_stream()
+    reply2 = _sasl2_login(again, "SCRAM-SHA-1", "alice", "wonderland", ua)
+    assert f"<authorization-identifier>{jid}</authorization-identifier>".encode() in reply2
+    assert parse_stream_error(client.read_to_close()) == "conflict"
+    client.close()
+    again.close()

@@ -148,7 +148,12 @@ def test_secure_stream_features_list_plus_mechanisms_and_binding_types() -> None
         "<mechanism>SCRAM-SHA-512-PLUS</mechanism><mechanism>SCRAM-SHA-256-PLUS</mechanism>"
         "<mechanism>SCRAM-SHA-1-PLUS</mechanism><mechanism>SCRAM-SHA-512</mechanism>"
         "<mechanism>SCRAM-SHA-256</mechanism><mechanism>SCRAM-SHA-1</mechanism><mechanism>PLAIN</mechanism>"
-        "</mechanisms><sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'>"
+        "</mechanisms><authentication xmlns='urn:xmpp:sasl:2'>"
+        "<mechanism>SCRAM-SHA-512-PLUS</mechanism><mechanism>SCRAM-SHA-256-PLUS</mechanism>"
+        "<mechanism>SCRAM-SHA-1-PLUS</mechanism><mechanism>SCRAM-SHA-512</mechanism>"
+        "<mechanism>SCRAM-SHA-256</mechanism><mechanism>SCRAM-SHA-1</mechanism><mechanism>PLAIN</mechanism>"
+        "<inline><bind xmlns='urn:xmpp:bind:0'/></inline></authentication>"
+        "<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'>"
         "<channel-binding type='tls-exporter'/><channel-binding type='tls-server-end-point'/>"
         "</sasl-channel-binding></stream:features>"
     )

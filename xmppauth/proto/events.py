@@ -46,11 +46,28 @@ class PasswordCheckNeeded:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class UserAgent:
+    """XEP-0388 §2.4 ``<user-agent/>``: the client installation (never shown to other entities)."""
+
+    id: str | None
+    software: str | None = None
+    device: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Authenticated:
-    """SASL succeeded; ``<success/>`` is queued."""
+    """Authentication succeeded.
+
+    RFC 6120 SASL (``profile="sasl"``): ``<success/>`` is queued and a restart follows.
+    XEP-0388 SASL2 (``profile="sasl2"``): ``<success/>`` is queued unless Bind2 was requested, in
+    which case a :class:`BindRequested` with ``inline=True`` follows and ``<success/>`` (carrying
+    the bound JID) is sent once the driver answers it.
+    """
 
     localpart: str
     mechanism: str
+    profile: str = "sasl"
+    user_agent: UserAgent | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -65,9 +82,15 @@ class AuthFailed:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class BindRequested:
-    """RFC 6120 §7 resource binding; ``resource`` is the prepared wish of the client, or None."""
+    """Resource binding; ``resource`` is the prepared wish, or None to let the driver pick one.
+
+    ``inline`` marks XEP-0386 Bind2 inside SASL2: the wish is the client's tag plus a suffix that
+    is stable per user-agent id, so a reconnecting client gets its resource back (and the older
+    session with it is replaced, as XEP-0386 §3 recommends).
+    """
 
     resource: str | None
+    inline: bool = False
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

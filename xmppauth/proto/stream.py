@@ -35,6 +35,7 @@ import base64
 import binascii
 import enum
 import functools
+import hashlib
 import secrets
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -60,6 +61,7 @@ from .events import (
     StanzaReceived,
     StartTlsRequested,
     StreamClosed,
+    UserAgent,
 )
 from .jid import JID, InvalidJID, prep_localpart, prep_resource
 from .sasl import Challenge as SaslChallenge
@@ -180,6 +182,12 @@ class C2SStream:
         self._offered_mechanisms: tuple[str, ...] = ()
         self._auth_failures = 0
         self._sasl_username: str | None = None
+        # XEP-0388: which profile the exchange in progress uses, and what <authenticate/> carried
+        self._profile = "sasl"
+        self._user_agent: UserAgent | None = None
+        self._bind2: _Bind2Request | None = None
+        self._bind_inline = False
+        self._additional_data: bytes | None = None
         self._bind_iq_id = ""
 
     # ------------------------------------------------------------------ driver API: input
@@ -258,8 +266,9 @@ class C2SStream:
         self._answered(self._after_sasl(self._mechanism.password_checked(ok)))
 
     def _answered(self, event: Event | None) -> None:
+        # before anything the answer queued itself (an inline BindRequested follows Authenticated)
         if event is not None:
-            self._pending.append(event)
+            self._pending.appendleft(event)
 
     def bind_resource(self, resource: str) -> JID:
         """Bind ``resource`` (chosen by the driver under its conflict policy); returns the full JID."""
@@ -267,10 +276,17 @@ class C2SStream:
         assert self.authenticated_localpart is not None
         assert self.domain is not None
         self.jid = JID(self.authenticated_localpart, self.domain).with_resource(resource)
-        reply = self._iq_result(self._bind_iq_id, to=None)
-        bind = etree.SubElement(reply, _Q_BIND, nsmap=ns.default(ns.BIND))
-        etree.SubElement(bind, ns.qname(ns.BIND, "jid")).text = str(self.jid)
-        self._send_element(reply)
+        if self._bind_inline:
+            # XEP-0386 §2.4: <success/> names the full JID and carries <bound/>; no restart, and
+            # the features that follow no longer offer resource binding.
+            self._bind_inline = False
+            self._sasl2_success(str(self.jid), f"<bound xmlns='{ns.BIND2}'/>")
+            self._out.append(self._features(""))
+        else:
+            reply = self._iq_result(self._bind_iq_id, to=None)
+            bind = etree.SubElement(reply, _Q_BIND, nsmap=ns.default(ns.BIND))
+            etree.SubElement(bind, ns.qname(ns.BIND, "jid")).text = str(self.jid)
+            self._send_element(reply)
         self.state = State.BOUND
         if self._parser is not None:
             self._parser.max_stanza_bytes = self.config.max_stanza_bytes
@@ -278,6 +294,16 @@ class C2SStream:
 
     def bind_failed(self, condition: StanzaErrorCondition, text: str = "") -> None:
         self._expect_waiting("bind")
+        if self._bind_inline:
+            # Authenticated all the same; Bind2's failure travels inside <success/> and the
+            # client can still bind the RFC 6120 way.
+            self._bind_inline = False
+            assert self.authenticated_localpart is not None
+            self._sasl2_success(
+                f"{self.authenticated_localpart}@{self.domain}", f"<failed xmlns='{ns.BIND2}'/>"
+            )
+            self._send_post_auth_features()
+            return
         self._send_element(self._iq_error(self._bind_iq_id, None, condition, text))
 
     def close(self, condition: StreamErrorCondition | None = None, text: str = "") -> StreamClosed:
@@ -330,6 +356,9 @@ class C2SStream:
 
     def _on_element(self, el: etree._Element) -> Event | None:
         state = self.state
+        if self.authenticated_localpart is not None and _is_auth_element(el):
+            # XEP-0388 §2.6.2: a new <authenticate/> after success is a stream error.
+            raise StreamError(StreamErrorCondition.POLICY_VIOLATION, "already authenticated")
         if state is State.BOUND:
             return self._on_stanza(el)
         if state is State.EXPECT_STARTTLS:
@@ -387,12 +416,7 @@ class C2SStream:
 
     def _send_features(self) -> Event | None:
         if self.authenticated_localpart is not None:
-            self.state = State.EXPECT_BIND
-            self._out.append(
-                self._features(
-                    f"<bind xmlns='{ns.BIND}'/><session xmlns='{ns.SESSION}'><optional/></session>"
-                )
-            )
+            self._send_post_auth_features()
             return None
         if not self.secure:
             if not self.starttls_available:
@@ -409,6 +433,10 @@ class C2SStream:
         parts = [f"<mechanisms xmlns='{ns.SASL}'>"]
         parts.extend(f"<mechanism>{name}</mechanism>" for name in self._offered_mechanisms)
         parts.append("</mechanisms>")
+        # XEP-0388 §2.1: SASL2 beside RFC 6120 SASL, with Bind2 (XEP-0386) as an inline feature.
+        parts.append(f"<authentication xmlns='{ns.SASL2}'>")
+        parts.extend(f"<mechanism>{name}</mechanism>" for name in self._offered_mechanisms)
+        parts.append(f"<inline><bind xmlns='{ns.BIND2}'/></inline></authentication>")
         if self.channel_bindings:
             # XEP-0440: a sibling feature listing the channel-binding types usable on this stream.
             parts.append(f"<sasl-channel-binding xmlns='{ns.SASL_CB}'>")
@@ -418,6 +446,12 @@ class C2SStream:
             parts.append("</sasl-channel-binding>")
         self._out.append(self._features("".join(parts)))
         return None
+
+    def _send_post_auth_features(self) -> None:
+        self.state = State.EXPECT_BIND
+        self._out.append(
+            self._features(f"<bind xmlns='{ns.BIND}'/><session xmlns='{ns.SESSION}'><optional/></session>")
+        )
 
     def _mechanisms(self) -> tuple[str, ...]:
         names: list[str] = []
@@ -451,33 +485,69 @@ class C2SStream:
     # ------------------------------------------------------------------ SASL (RFC 6120 §6)
     def _on_sasl(self, el: etree._Element) -> Event | None:
         tag = el.tag
+        if isinstance(tag, str) and tag.startswith("{" + ns.SASL2 + "}"):
+            return self._on_sasl2(el, tag[len(ns.SASL2) + 2 :])
         if not isinstance(tag, str) or not tag.startswith("{" + ns.SASL + "}"):
+            if self.state is State.SASL and self._profile == "sasl2":
+                # XEP-0388 §2.6: nothing but the exchange may be sent while it is in progress.
+                raise StreamError(StreamErrorCondition.POLICY_VIOLATION, "authentication is in progress")
             raise StreamError(StreamErrorCondition.NOT_AUTHORIZED, "authenticate first")
+        if self.state is State.SASL and self._profile == "sasl2":
+            raise StreamError(StreamErrorCondition.POLICY_VIOLATION, "a SASL2 exchange is in progress")
         local = tag[len(ns.SASL) + 2 :]
         if local == "auth":
             if self.state is State.SASL:
                 return self._sasl_fail(SaslCondition.MALFORMED_REQUEST, "an exchange is already in progress")
             return self._on_auth(el)
         if local == "response" and self.state is State.SASL:
-            assert self._mechanism is not None
-            data = self._decode_b64(el.text)
-            if data is None:
-                return self._sasl_fail(SaslCondition.INCORRECT_ENCODING, "the response is not valid base64")
-            return self._after_sasl(self._mechanism.step(data))
+            return self._on_response(el)
         if local == "abort" and self.state is State.SASL:
             return self._sasl_fail(SaslCondition.ABORTED, "aborted by the client")
         return self._sasl_fail(SaslCondition.MALFORMED_REQUEST, f"unexpected <{local}/>")
 
+    def _on_sasl2(self, el: etree._Element, local: str) -> Event | None:
+        """XEP-0388: <authenticate/>, <response/>, <abort/> in urn:xmpp:sasl:2."""
+        if self.state is State.SASL and self._profile != "sasl2":
+            raise StreamError(
+                StreamErrorCondition.POLICY_VIOLATION, "an RFC 6120 SASL exchange is in progress"
+            )
+        if local == "authenticate" and self.state is State.EXPECT_AUTH:
+            self._profile = "sasl2"
+            self._user_agent, self._bind2 = _parse_authenticate(el)
+            initial_el = el.find(ns.qname(ns.SASL2, "initial-response"))
+            if initial_el is None:
+                return self._start_mechanism(el.get("mechanism", ""), None)
+            text = (initial_el.text or "").strip()
+            return self._start_mechanism(el.get("mechanism", ""), "=" if text in ("", "=") else text)
+        if local == "response" and self.state is State.SASL:
+            return self._on_response(el)
+        if local == "abort" and self.state is State.SASL:
+            return self._sasl_fail(SaslCondition.ABORTED, "aborted by the client")
+        raise StreamError(StreamErrorCondition.POLICY_VIOLATION, f"unexpected <{local}/> in SASL2")
+
+    def _on_response(self, el: etree._Element) -> Event | None:
+        assert self._mechanism is not None
+        data = self._decode_b64(el.text)
+        if data is None:
+            return self._sasl_fail(SaslCondition.INCORRECT_ENCODING, "the response is not valid base64")
+        return self._after_sasl(self._mechanism.step(data))
+
     def _on_auth(self, el: etree._Element) -> Event | None:
-        name = el.get("mechanism", "")
+        self._profile = "sasl"
+        self._user_agent = None
+        self._bind2 = None
+        text = (el.text or "").strip()
+        return self._start_mechanism(el.get("mechanism", ""), text or None)
+
+    def _start_mechanism(self, name: str, text: str | None) -> Event | None:
+        """``text`` is the initial response as sent: None for none, '=' for an empty one."""
         self.mechanism_name = name
         if name not in self._offered_mechanisms:
             return self._sasl_fail(
                 SaslCondition.INVALID_MECHANISM, f"{name or 'no mechanism'} is not offered"
             )
-        text = (el.text or "").strip()
         initial: bytes | None
-        if text == "":
+        if text is None:
             initial = None  # RFC 6120 §6.4.2: no initial response
         elif text == "=":
             initial = b""  # ... and '=' is an empty one
@@ -497,7 +567,8 @@ class C2SStream:
 
     def _after_sasl(self, result: object) -> Event | None:
         if isinstance(result, SaslChallenge):
-            self._out.append(f"<challenge xmlns='{ns.SASL}'>{_b64(result.data)}</challenge>".encode())
+            namespace = ns.SASL2 if self._profile == "sasl2" else ns.SASL
+            self._out.append(f"<challenge xmlns='{namespace}'>{_b64(result.data)}</challenge>".encode())
             return None
         if isinstance(result, SaslNeedCredentials):
             self._waiting = "credentials"
@@ -542,22 +613,56 @@ class C2SStream:
         ):
             return self._sasl_fail(SaslCondition.INVALID_AUTHZID, "the stream 'from' names another account")
         extra = result.additional_data
+        self.authenticated_localpart = localpart
+        self._mechanism = None
+        assert self.mechanism_name is not None
+        if self._profile == "sasl2":
+            return self._sasl2_authenticated(localpart, extra)
         if extra:
             self._out.append(f"<success xmlns='{ns.SASL}'>{_b64(extra)}</success>".encode())
         else:
             self._out.append(f"<success xmlns='{ns.SASL}'/>".encode())
-        self.authenticated_localpart = localpart
-        self._mechanism = None
         self._restart()
-        assert self.mechanism_name is not None
         return Authenticated(localpart=localpart, mechanism=self.mechanism_name)
+
+    def _sasl2_authenticated(self, localpart: str, additional_data: bytes | None) -> Event:
+        """XEP-0388 §2.6.4: no restart. Bind2 (XEP-0386 §2.3) runs before <success/> is sent."""
+        self._additional_data = additional_data
+        assert self.mechanism_name is not None
+        authenticated = Authenticated(
+            localpart=localpart, mechanism=self.mechanism_name, profile="sasl2", user_agent=self._user_agent
+        )
+        if self._bind2 is not None:
+            self._bind_inline = True
+            self._waiting = "bind"
+            self._pending.append(
+                BindRequested(resource=_bind2_resource(self._bind2, self._user_agent), inline=True)
+            )
+            return authenticated
+        self._sasl2_success(f"{localpart}@{self.domain}", "")
+        self._send_post_auth_features()
+        return authenticated
+
+    def _sasl2_success(self, authorization_identifier: str, inline_results: str) -> None:
+        extra = self._additional_data
+        self._additional_data = None
+        data = f"<additional-data>{_b64(extra)}</additional-data>" if extra else ""
+        self._out.append(
+            f"<success xmlns='{ns.SASL2}'>{data}<authorization-identifier>"
+            f"{escape_text(authorization_identifier)}</authorization-identifier>{inline_results}</success>".encode()
+        )
 
     def _sasl_fail(self, condition: SaslCondition, text: str) -> Event:
         username, self._sasl_username = self._sasl_username, None
         self._mechanism = None
         self._auth_failures += 1
         text_el = f"<text xml:lang='en'>{escape_text(text)}</text>"
-        self._out.append(f"<failure xmlns='{ns.SASL}'><{condition.value}/>{text_el}</failure>".encode())
+        if self._profile == "sasl2":
+            # XEP-0388 §2.6.5: the RFC 6120 condition, qualified by the SASL namespace
+            condition_el = f"<{condition.value} xmlns='{ns.SASL}'/>"
+            self._out.append(f"<failure xmlns='{ns.SASL2}'>{condition_el}{text_el}</failure>".encode())
+        else:
+            self._out.append(f"<failure xmlns='{ns.SASL}'><{condition.value}/>{text_el}</failure>".encode())
         self.state = State.EXPECT_AUTH
         failed = AuthFailed(
             username=username,
@@ -872,6 +977,63 @@ class C2SStream:
         if getattr(self, "authenticated_localpart", None) is not None:
             limit = self.config.max_stanza_bytes
         return StreamParser(max_stanza_bytes=limit, max_depth=self.config.max_depth, framed=self.framed)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Bind2Request:
+    tag: str | None
+
+
+_MAX_USER_AGENT_TEXT = 256
+
+
+def _child_text(el: etree._Element, namespace: str, local: str) -> str | None:
+    child = el.find(ns.qname(namespace, local))
+    if child is None or not child.text:
+        return None
+    return child.text.strip()[:_MAX_USER_AGENT_TEXT] or None
+
+
+def _parse_authenticate(el: etree._Element) -> tuple[UserAgent | None, _Bind2Request | None]:
+    """The <user-agent/> and Bind2 <bind/> children of <authenticate/> (both optional)."""
+    user_agent = None
+    ua = el.find(ns.qname(ns.SASL2, "user-agent"))
+    if ua is not None:
+        ua_id = (ua.get("id") or "").strip()[:_MAX_USER_AGENT_TEXT] or None
+        user_agent = UserAgent(
+            id=ua_id,
+            software=_child_text(ua, ns.SASL2, "software"),
+            device=_child_text(ua, ns.SASL2, "device"),
+        )
+    bind2 = None
+    bind = el.find(ns.qname(ns.BIND2, "bind"))
+    if bind is not None:
+        bind2 = _Bind2Request(tag=_child_text(bind, ns.BIND2, "tag"))
+    return user_agent, bind2
+
+
+def _bind2_resource(request: _Bind2Request, user_agent: UserAgent | None) -> str:
+    """XEP-0386 §2.4: the client's tag, then a suffix stable per user-agent id (a hash: the id
+    itself must never be revealed), or random without one."""
+    if user_agent is not None and user_agent.id:
+        digest = hashlib.sha256(b"xmppauth-bind2\0" + user_agent.id.encode()).digest()[:9]
+        suffix = base64.urlsafe_b64encode(digest).decode()
+    else:
+        suffix = secrets.token_urlsafe(9)
+    tag = request.tag
+    if tag:
+        try:
+            tag = prep_resource(tag[:64])
+        except InvalidJID:
+            tag = None
+    return f"{tag}~{suffix}" if tag else suffix
+
+
+def _is_auth_element(el: etree._Element) -> bool:
+    tag = el.tag
+    return isinstance(tag, str) and (
+        tag.startswith("{" + ns.SASL + "}") or tag.startswith("{" + ns.SASL2 + "}")
+    )
 
 
 def _only_child(el: etree._Element) -> etree._Element | None:
