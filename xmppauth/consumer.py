@@ -21,14 +21,18 @@ from lxml import etree
 
 from xmppauth import services
 from xmppauth.proto import events as ev
-from xmppauth.proto.errors import StanzaErrorCondition, StreamErrorCondition
+from xmppauth.proto import ns
+from xmppauth.proto.errors import StanzaErrorCondition, StreamError, StreamErrorCondition
 from xmppauth.proto.jid import JID
+from xmppauth.proto.sm import MAX_UNACKED
 from xmppauth.proto.stream import C2SStream, StreamConfig
+from xmppauth.proto.xml import serialize
 from xmppauth.router import ROUTER
 
 log = logging.getLogger("xmppauth.c2s")
 
 WEBSOCKET_SUBPROTOCOL = "xmpp"
+MAX_HELD = 256  # XEP-0352: held stanzas beyond this go out anyway
 
 
 @functools.cache
@@ -75,6 +79,10 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         self._closed = False
         self._timer: asyncio.TimerHandle | None = None
         self._peer = "?"
+        self._held: list[bytes] = []  # XEP-0352: what waits while the client is inactive
+        self._hibernating = False  # XEP-0198: transport gone, session kept for a resume
+        self._taken_over = False  # resumed on another stream: this object no longer owns the session
+        self._expiry: asyncio.TimerHandle | None = None
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels hops to a thread on every message to close stale DB connections; all our
@@ -176,6 +184,11 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             await self.send({"type": "xmpp.starttls"})
         elif isinstance(event, ev.BindRequested):
             await self._bind(event)
+        elif isinstance(event, ev.ResumeRequested):
+            await self._resume(event)
+        elif isinstance(event, ev.ClientStateChanged):
+            if event.active:
+                self._release_held()
         elif isinstance(event, ev.Authenticated):
             agent = event.user_agent
             log.info(
@@ -214,6 +227,52 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             self._timer = None
         log.info("%s bound %s", self._peer, self.jid)
 
+    async def _resume(self, event: ev.ResumeRequested) -> None:
+        """XEP-0198 §5: continue a session of this account on this stream."""
+        stream = self.stream
+        assert stream is not None
+        assert stream.authenticated_localpart is not None
+        assert stream.domain is not None
+        old = ROUTER.find_resumable(JID(stream.authenticated_localpart, stream.domain), event.previd)
+        if (
+            not isinstance(old, StreamConsumer)
+            or old.stream is None
+            or old.stream.sm is None
+            or old.jid is None
+        ):
+            stream.resume_failed("no session to resume (unknown, ended or expired)")
+            return
+        await old._hand_over()
+        self.jid = old.jid
+        self.available, self.priority, self.last_presence = old.available, old.priority, old.last_presence
+        self.directed_to, self._held = old.directed_to, old._held
+        ROUTER.replace(old, self)
+        try:
+            stream.resume_succeeded(old.jid, old.stream.sm, event.h)
+        except StreamError as exc:  # the client acknowledged more than we sent
+            await self._close(exc.condition, exc.text)
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        log.info("%s resumed %s", self._peer, self.jid)
+
+    async def _hand_over(self) -> None:
+        """Another stream resumes this session: stop owning it, close our transport if still open."""
+        self._taken_over = True
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if not self._closed:
+            self._closed = True
+            await self._close_transport()
+
+    def _release_held(self) -> None:
+        if self._held and self.stream is not None:
+            held, self._held = self._held, []
+            for data in held:
+                self.stream.send_raw(data)
+
     async def _flush(self) -> None:
         stream = self.stream
         if stream is None:
@@ -233,17 +292,64 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             return
         self._closed = True
         await self._flush()
+        await self._close_transport()
+        await self._leave()
+
+    async def _close_transport(self) -> None:
         if self._websocket:
             await self.send({"type": "websocket.close", "code": 1000})
         else:
             await self.send({"type": "xmpp.close"})
-        await self._leave()
 
     async def _leave(self) -> None:
+        """The session ends for good (not on a transport loss with resumption enabled)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if self._taken_over:
+            return
+        self._taken_over = True  # once
         await ROUTER.session_ended(self)
+        await self._dispose_unacked()
+
+    async def _dispose_unacked(self) -> None:
+        """XEP-0198 §6: what the client never acknowledged is stored or bounced, never dropped."""
+        stream = self.stream
+        sm = stream.sm if stream is not None else None
+        held, self._held = self._held, []
+        pending = list(sm.unacked) if sm is not None else []
+        if sm is not None:
+            sm.unacked.clear()
+        pending.extend(held)
+        if not pending or self.jid is None:
+            return
+        keep, bounces = unacked_disposition(pending, self.jid)
+        if keep:
+            stored = await services.store_offline(self.jid.local or "", keep)
+            log.info(
+                "%s: %d unacknowledged message(s) kept offline for %s", self._peer, stored, self.jid.bare
+            )
+        for stanza in bounces:
+            await ROUTER.return_error(
+                stanza, StanzaErrorCondition.SERVICE_UNAVAILABLE, "the recipient went away"
+            )
+
+    def _hibernate(self) -> None:
+        stream = self.stream
+        assert stream is not None
+        assert stream.sm is not None
+        self._hibernating = True
+        loop = asyncio.get_running_loop()
+        self._expiry = loop.call_later(stream.sm.max_seconds, self._expired)
+        log.info("%s: %s hibernates for up to %d s", self._peer, self.jid, stream.sm.max_seconds)
+
+    def _expired(self) -> None:
+        self._expiry = None
+        task = asyncio.ensure_future(self._leave())
+        task.add_done_callback(lambda _t: None)
 
     async def _close(self, condition: StreamErrorCondition, text: str) -> None:
         if self.stream is None or self._closed:
@@ -254,16 +360,49 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
     async def _gone(self, reason: str) -> None:
         if not self._closed:
             self._closed = True
-            if self.stream is not None:
-                self.stream.receive_eof()
-            await self._leave()
+            stream = self.stream
+            if stream is not None:
+                stream.receive_eof()
+            if self.resume_id is not None and self.jid is not None and not self._taken_over:
+                self._hibernate()
+            else:
+                await self._leave()
         raise StopConsumer
 
     # ------------------------------------------------------------------ the router's side of a session
-    async def deliver(self, data: bytes) -> None:
-        if self.stream is not None and not self._closed:
-            self.stream.send_raw(data)
-            await self._flush()
+    @property
+    def carbons(self) -> bool:
+        return self.stream is not None and self.stream.carbons
+
+    @property
+    def resume_id(self) -> str | None:
+        sm = self.stream.sm if self.stream is not None else None
+        return sm.resume_id if sm is not None else None
+
+    async def deliver(self, data: bytes, urgent: bool = True) -> None:
+        stream = self.stream
+        if stream is None or self._taken_over:
+            return
+        if self._hibernating:
+            if stream.sm is None or len(stream.sm.unacked) >= MAX_UNACKED:
+                await self._leave()  # nobody is coming back for this much
+                return
+            stream.queue_detached(data)
+            return
+        if self._closed:
+            return
+        if not stream.csi_active and not urgent and len(self._held) < MAX_HELD:
+            self._held.append(data)
+            return
+        self._release_held()
+        stream.send_raw(data)
+        await self._pump()
+
+    async def deliver_offline(self) -> None:
+        if self.jid is None or self.jid.local is None:
+            return
+        for data, stamp in await services.take_offline(self.jid.local):
+            await self.deliver(with_delay(data, self.jid, stamp))
 
     async def bounce(self, stanza: etree._Element, condition: object, text: str) -> None:
         if self.stream is not None and not self._closed and isinstance(condition, StanzaErrorCondition):
@@ -271,4 +410,38 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             await self._flush()
 
     async def kick(self, condition: StreamErrorCondition, text: str) -> None:
+        if self._hibernating:
+            await self._leave()  # nothing to close: the session just ends
+            return
         await self._close(condition, text)
+
+
+def unacked_disposition(pending: list[bytes], jid: JID) -> tuple[list[bytes], list[etree._Element]]:
+    """Split unacknowledged stanzas: messages to keep offline (readdressed to the bare JID),
+    iq requests to answer with an error; presence and errors are dropped, as RFC 6121 allows."""
+    keep: list[bytes] = []
+    bounces: list[etree._Element] = []
+    for data in pending:
+        try:
+            stanza = etree.fromstring(data)
+        except etree.XMLSyntaxError:  # pragma: no cover - we serialised it ourselves
+            continue
+        kind = etree.QName(stanza).localname
+        stanza_type = stanza.get("type", "normal")
+        if kind == "message" and stanza_type not in ("error", "groupchat"):
+            if stanza.find(ns.qname(ns.CLIENT, "body")) is None:
+                continue  # chat states and receipts without a body are not worth keeping
+            stanza.set("to", str(jid.bare))
+            keep.append(serialize(stanza))
+        elif kind == "iq" and stanza_type in ("get", "set"):
+            bounces.append(stanza)
+    return keep, bounces
+
+
+def with_delay(data: bytes, jid: JID, stamp: str) -> bytes:
+    """XEP-0203: mark a stored message with when the server received it."""
+    stanza = etree.fromstring(data)
+    delay = etree.SubElement(stanza, ns.qname(ns.DELAY, "delay"), nsmap=ns.default(ns.DELAY))
+    delay.set("from", jid.domain)
+    delay.set("stamp", stamp)
+    return serialize(stanza)

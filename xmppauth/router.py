@@ -11,6 +11,7 @@ registered, so two routable sessions never share a full JID.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import secrets
 from typing import Protocol
@@ -18,15 +19,18 @@ from typing import Protocol
 from lxml import etree
 
 from xmppauth.proto import ns
-from xmppauth.proto.errors import StreamErrorCondition
+from xmppauth.proto.errors import StanzaErrorCondition, StreamErrorCondition
 from xmppauth.proto.events import StanzaReceived
 from xmppauth.proto.jid import JID
 from xmppauth.proto.routing import ResourceState, decide
-from xmppauth.proto.xml import serialize
+from xmppauth.proto.xml import escape_attr, serialize
 
 log = logging.getLogger("xmppauth.router")
 
 _Q_PRIORITY = ns.qname(ns.CLIENT, "priority")
+_Q_BODY = ns.qname(ns.CLIENT, "body")
+_Q_CARBONS_PRIVATE = ns.qname(ns.CARBONS, "private")
+_Q_NO_COPY = ns.qname(ns.HINTS, "no-copy")
 
 
 class Session(Protocol):
@@ -36,7 +40,15 @@ class Session(Protocol):
     last_presence: bytes | None
     directed_to: set[JID]
 
-    async def deliver(self, data: bytes) -> None: ...
+    @property
+    def carbons(self) -> bool: ...
+
+    @property
+    def resume_id(self) -> str | None: ...
+
+    async def deliver(self, data: bytes, urgent: bool = True) -> None: ...
+
+    async def deliver_offline(self) -> None: ...
 
     async def bounce(self, stanza: etree._Element, condition: object, text: str) -> None: ...
 
@@ -73,6 +85,22 @@ class Router:
         assert jid.resource is not None
         self._accounts.setdefault(jid.bare, {})[jid.resource] = session
 
+    def find_resumable(self, bare: JID, resume_id: str) -> Session | None:
+        """XEP-0198 §5: the session of this account (and only this one) with that resumption id."""
+        for session in self.resources(bare).values():
+            if session.resume_id is not None and hmac.compare_digest(session.resume_id, resume_id):
+                return session
+        return None
+
+    def replace(self, old: Session, new: Session) -> None:
+        """A resumed session continues on a new stream: the registry now points at ``new``."""
+        jid = old.jid
+        assert jid is not None
+        assert jid.resource is not None
+        online = self._accounts.get(jid.bare, {})
+        if online.get(jid.resource) is old:
+            online[jid.resource] = new
+
     def unbind(self, session: Session) -> bool:
         jid = session.jid
         if jid is None or jid.resource is None:
@@ -104,10 +132,65 @@ class Router:
             return
         if event.kind == "presence":
             self._track_directed(sender, to, event.type)
-        if decision.resources:
-            data = serialize(event.stanza)
-            for resource in decision.resources:
-                await online[resource].deliver(data)
+        if not decision.resources:
+            return
+        stanza = event.stanza
+        data = serialize(stanza)
+        # XEP-0352: presence and messages without a body (chat states) can wait for an inactive client
+        urgent = event.kind == "iq" or (event.kind == "message" and stanza.find(_Q_BODY) is not None)
+        for resource in decision.resources:
+            await online[resource].deliver(data, urgent)
+        if event.kind == "message" and event.type == "chat" and _carbon_eligible(stanza):
+            await self._carbons(sender, to, set(decision.resources), data)
+
+    async def _carbons(self, sender: Session, to: JID, delivered: set[str], data: bytes) -> None:
+        """XEP-0280 §6: copies for the carbons-enabled resources that did not get the message."""
+        jid = sender.jid
+        assert jid is not None
+        for resource, session in list(self.resources(jid.bare).items()):
+            if (
+                session is not sender
+                and session.carbons
+                and not (jid.bare == to.bare and resource in delivered)
+            ):
+                await session.deliver(_wrap_carbon("sent", jid.bare, jid.bare.with_resource(resource), data))
+        if to.bare == jid.bare:
+            return
+        for resource, session in list(self.resources(to.bare).items()):
+            if resource not in delivered and session.carbons:
+                await session.deliver(
+                    _wrap_carbon("received", to.bare, to.bare.with_resource(resource), data)
+                )
+
+    async def return_error(self, stanza: etree._Element, condition: StanzaErrorCondition, text: str) -> None:
+        """Answer a stanza that could not be handled with an error to its (local) sender."""
+        sender = stanza.get("from")
+        if not sender or stanza.get("type") in ("error", "result"):
+            return
+        try:
+            sender_jid = JID.parse(sender)
+        except ValueError:
+            return
+        session = self.resources(sender_jid.bare).get(sender_jid.resource or "")
+        if session is None:
+            return
+        reply = etree.Element(stanza.tag, nsmap=ns.default(ns.CLIENT))
+        for attr in ("id",):
+            if stanza.get(attr) is not None:
+                reply.set(attr, stanza.get(attr, ""))
+        reply.set("type", "error")
+        reply.set("from", stanza.get("to", ""))
+        reply.set("to", sender)
+        error = etree.SubElement(reply, ns.qname(ns.CLIENT, "error"), type=condition.error_type)
+        etree.SubElement(
+            error, ns.qname(ns.STANZA_ERRORS, condition.value), nsmap=ns.default(ns.STANZA_ERRORS)
+        )
+        if text:
+            text_el = etree.SubElement(
+                error, ns.qname(ns.STANZA_ERRORS, "text"), nsmap=ns.default(ns.STANZA_ERRORS)
+            )
+            text_el.text = text
+        await session.deliver(serialize(reply))
 
     @staticmethod
     def _track_directed(sender: Session, to: JID, presence_type: str) -> None:
@@ -135,11 +218,14 @@ class Router:
             return
         for session in list(self.resources(jid.bare).values()):
             if session.available or session is sender:
-                await session.deliver(data)
+                await session.deliver(data, urgent=False)
             if not was_available and sender.available and session is not sender and session.last_presence:
-                await sender.deliver(session.last_presence)
+                await sender.deliver(session.last_presence, urgent=False)
         if event.type == "unavailable":
             await self._tell_directed(sender, data)
+        elif not was_available and sender.priority >= 0:
+            # RFC 6121 §8.5.2.1.1 / XEP-0160: stored messages go to the first available resource
+            await sender.deliver_offline()
 
     async def _tell_directed(self, sender: Session, data: bytes) -> None:
         targets, sender.directed_to = sender.directed_to, set()
@@ -168,6 +254,20 @@ class Router:
             if other.available:
                 await other.deliver(data)
         await self._tell_directed(session, data)
+
+
+def _carbon_eligible(stanza: etree._Element) -> bool:
+    """XEP-0280 §6: chat messages, unless marked private or no-copy (XEP-0334)."""
+    return stanza.find(_Q_CARBONS_PRIVATE) is None and stanza.find(_Q_NO_COPY) is None
+
+
+def _wrap_carbon(kind: str, bare: JID, to: JID, data: bytes) -> bytes:
+    return (
+        f"<message xmlns='{ns.CLIENT}' from='{bare}' to='{escape_attr(str(to))}' type='chat'>"
+        f"<{kind} xmlns='{ns.CARBONS}'><forwarded xmlns='{ns.FORWARD}'>".encode()
+        + data
+        + f"</forwarded></{kind}></message>".encode()
+    )
 
 
 def _priority(stanza: etree._Element) -> int:

@@ -42,3 +42,33 @@ def check_password(localpart: str | None, username: str, password: str) -> bool:
     except ValueError:  # the password is not a valid SASLprep string
         return False
     return hmac.compare_digest(derived.stored_key, reference.stored_key) and stored is not None
+
+
+@database_sync_to_async  # type: ignore[untyped-decorator]
+def store_offline(localpart: str, stanzas: list[bytes]) -> int:
+    """Keep messages for ``localpart``; returns how many were stored (0 for an unknown account)."""
+    from xmppauth.models import OfflineMessage
+
+    user = User.objects.filter(username=localpart).only("id").first()
+    if user is None or not stanzas:
+        return 0
+    OfflineMessage.objects.bulk_create(
+        [OfflineMessage(user=user, stanza=data.decode("utf-8")) for data in stanzas]
+    )
+    return len(stanzas)
+
+
+@database_sync_to_async  # type: ignore[untyped-decorator]
+def take_offline(localpart: str) -> list[tuple[bytes, str]]:
+    """Remove and return the stored messages of ``localpart`` with their UTC timestamps, oldest first."""
+    from django.db import transaction
+
+    from xmppauth.models import OfflineMessage
+
+    with transaction.atomic():
+        rows = list(
+            OfflineMessage.objects.filter(user__username=localpart).values_list("id", "stanza", "created")
+        )
+        if rows:
+            OfflineMessage.objects.filter(id__in=[r[0] for r in rows]).delete()
+    return [(stanza.encode("utf-8"), created.strftime("%Y-%m-%dT%H:%M:%SZ")) for _, stanza, created in rows]

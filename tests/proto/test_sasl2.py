@@ -50,7 +50,9 @@ def test_sasl2_is_offered_with_bind2_inline_on_encrypted_streams_only() -> None:
     assert (
         "<authentication xmlns='urn:xmpp:sasl:2'><mechanism>SCRAM-SHA-512</mechanism>"
         "<mechanism>SCRAM-SHA-256</mechanism><mechanism>SCRAM-SHA-1</mechanism><mechanism>PLAIN</mechanism>"
-        "<inline><bind xmlns='urn:xmpp:bind:0'/></inline></authentication>"
+        "<inline><sm xmlns='urn:xmpp:sm:3'/><bind xmlns='urn:xmpp:bind:0'><inline>"
+        "<feature var='urn:xmpp:sm:3'/><feature var='urn:xmpp:carbons:2'/><feature var='urn:xmpp:csi:0'/>"
+        "</inline></bind></inline></authentication>"
     ) in out
     cleartext = Transcript.tcp()
     cleartext.client(
@@ -82,7 +84,8 @@ def test_scram_with_bind2_succeeds_in_one_exchange_without_restart() -> None:
     t.server(
         f"<success xmlns='{SASL2}'><additional-data>*</additional-data>"
         f"<authorization-identifier>alice@localhost/{bind.resource}</authorization-identifier>"
-        "<bound xmlns='urn:xmpp:bind:0'/></success><stream:features/>"
+        "<bound xmlns='urn:xmpp:bind:0'/></success>"
+        "<stream:features><csi xmlns='urn:xmpp:csi:0'/><sm xmlns='urn:xmpp:sm:3'/></stream:features>"
     )
     assert t.stream.state is State.BOUND
     assert t.stream.jid == JID("alice", "localhost", bind.resource)
@@ -121,7 +124,8 @@ def test_sasl2_without_bind2_offers_rfc6120_bind_on_the_same_stream() -> None:
     t.server(
         f"<success xmlns='{SASL2}'><authorization-identifier>alice@localhost</authorization-identifier></success>"
         "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"
-        "<session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session></stream:features>"
+        "<session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>"
+        "<sm xmlns='urn:xmpp:sm:3'/><csi xmlns='urn:xmpp:csi:0'/></stream:features>"
     )
     t.client(
         "<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>legacy</resource></bind></iq>"
@@ -218,7 +222,8 @@ def test_inline_bind_failure_travels_inside_success() -> None:
         f"<success xmlns='{SASL2}'><authorization-identifier>alice@localhost</authorization-identifier>"
         "<failed xmlns='urn:xmpp:bind:0'/></success>"
         "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"
-        "<session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session></stream:features>"
+        "<session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>"
+        "<sm xmlns='urn:xmpp:sm:3'/><csi xmlns='urn:xmpp:csi:0'/></stream:features>"
     )
     assert t.stream.state is State.EXPECT_BIND
 
@@ -230,5 +235,8 @@ def test_websocket_sasl2_needs_no_new_open() -> None:
     t.client(authenticate("PLAIN", plain(), extra=BIND2))
     frames = t.frames()
     assert frames[0].startswith(f"<success xmlns='{SASL2}'>".encode())
-    assert frames[1] == b"<stream:features xmlns:stream='http://etherx.jabber.org/streams'></stream:features>"
+    assert frames[1] == (
+        b"<stream:features xmlns:stream='http://etherx.jabber.org/streams'>"
+        b"<csi xmlns='urn:xmpp:csi:0'/><sm xmlns='urn:xmpp:sm:3'/></stream:features>"
+    )
     assert t.stream.state is State.BOUND

@@ -152,7 +152,9 @@ def test_secure_stream_features_list_plus_mechanisms_and_binding_types() -> None
         "<mechanism>SCRAM-SHA-512-PLUS</mechanism><mechanism>SCRAM-SHA-256-PLUS</mechanism>"
         "<mechanism>SCRAM-SHA-1-PLUS</mechanism><mechanism>SCRAM-SHA-512</mechanism>"
         "<mechanism>SCRAM-SHA-256</mechanism><mechanism>SCRAM-SHA-1</mechanism><mechanism>PLAIN</mechanism>"
-        "<inline><bind xmlns='urn:xmpp:bind:0'/></inline></authentication>"
+        "<inline><sm xmlns='urn:xmpp:sm:3'/><bind xmlns='urn:xmpp:bind:0'><inline>"
+        "<feature var='urn:xmpp:sm:3'/><feature var='urn:xmpp:carbons:2'/><feature var='urn:xmpp:csi:0'/>"
+        "</inline></bind></inline></authentication>"
         "<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'>"
         "<channel-binding type='tls-exporter'/><channel-binding type='tls-server-end-point'/>"
         "</sasl-channel-binding></stream:features>"
@@ -210,7 +212,8 @@ def test_scram_login_restart_and_bind(mech: str) -> None:
     t.client(header())
     t.server(
         server_header() + "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"
-        "<session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session></stream:features>"
+        "<session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>"
+        "<sm xmlns='urn:xmpp:sm:3'/><csi xmlns='urn:xmpp:csi:0'/></stream:features>"
     )
     t.client("<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
     assert t.last(ev.BindRequested) == ev.BindRequested(resource=None)
@@ -435,6 +438,7 @@ def test_disco_info_of_the_server_lists_what_is_implemented() -> None:
         "<iq xmlns='jabber:client' type='result' id='d1' from='localhost' to='alice@localhost/res'>"
         "<query xmlns='http://jabber.org/protocol/disco#info'>"
         "<identity category='server' type='im' name='xmppauth'/>"
+        "<feature var='urn:xmpp:carbons:2'/>"
         "<feature var='http://jabber.org/protocol/disco#info'/>"
         "<feature var='http://jabber.org/protocol/disco#items'/>"
         "<feature var='urn:xmpp:ping'/></query></iq>"

@@ -94,6 +94,23 @@ class BindRequested:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class ResumeRequested:
+    """XEP-0198 §5 (``inline``: XEP-0198 §9 inside SASL2): find the hibernated session ``previd``
+    of this account and answer ``resume_succeeded()`` or ``resume_failed()``."""
+
+    previd: str
+    h: str | None
+    inline: bool = False
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ClientStateChanged:
+    """XEP-0352: the client went active or inactive (hold back what can wait while inactive)."""
+
+    active: bool
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class StanzaReceived:
     """A stanza for the router, ``from`` already stamped with the session's full JID.
 
@@ -126,6 +143,8 @@ Event = (
     | Authenticated
     | AuthFailed
     | BindRequested
+    | ResumeRequested
+    | ClientStateChanged
     | StanzaReceived
     | StreamClosed
 )

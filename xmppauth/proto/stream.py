@@ -55,9 +55,11 @@ from .events import (
     Authenticated,
     AuthFailed,
     BindRequested,
+    ClientStateChanged,
     CredentialsNeeded,
     Event,
     PasswordCheckNeeded,
+    ResumeRequested,
     StanzaReceived,
     StartTlsRequested,
     StreamClosed,
@@ -70,6 +72,8 @@ from .sasl import Failure as SaslFailure
 from .sasl import NeedCredentials as SaslNeedCredentials
 from .sasl import NeedPasswordCheck as SaslNeedPasswordCheck
 from .sasl import Success as SaslSuccess
+from .sm import NS as SM
+from .sm import StreamManagement, failed_element, request_element
 from .xml import (
     ParseEvent,
     StreamEnded,
@@ -103,7 +107,18 @@ _Q_PING = ns.qname(ns.PING, "ping")
 _Q_DISCO_INFO = ns.qname(ns.DISCO_INFO, "query")
 _Q_DISCO_ITEMS = ns.qname(ns.DISCO_ITEMS, "query")
 
-SERVER_FEATURES = (ns.DISCO_INFO, ns.DISCO_ITEMS, ns.PING)
+_Q_SM_R = ns.qname("urn:xmpp:sm:3", "r")
+_Q_SM_A = ns.qname("urn:xmpp:sm:3", "a")
+_Q_SM_ENABLE = ns.qname("urn:xmpp:sm:3", "enable")
+_Q_SM_RESUME = ns.qname("urn:xmpp:sm:3", "resume")
+_Q_CSI_ACTIVE = ns.qname(ns.CSI, "active")
+_Q_CSI_INACTIVE = ns.qname(ns.CSI, "inactive")
+_Q_CARBONS_ENABLE = ns.qname(ns.CARBONS, "enable")
+_Q_CARBONS_DISABLE = ns.qname(ns.CARBONS, "disable")
+
+_NONZAS = frozenset({_Q_SM_R, _Q_SM_A, _Q_SM_ENABLE, _Q_SM_RESUME, _Q_CSI_ACTIVE, _Q_CSI_INACTIVE})
+
+SERVER_FEATURES = (ns.CARBONS, ns.DISCO_INFO, ns.DISCO_ITEMS, ns.PING)
 ACCOUNT_FEATURES = (ns.DISCO_INFO, ns.PING)
 
 
@@ -137,6 +152,7 @@ class StreamConfig:
     allow_plain: bool = True
     lang: str = "en"
     server_name: str = "xmppauth"
+    sm_resume_seconds: int = 300
 
 
 class C2SStream:
@@ -186,8 +202,15 @@ class C2SStream:
         self._profile = "sasl"
         self._user_agent: UserAgent | None = None
         self._bind2: _Bind2Request | None = None
+        self._sasl2_resume: tuple[str, str | None] | None = None
         self._bind_inline = False
         self._additional_data: bytes | None = None
+        # XEP-0198 / XEP-0280 / XEP-0352 session features
+        self.sm: StreamManagement | None = None
+        self.carbons = False
+        self.csi_active = True
+        self._resume_inline = False
+        self._sm_failed_inline = ""
         self._bind_iq_id = ""
 
     # ------------------------------------------------------------------ driver API: input
@@ -265,6 +288,68 @@ class C2SStream:
         assert self._mechanism is not None
         self._answered(self._after_sasl(self._mechanism.password_checked(ok)))
 
+    def resume_succeeded(self, jid: JID, sm: StreamManagement, h: str | None) -> None:
+        """XEP-0198 §5: adopt the hibernated session's JID and counters, answer, retransmit."""
+        self._expect_waiting("resume")
+        if h is not None:
+            sm.acknowledge(h)
+        self.jid = jid
+        self.sm = sm
+        if self._resume_inline:
+            # XEP-0198 §9 / XEP-0388: <resumed/> inside <success/>, Bind2 skipped, no features.
+            self._resume_inline = False
+            self._bind_inline = False
+            self._sasl2_success(str(jid), sm.resumed_element())
+        else:
+            self._out.append(sm.resumed_element().encode())
+        self.state = State.BOUND
+        if self._parser is not None:
+            self._parser.max_stanza_bytes = self.config.max_stanza_bytes
+        self._out.extend(sm.unacked)
+
+    def resume_failed(self, text: str = "") -> None:
+        self._expect_waiting("resume")
+        failed = failed_element("item-not-found", text=escape_text(text))
+        if not self._resume_inline:
+            self._out.append(failed.encode())
+            return
+        self._resume_inline = False
+        self._sm_failed_inline = failed
+        if self._bind2 is not None:
+            self._bind_inline = True
+            self._waiting = "bind"
+            self._pending.appendleft(
+                BindRequested(resource=_bind2_resource(self._bind2, self._user_agent), inline=True)
+            )
+            return
+        assert self.authenticated_localpart is not None
+        self._sasl2_success(f"{self.authenticated_localpart}@{self.domain}", "")
+        self._send_post_auth_features()
+
+    def queue_detached(self, data: bytes) -> None:
+        """A stanza for a hibernating session (no transport): keep it for the resume."""
+        if self.sm is not None:
+            self.sm.stanza_sent(data)
+
+    def _bind2_inline_features(self) -> str:
+        request = self._bind2
+        assert request is not None
+        answers = []
+        if request.sm_enable:
+            self.sm = StreamManagement.enable(resume=True, max_seconds=self.config.sm_resume_seconds)
+            answers.append(self.sm.enabled_element())
+        if request.carbons:
+            self.carbons = True  # XEP-0386 §2.4: carbons enable succeeds, no answer needed
+        if request.csi_active is not None:
+            self.csi_active = request.csi_active
+        return "".join(answers)
+
+    def _bound_features(self) -> str:
+        features = f"<csi xmlns='{ns.CSI}'/>"
+        if self.sm is None:
+            features += f"<sm xmlns='{SM}'/>"  # never again after an enable (fluux #380)
+        return features
+
     def _answered(self, event: Event | None) -> None:
         # before anything the answer queued itself (an inline BindRequested follows Authenticated)
         if event is not None:
@@ -277,11 +362,13 @@ class C2SStream:
         assert self.domain is not None
         self.jid = JID(self.authenticated_localpart, self.domain).with_resource(resource)
         if self._bind_inline:
-            # XEP-0386 §2.4: <success/> names the full JID and carries <bound/>; no restart, and
-            # the features that follow no longer offer resource binding.
+            # XEP-0386 §2.4: <success/> names the full JID and carries <bound/> with the answers
+            # of the inline features; no restart, and no resource binding offered afterwards.
             self._bind_inline = False
-            self._sasl2_success(str(self.jid), f"<bound xmlns='{ns.BIND2}'/>")
-            self._out.append(self._features(""))
+            bound = self._bind2_inline_features()
+            bound_el = f"<bound xmlns='{ns.BIND2}'>{bound}</bound>" if bound else f"<bound xmlns='{ns.BIND2}'/>"
+            self._sasl2_success(str(self.jid), bound_el)
+            self._out.append(self._features(self._bound_features()))
         else:
             reply = self._iq_result(self._bind_iq_id, to=None)
             bind = etree.SubElement(reply, _Q_BIND, nsmap=ns.default(ns.BIND))
@@ -321,12 +408,17 @@ class C2SStream:
     def send_stanza(self, stanza: etree._Element) -> None:
         """Queue a stanza routed to this session (already addressed and stamped)."""
         if self.state is State.BOUND:
-            self._out.append(serialize(stanza))
+            self._queue_stanza(serialize(stanza))
 
     def send_raw(self, data: bytes) -> None:
         """Queue an already serialised stanza (the router serialises once for many recipients)."""
         if self.state is State.BOUND:
-            self._out.append(data)
+            self._queue_stanza(data)
+
+    def _queue_stanza(self, data: bytes) -> None:
+        self._out.append(data)
+        if self.sm is not None and self.sm.stanza_sent(data):
+            self._out.append(request_element().encode())
 
     def bounce(self, stanza: etree._Element, condition: StanzaErrorCondition, text: str = "") -> None:
         """Return ``stanza`` to this session's client as an error (RFC 6120 §8.3).
@@ -436,7 +528,11 @@ class C2SStream:
         # XEP-0388 §2.1: SASL2 beside RFC 6120 SASL, with Bind2 (XEP-0386) as an inline feature.
         parts.append(f"<authentication xmlns='{ns.SASL2}'>")
         parts.extend(f"<mechanism>{name}</mechanism>" for name in self._offered_mechanisms)
-        parts.append(f"<inline><bind xmlns='{ns.BIND2}'/></inline></authentication>")
+        parts.append(
+            f"<inline><sm xmlns='{SM}'/><bind xmlns='{ns.BIND2}'><inline>"
+            f"<feature var='{SM}'/><feature var='{ns.CARBONS}'/><feature var='{ns.CSI}'/>"
+            "</inline></bind></inline></authentication>"
+        )
         if self.channel_bindings:
             # XEP-0440: a sibling feature listing the channel-binding types usable on this stream.
             parts.append(f"<sasl-channel-binding xmlns='{ns.SASL_CB}'>")
@@ -450,7 +546,10 @@ class C2SStream:
     def _send_post_auth_features(self) -> None:
         self.state = State.EXPECT_BIND
         self._out.append(
-            self._features(f"<bind xmlns='{ns.BIND}'/><session xmlns='{ns.SESSION}'><optional/></session>")
+            self._features(
+                f"<bind xmlns='{ns.BIND}'/><session xmlns='{ns.SESSION}'><optional/></session>"
+                f"<sm xmlns='{SM}'/><csi xmlns='{ns.CSI}'/>"
+            )
         )
 
     def _mechanisms(self) -> tuple[str, ...]:
@@ -513,7 +612,7 @@ class C2SStream:
             )
         if local == "authenticate" and self.state is State.EXPECT_AUTH:
             self._profile = "sasl2"
-            self._user_agent, self._bind2 = _parse_authenticate(el)
+            self._user_agent, self._bind2, self._sasl2_resume = _parse_authenticate(el)
             initial_el = el.find(ns.qname(ns.SASL2, "initial-response"))
             if initial_el is None:
                 return self._start_mechanism(el.get("mechanism", ""), None)
@@ -536,6 +635,7 @@ class C2SStream:
         self._profile = "sasl"
         self._user_agent = None
         self._bind2 = None
+        self._sasl2_resume = None
         text = (el.text or "").strip()
         return self._start_mechanism(el.get("mechanism", ""), text or None)
 
@@ -632,6 +732,13 @@ class C2SStream:
         authenticated = Authenticated(
             localpart=localpart, mechanism=self.mechanism_name, profile="sasl2", user_agent=self._user_agent
         )
+        if self._sasl2_resume is not None:
+            # XEP-0198 §9: resume is processed first; Bind2 only runs if it fails.
+            previd, h = self._sasl2_resume
+            self._resume_inline = True
+            self._waiting = "resume"
+            self._pending.append(ResumeRequested(previd=previd, h=h, inline=True))
+            return authenticated
         if self._bind2 is not None:
             self._bind_inline = True
             self._waiting = "bind"
@@ -644,6 +751,8 @@ class C2SStream:
         return authenticated
 
     def _sasl2_success(self, authorization_identifier: str, inline_results: str) -> None:
+        inline_results = self._sm_failed_inline + inline_results
+        self._sm_failed_inline = ""
         extra = self._additional_data
         self._additional_data = None
         data = f"<additional-data>{_b64(extra)}</additional-data>" if extra else ""
@@ -689,6 +798,18 @@ class C2SStream:
 
     # ------------------------------------------------------------------ binding (RFC 6120 §7)
     def _on_bind(self, el: etree._Element) -> Event | None:
+        if el.tag == _Q_SM_RESUME:
+            # XEP-0198 §5: resume instead of binding
+            previd = el.get("previd")
+            if not previd:
+                self._out.append(failed_element("bad-request", text="previd is missing").encode())
+                return None
+            self._waiting = "resume"
+            self._resume_inline = False
+            return ResumeRequested(previd=previd, h=el.get("h"), inline=False)
+        if el.tag == _Q_SM_ENABLE:
+            self._out.append(failed_element("unexpected-request", text="bind a resource first").encode())
+            return None
         if el.tag != _Q_IQ:
             raise StreamError(StreamErrorCondition.NOT_AUTHORIZED, "bind a resource first")
         iq_id = el.get("id")
@@ -724,6 +845,11 @@ class C2SStream:
     # ------------------------------------------------------------------ stanzas (RFC 6120 §8)
     def _on_stanza(self, el: etree._Element) -> Event | None:
         tag = el.tag
+        if tag in _NONZAS:
+            assert isinstance(tag, str)
+            return self._on_nonza(el, tag)
+        if self.sm is not None:
+            self.sm.stanza_received()
         if not isinstance(tag, str) or not tag.startswith("{jabber:client}"):
             raise StreamError(StreamErrorCondition.UNSUPPORTED_STANZA_TYPE, f"unexpected element {tag}")
         kind = tag[15:]
@@ -781,6 +907,41 @@ class C2SStream:
             return None
         return StanzaReceived(kind=kind, type=stanza_type, to=to, stanza=el)
 
+    def _on_nonza(self, el: etree._Element, tag: str) -> Event | None:
+        """XEP-0198 and XEP-0352 elements between stanzas (``tag`` is one of ``_NONZAS``)."""
+        sm = self.sm
+        if tag == _Q_SM_R:
+            if sm is None:
+                raise StreamError(
+                    StreamErrorCondition.UNSUPPORTED_STANZA_TYPE, "stream management is not enabled"
+                )
+            self._out.append(sm.ack_element().encode())
+            return None
+        if tag == _Q_SM_A:
+            if sm is None:
+                raise StreamError(
+                    StreamErrorCondition.UNSUPPORTED_STANZA_TYPE, "stream management is not enabled"
+                )
+            sm.acknowledge(el.get("h"))
+            return None
+        if tag == _Q_SM_ENABLE:
+            if sm is not None:
+                self._out.append(failed_element("unexpected-request", text="already enabled").encode())
+                return None
+            resume = el.get("resume") in ("true", "1")
+            self.sm = StreamManagement.enable(resume=resume, max_seconds=self.config.sm_resume_seconds)
+            self._out.append(self.sm.enabled_element().encode())
+            return None
+        if tag == _Q_SM_RESUME:
+            self._out.append(failed_element("unexpected-request", text="this stream is bound").encode())
+            return None
+        if tag in (_Q_CSI_ACTIVE, _Q_CSI_INACTIVE):
+            active = tag == _Q_CSI_ACTIVE
+            changed = active != self.csi_active
+            self.csi_active = active
+            return ClientStateChanged(active=active) if changed else None
+        raise LocalProtocolError(f"not a nonza: {tag}")  # pragma: no cover
+
     def _on_iq(self, el: etree._Element, iq_type: str, to: JID | None) -> Event | None:
         iq_id = el.get("id")
         if not iq_id or iq_type not in _IQ_TYPES:
@@ -822,6 +983,10 @@ class C2SStream:
         elif tag == _Q_DISCO_ITEMS:
             self._answer_get(el, iq_type, self._disco_items(payload))
         elif tag == _Q_SESSION and iq_type == "set":
+            self._send_element(self._iq_result(el.get("id", ""), to=el.get("from")))
+        elif tag in (_Q_CARBONS_ENABLE, _Q_CARBONS_DISABLE) and iq_type == "set":
+            # XEP-0280 §4: per session, answered with an empty result
+            self.carbons = tag == _Q_CARBONS_ENABLE
             self._send_element(self._iq_result(el.get("id", ""), to=el.get("from")))
         else:
             self._reply_error(el, StanzaErrorCondition.SERVICE_UNAVAILABLE)
@@ -917,7 +1082,7 @@ class C2SStream:
         return reply
 
     def _send_element(self, el: etree._Element) -> None:
-        self._out.append(serialize(el))
+        self._queue_stanza(serialize(el))
 
     def _features(self, inner: str) -> bytes:
         if self.framed:
@@ -982,6 +1147,9 @@ class C2SStream:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class _Bind2Request:
     tag: str | None
+    sm_enable: bool = False
+    carbons: bool = False
+    csi_active: bool | None = None
 
 
 _MAX_USER_AGENT_TEXT = 256
@@ -994,8 +1162,10 @@ def _child_text(el: etree._Element, namespace: str, local: str) -> str | None:
     return child.text.strip()[:_MAX_USER_AGENT_TEXT] or None
 
 
-def _parse_authenticate(el: etree._Element) -> tuple[UserAgent | None, _Bind2Request | None]:
-    """The <user-agent/> and Bind2 <bind/> children of <authenticate/> (both optional)."""
+def _parse_authenticate(
+    el: etree._Element,
+) -> tuple[UserAgent | None, _Bind2Request | None, tuple[str, str | None] | None]:
+    """The <user-agent/>, Bind2 <bind/> and SM <resume/> children of <authenticate/> (all optional)."""
     user_agent = None
     ua = el.find(ns.qname(ns.SASL2, "user-agent"))
     if ua is not None:
@@ -1008,8 +1178,22 @@ def _parse_authenticate(el: etree._Element) -> tuple[UserAgent | None, _Bind2Req
     bind2 = None
     bind = el.find(ns.qname(ns.BIND2, "bind"))
     if bind is not None:
-        bind2 = _Bind2Request(tag=_child_text(bind, ns.BIND2, "tag"))
-    return user_agent, bind2
+        csi: bool | None = None
+        if bind.find(_Q_CSI_ACTIVE) is not None:
+            csi = True
+        elif bind.find(_Q_CSI_INACTIVE) is not None:
+            csi = False
+        bind2 = _Bind2Request(
+            tag=_child_text(bind, ns.BIND2, "tag"),
+            sm_enable=bind.find(_Q_SM_ENABLE) is not None,
+            carbons=bind.find(_Q_CARBONS_ENABLE) is not None,
+            csi_active=csi,
+        )
+    resume = None
+    resume_el = el.find(_Q_SM_RESUME)
+    if resume_el is not None and resume_el.get("previd"):
+        resume = (resume_el.get("previd", ""), resume_el.get("h"))
+    return user_agent, bind2, resume
 
 
 def _bind2_resource(request: _Bind2Request, user_agent: UserAgent | None) -> str:
