@@ -43,6 +43,7 @@ def stream_config() -> StreamConfig:
         max_preauth_stanza_bytes=settings.XMPP_MAX_PREAUTH_STANZA_BYTES,
         max_depth=settings.XMPP_MAX_DEPTH,
         allow_plain=settings.XMPP_SASL_PLAIN,
+        sm_resume_seconds=settings.XMPP_SM_RESUME_SECONDS,
     )
 
 

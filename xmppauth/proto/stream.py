@@ -366,7 +366,9 @@ class C2SStream:
             # of the inline features; no restart, and no resource binding offered afterwards.
             self._bind_inline = False
             bound = self._bind2_inline_features()
-            bound_el = f"<bound xmlns='{ns.BIND2}'>{bound}</bound>" if bound else f"<bound xmlns='{ns.BIND2}'/>"
+            bound_el = (
+                f"<bound xmlns='{ns.BIND2}'>{bound}</bound>" if bound else f"<bound xmlns='{ns.BIND2}'/>"
+            )
             self._sasl2_success(str(self.jid), bound_el)
             self._out.append(self._features(self._bound_features()))
         else:

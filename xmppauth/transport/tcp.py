@@ -39,16 +39,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from OpenSSL import SSL
-from twisted.internet import defer
-from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IHandshakeListener
+from twisted.internet import defer, tcp
+from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.protocol import Factory, Protocol, connectionDone
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from xmppauth.transport.tls import ServerTLS, TLSInfo, describe_tls_error
 
@@ -63,11 +60,12 @@ LOW_WATER = 16  # ... and at which it resumes
 CLOSE_GRACE = 5.0  # seconds a closing connection may take to flush before it is aborted
 APP_CLOSE_TIMEOUT = 5.0  # seconds an application may take to return after xmpp.disconnect
 SHUTDOWN_TIMEOUT = 3.0  # seconds applications get to return on server shutdown
+TLS_READ_SIZE = 16384  # largest decrypted read (one TLS record's worth)
+TLS_FLUSH_SIZE = 65536  # bytes taken from OpenSSL's outgoing memory BIO per read
 
 
-@implementer(IHandshakeListener)
 class XMPPServerProtocol(Protocol):
-    """One TCP connection hosting one ASGI application instance."""
+    """One TCP connection hosting one ASGI application instance, with TLS done here over memory BIOs."""
 
     factory: XMPPServerFactory
 
@@ -77,18 +75,23 @@ class XMPPServerProtocol(Protocol):
         self.task: asyncio.Task[None] | None = None
         self.is_open = False
         self.tls: TLSInfo | None = None
-        self._tls_started = False  # startTLS called (STARTTLS) or the listener is TLS (direct)
+        self._tls_started = False  # STARTTLS asked for, or the listener is direct TLS
+        self._ssl: SSL.Connection | None = None  # the TLS layer, once started
+        self._handshake_done = False
+        self._tls_backlog: list[bytes] = []  # application writes made before the handshake finished
+        self._tls_dead = False  # failed, or both close_notify alerts exchanged: no more TLS I/O
         self._closing = False
         self._close_reason: str | None = None
         self._disconnect_sent = False
         self._reading_paused = False
         self._handshake_timer: Any = None
         self._abort_timer: Any = None
+        self._direct_send = False
 
     @property
     def _tr(self) -> Any:
-        # The TCP transport (STARTTLS listener) or the TLS wrapper around it (direct TLS); Twisted's
-        # interfaces do not declare setTcpNoDelay/startTLS/getHandle together, so it is typed loosely.
+        # Twisted's interfaces do not declare setTcpNoDelay, writeSomeData, the write buffer and the producer
+        # methods together, so the TCP transport is typed loosely.
         return self.transport
 
     # --- Twisted side -----------------------------------------------------------------------------------
@@ -96,38 +99,173 @@ class XMPPServerProtocol(Protocol):
     def connectionMade(self) -> None:
         self.is_open = True
         self.factory.protocols.add(self)
-        self._tr.setTcpNoDelay(True)
+        tr = self._tr
+        tr.setTcpNoDelay(True)
+        self._direct_send = _can_send_directly(tr)
         if self.factory.transport_name == "directtls":
-            self._tls_started = True
-            self._start_handshake_timer()
+            self._begin_tls(self.factory.tls.directtls.getContext())
         else:
             self._start_application()
             self._deliver({"type": "xmpp.connect", "tls": None})
 
-    def handshakeCompleted(self) -> None:
-        self._cancel_timer("_handshake_timer")
-        if not self.is_open:
-            return
-        self.tls = self.factory.tls.info(self._tr.getHandle())
-        if self.queue is None:
-            self._start_application()
-            self._deliver({"type": "xmpp.connect", "tls": self.tls})
-        else:
-            self._deliver({"type": "xmpp.tls_established", "tls": self.tls})
-
     def dataReceived(self, data: bytes) -> None:
-        if self.queue is None or self._closing:
-            return
-        self._deliver({"type": "xmpp.receive", "bytes": data})
+        if self._ssl is not None:
+            self._tls_data_received(data)
+        elif self.queue is not None and not self._closing:
+            self._deliver({"type": "xmpp.receive", "bytes": data})
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.is_open = False
         self.factory.protocols.discard(self)
         self._cancel_timer("_handshake_timer")
         self._cancel_timer("_abort_timer")
-        self._signal_disconnect(self._close_reason or _describe_loss(reason))
+        text = self._close_reason or _describe_loss(reason)
+        unclean = self._handshake_done and not self._tls_dead and isinstance(reason.value, ConnectionDone)
+        if self._close_reason is None and unclean:  # TCP closed without a TLS close_notify
+            text = f"connection lost: {ConnectionLost()}"
+        self._ssl_release()
+        self._signal_disconnect(text)
         if self.task is not None and not self.task.done():
             self.factory.reactor.callLater(APP_CLOSE_TIMEOUT, self._cancel_application)
+
+    # --- raw writes -------------------------------------------------------------------------------------
+
+    def _write_raw(self, data: bytes) -> None:
+        """Write to the TCP transport; at once when nothing is queued there (saves a reactor round trip)."""
+        tr = self._tr
+        if (
+            self._direct_send
+            and not tr._tempDataLen
+            and not tr.dataBuffer
+            and tr.connected
+            and not tr.disconnecting
+        ):
+            sent = tr.writeSomeData(data)
+            if type(sent) is int and sent > 0:
+                if sent == len(data):
+                    return
+                data = data[sent:]
+        # Queue the rest (or everything after an error, which Twisted then reports when it retries).
+        tr.write(data)
+
+    # --- TLS over memory BIOs ---------------------------------------------------------------------------
+
+    def _begin_tls(self, context: SSL.Context) -> None:
+        conn = SSL.Connection(context, None)
+        conn.set_accept_state()
+        self._ssl = conn
+        self._tls_started = True
+        self._start_handshake_timer()
+
+    def _tls_data_received(self, data: bytes) -> None:
+        conn = self._ssl
+        if conn is None or self._tls_dead:
+            return
+        try:
+            conn.bio_write(data)
+            if not self._handshake_done:
+                try:
+                    conn.do_handshake()
+                except SSL.WantReadError:
+                    self._tls_flush()
+                    return
+                self._handshake_done = True
+                self._tls_flush()
+                self._handshake_completed()
+                if self._ssl is None or self._tls_dead:
+                    return
+                if self._tls_backlog:
+                    backlog, self._tls_backlog = self._tls_backlog, []
+                    for chunk in backlog:
+                        self._tls_write(chunk)
+            received: list[bytes] = []
+            while True:
+                try:
+                    received.append(conn.recv(TLS_READ_SIZE))
+                except SSL.WantReadError:
+                    break
+                except SSL.ZeroReturnError:
+                    # The peer's close_notify: answer it (unless ours went out already) and close TCP.
+                    self._tls_dead = True
+                    self._tls_shutdown()
+                    break
+            if received and self.queue is not None and not self._closing:
+                self._deliver({"type": "xmpp.receive", "bytes": b"".join(received)})
+            if not self._tls_dead:
+                self._tls_flush()  # whatever reading produced (a KeyUpdate answer, say)
+        except SSL.Error as exc:
+            self._tls_failed(exc)
+
+    def _handshake_completed(self) -> None:
+        self._cancel_timer("_handshake_timer")
+        if not self.is_open or self._ssl is None:
+            return
+        self.tls = self.factory.tls.info(self._ssl)
+        if self.queue is None:
+            self._start_application()
+            self._deliver({"type": "xmpp.connect", "tls": self.tls})
+        else:
+            self._deliver({"type": "xmpp.tls_established", "tls": self.tls})
+
+    def _tls_flush(self) -> None:
+        """Move what OpenSSL wrote into the outgoing memory BIO to the TCP transport, in one write."""
+        conn = self._ssl
+        assert conn is not None
+        try:
+            out = conn.bio_read(TLS_FLUSH_SIZE)
+        except SSL.WantReadError:
+            return
+        if len(out) == TLS_FLUSH_SIZE:
+            chunks = [out]
+            while True:
+                try:
+                    chunks.append(conn.bio_read(TLS_FLUSH_SIZE))
+                except SSL.WantReadError:
+                    break
+            out = b"".join(chunks)
+        self._write_raw(out)
+
+    def _tls_write(self, data: bytes) -> None:
+        conn = self._ssl
+        if conn is None or self._tls_dead:
+            return
+        if not self._handshake_done:
+            self._tls_backlog.append(data)
+            return
+        try:
+            conn.sendall(data)
+        except SSL.Error as exc:
+            self._tls_failed(exc)
+            return
+        self._tls_flush()
+
+    def _tls_shutdown(self) -> None:
+        """Send our close_notify; close TCP once the peer's has arrived too (it may have already)."""
+        conn = self._ssl
+        assert conn is not None
+        try:
+            both = conn.shutdown()
+        except SSL.Error:
+            both = False
+        self._tls_flush()
+        if both:
+            self._tls_dead = True
+            self._tr.loseConnection()
+
+    def _tls_failed(self, exc: SSL.Error) -> None:
+        """A fatal TLS error: send the alert OpenSSL may have queued, then close."""
+        self._tls_dead = True
+        self._closing = True
+        if self._close_reason is None:
+            self._close_reason = f"tls error: {describe_tls_error(exc)}"
+        if self._ssl is not None:
+            self._tls_flush()
+        self._tr.loseConnection()
+
+    def _ssl_release(self) -> None:
+        self._tls_dead = True
+        self._tls_backlog = []
+        self._ssl = None
 
     # --- application side -------------------------------------------------------------------------------
 
@@ -174,7 +312,10 @@ class XMPPServerProtocol(Protocol):
             if not isinstance(data, bytes | bytearray | memoryview):
                 raise TypeError(f"xmpp.send needs bytes, got {type(data).__name__}")
             if data:
-                self._tr.write(bytes(data))
+                if self._ssl is not None:
+                    self._tls_write(bytes(data))
+                else:
+                    self._write_raw(bytes(data))
         elif kind == "xmpp.starttls":
             self._start_tls()
         elif kind == "xmpp.close":
@@ -185,10 +326,8 @@ class XMPPServerProtocol(Protocol):
     def _start_tls(self) -> None:
         if self._tls_started:
             raise RuntimeError("xmpp.starttls on a connection that already uses TLS")
-        self._tls_started = True
         self._discard_pending_plaintext()
-        self._tr.startTLS(self.factory.tls.starttls)
-        self._start_handshake_timer()
+        self._begin_tls(self.factory.tls.starttls.getContext())
 
     def _discard_pending_plaintext(self) -> None:
         """Drop xmpp.receive messages the application has not taken yet: they were read before TLS."""
@@ -205,7 +344,11 @@ class XMPPServerProtocol(Protocol):
             self._tr.resumeProducing()
 
     def close(self, reason: str = "closed") -> None:
-        """Flush pending writes and close; abort if that has not happened after `CLOSE_GRACE` seconds."""
+        """Flush pending writes and close; abort if that has not happened after `CLOSE_GRACE` seconds.
+
+        Over TLS this sends close_notify and closes TCP when the peer's close_notify arrives (or the
+        peer closes TCP), as Twisted's TLS layer did; a handshake still under way is aborted instead.
+        """
         if self._closing or not self.is_open:
             return
         self._closing = True
@@ -214,7 +357,13 @@ class XMPPServerProtocol(Protocol):
             # A paused reader would never see the peer's close; the queue no longer matters.
             self._reading_paused = False
             self._tr.resumeProducing()
-        self._tr.loseConnection()
+        if self._ssl is None or self._tls_dead:
+            self._tr.loseConnection()
+        elif not self._handshake_done:
+            self._tls_dead = True
+            self._tr.abortConnection()
+        else:
+            self._tls_shutdown()
         if self.is_open:
             self._abort_timer = self.factory.reactor.callLater(CLOSE_GRACE, self._abort)
 
@@ -277,6 +426,18 @@ class XMPPServerProtocol(Protocol):
         except Exception:
             return "?"
         return f"{peer.host}:{peer.port}"
+
+
+def _can_send_directly(transport: Any) -> bool:
+    """Whether `_write_raw` may call ``writeSomeData`` itself: a Twisted TCP connection with its write buffer.
+
+    Anything else (a test's fake transport, another reactor's) just gets ``write``.
+    """
+    return (
+        isinstance(transport, tcp.Connection)
+        and hasattr(transport, "_tempDataLen")
+        and isinstance(getattr(transport, "dataBuffer", None), bytes)
+    )
 
 
 def _describe_loss(reason: Failure) -> str:
@@ -367,8 +528,7 @@ def listen_c2s(
         if directtls_endpoint is not None:
             factory = XMPPServerFactory(application, transport_name="directtls", **options)
             host, port = directtls_endpoint
-            tls_factory = TLSMemoryBIOFactory(cast(Any, tls.directtls), False, cast(Any, factory))
-            ports.append(reactor.listenTCP(port, tls_factory, interface=host))
+            ports.append(reactor.listenTCP(port, factory, interface=host))
             reactor.addSystemEventTrigger("before", "shutdown", factory.shutdown)
     except Exception:
         for listening in ports:
