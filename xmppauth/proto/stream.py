@@ -663,7 +663,14 @@ class C2SStream:
             bindings=self.channel_bindings,
             plus_advertised=any(m.endswith("-PLUS") for m in self._offered_mechanisms),
         )
-        self._mechanism = make_mechanism(name, cb=cb, nonce_factory=self._nonce_factory)
+        extensions = (
+            ssdp_attribute(name, self._offered_mechanisms, self.channel_bindings)
+            if name.startswith("SCRAM-")
+            else ""
+        )
+        self._mechanism = make_mechanism(
+            name, cb=cb, nonce_factory=self._nonce_factory, server_first_extensions=extensions
+        )
         self.state = State.SASL
         return self._after_sasl(self._mechanism.start(initial))
 
@@ -1220,6 +1227,22 @@ def _is_auth_element(el: etree._Element) -> bool:
     return isinstance(tag, str) and (
         tag.startswith("{" + ns.SASL + "}") or tag.startswith("{" + ns.SASL2 + "}")
     )
+
+
+def ssdp_attribute(mechanism: str, offered: tuple[str, ...], channel_bindings: Mapping[str, bytes]) -> str:
+    """XEP-0474 (0.4+) ``h=`` for the SCRAM server-first-message.
+
+    S is the advertised mechanisms of the profile in use, sorted by octet and joined with 0x1E,
+    followed, when XEP-0440 channel-binding types were advertised, by 0x1F and the sorted types
+    joined with 0x1E; ``h`` is base64(H(S)) with the hash of the SCRAM mechanism in use. Both our
+    profiles advertise the same list, and FAST (HT-*) mechanisms are never part of it.
+    """
+    text = "\x1e".join(sorted(offered))
+    if channel_bindings:
+        text += "\x1f" + "\x1e".join(sorted(channel_bindings))
+    hash_name = mechanism.removeprefix("SCRAM-").removesuffix("-PLUS").replace("-", "").lower()
+    digest = hashlib.new(hash_name, text.encode()).digest()
+    return "h=" + base64.b64encode(digest).decode()
 
 
 def _only_child(el: etree._Element) -> etree._Element | None:
