@@ -5,10 +5,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+XMPPJS := tests/interop/xmppjs
 
 .PHONY: setup serve check lint types test clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(XMPPJS)/node_modules
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,7 +17,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-serve: setup
+# xmpp.js for the interop tests (tests/integration/test_xmppjs.py): reinstalled when the lock file is newer.
+# Without npm the step is skipped (those tests then skip for want of node, or say to run `make setup`).
+$(XMPPJS)/node_modules: $(XMPPJS)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm ci --prefix $(XMPPJS) --no-audit --no-fund && touch $@; \
+	else echo "npm not found: skipping the xmpp.js interop client ($(XMPPJS))"; fi
+
+serve: $(STAMP)
 	$(PY) manage.py serve
 
 lint: setup

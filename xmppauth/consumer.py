@@ -12,6 +12,7 @@ import asyncio
 import functools
 import ipaddress
 import logging
+import secrets
 from typing import Any
 
 from channels.consumer import AsyncConsumer, get_handler_name
@@ -21,8 +22,8 @@ from lxml import etree
 
 from xmppauth import services
 from xmppauth.proto import events as ev
-from xmppauth.proto import ns
-from xmppauth.proto.errors import StanzaErrorCondition, StreamError, StreamErrorCondition
+from xmppauth.proto import ns, upgrade
+from xmppauth.proto.errors import SaslCondition, StanzaErrorCondition, StreamError, StreamErrorCondition
 from xmppauth.proto.jid import JID
 from xmppauth.proto.sm import MAX_UNACKED
 from xmppauth.proto.stream import C2SStream, StreamConfig
@@ -84,6 +85,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         self._hibernating = False  # XEP-0198: transport gone, session kept for a resume
         self._taken_over = False  # resumed on another stream: this object no longer owns the session
         self._expiry: asyncio.TimerHandle | None = None
+        self._upgrade_salt = b""
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels hops to a thread on every message to close stale DB connections; all our
@@ -190,7 +192,12 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         elif isinstance(event, ev.ClientStateChanged):
             if event.active:
                 self._release_held()
+        elif isinstance(event, (ev.TaskStarted, ev.TaskData)):
+            await self._task(event)
         elif isinstance(event, ev.Authenticated):
+            if event.profile == "sasl2":
+                missing = await services.missing_hashes(event.localpart) if event.upgrades else set()
+                stream.continue_with([[task] for task in event.upgrades if upgrade.hash_of(task) in missing])
             agent = event.user_agent
             log.info(
                 "%s authenticated as %s with %s (%s%s)",
@@ -227,6 +234,29 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             self._timer.cancel()
             self._timer = None
         log.info("%s bound %s", self._peer, self.jid)
+
+    async def _task(self, event: ev.TaskStarted | ev.TaskData) -> None:
+        """XEP-0388 tasks; today the XEP-0480 SCRAM upgrades (second factors plug in here)."""
+        stream = self.stream
+        assert stream is not None
+        hash_name = upgrade.hash_of(event.task)
+        if hash_name is None:
+            stream.task_failed(SaslCondition.MALFORMED_REQUEST, f"no task {event.task}")
+            return
+        if isinstance(event, ev.TaskStarted):
+            self._upgrade_salt = secrets.token_bytes(16)
+            stream.task_challenge(upgrade.salt_challenge(self._upgrade_salt, settings.XMPP_SCRAM_ITERATIONS))
+            return
+        creds = upgrade.credentials_from_answer(
+            event.payload, hash_name, salt=self._upgrade_salt, iterations=settings.XMPP_SCRAM_ITERATIONS
+        )
+        if creds is None:
+            stream.task_failed(SaslCondition.MALFORMED_REQUEST, "expected <hash/> with the SaltedPassword")
+            return
+        assert stream.authenticated_localpart is not None
+        await services.store_scram(stream.authenticated_localpart, hash_name, creds)
+        log.info("%s: %s upgraded to SCRAM-%s", self._peer, stream.authenticated_localpart, hash_name)
+        stream.task_succeeded()
 
     async def _resume(self, event: ev.ResumeRequested) -> None:
         """XEP-0198 §5: continue a session of this account on this stream."""

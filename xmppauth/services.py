@@ -72,3 +72,21 @@ def take_offline(localpart: str) -> list[tuple[bytes, str]]:
         if rows:
             OfflineMessage.objects.filter(id__in=[r[0] for r in rows]).delete()
     return [(stanza.encode("utf-8"), created.strftime("%Y-%m-%dT%H:%M:%SZ")) for _, stanza, created in rows]
+
+
+@database_sync_to_async  # type: ignore[untyped-decorator]
+def missing_hashes(localpart: str) -> set[str]:
+    """The SCRAM hashes an account has no credentials for (XEP-0480 upgrades can add them)."""
+    user = User.objects.filter(username=localpart).only("id", "scram").first()
+    return set() if user is None else set(scram.HASHES) - set(user.scram)
+
+
+@database_sync_to_async  # type: ignore[untyped-decorator]
+def store_scram(localpart: str, hash_name: str, creds: ScramCredentials) -> None:
+    """Add credentials for one hash, keeping the others (XEP-0480 §3.2: older ones stay usable)."""
+    from django.db import transaction
+
+    with transaction.atomic():
+        user = User.objects.select_for_update().get(username=localpart)
+        user.scram = {**user.scram, hash_name: scram.to_json(creds)}
+        user.save(update_fields=["scram"])

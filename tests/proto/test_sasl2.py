@@ -52,7 +52,9 @@ def test_sasl2_is_offered_with_bind2_inline_on_encrypted_streams_only() -> None:
         "<mechanism>SCRAM-SHA-256</mechanism><mechanism>SCRAM-SHA-1</mechanism><mechanism>PLAIN</mechanism>"
         "<inline><sm xmlns='urn:xmpp:sm:3'/><bind xmlns='urn:xmpp:bind:0'><inline>"
         "<feature var='urn:xmpp:sm:3'/><feature var='urn:xmpp:carbons:2'/><feature var='urn:xmpp:csi:0'/>"
-        "</inline></bind></inline></authentication>"
+        "</inline></bind></inline>"
+        "<upgrade xmlns='urn:xmpp:sasl:upgrade:0'>UPGR-SCRAM-SHA-256</upgrade>"
+        "<upgrade xmlns='urn:xmpp:sasl:upgrade:0'>UPGR-SCRAM-SHA-512</upgrade></authentication>"
     ) in out
     cleartext = Transcript.tcp()
     cleartext.client(
@@ -104,10 +106,10 @@ def test_the_server_final_message_verifies() -> None:
     assert client.verify_server_final(base64.b64decode(data))
 
 
-def bind2_resource(ua_id: str | None) -> str:
+def bind2_resource(ua_id: str | None, user: str = "alice", password: str = "wonderland") -> str:
     t = secure()
     agent = f"<user-agent id='{ua_id}'/>" if ua_id else ""
-    t.client(authenticate("PLAIN", plain(), extra=agent + BIND2))
+    t.client(authenticate("PLAIN", plain(user, password), extra=agent + BIND2))
     return str(t.last(ev.BindRequested).resource)
 
 
@@ -115,6 +117,8 @@ def test_bind2_resource_is_stable_per_user_agent_id() -> None:
     assert bind2_resource(UA) == bind2_resource(UA)
     assert bind2_resource(UA) != bind2_resource("0d1b4a52-7c7e-4d55-9a47-2b7e1c0f6a11")
     assert bind2_resource(None) != bind2_resource(None)
+    # one installation is not linkable across accounts by its resource
+    assert bind2_resource(UA).split("~")[1] != bind2_resource(UA, "bob", "builder").split("~")[1]
 
 
 def test_sasl2_without_bind2_offers_rfc6120_bind_on_the_same_stream() -> None:
@@ -216,6 +220,7 @@ def test_inline_bind_failure_travels_inside_success() -> None:
     assert isinstance(t.stream.next_event(), ev.PasswordCheckNeeded)
     t.stream.password_checked(True)
     assert isinstance(t.stream.next_event(), ev.Authenticated)
+    t.stream.continue_with([])
     assert isinstance(t.stream.next_event(), ev.BindRequested)
     t.stream.bind_failed(StanzaErrorCondition.RESOURCE_CONSTRAINT, "too many sessions")
     t.server(

@@ -27,6 +27,7 @@ from typing import Any
 from lxml import etree
 
 from xmppauth.proto import events as ev
+from xmppauth.proto import upgrade
 from xmppauth.proto.sasl import ScramCredentials, derive_credentials, fake_credentials
 from xmppauth.proto.stream import C2SStream, StreamConfig
 
@@ -105,6 +106,9 @@ class Transcript:
     events: list[ev.Event] = field(default_factory=list)
     auto_tls: dict[str, bytes] | None = None
     bind_to: str = "generated-1"
+    auto_tasks: bool = True  # answer SASL2 Authenticated with the XEP-0480 upgrades the account needs
+    hashes: dict[str, set[str]] = field(default_factory=dict)
+    upgraded: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._server_tokens = Tokenizer()
@@ -164,6 +168,21 @@ class Transcript:
             self.stream.provide_credentials(self._creds[key])
         elif isinstance(event, ev.PasswordCheckNeeded):
             self.stream.password_checked(self.accounts.get(event.localpart or "") == event.password)
+        elif isinstance(event, ev.Authenticated) and event.profile == "sasl2" and self.auto_tasks:
+            have = self.hashes.get(event.localpart, {"SHA-1", "SHA-256", "SHA-512"})
+            self.stream.continue_with([[u] for u in event.upgrades if upgrade.hash_of(u) not in have])
+        elif isinstance(event, ev.TaskStarted) and upgrade.hash_of(event.task):
+            self.stream.task_challenge(upgrade.salt_challenge(SALT, 4096))
+        elif isinstance(event, ev.TaskData) and upgrade.hash_of(event.task):
+            hash_name = upgrade.hash_of(event.task) or ""
+            creds = upgrade.credentials_from_answer(event.payload, hash_name, salt=SALT, iterations=4096)
+            if creds is None:
+                from xmppauth.proto.errors import SaslCondition
+
+                self.stream.task_failed(SaslCondition.MALFORMED_REQUEST, "bad hash")
+            else:
+                self.upgraded[hash_name] = creds
+                self.stream.task_succeeded()
         elif isinstance(event, ev.BindRequested):
             self.stream.bind_resource(event.resource or self.bind_to)
         elif isinstance(event, ev.StartTlsRequested) and self.auto_tls is not None:

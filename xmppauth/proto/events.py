@@ -59,15 +59,17 @@ class Authenticated:
     """Authentication succeeded.
 
     RFC 6120 SASL (``profile="sasl"``): ``<success/>`` is queued and a restart follows.
-    XEP-0388 SASL2 (``profile="sasl2"``): ``<success/>`` is queued unless Bind2 was requested, in
-    which case a :class:`BindRequested` with ``inline=True`` follows and ``<success/>`` (carrying
-    the bound JID) is sent once the driver answers it.
+    XEP-0388 SASL2 (``profile="sasl2"``): a request. The driver answers ``continue_with(steps)``
+    with the tasks still required (second factors, XEP-0480 upgrades), or none; after the last
+    task come the inline resume or Bind2 (:class:`ResumeRequested`, :class:`BindRequested` with
+    ``inline=True``) and then ``<success/>``.
     """
 
     localpart: str
     mechanism: str
     profile: str = "sasl"
     user_agent: UserAgent | None = None
+    upgrades: tuple[str, ...] = ()  # XEP-0480 tasks the client asked for (SASL2)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -101,6 +103,25 @@ class ResumeRequested:
     previd: str
     h: str | None
     inline: bool = False
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TaskStarted:
+    """XEP-0388 §2.7: the client picked ``task`` with ``<next/>`` (``payload``: its first child).
+
+    Answer with ``task_challenge()``, ``task_succeeded()`` or ``task_failed()``.
+    """
+
+    task: str
+    payload: etree._Element | None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TaskData:
+    """The client's ``<task-data/>`` for the running task; answered like :class:`TaskStarted`."""
+
+    task: str
+    payload: etree._Element | None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -144,6 +165,8 @@ Event = (
     | AuthFailed
     | BindRequested
     | ResumeRequested
+    | TaskStarted
+    | TaskData
     | ClientStateChanged
     | StanzaReceived
     | StreamClosed

@@ -17,6 +17,8 @@ EXPECT_STARTTLS       ``<starttls/>`` only (RFC 6120 §5.3.1: TLS is mandatory o
 TLS_HANDSHAKE         nothing: bytes read before TLS is up are discarded (RFC 6120 §5.4.3.3)
 EXPECT_AUTH           ``<auth/>`` (RFC 6120 §6.4.2)
 SASL                  ``<response/>``, ``<abort/>`` (RFC 6120 §6.4.3-6.4.6)
+TASKS                 ``<next task=…/>``, ``<abort/>`` (XEP-0388 §2.7, after ``<continue/>``)
+TASK                  ``<task-data/>``, ``<abort/>`` (a task in progress)
 EXPECT_BIND           the bind iq (and the legacy session iq)
 BOUND                 stanzas, routed by the driver after ``from`` is stamped
 CLOSED                nothing; the stream is over
@@ -38,7 +40,7 @@ import functools
 import hashlib
 import secrets
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from lxml import etree
@@ -63,6 +65,8 @@ from .events import (
     StanzaReceived,
     StartTlsRequested,
     StreamClosed,
+    TaskData,
+    TaskStarted,
     UserAgent,
 )
 from .jid import JID, InvalidJID, prep_localpart, prep_resource
@@ -116,6 +120,13 @@ _Q_CSI_INACTIVE = ns.qname(ns.CSI, "inactive")
 _Q_CARBONS_ENABLE = ns.qname(ns.CARBONS, "enable")
 _Q_CARBONS_DISABLE = ns.qname(ns.CARBONS, "disable")
 
+_Q_SASL2_NEXT = ns.qname(ns.SASL2, "next")
+_Q_SASL2_TASK_DATA = ns.qname(ns.SASL2, "task-data")
+_Q_SASL2_ABORT = ns.qname(ns.SASL2, "abort")
+NS_UPGRADE = "urn:xmpp:sasl:upgrade:0"  # XEP-0480
+_Q_UPGRADE = ns.qname(NS_UPGRADE, "upgrade")
+UPGRADE_TASKS = ("UPGR-SCRAM-SHA-256", "UPGR-SCRAM-SHA-512")
+
 _NONZAS = frozenset({_Q_SM_R, _Q_SM_A, _Q_SM_ENABLE, _Q_SM_RESUME, _Q_CSI_ACTIVE, _Q_CSI_INACTIVE})
 
 SERVER_FEATURES = (ns.CARBONS, ns.DISCO_INFO, ns.DISCO_ITEMS, ns.PING)
@@ -136,6 +147,8 @@ class State(enum.Enum):
     TLS_HANDSHAKE = enum.auto()
     EXPECT_AUTH = enum.auto()
     SASL = enum.auto()
+    TASKS = enum.auto()
+    TASK = enum.auto()
     EXPECT_BIND = enum.auto()
     BOUND = enum.auto()
     CLOSED = enum.auto()
@@ -203,6 +216,10 @@ class C2SStream:
         self._user_agent: UserAgent | None = None
         self._bind2: _Bind2Request | None = None
         self._sasl2_resume: tuple[str, str | None] | None = None
+        self._upgrades: tuple[str, ...] = ()
+        self._task_steps: list[tuple[str, ...]] = []
+        self._task_alternatives: tuple[str, ...] = ()
+        self._task = ""
         self._bind_inline = False
         self._additional_data: bytes | None = None
         # XEP-0198 / XEP-0280 / XEP-0352 session features
@@ -319,7 +336,12 @@ class C2SStream:
             self._bind_inline = True
             self._waiting = "bind"
             self._pending.appendleft(
-                BindRequested(resource=_bind2_resource(self._bind2, self._user_agent), inline=True)
+                BindRequested(
+                    resource=_bind2_resource(
+                        self._bind2, self._user_agent, self.authenticated_localpart or ""
+                    ),
+                    inline=True,
+                )
             )
             return
         assert self.authenticated_localpart is not None
@@ -450,6 +472,8 @@ class C2SStream:
 
     def _on_element(self, el: etree._Element) -> Event | None:
         state = self.state
+        if state is State.TASKS or state is State.TASK:
+            return self._on_task_element(el)
         if self.authenticated_localpart is not None and _is_auth_element(el):
             # XEP-0388 §2.6.2: a new <authenticate/> after success is a stream error.
             raise StreamError(StreamErrorCondition.POLICY_VIOLATION, "already authenticated")
@@ -533,8 +557,11 @@ class C2SStream:
         parts.append(
             f"<inline><sm xmlns='{SM}'/><bind xmlns='{ns.BIND2}'><inline>"
             f"<feature var='{SM}'/><feature var='{ns.CARBONS}'/><feature var='{ns.CSI}'/>"
-            "</inline></bind></inline></authentication>"
+            "</inline></bind></inline>"
         )
+        # XEP-0480 §2.1: upgrade tasks are direct children of <authentication/>
+        parts.extend(f"<upgrade xmlns='{NS_UPGRADE}'>{name}</upgrade>" for name in UPGRADE_TASKS)
+        parts.append("</authentication>")
         if self.channel_bindings:
             # XEP-0440: a sibling feature listing the channel-binding types usable on this stream.
             parts.append(f"<sasl-channel-binding xmlns='{ns.SASL_CB}'>")
@@ -615,6 +642,9 @@ class C2SStream:
         if local == "authenticate" and self.state is State.EXPECT_AUTH:
             self._profile = "sasl2"
             self._user_agent, self._bind2, self._sasl2_resume = _parse_authenticate(el)
+            self._upgrades = tuple(
+                name for up in el.iterfind(_Q_UPGRADE) if (name := (up.text or "").strip()) in UPGRADE_TASKS
+            )
             initial_el = el.find(ns.qname(ns.SASL2, "initial-response"))
             if initial_el is None:
                 return self._start_mechanism(el.get("mechanism", ""), None)
@@ -638,6 +668,7 @@ class C2SStream:
         self._user_agent = None
         self._bind2 = None
         self._sasl2_resume = None
+        self._upgrades = ()
         text = (el.text or "").strip()
         return self._start_mechanism(el.get("mechanism", ""), text or None)
 
@@ -735,29 +766,95 @@ class C2SStream:
         return Authenticated(localpart=localpart, mechanism=self.mechanism_name)
 
     def _sasl2_authenticated(self, localpart: str, additional_data: bytes | None) -> Event:
-        """XEP-0388 §2.6.4: no restart. Bind2 (XEP-0386 §2.3) runs before <success/> is sent."""
+        """XEP-0388 §2.6.4: the mechanism succeeded; the driver now says which tasks follow."""
         self._additional_data = additional_data
         assert self.mechanism_name is not None
-        authenticated = Authenticated(
-            localpart=localpart, mechanism=self.mechanism_name, profile="sasl2", user_agent=self._user_agent
+        self.state = State.TASKS
+        self._waiting = "tasks"
+        return Authenticated(
+            localpart=localpart,
+            mechanism=self.mechanism_name,
+            profile="sasl2",
+            user_agent=self._user_agent,
+            upgrades=self._upgrades,
         )
+
+    # ------------------------------------------------------------------ SASL2 tasks (XEP-0388 §2.7)
+    def continue_with(self, steps: Sequence[Sequence[str]]) -> None:
+        """Answer an SASL2 :class:`Authenticated`: the tasks still to do, in order.
+
+        Each step lists alternatives (the client picks one with ``<next/>``); an upgrade task
+        (XEP-0480) is a step with exactly one. No steps: authentication is complete.
+        """
+        self._expect_waiting("tasks")
+        self._task_steps = [tuple(step) for step in steps if step]
+        self._answered(self._next_step())
+
+    def task_challenge(self, payload: str) -> None:
+        """Send ``<task-data/>`` with ``payload`` (XML text) and wait for the client's answer."""
+        self._expect_waiting("task")
+        self._out.append(f"<task-data xmlns='{ns.SASL2}'>{payload}</task-data>".encode())
+
+    def task_succeeded(self) -> None:
+        self._expect_waiting("task")
+        self._answered(self._next_step())
+
+    def task_failed(self, condition: SaslCondition, text: str) -> None:
+        self._expect_waiting("task")
+        self._answered(self._sasl_fail(condition, text))
+
+    def _next_step(self) -> Event | None:
+        if not self._task_steps:
+            return self._finish_sasl2()
+        alternatives = self._task_steps.pop(0)
+        self._task_alternatives = alternatives
+        extra, self._additional_data = self._additional_data, None
+        data = f"<additional-data>{_b64(extra)}</additional-data>" if extra else ""
+        tasks = "".join(f"<task>{escape_text(name)}</task>" for name in alternatives)
+        self._out.append(f"<continue xmlns='{ns.SASL2}'>{data}<tasks>{tasks}</tasks></continue>".encode())
+        self.state = State.TASKS
+        return None
+
+    def _on_task_element(self, el: etree._Element) -> Event | None:
+        tag = el.tag
+        if tag == _Q_SASL2_ABORT:
+            return self._sasl_fail(SaslCondition.ABORTED, "aborted by the client")
+        payload = next((child for child in el if isinstance(child.tag, str)), None)
+        if self.state is State.TASKS and tag == _Q_SASL2_NEXT:
+            name = el.get("task", "")
+            if name not in self._task_alternatives:
+                return self._sasl_fail(
+                    SaslCondition.MALFORMED_REQUEST, f"{name or 'no task'} was not offered"
+                )
+            self._task = name
+            self.state = State.TASK
+            self._waiting = "task"
+            return TaskStarted(task=name, payload=payload)
+        if self.state is State.TASK and tag == _Q_SASL2_TASK_DATA:
+            self._waiting = "task"
+            return TaskData(task=self._task, payload=payload)
+        # XEP-0388 §2.6: nothing else may be sent while authentication is in progress
+        raise StreamError(StreamErrorCondition.POLICY_VIOLATION, f"unexpected {tag} during SASL2 tasks")
+
+    def _finish_sasl2(self) -> Event | None:
+        """All tasks done: inline resume first, then Bind2, then <success/> (XEP-0198 §9, XEP-0386)."""
+        localpart = self.authenticated_localpart
+        assert localpart is not None
         if self._sasl2_resume is not None:
-            # XEP-0198 §9: resume is processed first; Bind2 only runs if it fails.
             previd, h = self._sasl2_resume
             self._resume_inline = True
             self._waiting = "resume"
-            self._pending.append(ResumeRequested(previd=previd, h=h, inline=True))
-            return authenticated
+            return ResumeRequested(previd=previd, h=h, inline=True)
         if self._bind2 is not None:
             self._bind_inline = True
             self._waiting = "bind"
-            self._pending.append(
-                BindRequested(resource=_bind2_resource(self._bind2, self._user_agent), inline=True)
+            return BindRequested(
+                resource=_bind2_resource(self._bind2, self._user_agent, self.authenticated_localpart or ""),
+                inline=True,
             )
-            return authenticated
         self._sasl2_success(f"{localpart}@{self.domain}", "")
         self._send_post_auth_features()
-        return authenticated
+        return None
 
     def _sasl2_success(self, authorization_identifier: str, inline_results: str) -> None:
         inline_results = self._sm_failed_inline + inline_results
@@ -773,6 +870,8 @@ class C2SStream:
     def _sasl_fail(self, condition: SaslCondition, text: str) -> Event:
         username, self._sasl_username = self._sasl_username, None
         self._mechanism = None
+        self.authenticated_localpart = None  # a failed task fails the whole authentication
+        self._task_steps = []
         self._auth_failures += 1
         text_el = f"<text xml:lang='en'>{escape_text(text)}</text>"
         if self._profile == "sasl2":
@@ -1205,11 +1304,13 @@ def _parse_authenticate(
     return user_agent, bind2, resume
 
 
-def _bind2_resource(request: _Bind2Request, user_agent: UserAgent | None) -> str:
-    """XEP-0386 §2.4: the client's tag, then a suffix stable per user-agent id (a hash: the id
-    itself must never be revealed), or random without one."""
+def _bind2_resource(request: _Bind2Request, user_agent: UserAgent | None, localpart: str) -> str:
+    """XEP-0386 §2.4: the client's tag, then a suffix stable per account and user-agent id, or
+    random without an id. The suffix is a hash: the id itself must never be revealed, and with
+    the account hashed in, one installation cannot be linked across the accounts it uses."""
     if user_agent is not None and user_agent.id:
-        digest = hashlib.sha256(b"xmppauth-bind2\0" + user_agent.id.encode()).digest()[:9]
+        material = f"xmppauth-bind2\0{localpart}\0{user_agent.id}".encode()
+        digest = hashlib.sha256(material).digest()[:9]
         suffix = base64.urlsafe_b64encode(digest).decode()
     else:
         suffix = secrets.token_urlsafe(9)

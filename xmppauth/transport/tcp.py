@@ -37,6 +37,7 @@ The application must be an ASGI 3 single callable (Channels' routers and consume
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Literal
@@ -71,7 +72,8 @@ class XMPPServerProtocol(Protocol):
 
     def __init__(self, factory: XMPPServerFactory) -> None:
         self.factory = factory
-        self.queue: asyncio.Queue[Message] | None = None
+        self.queue: collections.deque[Message] | None = None  # received, not yet taken by the application
+        self._waiters: collections.deque[asyncio.Future[Message]] = collections.deque()
         self.task: asyncio.Task[None] | None = None
         self.is_open = False
         self.tls: TLSInfo | None = None
@@ -281,27 +283,45 @@ class XMPPServerProtocol(Protocol):
             "query_string": b"",
             "asgi": {"version": "3.0"},
         }
-        self.queue = asyncio.Queue()
+        self.queue = collections.deque()
         coro = self.factory.application(scope, self._receive, self._send)
         self.task = self.factory.loop.create_task(coro)  # type: ignore[arg-type]
         self.factory.tasks.add(self.task)
         self.task.add_done_callback(self._application_done)
 
     def _deliver(self, message: Message) -> None:
-        assert self.queue is not None
-        self.queue.put_nowait(message)
-        if not self._reading_paused and self.is_open and self.queue.qsize() >= HIGH_WATER:
+        """Hand `message` to a waiting ``receive()``, or queue it (pausing reads at `HIGH_WATER`)."""
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():  # done: cancelled
+                waiter.set_result(message)
+                return
+        queue = self.queue
+        assert queue is not None
+        queue.append(message)
+        if not self._reading_paused and self.is_open and len(queue) >= HIGH_WATER:
             self._reading_paused = True
             self._tr.pauseProducing()
 
-    async def _receive(self) -> Message:
-        assert self.queue is not None
-        message = await self.queue.get()
-        if self._reading_paused and self.queue.qsize() <= LOW_WATER:
-            self._reading_paused = False
-            if self.is_open:
-                self._tr.resumeProducing()
-        return message
+    def _receive(self) -> asyncio.Future[Message]:
+        """ASGI ``receive``: a future rather than a coroutine, already done when a message is queued.
+
+        Channels wraps every ``receive()`` in ``asyncio.ensure_future``; a future needs no task (and no
+        event-loop round trip to start one), and awaiting a done future does not suspend.
+        """
+        future: asyncio.Future[Message] = self.factory.loop.create_future()
+        queue = self.queue
+        assert queue is not None
+        if queue:
+            future.set_result(queue.popleft())
+            if self._reading_paused and len(queue) <= LOW_WATER:
+                self._reading_paused = False
+                if self.is_open:
+                    self._tr.resumeProducing()
+        else:
+            self._waiters.append(future)
+        return future
 
     async def _send(self, message: Message) -> None:
         if not self.is_open or self._closing:
@@ -331,15 +351,12 @@ class XMPPServerProtocol(Protocol):
 
     def _discard_pending_plaintext(self) -> None:
         """Drop xmpp.receive messages the application has not taken yet: they were read before TLS."""
-        assert self.queue is not None
-        kept: list[Message] = []
-        while not self.queue.empty():
-            message = self.queue.get_nowait()
-            if message["type"] != "xmpp.receive":
-                kept.append(message)
-        for message in kept:
-            self.queue.put_nowait(message)
-        if self._reading_paused and self.queue.qsize() <= LOW_WATER:
+        queue = self.queue
+        assert queue is not None
+        kept = [message for message in queue if message["type"] != "xmpp.receive"]
+        queue.clear()
+        queue.extend(kept)
+        if self._reading_paused and len(queue) <= LOW_WATER:
             self._reading_paused = False
             self._tr.resumeProducing()
 
@@ -392,7 +409,7 @@ class XMPPServerProtocol(Protocol):
         if self.queue is None or self._disconnect_sent:
             return
         self._disconnect_sent = True
-        self.queue.put_nowait({"type": "xmpp.disconnect", "reason": reason})
+        self._deliver({"type": "xmpp.disconnect", "reason": reason})
 
     def shutdown(self) -> None:
         """Server shutdown: tell the application at once, then close."""
