@@ -197,7 +197,10 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         elif isinstance(event, ev.Authenticated):
             if event.profile == "sasl2":
                 missing = await services.missing_hashes(event.localpart) if event.upgrades else set()
-                stream.continue_with([[task] for task in event.upgrades if upgrade.hash_of(task) in missing])
+                if not self._closed:
+                    stream.continue_with(
+                        [[task] for task in event.upgrades if upgrade.hash_of(task) in missing]
+                    )
             agent = event.user_agent
             log.info(
                 "%s authenticated as %s with %s (%s%s)",
@@ -256,7 +259,8 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         assert stream.authenticated_localpart is not None
         await services.store_scram(stream.authenticated_localpart, hash_name, creds)
         log.info("%s: %s upgraded to SCRAM-%s", self._peer, stream.authenticated_localpart, hash_name)
-        stream.task_succeeded()
+        if not self._closed:
+            stream.task_succeeded()
 
     async def _resume(self, event: ev.ResumeRequested) -> None:
         """XEP-0198 §5: continue a session of this account on this stream."""
@@ -274,6 +278,11 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             stream.resume_failed("no session to resume (unknown, ended or expired)")
             return
         await old._hand_over()
+        if self._closed:  # our own stream went away meanwhile: the session hibernates on
+            old._taken_over = False
+            if not old._hibernating:
+                old._hibernate()
+            return
         self.jid = old.jid
         self.available, self.priority, self.last_presence = old.available, old.priority, old.last_presence
         self.directed_to, self._held = old.directed_to, old._held
