@@ -196,6 +196,9 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             await self._task(event)
         elif isinstance(event, ev.Authenticated):
             if event.profile == "sasl2":
+                if event.user_agent is not None and event.user_agent.id:
+                    ua = event.user_agent
+                    await services.record_client(event.localpart, ua.id, ua.software, ua.device)
                 missing = await services.missing_hashes(event.localpart) if event.upgrades else set()
                 if not self._closed:
                     stream.continue_with(

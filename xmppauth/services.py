@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from typing import Any
 
 from channels.db import database_sync_to_async
 
@@ -90,3 +91,24 @@ def store_scram(localpart: str, hash_name: str, creds: ScramCredentials) -> None
         user = User.objects.select_for_update().get(username=localpart)
         user.scram = {**user.scram, hash_name: scram.to_json(creds)}
         user.save(update_fields=["scram"])
+
+
+@database_sync_to_async  # type: ignore[untyped-decorator]
+def record_client(localpart: str, user_agent_id: str, software: str | None, device: str | None) -> None:
+    """Remember the client installation (SASL2 user agent): first seen once, last seen at every login."""
+    from django.utils import timezone
+
+    from sessions_acl.models import Client
+
+    user = User.objects.filter(username=localpart).only("id").first()
+    if user is None:
+        return
+    now = timezone.now()
+    fields: dict[str, Any] = {"last_seen": now}
+    if software:
+        fields["software"] = software
+    if device:
+        fields["device"] = device
+    updated = Client.objects.filter(user=user, user_agent_id=user_agent_id).update(**fields)
+    if not updated:
+        Client.objects.get_or_create(user=user, user_agent_id=user_agent_id, defaults=fields)

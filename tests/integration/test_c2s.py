@@ -386,3 +386,29 @@ def test_sasl2_with_bind2_and_channel_binding_over_tcp(server: Server, direct_tl
     assert parse_stream_error(client.read_to_close()) == "conflict"
     client.close()
     again.close()
+
+
+def test_a_sasl2_user_agent_is_recorded_as_the_accounts_client(server: Server) -> None:
+    import base64
+
+    ua = "0e2f6a3c-5b7d-4e21-9c8a-1f3e5d7b9a24"
+    token = base64.b64encode(b"\0bob\0builder").decode()
+    for _ in range(2):  # the second login updates last-seen, it does not add a client
+        client = RawClient(server.c2s_tls, direct_tls=True)
+        client.open_stream()
+        client.send(
+            f"<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><initial-response>{token}</initial-response>"
+            f"<user-agent id='{ua}'><software>Gajim 2.0</software><device>workstation</device></user-agent>"
+            "</authenticate>"
+        )
+        assert b"<success" in client.read_until(rb"</success>")
+        client.close()
+    done = server.manage(
+        "shell",
+        "-c",
+        "from sessions_acl.models import Client; "
+        f"print([(c.user.username, c.software, c.device, c.first_seen <= c.last_seen) "
+        f"for c in Client.objects.filter(user_agent_id='{ua}')])",
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[('bob', 'Gajim 2.0', 'workstation', True)]"
