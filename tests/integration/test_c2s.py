@@ -412,3 +412,24 @@ def test_a_sasl2_user_agent_is_recorded_as_the_accounts_client(server: Server) -
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[('bob', 'Gajim 2.0', 'workstation', True)]"
+
+
+def test_sasl2_without_bind2_then_rfc6120_bind_on_the_same_stream(server: Server) -> None:
+    import base64
+
+    client = RawClient(server.c2s)
+    client.starttls()
+    token = base64.b64encode(b"\0carol\0singer").decode()
+    client.send(
+        f"<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><initial-response>{token}</initial-response>"
+        "</authenticate>"
+    )
+    reply = client.read_until(rb"</stream:features>")
+    assert b"<authorization-identifier>carol@localhost</authorization-identifier>" in reply
+    assert b"<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>" in reply
+    # no restart: the bind iq goes on the same stream (nbxmpp 7.4 does exactly this)
+    client.send(
+        "<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>nb</resource></bind></iq>"
+    )
+    assert b"<jid>carol@localhost/nb</jid>" in client.read_until(rb"</iq>")
+    client.close()
