@@ -4,6 +4,10 @@ xmpp.js prefers XEP-0388 SASL2 with XEP-0386 Bind2 whenever the server offers it
 RFC 6120 SASL + resource binding otherwise. A raw WebSocket probe tells which the server offers, and
 the tests hold xmpp.js to it. Run with -rP to see which path each transport took.
 
+With SASL2, xmpp.js (@xmpp/stream-management) also enables XEP-0198 inline in Bind2 and, after a lost
+connection, resumes inline in SASL2; the resumption test drops the transport under it and counts
+every message at the application level.
+
 The client is tests/interop/xmppjs/client.mjs; `make setup` installs its node_modules.
 """
 
@@ -12,9 +16,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
+import time
 import uuid
 import xml.etree.ElementTree as ET
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +29,7 @@ from typing import Any
 import pytest
 from websockets.sync.client import connect as ws_connect
 
+from tests.integration.rawclient import RawClient
 from tests.integration.server import ACCOUNTS, ROOT, Server, running_server
 
 NODE = shutil.which("node")
@@ -31,6 +39,7 @@ CLIENT = XMPPJS / "client.mjs"
 NS_SASL1 = "urn:ietf:params:xml:ns:xmpp-sasl"
 NS_SASL2 = "urn:xmpp:sasl:2"
 NS_BIND2 = "urn:xmpp:bind:0"
+NS_SM = "urn:xmpp:sm:3"
 NS_STREAMS = "http://etherx.jabber.org/streams"
 
 TRANSPORTS = ["starttls", "direct-tls", "websocket"]
@@ -58,20 +67,41 @@ def server(installed: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 @pytest.fixture(scope="module")
-def sasl2_offered(server: Server) -> bool:
-    """Whether the server offers XEP-0388 (with Bind2 inline), read from a raw RFC 7395 WebSocket stream."""
+def features(server: Server) -> ET.Element:
+    """The pre-authentication stream features, read from a raw RFC 7395 WebSocket stream."""
     with ws_connect(f"ws://127.0.0.1:{server.http}/xmpp-websocket", subprotocols=["xmpp"]) as ws:  # type: ignore[list-item]
         ws.send("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>")
         assert str(ws.recv(timeout=10)).startswith("<open")
         features = ET.fromstring(ws.recv(timeout=10))
         ws.send("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>")
     assert features.tag == f"{{{NS_STREAMS}}}features"
+    return features
+
+
+@pytest.fixture(scope="module")
+def sasl2_offered(features: ET.Element) -> bool:
+    """Whether the server offers XEP-0388 (with Bind2 inline)."""
     authentication = features.find(f"{{{NS_SASL2}}}authentication")
     if authentication is None:
         return False
     # Bind2 rides inline in SASL2; the tests below expect the two together.
     assert authentication.find(f"{{{NS_SASL2}}}inline/{{{NS_BIND2}}}bind") is not None, ET.tostring(features)
     return True
+
+
+@pytest.fixture(scope="module")
+def sm_inline_offered(features: ET.Element, sasl2_offered: bool) -> bool:
+    """Whether XEP-0198 rides inline too: <enable/> in Bind2 and <resume/> in SASL2 (XEP-0198 §9)."""
+    if not sasl2_offered:
+        return False
+    inline = f"{{{NS_SASL2}}}authentication/{{{NS_SASL2}}}inline"
+    in_bind2 = features.find(
+        f"{inline}/{{{NS_BIND2}}}bind/{{{NS_BIND2}}}inline/{{{NS_BIND2}}}feature[@var='{NS_SM}']"
+    )
+    in_sasl2 = features.find(f"{inline}/{{{NS_SM}}}sm")
+    # the one without the other would be odd: a session that can be resumed only from a non-SASL2 login
+    assert (in_bind2 is None) == (in_sasl2 is None), ET.tostring(features)
+    return in_bind2 is not None
 
 
 def service(server: Server, transport: str) -> str:
@@ -94,6 +124,12 @@ class Run:
 
     def of(self, kind: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e["event"] == kind]
+
+    def successes(self) -> list[dict[str, Any]]:
+        return [e for e in self.of("nonza") if e["name"] == "success"]
+
+    def bodies(self) -> list[str]:
+        return [str(e["body"]) for e in self.of("message")]
 
     @property
     def online(self) -> dict[str, Any]:
@@ -128,8 +164,8 @@ class Client:
         password = opts.pop("password", ACCOUNTS[user])
         args = ["--service", service(server, transport), "--username", user, "--password", password]
         for name, value in opts.items():
-            if name == "no_sasl2":
-                args.append("--no-sasl2")
+            if name in ("no_sasl2", "trace"):  # flags
+                args.append(f"--{name.replace('_', '-')}")
             else:
                 args += [f"--{name.replace('_', '-')}", value]
         assert NODE is not None
@@ -142,11 +178,25 @@ class Client:
             *self.run.argv,
             cwd=XMPPJS,
             env=env,
-            stdin=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.PIPE,  # the go-ahead for a `hold` action; closed by finish()
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
         return self
+
+    async def release(self) -> None:
+        """Let a `hold` action go on."""
+        assert self.proc is not None
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"go\n")
+        await self.proc.stdin.drain()
+
+    async def kill(self) -> Run:
+        """End the child now (after a failed step) and collect what it printed."""
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.kill()
+        return await self.finish()
 
     async def until(self, kind: str) -> dict[str, Any]:
         """Read events until one of `kind` (failing on an error event or the end of output)."""
@@ -199,8 +249,7 @@ def check_profile(run: Run, *, sasl2_offered: bool, tag: str) -> str:
         assert run.online["bind"] == "bind2", run.explain()
         assert "~" in run.resource, run.explain()
         assert run.resource.startswith(f"{tag}~"), run.explain()
-        successes = [e for e in run.of("nonza") if e["name"] == "success"]
-        assert len(successes) == 1, run.explain()
+        assert len(run.successes()) == 1, run.explain()
     else:
         assert profile == "sasl1", run.explain()
         assert run.online["bind"] == "rfc6120", run.explain()
@@ -208,10 +257,27 @@ def check_profile(run: Run, *, sasl2_offered: bool, tag: str) -> str:
     return f"{profile} + {run.online['bind']}, jid {run.jid}"
 
 
+def check_sm_enabled_inline(run: Run) -> str:
+    """XEP-0198 enabled inline with Bind2: <success><bound><enabled id=… resume='true'/></bound></success>,
+    and taken up by xmpp.js (its state after login); returns the resumption id."""
+    success = run.successes()[0]
+    assert f"{{{NS_BIND2}}}bound/{{{NS_SM}}}enabled" in success.get("nested", []), run.explain()
+    enabled = success.get("sm", {})
+    assert enabled.get("name") == "enabled", run.explain()
+    assert enabled.get("resume") == "true", run.explain()
+    assert enabled.get("id"), run.explain()
+    assert int(enabled.get("max", "0")) > 0, run.explain()
+    [state] = run.of("sm")
+    assert state == {"event": "sm", "enabled": True, "id": enabled["id"], "max": enabled["max"]}, (
+        run.explain()
+    )
+    return str(enabled["id"])
+
+
 # ------------------------------------------------------------------------------------------ tests
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_xmppjs_logs_in_and_chats(
-    server: Server, sasl2_offered: bool, transport: str, record_property: Any
+    server: Server, sasl2_offered: bool, sm_inline_offered: bool, transport: str, record_property: Any
 ) -> None:
     bob = await Client(
         server, transport, "bob", "presence", "wait", "1", "reply", "hi alice", resource="js"
@@ -234,8 +300,154 @@ async def test_xmppjs_logs_in_and_chats(
 
     path = check_profile(alice, sasl2_offered=sasl2_offered, tag="js")
     check_profile(bob_run, sasl2_offered=sasl2_offered, tag="js")
+    if sm_inline_offered:
+        check_sm_enabled_inline(alice)
+        check_sm_enabled_inline(bob_run)
+        path += ", XEP-0198 enabled inline"
     record_property("xmppjs_path", path)
     print(f"xmpp.js over {transport}: {path} (server offers SASL2: {sasl2_offered})")
+
+
+class Bob:
+    """bob on a raw STARTTLS stream (tests/integration/rawclient.py, blocking: run it in a thread)."""
+
+    def __init__(self, server: Server, resource: str) -> None:
+        self.raw = RawClient(server.c2s)
+        self.jid = self.raw.login("bob", ACCOUNTS["bob"], resource)
+        self.pings = 0
+
+    def chat(self, to: str, *bodies: str) -> None:
+        """Send the messages, then make sure the server has routed them: it handles a client's
+        stanzas in order, so once it answers a ping sent after them they have been delivered to the
+        recipient's session (written to its connection, or queued while the session hibernates)."""
+        for body in bodies:
+            self.raw.send(f"<message to='{to}' type='chat'><body>{body}</body></message>")
+        self.pings += 1
+        self.raw.send(
+            f"<iq type='get' id='ping{self.pings}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"
+        )
+        got = self.raw.read_until(f"<iq[^>]*id=.ping{self.pings}.")
+        # nothing bounced: every message found alice's session, connected or not
+        assert b"error" not in got, got
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+ACK_H = r"<a xmlns=.urn:xmpp:sm:3. h=.(\d+)./>"  # an XEP-0198 <a/> as xmpp.js writes it
+RECONNECT_MS = 500  # @xmpp/reconnect's delay after the loss (its default is 1000)
+# a fixed user agent per transport, as a real client keeps one (one per transport, so that a session
+# left hibernating by a failed run cannot meet the next run's under the same resource)
+ALICE_UA = {t: str(uuid.uuid5(uuid.NAMESPACE_URL, f"xmppauth-interop:xmppjs:alice:{t}")) for t in TRANSPORTS}
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_xmppjs_resumes_a_dropped_session_and_every_message_arrives_once(
+    server: Server, sm_inline_offered: bool, transport: str, record_property: Any
+) -> None:
+    """XEP-0198 through a dropped connection, as xmpp.js does it: enabled inline in Bind2, resumed
+    inline in SASL2 by @xmpp/reconnect + @xmpp/stream-management.
+
+    bob's messages to alice fall in four groups:
+      before  handled by xmpp.js before the drop; some acknowledged with <a/> (the server asks with <r/>
+              after five unacknowledged stanzas), the rest by the h='…' of the <resume/>: never again;
+      lost    written by the server to the old connection but never handled (client.mjs `deaf` swallows
+              them before xmpp.js's parser): not counted in h, so they must come again after the resume;
+      during  sent while alice is away, queued by the hibernating session: delivered after the resume;
+      after   sent on the resumed stream.
+    @xmpp/stream-management does not deduplicate what it receives (it only counts stanzas for its h), so
+    every retransmitted stanza reaches the application's "stanza" handler: exactly-once at the level of
+    client.mjs's message events depends on the server honouring the h of <resume/>, and that is what is
+    asserted, on bodies, in order.
+    """
+    if not sm_inline_offered:
+        pytest.skip("the server does not offer XEP-0198 inline in SASL2/Bind2")
+    before = [f"before {i}" for i in range(6)]
+    lost = [f"lost {i}" for i in range(3)]
+    during = [f"during {i}" for i in range(3)]
+    after = ["after 0"]
+    expected = before + lost + during + after
+
+    bob = await asyncio.to_thread(Bob, server, f"resume-{transport}")
+    alice = Client(
+        server,
+        transport,
+        "alice",
+        *("presence", "wait", str(len(before)), "deaf", "hold", "drop", "resumed"),
+        *("wait", str(len(expected)), "stop"),
+        resource="phone",
+        user_agent_id=ALICE_UA[transport],
+        reconnect=str(RECONNECT_MS),
+        trace="1",  # the nonzas xmpp.js writes are checked too
+    )
+    try:
+        await alice.start()
+        jid = str((await alice.until("online"))["jid"])
+        await asyncio.to_thread(bob.chat, jid, *before)
+        await alice.until("deaf")
+        await asyncio.to_thread(bob.chat, jid, *lost)
+        await alice.release()
+        dropped = await alice.until("dropped")
+        await asyncio.to_thread(bob.chat, jid, *during)
+        queued_at = time.time()
+        reconnecting = await alice.until("reconnecting")
+        resumed = await alice.until("resumed")
+        await asyncio.to_thread(bob.chat, jid, *after)
+        run = await alice.finish()
+    except BaseException:
+        print((await alice.kill()).explain())  # shown with the failure
+        raise
+    finally:
+        await asyncio.to_thread(bob.close)
+    assert run.returncode == 0, run.explain()
+
+    # enabled inline, then resumed inline: a second SASL2 <success/> with <resumed/> and no <bound/>,
+    # no stream features after it, the same full JID and no second "online" (Run.online checks one)
+    previd = check_sm_enabled_inline(run)
+    assert run.jid == jid, run.explain()
+    _, second = run.successes()
+    assert second["xmlns"] == NS_SASL2, run.explain()
+    assert f"{{{NS_SM}}}resumed" in second["children"], run.explain()
+    assert f"{{{NS_BIND2}}}bound" not in second["children"], run.explain()
+    resumed_el = second["sm"]
+    assert resumed_el == {"name": "resumed", "h": "1", "previd": previd}, run.explain()  # h: her presence
+    after_second = run.events[run.events.index(second) + 1 :]
+    assert not [e for e in after_second if e.get("name") == "stream:features"], run.explain()
+    assert (resumed["jid"], resumed["id"]) == (jid, previd), run.explain()
+    assert not run.of("sm-fail"), run.explain()  # nothing alice sent was given up
+
+    # what xmpp.js had handled when the connection went: its presence echo and the `before` messages;
+    # part of it acknowledged on request before the drop: the server asks after five stanzas (its
+    # presence echo and `before 0..3`) and xmpp.js answers each <r/> with what it has handled so far
+    handled = 1 + len(before)
+    assert dropped["inbound"] == handled, run.explain()
+    written = [(i, str(e["data"])) for i, e in enumerate(run.events) if e["event"] == "out"]
+    dropped_at = run.events.index(dropped)
+    acked = [int(h) for i, data in written if i < dropped_at for h in re.findall(ACK_H, data)]
+    assert acked, run.explain()
+    assert 5 <= acked[-1] < handled, run.explain()  # so the <resume/> must acknowledge the rest
+    # on the new connection xmpp.js puts <resume h=…/> into <authenticate/> (with a Bind2 request
+    # that the server must ignore since the resumption succeeds)
+    again = [ET.fromstring(d) for i, d in written if i > dropped_at and d.startswith("<authenticate")]
+    assert len(again) == 1, run.explain()  # one reconnection
+    resume = again[0].find(f"{{{NS_SM}}}resume")
+    assert resume is not None, run.explain()
+    assert resume.attrib == {"h": str(handled), "previd": previd}, run.explain()
+    # bob's `during` messages reached the server while alice was away, before xmpp.js even reconnected
+    assert reconnecting["at"] / 1000 > queued_at, (queued_at, run.explain())
+
+    got = run.bodies()
+    twice = sorted(body for body, n in Counter(got).items() if n > 1)
+    missing = [body for body in expected if body not in got]
+    assert (twice, missing) == ([], []), run.explain()
+    assert got == expected, run.explain()
+    assert {e["from"] for e in run.of("message")} == {bob.jid}, run.explain()
+
+    record_property("xmppjs_resume", f"{transport}: resumed {previd}")
+    print(
+        f"xmpp.js over {transport}: dropped with h={dropped['inbound']} ({dropped['ignored']} bytes swallowed "
+        f"as lost), resumed inline after {resumed['at'] - reconnecting['at']} ms, {len(got)} messages once each"
+    )
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

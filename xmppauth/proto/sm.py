@@ -20,7 +20,8 @@ from .errors import StreamError, StreamErrorCondition
 
 NS = "urn:xmpp:sm:3"
 WRAP = 2**32
-# Ask for an acknowledgement after this many unacknowledged stanzas (a driver timer asks too).
+# Ask for an acknowledgement after this many unacknowledged stanzas (no timer asks yet: a quiet
+# session relies on the client's own <a/>, or on a resume to settle the count).
 REQUEST_EVERY = 5
 # The most stanzas we keep for a client that does not acknowledge; beyond it the stream ends.
 MAX_UNACKED = 1000

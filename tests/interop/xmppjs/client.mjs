@@ -12,6 +12,9 @@
 //   --resource RES       RFC 6120 resource to request; with Bind2 it is the <tag/> [XMPP_RESOURCE]
 //   --user-agent-id ID   XEP-0388 <user-agent id=.../> (default: a random UUID) [XMPP_USER_AGENT_ID]
 //   --timeout MS         hard limit for the whole run (default: 20000)      [XMPP_TIMEOUT]
+//   --reconnect MS       after logging in, let @xmpp/reconnect reconnect MS ms after the transport is
+//                        lost (xmpp.js then resumes the XEP-0198 session inline in SASL2 when it can);
+//                        without it a lost connection ends the run                [XMPP_RECONNECT]
 //   --trace              also print every chunk read and written, verbatim  [XMPP_TRACE=1]
 //   --no-sasl2           hide the server's XEP-0388 <authentication/> feature from xmpp.js, so that
 //                        it uses RFC 6120 SASL + resource binding                [XMPP_NO_SASL2=1]
@@ -22,14 +25,35 @@
 //   wait N               wait until N chat messages (in total) have been received
 //   reply BODY           answer the sender of the last message received
 //   sleep MS             pause
+//   hold                 wait for a line on stdin (a go-ahead from the test driving this client)
+//   deaf                 from now on ignore everything the server sends, as if it were lost in transit:
+//                        xmpp.js never sees it, so it neither handles nor acknowledges it (until `drop`)
+//   drop                 destroy the transport under xmpp.js without a word: no </stream:stream>, no TLS
+//                        close_notify, no WebSocket close frame; waits until xmpp.js notices the loss
+//   resumed              wait until xmpp.js has reconnected and resumed the session (needs --reconnect);
+//                        fails if it logged in afresh instead
 //   stop                 close the stream (also done implicitly at the end)
 //
 // Output: one JSON object per line on stdout:
 //   {"event":"nonza","name":...,"xmlns":...,"children":[...],"online":false}  every top-level non-stanza received
-//                        (children as received; "hidden" lists what --no-sasl2 took away)
+//                        (children as received; "hidden" lists what --no-sasl2 took away; except in stream
+//                        features, "nested" the deeper descendants as paths, e.g.
+//                        "{urn:xmpp:bind:0}bound/{urn:xmpp:sm:3}enabled", and "sm" the name and attributes of
+//                        the nonza itself or of its first descendant in the XEP-0198 namespace, e.g.
+//                        {"name":"enabled","id":...,"resume":"true","max":...} or {"name":"r"})
 //   {"event":"online","jid":...,"sasl":"sasl2"|"sasl1"|null,"bind":"bind2"|"rfc6120"|null}
+//   {"event":"sm","enabled":...,"id":...,"max":...}   xmpp.js's XEP-0198 state once logged in
 //   {"event":"message","from":...,"to":...,"type":...,"body":...}
 //   {"event":"sent","to":...,"body":...}
+//   {"event":"deaf"}, {"event":"dropped","transport":...,"inbound":h,"ignored":bytes}
+//   {"event":"disconnect","clean":...}   the transport was lost (with --reconnect or on `drop`; otherwise
+//                        that ends the run with an error)
+//   {"event":"reconnecting","at":epoch ms}, {"event":"reconnected","at":epoch ms}   (@xmpp/reconnect)
+//   {"event":"resumed","jid":...,"id":...,"inbound":...,"outbound":...,"at":epoch ms}
+//                        the session was resumed (@xmpp/stream-management; inbound/outbound: its counters)
+//   {"event":"sm-ack"|"sm-fail","stanza":...,"to":...,"body":...}   an outbound stanza acknowledged by the
+//                        server / given up as lost (stream management)
+//   {"event":"warning","stage":...,"message":...}   an error that does not end the run
 //   {"event":"offline"}
 //   {"event":"error","stage":...,"name":...,"condition":...,"message":...}   (then a non-zero exit)
 // Exit codes: 0 success, 1 login failed, 2 bad usage, 3 timeout, 4 failure after login.
@@ -37,12 +61,16 @@
 // TLS: our test server uses a self-signed certificate; run with NODE_TLS_REJECT_UNAUTHORIZED=0.
 
 import { client, xml } from "@xmpp/client";
+import net from "node:net";
 import process from "node:process";
+import readline from "node:readline";
 
 const NS_SASL1 = "urn:ietf:params:xml:ns:xmpp-sasl";
 const NS_SASL2 = "urn:xmpp:sasl:2";
 const NS_BIND1 = "urn:ietf:params:xml:ns:xmpp-bind";
 const NS_BIND2 = "urn:xmpp:bind:0";
+const NS_SM = "urn:xmpp:sm:3";
+const NS_STREAMS = "http://etherx.jabber.org/streams";
 
 const t0 = performance.now();
 const since = () => Math.round(performance.now() - t0);
@@ -81,6 +109,7 @@ const OPTIONS = {
   resource: "XMPP_RESOURCE",
   "user-agent-id": "XMPP_USER_AGENT_ID",
   timeout: "XMPP_TIMEOUT",
+  reconnect: "XMPP_RECONNECT",
 };
 
 function parseArgs(argv) {
@@ -103,7 +132,18 @@ function parseArgs(argv) {
       if (!(name in OPTIONS) || words.length === 0) throw new Error(`bad option ${word}`);
       opts[name] = words.shift();
     } else {
-      const arity = { presence: 0, stop: 0, send: 2, wait: 1, reply: 1, sleep: 1 }[word];
+      const arity = {
+        presence: 0,
+        stop: 0,
+        send: 2,
+        wait: 1,
+        reply: 1,
+        sleep: 1,
+        hold: 0,
+        deaf: 0,
+        drop: 0,
+        resumed: 0,
+      }[word];
       if (arity === undefined) throw new Error(`unknown action ${JSON.stringify(word)}`);
       if (words.length < arity) throw new Error(`action ${word} needs ${arity} argument(s)`);
       actions.push([word, ...words.splice(0, arity)]);
@@ -114,9 +154,58 @@ function parseArgs(argv) {
   }
   opts.domain ??= "localhost";
   opts.timeout = Number(opts.timeout ?? 20000);
+  if (opts.reconnect !== undefined) {
+    opts.reconnect = Number(opts.reconnect);
+    if (!Number.isFinite(opts.reconnect) || opts.reconnect < 0) throw new Error("bad --reconnect delay");
+  }
+  if (actions.some(([name]) => name === "resumed") && opts.reconnect === undefined) {
+    throw new Error("the resumed action needs --reconnect");
+  }
   return { opts, actions };
 }
 
+// ------------------------------------------------------------------------------ helpers
+// The Node stream under xmpp.js's transport, for `drop`: Connection.socket is
+//   direct TLS / after STARTTLS  @xmpp/tls Socket wrapper -> .socket, a tls.TLSSocket (after STARTTLS it
+//                                wraps the original net.Socket's handle: destroying it closes the TCP too)
+//   plain TCP                    @xmpp/connection-tcp Socket, a net.Socket itself
+//   WebSocket                    @xmpp/websocket Socket wrapper -> .socket, Node's global (undici)
+//                                WebSocket, which keeps the HTTP response, and so the net.Socket it
+//                                upgraded, under a symbol described as "response" (undici internals)
+// destroy() on it ends the connection at once: unlike end() it sends no TLS close_notify, and no
+// WebSocket close frame is sent since the WebSocket object is bypassed.
+function transportSocket(xmpp) {
+  const outer = xmpp.socket;
+  if (outer instanceof net.Socket) return [outer, "tcp"];
+  const inner = outer?.socket;
+  if (inner instanceof net.Socket) return [inner, inner.encrypted ? "tls" : "tcp"];
+  if (typeof WebSocket === "function" && inner instanceof WebSocket) {
+    const key = Object.getOwnPropertySymbols(inner).find((sym) => sym.description === "response");
+    const raw = key && inner[key]?.socket;
+    if (raw instanceof net.Socket) return [raw, "websocket"];
+  }
+  throw new Error(`cannot reach the socket under ${outer?.constructor?.name ?? "no transport"}`);
+}
+
+// stdin as a queue of lines for `hold`, opened on first use (most runs have stdin on /dev/null).
+let stdin = null;
+function stdinLines(onChange) {
+  if (!stdin) {
+    stdin = { queue: [], ended: false };
+    const lines = readline.createInterface({ input: process.stdin });
+    lines.on("line", (line) => {
+      stdin.queue.push(line);
+      onChange();
+    });
+    lines.on("close", () => {
+      stdin.ended = true;
+      onChange();
+    });
+  }
+  return stdin;
+}
+
+// ------------------------------------------------------------------------------ start
 let parsed;
 try {
   parsed = parseArgs(process.argv.slice(2));
@@ -149,8 +238,9 @@ async function main({ opts, actions }) {
       xml("device", {}, "test runner"),
     ),
   });
-  // One attempt only: a failed login must end the run, not loop.
+  // One attempt only: a failed login must end the run, not loop. --reconnect re-arms it once online.
   xmpp.reconnect.stop();
+  const sm = xmpp.streamManagement;
 
   // Work around a race in @xmpp/connection 0.14: open() writes the stream header, waits for the write
   // callback, and only then listens for "open" (with a 2 s timeout). Over TLS the server's answering
@@ -162,12 +252,21 @@ async function main({ opts, actions }) {
     return Promise.race([open(options), opened]);
   };
 
+  // Every chunk read passes here: the socket listeners bind _onData when the first socket is attached,
+  // so this wrapper is the one used, on reconnections too. --trace prints the chunk; `deaf` swallows it
+  // before xmpp.js's parser sees it, which is what losing it in transit looks like to XEP-0198.
+  let deaf = false;
+  let ignored = 0;
+  const onData = xmpp._onData.bind(xmpp);
+  xmpp._onData = (data) => {
+    if (opts.trace) emit({ event: deaf ? "in-ignored" : "in", ms: since(), data: data.toString("utf8") });
+    if (deaf) {
+      ignored += data.length;
+      return;
+    }
+    return onData(data);
+  };
   if (opts.trace) {
-    const onData = xmpp._onData.bind(xmpp);
-    xmpp._onData = (data) => {
-      emit({ event: "in", ms: since(), data: data.toString("utf8") });
-      return onData(data);
-    };
     const write = xmpp.write.bind(xmpp);
     xmpp.write = (string) => {
       emit({ event: "out", ms: since(), data: string });
@@ -180,7 +279,7 @@ async function main({ opts, actions }) {
   const hidden = new WeakMap();
   const onElement = xmpp._onElement.bind(xmpp);
   xmpp._onElement = (el) => {
-    if (opts.noSasl2 && el.is("features", "http://etherx.jabber.org/streams")) {
+    if (opts.noSasl2 && el.is("features", NS_STREAMS)) {
       const drop = el.getChildren("authentication", NS_SASL2);
       if (drop.length > 0) {
         el.children = el.children.filter((c) => !drop.includes(c));
@@ -202,12 +301,27 @@ async function main({ opts, actions }) {
       sasl = "sasl1";
     }
     const gone = hidden.get(el) ?? [];
+    // Bind2 and SM answers sit below the first level: <success><bound><enabled/></bound></success>.
+    // (Not looked for in stream features: what the server offers is no answer.)
+    const nested = [];
+    let smEl = xmlns === NS_SM ? el : null;
+    const walk = (parent, path) => {
+      for (const c of parent.getChildElements()) {
+        if (path) nested.push(`${path}/${name(c)}`);
+        if (!smEl && c.getNS() === NS_SM) smEl = c;
+        walk(c, path ? `${path}/${name(c)}` : name(c));
+      }
+    };
+    if (!el.is("features", NS_STREAMS)) walk(el, "");
+    const { xmlns: _xmlns, ...smAttrs } = smEl?.attrs ?? {};
     emit({
       event: "nonza",
       name: el.name,
       xmlns,
       children: [...el.getChildElements(), ...gone].map(name),
       ...(gone.length > 0 && { hidden: gone.map(name) }),
+      ...(nested.length > 0 && { nested }),
+      ...(smEl && { sm: { name: smEl.name, ...smAttrs } }),
       online: xmpp.status === "online",
     });
   });
@@ -216,8 +330,24 @@ async function main({ opts, actions }) {
     if (el.is("iq") && el.attrs.type === "result" && el.getChild("bind", NS_BIND1)) bind = "rfc6120";
   });
 
+  // Actions wait on conditions; whatever may change one calls changed().
+  const waiters = new Set();
+  const changed = () => {
+    for (const w of [...waiters]) w();
+  };
+  const until = async (condition) => {
+    while (!condition()) {
+      await new Promise((resolve) => {
+        const w = () => {
+          waiters.delete(w);
+          resolve();
+        };
+        waiters.add(w);
+      });
+    }
+  };
+
   const inbox = [];
-  const waiters = [];
   xmpp.on("stanza", (el) => {
     if (!el.is("message")) return;
     const type = el.attrs.type ?? "normal";
@@ -232,12 +362,41 @@ async function main({ opts, actions }) {
     const msg = { event: "message", from: el.attrs.from ?? null, to: el.attrs.to ?? null, type, body };
     emit(msg);
     inbox.push(msg);
-    for (const w of [...waiters]) w();
+    changed();
+  });
+
+  // XEP-0198 as @xmpp/stream-management sees it. It emits "resumed" once the inline <resumed/> of a
+  // SASL2 <success/> is handled (and its own unacknowledged stanzas are sent again); a resumed session
+  // does not emit "online" again (Connection._ready(true)), so a second "online" means a fresh login.
+  const describe = (stanza) => ({
+    stanza: stanza.name,
+    to: stanza.attrs.to ?? null,
+    body: stanza.getChildText("body"),
+  });
+  sm.on("ack", (stanza) => emit({ event: "sm-ack", ...describe(stanza) }));
+  sm.on("fail", (stanza) => emit({ event: "sm-fail", ...describe(stanza) }));
+  let resumes = 0;
+  let logins = 0;
+  sm.on("resumed", () => {
+    resumes += 1;
+    emit({
+      event: "resumed",
+      jid: xmpp.jid?.toString() ?? null,
+      id: sm.id,
+      inbound: sm.inbound,
+      outbound: sm.outbound,
+      at: Date.now(),
+    });
+    changed();
   });
 
   let stopping = false;
+  let dropping = false; // from `drop` until xmpp.js has noticed the loss
+  let reconnecting = false; // --reconnect is armed
+  let disconnects = 0;
+  let lastLoss = null; // the resume and login counters when the transport was last lost
   xmpp.on("error", (err) => {
-    if (stopping) {
+    if (stopping || dropping) {
       emit({ event: "warning", stage, message: String(err?.message ?? err) });
       return;
     }
@@ -245,10 +404,19 @@ async function main({ opts, actions }) {
   });
   xmpp.on("disconnect", ({ clean } = {}) => {
     if (stopping) return;
+    if (reconnecting || dropping) {
+      disconnects += 1;
+      lastLoss = { resumes, logins };
+      emit({ event: "disconnect", clean: clean ?? null });
+      changed();
+      return;
+    }
     fail(stage === "login" ? 1 : 4, stage, new Error(`the connection was closed (clean: ${clean})`));
   });
   xmpp.on("online", (jid) => {
+    logins += 1;
     emit({ event: "online", jid: jid.toString(), sasl, bind });
+    changed();
   });
 
   try {
@@ -256,6 +424,16 @@ async function main({ opts, actions }) {
   } catch (err) {
     fail(1, "login", err);
     return;
+  }
+
+  // Bind2 answers <enabled/> after the "online" event, in the same tick: by now it is handled.
+  emit({ event: "sm", enabled: sm.enabled, id: sm.id || null, max: sm.max ?? null });
+  if (opts.reconnect !== undefined) {
+    xmpp.reconnect.delay = opts.reconnect;
+    xmpp.reconnect.on("reconnecting", () => emit({ event: "reconnecting", at: Date.now() }));
+    xmpp.reconnect.on("reconnected", () => emit({ event: "reconnected", at: Date.now() }));
+    xmpp.reconnect.start();
+    reconnecting = true;
   }
 
   stage = "actions";
@@ -276,14 +454,31 @@ async function main({ opts, actions }) {
         emit({ event: "sent", to: last.from, body: args[0] });
       } else if (name === "wait") {
         const n = Number(args[0]);
-        while (inbox.length < n) {
-          await new Promise((resolve) => {
-            const w = () => {
-              waiters.splice(waiters.indexOf(w), 1);
-              resolve();
-            };
-            waiters.push(w);
-          });
+        await until(() => inbox.length >= n);
+      } else if (name === "hold") {
+        const lines = stdinLines(changed);
+        await until(() => lines.queue.length > 0 || lines.ended);
+        if (lines.queue.length === 0) throw new Error("stdin ended while holding");
+        lines.queue.shift();
+      } else if (name === "deaf") {
+        deaf = true;
+        emit({ event: "deaf" });
+      } else if (name === "drop") {
+        const seen = disconnects;
+        const [socket, transport] = transportSocket(xmpp);
+        dropping = true;
+        socket.destroy();
+        await until(() => disconnects > seen);
+        dropping = false;
+        deaf = false;
+        emit({ event: "dropped", transport, inbound: sm.inbound, ignored });
+      } else if (name === "resumed") {
+        // after the last loss of the transport (the resumption may be over already)
+        await until(() => lastLoss !== null);
+        const seen = lastLoss;
+        await until(() => resumes > seen.resumes || logins > seen.logins);
+        if (logins > seen.logins) {
+          throw new Error(`xmpp.js did not resume the session but logged in afresh as ${xmpp.jid}`);
         }
       } else if (name === "sleep") {
         await new Promise((resolve) => setTimeout(resolve, Number(args[0])));
