@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class Client(models.Model):
@@ -17,7 +18,7 @@ class Client(models.Model):
     user_agent_id = models.CharField(max_length=256)
     software = models.CharField(max_length=256, blank=True)
     device = models.CharField(max_length=256, blank=True)
-    first_seen = models.DateTimeField(auto_now_add=True)
+    first_seen = models.DateTimeField(default=timezone.now)
     last_seen = models.DateTimeField()
 
     class Meta:

@@ -196,8 +196,12 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             await self._task(event)
         elif isinstance(event, ev.Authenticated):
             if event.profile == "sasl2":
-                if event.user_agent is not None and event.user_agent.id:
-                    ua = event.user_agent
+                ua = event.user_agent
+                if (
+                    ua is not None
+                    and ua.id
+                    and services.client_needs_recording(event.localpart, ua.id, ua.software, ua.device)
+                ):
                     await services.record_client(event.localpart, ua.id, ua.software, ua.device)
                 missing = await services.missing_hashes(event.localpart) if event.upgrades else set()
                 if not self._closed:

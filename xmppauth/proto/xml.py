@@ -122,6 +122,9 @@ _PREDEFINED: Final = frozenset((b"lt", b"gt", b"amp", b"apos", b"quot"))
 _REF_BODY: Final = re.compile(rb"[^;&<>'\"\x00-\x20]{0,%d}" % (_MAX_REF + 1))
 _CHAR_REF: Final = re.compile(rb"#(?:[0-9]+|x[0-9A-Fa-f]+)")
 _TAG_DELIM: Final = re.compile(rb"[>'\"]")
+# A whole start tag after optional non-'<' bytes, with quoted attribute values; the header lexer's fast path.
+# The classes exclude each other, so a failed match backtracks in linear time.
+_HEADER_TAG: Final = re.compile(rb"[^<]*<[^>'\"]*(?:(?:'[^']*'|\"[^\"]*\")[^>'\"]*)*>")
 _XML_DECL: Final = re.compile(
     rb"<\?xml[ \t\r\n]+version[ \t\r\n]*=[ \t\r\n]*(?:'1\.[0-9]+'|\"1\.[0-9]+\")"
     rb"(?:[ \t\r\n]+encoding[ \t\r\n]*=[ \t\r\n]*"
@@ -204,7 +207,7 @@ def _standalone(element: etree._Element) -> etree._Element:
 
 
 def _attrs(element: etree._Element) -> dict[str, str]:
-    return {str(key): str(value) for key, value in element.attrib.items()}
+    return {str(key): str(value) for key, value in element.items()}
 
 
 def _restricted(text: str) -> StreamError:
@@ -309,6 +312,7 @@ class StreamParser:
         self._anchor = 0  # where the byte budget of the current top-level element started
         self._log_seen = 0  # entries of the parser's error log already inspected
         self._pending = b""  # bytes held back by the byte scan (or the prolog check)
+        self._decl = b""  # the XML declaration, fed to libxml2 together with the stream header
         self._phase = _PROLOG
         self._hdr_state = 0  # header lexer: 0 before '<', 1 in the tag, 2 in a quoted value
         self._hdr_quote = b""
@@ -333,7 +337,8 @@ class StreamParser:
         """Parse the next raw bytes of a TCP stream; return the events they complete."""
         if self._framed:
             raise LocalProtocolError("feed() on a framed (RFC 7395) parser; use feed_frame()")
-        self._check_alive()
+        if self._error is not None:
+            self._check_alive()
         if self._ended:
             return []
         try:
@@ -379,7 +384,11 @@ class StreamParser:
             if self._phase == _HEADER:
                 end = self._header_end(buf, pos)
                 stop = len(buf) if end == -1 else end
-                self._feed_budgeted(buf, pos, stop, events)
+                if self._decl:  # one libxml2 call for declaration and header instead of two
+                    piece, self._decl = self._decl + buf[pos:stop], b""
+                    self._feed_budgeted(piece, 0, len(piece), events)
+                else:
+                    self._feed_budgeted(buf, pos, stop, events)
                 pos = stop
                 if end != -1:
                     self._phase = _BODY
@@ -418,13 +427,17 @@ class StreamParser:
             if encoding is not None and encoding.lower() not in (b"utf-8", b"utf8"):
                 shown = encoding.decode("ascii")
                 raise StreamError(_C.UNSUPPORTED_ENCODING, f"encoding {shown!r}: only UTF-8 is supported")
-            self._feed_budgeted(decl, 0, len(decl), events)
+            self._decl = decl
             rest = rest[end + 2 :]
         self._phase = _HEADER
         return rest
 
     def _header_end(self, data: bytes, pos: int) -> int:
         """Advance the header lexer over ``data[pos:]``; offset just past the header's ``>`` or -1."""
+        if self._hdr_state == 0:
+            m = _HEADER_TAG.match(data, pos)  # the usual case: the whole start tag is here
+            if m is not None:
+                return m.end()
         n = len(data)
         while pos < n:
             if self._hdr_state == 0:

@@ -86,8 +86,10 @@ class XMPPServerProtocol(Protocol):
         self._close_reason: str | None = None
         self._disconnect_sent = False
         self._reading_paused = False
-        self._handshake_timer: Any = None
-        self._abort_timer: Any = None
+        # Timers run on the asyncio loop itself: cheaper than the reactor's callLater, cancelled in O(1).
+        self._handshake_timer: asyncio.TimerHandle | None = None
+        self._abort_timer: asyncio.TimerHandle | None = None
+        self._app_timer: asyncio.TimerHandle | None = None
         self._direct_send = False
 
     @property
@@ -128,7 +130,7 @@ class XMPPServerProtocol(Protocol):
         self._ssl_release()
         self._signal_disconnect(text)
         if self.task is not None and not self.task.done():
-            self.factory.reactor.callLater(APP_CLOSE_TIMEOUT, self._cancel_application)
+            self._app_timer = self.factory.loop.call_later(APP_CLOSE_TIMEOUT, self._cancel_application)
 
     # --- raw writes -------------------------------------------------------------------------------------
 
@@ -165,6 +167,7 @@ class XMPPServerProtocol(Protocol):
             return
         try:
             conn.bio_write(data)
+            tickets_wait = False
             if not self._handshake_done:
                 try:
                     conn.do_handshake()
@@ -172,14 +175,18 @@ class XMPPServerProtocol(Protocol):
                     self._tls_flush()
                     return
                 self._handshake_done = True
-                self._tls_flush()
+                if conn.get_protocol_version_name() == "TLSv1.3":
+                    # The server's last flight went out already; OpenSSL has just written the session
+                    # tickets, which nobody waits for: they leave with the next write instead of alone.
+                    tickets_wait = True
+                else:
+                    self._tls_flush()  # TLS 1.2: the server's Finished, which the client waits for
                 self._handshake_completed()
                 if self._ssl is None or self._tls_dead:
                     return
                 if self._tls_backlog:
                     backlog, self._tls_backlog = self._tls_backlog, []
-                    for chunk in backlog:
-                        self._tls_write(chunk)
+                    self._tls_write(b"".join(backlog))
             received: list[bytes] = []
             while True:
                 try:
@@ -190,11 +197,15 @@ class XMPPServerProtocol(Protocol):
                     # The peer's close_notify: answer it (unless ours went out already) and close TCP.
                     self._tls_dead = True
                     self._tls_shutdown()
-                    break
-            if received and self.queue is not None and not self._closing:
-                self._deliver({"type": "xmpp.receive", "bytes": b"".join(received)})
-            if not self._tls_dead:
-                self._tls_flush()  # whatever reading produced (a KeyUpdate answer, say)
+                    return
+            if received:
+                if self.queue is not None and not self._closing:
+                    self._deliver({"type": "xmpp.receive", "bytes": b"".join(received)})
+            elif not tickets_wait:
+                # Records without application data (a KeyUpdate, say) may have made OpenSSL write an
+                # answer: send it now. Answers to records read together with data wait for the next write,
+                # which RFC 8446 §4.6.3 allows for KeyUpdate.
+                self._tls_flush()
         except SSL.Error as exc:
             self._tls_failed(exc)
 
@@ -382,7 +393,7 @@ class XMPPServerProtocol(Protocol):
         else:
             self._tls_shutdown()
         if self.is_open:
-            self._abort_timer = self.factory.reactor.callLater(CLOSE_GRACE, self._abort)
+            self._abort_timer = self.factory.loop.call_later(CLOSE_GRACE, self._abort)
 
     def _abort(self) -> None:
         self._abort_timer = None
@@ -391,6 +402,7 @@ class XMPPServerProtocol(Protocol):
 
     def _application_done(self, task: asyncio.Task[None]) -> None:
         self.factory.tasks.discard(task)
+        self._cancel_timer("_app_timer")
         if task.cancelled():
             return
         exc = task.exception()
@@ -401,6 +413,7 @@ class XMPPServerProtocol(Protocol):
             self.close("application finished")
 
     def _cancel_application(self) -> None:
+        self._app_timer = None
         if self.task is not None and not self.task.done():
             logger.warning("XMPP application for %s did not return after disconnect", self._peer_text())
             self.task.cancel()
@@ -421,7 +434,7 @@ class XMPPServerProtocol(Protocol):
     def _start_handshake_timer(self) -> None:
         timeout = self.factory.handshake_timeout
         if timeout > 0:
-            self._handshake_timer = self.factory.reactor.callLater(timeout, self._handshake_timed_out)
+            self._handshake_timer = self.factory.loop.call_later(timeout, self._handshake_timed_out)
 
     def _handshake_timed_out(self) -> None:
         self._handshake_timer = None
@@ -433,8 +446,7 @@ class XMPPServerProtocol(Protocol):
     def _cancel_timer(self, name: str) -> None:
         timer = getattr(self, name)
         if timer is not None:
-            if timer.active():
-                timer.cancel()
+            timer.cancel()
             setattr(self, name, None)
 
     def _peer_text(self) -> str:
