@@ -10,13 +10,18 @@ For every target the script starts the server in a temp dir (pinned to --server-
 the accounts, pins itself (the load generator) to --client-cpu, then runs in this order:
 
   seq    N sequential logins (C=1): server CPU ms per login
+  seq2   the same with XEP-0388 SASL2 + XEP-0386 Bind2 (+ XEP-0198 enabled inline)
   conc   C concurrent login loops for --login-duration s: logins/s, CPU ms per login
+  conc2  the same with SASL2 + Bind2 (+ SM)
+  resume N sequential XEP-0198 resumes inline in SASL2: drop the TCP connection, reconnect,
+         resume; server CPU ms per resume, p50/p99, messages sent while detached delivered
   msg    P sender->receiver pairs, W messages in flight per pair (closed loop): msgs/s,
          p50/p99 latency, server CPU us per routed message
   rate   the same pairs at a fixed offered rate (open loop): latency when not saturated
   idle   K authenticated, bound, idle sessions: server RSS before/after, per session
 
 Each scenario runs on a freshly started server process (same data dir; --no-restart to share one).
+seq2, conc2 and resume run only against servers that speak SASL2 (not Prosody 0.12: "n/a").
 
 A "login" is TCP connect + STARTTLS + SASL + stream restart + resource bind + close
 (client sends </stream:stream>, waits for the server's, closes TLS/TCP).
@@ -38,6 +43,7 @@ import ssl
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,13 +54,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from servers import BaseServer, ProsodyServer, ServerStartError, XmppauthServer, prosody_version
 from xmpp_client import (
+    ALPN_XMPP_CLIENT,
     ATTR_ID,
     ATTR_TYPE_ERROR,
     MESSAGE_START,
     ScramCache,
     Session,
     login,
+    login2,
     make_client_tls_context,
+    resume2,
 )
 
 DOMAIN = "localhost"
@@ -119,6 +128,7 @@ class Ctx:
     tls_ctx: ssl.SSLContext
     scram: ScramCache
     accounts: list[str]
+    direct_tls_ctx: ssl.SSLContext | None = None  # --sasl2-direct-tls: same settings + ALPN xmpp-client
     results: dict[str, Any] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     _res_counter: int = 0
@@ -145,6 +155,69 @@ class Ctx:
             self.results["tls"] = f"{s.tls_version} {s.tls_cipher}"
             self.results["mechanism"] = s.mechanism
         return s
+
+    def _sasl2_endpoint(self) -> tuple[int, ssl.SSLContext, bool]:
+        """(port, TLS context, direct TLS?) for the SASL2 scenarios: STARTTLS on the c2s port like
+        every other scenario, or XEP-0368 direct TLS with --sasl2-direct-tls."""
+        if self.args.sasl2_direct_tls:
+            port = self.server.c2s_tls_port
+            if port is None or self.direct_tls_ctx is None:
+                raise RuntimeError(f"{self.server.name} has no direct-TLS listener")
+            return port, self.direct_tls_ctx, True
+        return self.server.c2s_port, self.tls_ctx, False
+
+    async def login2(
+        self, account: str, tag: str = "bench", enable_sm: bool = True, installation: str = "bench"
+    ) -> Session:
+        """SASL2 + Bind2 login (+ SM enabled inline).  The user-agent id is stable per (account,
+        ``installation``), as a real client keeps one per installation: the server records the client
+        per id (one row, ``last_seen`` updated at every login) and derives the Bind2 resource from tag
+        + id, so two sessions that may be open at once must use different installations."""
+        a = self.args
+        port, tls_ctx, direct = self._sasl2_endpoint()
+        s = await login2(
+            self.server.host,
+            port,
+            DOMAIN,
+            account,
+            a.password,
+            tls_ctx=tls_ctx,
+            scram_cache=self.scram,
+            mechanism=a.mechanism,
+            tag=tag,
+            enable_sm=enable_sm,
+            user_agent_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"xmppauth-bench:{account}/{installation}")),
+            direct_tls=direct,
+            time_limit=a.timeout,
+        )
+        if "sasl2_transport" not in self.results:
+            self.results["sasl2_transport"] = (
+                f"direct TLS (XEP-0368, ALPN {ALPN_XMPP_CLIENT}) {s.tls_version} {s.tls_cipher}"
+                if direct
+                else f"STARTTLS {s.tls_version} {s.tls_cipher}"
+            )
+        return s
+
+    async def resume2(self, account: str, old: Session, fallback_tag: str | None = "resume") -> Session:
+        """Resume ``old`` (its SM state and user-agent id) inline in SASL2 on a new connection."""
+        a = self.args
+        assert old.sm is not None
+        port, tls_ctx, direct = self._sasl2_endpoint()
+        return await resume2(
+            self.server.host,
+            port,
+            DOMAIN,
+            account,
+            a.password,
+            old.sm,
+            tls_ctx=tls_ctx,
+            scram_cache=self.scram,
+            mechanism=a.mechanism,
+            user_agent_id=old.user_agent_id,
+            fallback_tag=fallback_tag,
+            direct_tls=direct,
+            time_limit=a.timeout,
+        )
 
     def note_error(self, where: str, e: BaseException) -> None:
         msg = f"{where}: {type(e).__name__}: {e}"
@@ -176,10 +249,15 @@ async def close_all(ctx: Ctx, sessions: list[Session]) -> None:
 # --------------------------------------------------------------------------- scenarios
 
 
-async def one_login_cycle(ctx: Ctx, account: str) -> tuple[float, float]:
-    """One full login + close; returns (seconds to bound, seconds including close)."""
+async def one_login_cycle(
+    ctx: Ctx, account: str, sasl2: bool = False, installation: str = "bench"
+) -> tuple[float, float]:
+    """One full login + close; returns (seconds to bound, seconds including close).
+    ``sasl2``: SASL2 + Bind2 + inline SM enable instead of RFC 6120 SASL + restart + bind."""
     t0 = time.perf_counter()
-    s = await ctx.login(account, ctx.resource("b"))
+    s = await (
+        ctx.login2(account, installation=installation) if sasl2 else ctx.login(account, ctx.resource("b"))
+    )
     t_bound = time.perf_counter() - t0
     await s.close(time_limit=ctx.args.timeout)
     return t_bound, time.perf_counter() - t0
@@ -246,17 +324,25 @@ async def scenario_idle(ctx: Ctx) -> None:
     }
 
 
-async def scenario_seq(ctx: Ctx) -> None:
+async def warmup_sasl2(ctx: Ctx) -> None:
+    """One SASL2 login per account (at least --warmup-logins): the SASL2/Bind2 code paths are warm,
+    and the server already knows every account's client (user-agent id), as it would a returning
+    client's -- the measured logins update that record instead of creating it."""
+    for i in range(max(ctx.args.warmup_logins, len(ctx.accounts))):
+        await one_login_cycle(ctx, ctx.accounts[i % len(ctx.accounts)], sasl2=True)
+
+
+async def scenario_seq(ctx: Ctx, key: str = "seq", sasl2: bool = False) -> None:
     a = ctx.args
     lat: list[float] = []
     s0 = CpuSnap(ctx.proc)
     for i in range(a.logins):
-        t_bound, _ = await one_login_cycle(ctx, ctx.accounts[i % len(ctx.accounts)])
+        t_bound, _ = await one_login_cycle(ctx, ctx.accounts[i % len(ctx.accounts)], sasl2)
         lat.append(t_bound)
     s1 = CpuSnap(ctx.proc)
     d = Delta.between(s0, s1)
     lat.sort()
-    ctx.results["seq"] = {
+    ctx.results[key] = {
         "logins": a.logins,
         "server_cpu_ms_per_login": 1000 * d.server_cpu / a.logins,
         "client_cpu_ms_per_login": 1000 * d.client_cpu / a.logins,
@@ -267,7 +353,7 @@ async def scenario_seq(ctx: Ctx) -> None:
     }
 
 
-async def scenario_conc(ctx: Ctx) -> None:
+async def scenario_conc(ctx: Ctx, key: str = "conc", sasl2: bool = False) -> None:
     a = ctx.args
     lat: list[float] = []
     failures = 0
@@ -276,15 +362,19 @@ async def scenario_conc(ctx: Ctx) -> None:
     async def worker(w: int) -> None:
         nonlocal failures
         j = 0
+        # SASL2: worker w logs in the accounts w, w+C, w+2C, ... (mod A); when C divides A no other
+        # worker ever uses them, so the warmed-up installation (one Bind2 resource per account) is
+        # safe; otherwise two workers could bind the same resource at once: one installation each.
+        installation = "bench" if len(ctx.accounts) % a.concurrency == 0 else f"c{w}"
         while time.perf_counter() < deadline:
             account = ctx.accounts[(w + j * a.concurrency) % len(ctx.accounts)]
             j += 1
             try:
-                t_bound, _ = await one_login_cycle(ctx, account)
+                t_bound, _ = await one_login_cycle(ctx, account, sasl2, installation)
                 lat.append(t_bound)
             except (TimeoutError, OSError, ConnectionError, Exception) as e:
                 failures += 1
-                ctx.note_error("conc login", e)
+                ctx.note_error(f"{key} login", e)
                 if failures > 50:
                     raise
 
@@ -294,11 +384,11 @@ async def scenario_conc(ctx: Ctx) -> None:
     s1 = CpuSnap(ctx.proc)
     for r in res:
         if isinstance(r, BaseException):
-            ctx.note_error("conc worker", r)
+            ctx.note_error(f"{key} worker", r)
     d = Delta.between(s0, s1)
     n = len(lat)
     lat.sort()
-    ctx.results["conc"] = {
+    ctx.results[key] = {
         "concurrency": a.concurrency,
         "logins": n,
         "failed": failures,
@@ -308,6 +398,162 @@ async def scenario_conc(ctx: Ctx) -> None:
         "client_cpu_pct": d.client_pct,
         "p50_ms": 1000 * pct(lat, 0.5),
         "p99_ms": 1000 * pct(lat, 0.99),
+        "other_cpu_pct": d.other_pct,
+    }
+
+
+@dataclass
+class ResumeStats:
+    """What the resume scenario counts over all its cycles (warm-up included)."""
+
+    jid: str = ""
+    cycles: int = 0
+    resumed: int = 0
+    failed: int = 0  # <success/> without <resumed/> (the server bound a new session instead)
+    previd_mismatch: int = 0  # <resumed previd=…/> is not the id we resumed
+    h_mismatch: int = 0  # <resumed h=…/> is not the number of stanzas we sent
+    sent: int = 0  # messages sent to the session while it was detached
+    delivered: int = 0
+    lost: int = 0  # not received within --timeout after the resume
+    duplicates: int = 0
+    other: int = 0  # messages we did not send (or bounced errors)
+    sender_errors: int = 0  # type='error' stanzas the sending session got back
+    unexpected: list[str] = field(default_factory=list)  # bytes that were neither stanza nor <r/>
+    seen: set[str] = field(default_factory=set)
+
+
+async def resume_cycle(
+    ctx: Ctx, s: Session, sender: Session, st: ResumeStats, tag: str, lat: list[float] | None
+) -> Session:
+    """Drop ``s``'s connection (no stream close), send --resume-msgs messages to its full JID while
+    it is detached, reconnect and resume inline (latest previd and h), then wait until every one
+    of those messages has been delivered on the resumed stream.  Returns the resumed session."""
+    a = ctx.args
+    assert s.sm is not None
+    if s.buf.strip() and len(st.unexpected) < 20:
+        st.unexpected.append(f"left in the buffer at abort: {s.buf[:400]!r}")
+    s.abort()
+    ids = [f"{tag}x{j}" for j in range(a.resume_msgs)]
+    if ids:
+        sender.send(
+            "".join(
+                f"<message to='{st.jid}' type='chat' id='{mid}'><body>sent while detached</body></message>"
+                for mid in ids
+            )
+        )
+        st.sent += len(ids)
+    previd, h_out = s.sm.previd, s.sm.h_out
+    st.cycles += 1
+    t0 = time.perf_counter()
+    s2 = await ctx.resume2(ctx.accounts[0], s)
+    t = time.perf_counter() - t0
+    if s2.resumed is None:
+        st.failed += 1
+        ctx.errors.append(f"resume {tag} failed: {s2.success[:500]!r}"[:600])
+        if st.failed > 3:
+            raise RuntimeError(f"{st.failed} resumes failed; last <success/>: {s2.success[:500]!r}")
+        st.jid = s2.jid  # a new session was bound (Bind2 fallback): go on with it
+    else:
+        st.resumed += 1
+        if lat is not None:
+            lat.append(t)
+        if s2.resumed.get("previd") != previd:
+            st.previd_mismatch += 1
+        if s2.resumed.get("h") != str(h_out):
+            st.h_mismatch += 1
+        if s2.jid != st.jid:
+            ctx.errors.append(f"resume {tag}: authorization-identifier {s2.jid!r}, expected {st.jid!r}")
+        if "bound" in s2.success and len(st.unexpected) < 20:  # Bind2 must be skipped on a resume
+            st.unexpected.append(f"<success/> with both <resumed/> and <bound/>: {s2.success[:400]!r}")
+    pending = set(ids)
+
+    def take(messages: list[str]) -> None:
+        for at in messages:
+            mid = ATTR_ID.search(at)
+            got = mid.group(2) if mid is not None else ""
+            if got in pending:
+                pending.discard(got)
+                st.seen.add(got)
+                st.delivered += 1
+            elif got in st.seen:
+                st.duplicates += 1
+            else:
+                st.other += 1
+
+    try:
+        async with asyncio.timeout(a.timeout):
+            take(s2.sm_consume())
+            while pending:
+                take(await s2.sm_read())
+    except TimeoutError:
+        st.lost += len(pending)
+        ctx.errors.append(
+            f"resume {tag}: {len(pending)} message(s) sent while detached not delivered within "
+            f"{a.timeout:g}s: {sorted(pending)}; buffer {s2.buf[-300:]!r}"[:600]
+        )
+    if s2.unexpected and len(st.unexpected) < 20:
+        st.unexpected.extend(s2.unexpected[: 20 - len(st.unexpected)])
+    return s2
+
+
+async def count_errors(s: Session, st: ResumeStats) -> None:
+    """The sending session should receive nothing; count bounced errors."""
+    while True:
+        data = await s.reader.read(65536)
+        if not data:
+            raise ConnectionError(f"sending session closed by the server; tail {s.buf[-200:]!r}")
+        st.sender_errors += data.count(b"type='error'") + data.count(b'type="error"')
+
+
+async def scenario_resume(ctx: Ctx) -> None:
+    """One session (SASL2 + Bind2 + SM) resumed over and over; a second session sends it
+    --resume-msgs messages every time its connection is down."""
+    a = ctx.args
+    n = a.resumes if a.resumes is not None else a.logins
+    sender = await ctx.login(ctx.accounts[1], ctx.resource("rs"))
+    s = await ctx.login2(ctx.accounts[0], tag="resume")
+    st = ResumeStats(jid=s.jid)
+    watch = asyncio.create_task(count_errors(sender, st))
+    lat: list[float] = []
+    try:
+        async with asyncio.timeout((n + a.resume_warmup) * 4 * a.timeout + 30):
+            for i in range(a.resume_warmup):
+                s = await resume_cycle(ctx, s, sender, st, f"w{i}", None)
+            s0 = CpuSnap(ctx.proc)
+            for i in range(n):
+                s = await resume_cycle(ctx, s, sender, st, f"r{i}", lat)
+            s1 = CpuSnap(ctx.proc)
+        if watch.done():
+            raise RuntimeError(f"sending session failed: {watch.exception()!r}")
+    finally:
+        watch.cancel()
+        await asyncio.gather(watch, return_exceptions=True)
+        await close_all(ctx, [s, sender])
+    d = Delta.between(s0, s1)
+    k = len(lat)
+    lat.sort()
+    ctx.results["resume"] = {
+        "resumes": n,
+        "measured": k,
+        "warmup_resumes": a.resume_warmup,
+        "failed": st.failed,
+        "server_cpu_ms_per_resume": 1000 * d.server_cpu / n,
+        "client_cpu_ms_per_resume": 1000 * d.client_cpu / n,
+        "resumes_per_s": n / d.wall,
+        "p50_ms": 1000 * pct(lat, 0.5),
+        "p99_ms": 1000 * pct(lat, 0.99),
+        "msgs_per_resume": a.resume_msgs,
+        "msgs_sent": st.sent,
+        "msgs_delivered": st.delivered,
+        "lost": st.lost,
+        "duplicates": st.duplicates,
+        "other_msgs": st.other,
+        "sender_errors": st.sender_errors,
+        "previd_mismatch": st.previd_mismatch,
+        "h_mismatch": st.h_mismatch,
+        "final_previd": s.sm.previd if s.sm is not None else None,
+        "final_h_in": s.sm.h_in if s.sm is not None else None,
+        "unexpected": st.unexpected,
         "other_cpu_pct": d.other_pct,
     }
 
@@ -515,7 +761,9 @@ def _check_tasks(tasks: list[asyncio.Task[None]]) -> None:
 # --------------------------------------------------------------------------- driver
 
 
-SCENARIOS = ("seq", "conc", "msg", "rate", "idle")
+SCENARIOS = ("seq", "seq2", "conc", "conc2", "resume", "msg", "rate", "idle")
+# XEP-0388 SASL2 + XEP-0386 Bind2 + XEP-0198: only for servers with supports_sasl2
+SASL2_SCENARIOS = frozenset({"seq2", "conc2", "resume"})
 
 
 def scenario_groups(names: list[str], restart_each: bool) -> list[list[str]]:
@@ -545,10 +793,22 @@ async def run_target(ctx: Ctx, names: list[str]) -> None:
         ctx.results.setdefault("failed_scenarios", []).extend(names)
         log(f"  [{ctx.server.name}] warm-up FAILED, skipping {', '.join(names)}: {type(e).__name__}: {e}")
         return
+    if SASL2_SCENARIOS.intersection(names):
+        try:
+            await warmup_sasl2(ctx)
+        except Exception as e:
+            ctx.note_error("SASL2 warm-up", e)
+            failed = [n for n in names if n in SASL2_SCENARIOS]
+            ctx.results.setdefault("failed_scenarios", []).extend(failed)
+            names = [n for n in names if n not in SASL2_SCENARIOS]
+            log(f"  [{ctx.server.name}] SASL2 warm-up FAILED, skipping {', '.join(failed)}: {e}")
     steps: dict[str, Callable[[], Awaitable[None]]] = {
         "idle": lambda: scenario_idle(ctx),
         "seq": lambda: scenario_seq(ctx),
+        "seq2": lambda: scenario_seq(ctx, "seq2", sasl2=True),
         "conc": lambda: scenario_conc(ctx),
+        "conc2": lambda: scenario_conc(ctx, "conc2", sasl2=True),
+        "resume": lambda: scenario_resume(ctx),
         "msg": lambda: run_messages(ctx, "msg", None),
         "rate": lambda: run_messages(ctx, "rate", a.msg_rate),
     }
@@ -607,10 +867,19 @@ async def wait_quiet(max_wait: float, threshold: float = 15.0) -> None:
 def bench_target(
     name: str, a: argparse.Namespace, tls_ctx: ssl.SSLContext, scram: ScramCache
 ) -> dict[str, Any]:
-    n_accounts = max(a.accounts, 2 * a.pairs, a.concurrency)
+    n_accounts = max(a.accounts, 2 * a.pairs, a.concurrency, 2)
     accounts = [f"user{i}" for i in range(n_accounts)]
-    server = make_server(name, a)
     out: dict[str, Any] = {"target": name}
+    server = make_server(name, a)
+    scenarios = a.scenarios
+    if not server.supports_sasl2:
+        out["not_applicable"] = [n for n in scenarios if n in SASL2_SCENARIOS]
+        scenarios = [n for n in scenarios if n not in SASL2_SCENARIOS]
+        if out["not_applicable"]:
+            log(f"[{name}] no SASL2/Bind2: {', '.join(out['not_applicable'])} n/a")
+        if not scenarios:
+            server.stop()
+            return out
     try:
         log(f"[{name}] creating {n_accounts} accounts in {server.dir} ...")
         t0 = time.perf_counter()
@@ -622,13 +891,30 @@ def bench_target(
             server.start()
             server.create_accounts(accounts, a.password)
         out["version"] = server.version()
+        if isinstance(server, XmppauthServer):
+            out["uncommitted_server_files"] = server.uncommitted_files()
         log(f"[{name}] setup {time.perf_counter() - t0:.1f}s")
-        ctx = Ctx(a, server, psutil.Process(server.pid), tls_ctx, scram, accounts, results=out)
-        for gi, group in enumerate(scenario_groups(a.scenarios, not a.no_restart)):
+        ctx = Ctx(
+            a,
+            server,
+            psutil.Process(server.pid),
+            tls_ctx,
+            scram,
+            accounts,
+            direct_tls_ctx=make_client_tls_context([ALPN_XMPP_CLIENT]),
+            results=out,
+        )
+        for gi, group in enumerate(scenario_groups(scenarios, not a.no_restart)):
             if gi > 0:
                 server.restart()  # fresh process, same accounts and certificate
                 ctx.proc = psutil.Process(server.pid)
-            log(f"[{name}] pid {server.pid}, c2s {server.host}:{server.c2s_port}: {', '.join(group)}")
+            fingerprint = server.code_fingerprint()
+            if fingerprint:
+                out.setdefault("server_code", {}).update(dict.fromkeys(group, fingerprint))
+            log(
+                f"[{name}] pid {server.pid}, c2s {server.host}:{server.c2s_port}: {', '.join(group)}"
+                + (f" (server code {fingerprint})" if fingerprint else "")
+            )
             asyncio.run(run_target(ctx, group))
             if server.proc is not None and server.proc.poll() is not None:
                 ctx.errors.append(f"server exited with code {server.proc.returncode}")
@@ -677,13 +963,32 @@ ROWS: list[tuple[str, str, str, str]] = [
     # (label, scenario, field, format)
     ("login, sequential: server CPU ms/login", "seq", "server_cpu_ms_per_login", ".2f"),
     ("login, sequential: logins/s", "seq", "logins_per_s", ".0f"),
-    ("login, sequential: p50 ms (connect..bound)", "seq", "p50_ms", ".2f"),
+    ("login, sequential: p50 / p99 ms (connect..bound)", "seq", "p50_ms|p99_ms", ".2f"),
+    ("login SASL2+Bind2+SM, sequential: server CPU ms/login", "seq2", "server_cpu_ms_per_login", ".2f"),
+    ("login SASL2+Bind2+SM, sequential: logins/s", "seq2", "logins_per_s", ".0f"),
+    ("login SASL2+Bind2+SM, sequential: p50 / p99 ms", "seq2", "p50_ms|p99_ms", ".2f"),
     ("login, C concurrent: logins/s", "conc", "logins_per_s", ".0f"),
     ("login, C concurrent: server CPU ms/login", "conc", "server_cpu_ms_per_login", ".2f"),
     ("login, C concurrent: server CPU %", "conc", "server_cpu_pct", ".0f"),
     ("login, C concurrent: client CPU %", "conc", "client_cpu_pct", ".0f"),
     ("login, C concurrent: p50 / p99 ms", "conc", "p50_ms|p99_ms", ".1f"),
     ("login, C concurrent: failed", "conc", "failed", "d"),
+    ("login SASL2+Bind2+SM, C concurrent: logins/s", "conc2", "logins_per_s", ".0f"),
+    ("login SASL2+Bind2+SM, C concurrent: server CPU ms/login", "conc2", "server_cpu_ms_per_login", ".2f"),
+    (
+        "login SASL2+Bind2+SM, C concurrent: server / client CPU %",
+        "conc2",
+        "server_cpu_pct|client_cpu_pct",
+        ".0f",
+    ),
+    ("login SASL2+Bind2+SM, C concurrent: p50 / p99 ms", "conc2", "p50_ms|p99_ms", ".1f"),
+    ("login SASL2+Bind2+SM, C concurrent: failed", "conc2", "failed", "d"),
+    ("SM resume in SASL2, sequential: server CPU ms/resume", "resume", "server_cpu_ms_per_resume", ".2f"),
+    ("SM resume in SASL2, sequential: resumes/s", "resume", "resumes_per_s", ".0f"),
+    ("SM resume in SASL2: p50 / p99 ms (connect..resumed)", "resume", "p50_ms|p99_ms", ".2f"),
+    ("SM resume in SASL2: resumed / failed", "resume", "measured|failed", "d"),
+    ("SM resume: msgs sent while detached / delivered", "resume", "msgs_sent|msgs_delivered", "d"),
+    ("SM resume: msgs lost / duplicated", "resume", "lost|duplicates", "d"),
     ("msgs closed loop: msgs/s", "msg", "msgs_per_s", ".0f"),
     ("msgs closed loop: p50 / p99 ms", "msg", "p50_ms|p99_ms", ".2f"),
     ("msgs closed loop: server CPU us/msg", "msg", "server_cpu_us_per_msg", ".1f"),
@@ -708,11 +1013,19 @@ def print_table(results: list[dict[str, Any]], a: argparse.Namespace) -> None:
     w = max(22, *(len(n) + 2 for n in names + extra))
     lines = [f"{'':<{w0}}" + "".join(f"{n:>{w}}" for n in names)]
     for label, scen, fields, spec in ROWS:
+        if not any(
+            scen in r or scen in r.get("not_applicable", []) or scen in r.get("failed_scenarios", [])
+            for r in results
+        ) and not any("fatal" in r for r in results):
+            continue  # a scenario nobody ran: no row
         cells = []
         for r in results:
             d = r.get(scen)
             if not isinstance(d, dict):
-                cells.append("fail" if scen in r.get("failed_scenarios", []) or "fatal" in r else "-")
+                if scen in r.get("not_applicable", []):
+                    cells.append("n/a")
+                else:
+                    cells.append("fail" if scen in r.get("failed_scenarios", []) or "fatal" in r else "-")
                 continue
             cells.append(" / ".join(fmt(d.get(f), spec) for f in fields.split("|")))
         lines.append(f"{label:<{w0}}" + "".join(f"{c:>{w}}" for c in cells))
@@ -732,6 +1045,15 @@ def print_table(results: list[dict[str, Any]], a: argparse.Namespace) -> None:
         f"prosody log level {a.prosody_log_level}"
         + (f", prosody extra config: {a.prosody_extra}" if a.prosody_extra else "")
     )
+    if SASL2_SCENARIOS.intersection(a.scenarios):
+        n_res = a.resumes if a.resumes is not None else a.logins
+        print(
+            "SASL2 scenarios: SASL2 + Bind2 with SM enabled inline, over "
+            f"{'direct TLS (XEP-0368)' if a.sasl2_direct_tls else 'STARTTLS (as seq)'}; "
+            f"resume: {n_res} resumes "
+            f"(+{a.resume_warmup} warm-up), {a.resume_msgs} message(s) sent to the session while detached "
+            "per resume (their routing and retransmission are in the CPU per resume)"
+        )
     print(machine_line(a))
     print()
     print("\n".join(lines))
@@ -757,6 +1079,36 @@ def print_table(results: list[dict[str, Any]], a: argparse.Namespace) -> None:
                     "arrived with a namespace prefix (e.g. <ns1:message xmlns:ns1='jabber:client'>) "
                     "instead of the stream's default namespace"
                 )
+        codes = r.get("server_code") or {}
+        if len(set(codes.values())) > 1:
+            print(
+                f"\nWARNING: {r['target']}: the server code on disk changed between scenarios (the "
+                "working tree was edited during the run); each scenario ran the code of its own "
+                f"server start: {codes}"
+            )
+        if r.get("uncommitted_server_files"):
+            print(
+                f"\nnote: {r['target']} ran with uncommitted changes in: "
+                + ", ".join(r["uncommitted_server_files"][:10])
+            )
+        if r.get("not_applicable"):
+            print(
+                f"\nn/a: {r['target']} has no XEP-0388 SASL2 / XEP-0386 Bind2 "
+                f"({', '.join(r['not_applicable'])} not run)"
+            )
+        if r.get("sasl2_transport"):
+            print(f"\n{r['target']}: SASL2 scenarios over {r['sasl2_transport']}")
+        d = r.get("resume")
+        if isinstance(d, dict):
+            odd = {
+                k: d[k]
+                for k in ("previd_mismatch", "h_mismatch", "other_msgs", "sender_errors", "failed")
+                if d.get(k)
+            }
+            if odd:
+                print(f"\nWARNING: {r['target']} (resume): {odd}")
+            for u in d.get("unexpected", [])[:5]:
+                print(f"WARNING: {r['target']} (resume): unexpected bytes on a resumed stream: {u!r}")
         if r.get("fatal"):
             print(f"\n{r['target']}: FATAL: {r['fatal']}")
         if r.get("errors"):
@@ -803,6 +1155,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="SASL mechanism (Prosody 0.12 offers SCRAM-SHA-1 and PLAIN)",
     )
     p.add_argument("--warmup-logins", type=int, default=20)
+    p.add_argument(
+        "--resumes", type=int, default=None, help="resume: measured resumes (default: N, the -N value)"
+    )
+    p.add_argument("--resume-warmup", type=int, default=20, help="resume: unmeasured resumes first")
+    p.add_argument(
+        "--resume-msgs",
+        type=int,
+        default=2,
+        help="resume: messages sent to the session while it is detached, per resume (default 2)",
+    )
+    p.add_argument(
+        "--sasl2-direct-tls",
+        action="store_true",
+        help="seq2/conc2/resume: XEP-0368 direct TLS (ALPN xmpp-client) instead of STARTTLS",
+    )
     p.add_argument("--timeout", type=float, default=10.0, help="per-step protocol timeout, seconds")
     p.add_argument("--server-cpu", type=int, default=0)
     p.add_argument("--client-cpu", type=int, default=1)

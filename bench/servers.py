@@ -11,6 +11,7 @@ process whose CPU time and RSS are read.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
@@ -76,6 +77,9 @@ def make_cert(directory: Path, domain: str = "localhost") -> tuple[Path, Path]:
 class BaseServer:
     name = "server"
     domain = "localhost"
+    # XEP-0388 SASL2 + XEP-0386 Bind2 + XEP-0198 inline resume (the seq2/conc2/resume scenarios)
+    supports_sasl2 = False
+    c2s_tls_port: int | None = None  # XEP-0368 direct TLS listener, when the server has one
 
     def __init__(self, cpu: int | None, keep: bool = False) -> None:
         self.cpu = cpu
@@ -158,12 +162,17 @@ class BaseServer:
     def version(self) -> str:
         return ""
 
+    def code_fingerprint(self) -> str:
+        """A digest of the server code a (re)start just loaded ("" when not applicable)."""
+        return ""
+
 
 # --------------------------------------------------------------------------- prosody
 
 
 class ProsodyServer(BaseServer):
     name = "prosody"
+    supports_sasl2 = False  # 0.12 has neither SASL2 nor Bind2 (mod_sasl2 & co. are community modules)
 
     def __init__(
         self,
@@ -255,6 +264,7 @@ def prosody_version() -> str:
 
 class XmppauthServer(BaseServer):
     name = "xmppauth"
+    supports_sasl2 = True
 
     def __init__(self, cpu: int | None, keep: bool = False) -> None:
         super().__init__(cpu, keep)
@@ -325,4 +335,35 @@ class XmppauthServer(BaseServer):
             ).stdout.strip()
         except (OSError, subprocess.TimeoutExpired):
             out = ""
-        return f"xmppauth {out or '(uncommitted)'}"
+        dirty = " + uncommitted changes" if self.uncommitted_files() else ""
+        return f"xmppauth {out or '(uncommitted)'}{dirty}"
+
+    def uncommitted_files(self) -> list[str]:
+        """Server files that differ from HEAD (read-only plumbing; a file whose stat changed but
+        whose content did not may be listed too)."""
+        try:
+            r = subprocess.run(
+                ["git", "-C", str(REPO_DIR), "diff-index", "--name-only", "HEAD", "--", *SERVER_CODE],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return []
+        return r.stdout.split() if r.returncode == 0 else []
+
+    def code_fingerprint(self) -> str:
+        """sha256 over the server's Python files as they are on disk now: other people may edit the
+        working tree while the bench runs, and every scenario restarts the server."""
+        h = hashlib.sha256()
+        for top in SERVER_CODE:
+            path = REPO_DIR / top
+            files = [path] if path.is_file() else sorted(path.rglob("*.py"))
+            for f in files:
+                with contextlib.suppress(OSError):
+                    h.update(str(f.relative_to(REPO_DIR)).encode() + b"\0" + f.read_bytes() + b"\0")
+        return h.hexdigest()[:12]
+
+
+# what ``manage.py serve`` runs (the fingerprint and the uncommitted-changes check cover these)
+SERVER_CODE = ("manage.py", "xmppauth", "accounts", "sessions_acl")

@@ -2,7 +2,10 @@
 
 It speaks just enough RFC 6120 for the login path and message routing:
 TCP connect, stream open, STARTTLS, SASL SCRAM-SHA-x (or PLAIN), stream restart,
-resource binding, and a close with ``</stream:stream>``.  Replies are recognised with
+resource binding, and a close with ``</stream:stream>``.  ``login2`` does the same login with
+XEP-0388 SASL2 + XEP-0386 Bind2 (optionally enabling XEP-0198 stream management inline), and
+``resume2`` resumes such a session inline (``<resume/>`` inside ``<authenticate/>``) on a new
+connection.  Replies are recognised with
 string/regex matching on the few elements we need -- this is a benchmark driver, not a
 general XMPP parser, and it deliberately does no XML parsing per stanza so that the
 client side stays cheap compared with the server under test.
@@ -25,6 +28,7 @@ import os
 import re
 import ssl
 import time
+import uuid
 from dataclasses import dataclass, field
 
 NS_CLIENT = "jabber:client"
@@ -32,6 +36,10 @@ NS_STREAMS = "http://etherx.jabber.org/streams"
 NS_TLS = "urn:ietf:params:xml:ns:xmpp-tls"
 NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
 NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
+NS_SASL2 = "urn:xmpp:sasl:2"
+NS_BIND2 = "urn:xmpp:bind:0"
+NS_SM = "urn:xmpp:sm:3"
+ALPN_XMPP_CLIENT = "xmpp-client"  # XEP-0368 direct TLS
 
 _FEATURES_END = re.compile(r"</(?:[\w.-]+:)?features\s*>|<(?:[\w.-]+:)?features\b[^>]*/>")
 _STREAM_ERROR = re.compile(r"<(?:[\w.-]+:)?error\b[^>]*>(.*?)</(?:[\w.-]+:)?error\s*>", re.S)
@@ -49,6 +57,29 @@ _SASL_REPLY = re.compile(
 _IQ_END = re.compile(rf"</{_P}iq\s*>|<{_P}iq\b[^>]*/>")
 _BIND_JID = re.compile(rf"<{_P}jid>\s*([^<\s]+)\s*</{_P}jid>")
 _IQ_TYPE = re.compile(rf"<{_P}iq\b[^>]*?\stype=(['\"])(\w+)\1")
+
+# SASL2 (XEP-0388): the <authentication/> feature, the server's replies, and what <success/> carries
+_SASL2_FEATURE = re.compile(
+    rf"<{_P}authentication\b[^>]*?xmlns=(['\"]){re.escape(NS_SASL2)}\1[^>]*>(.*?)</{_P}authentication\s*>",
+    re.S,
+)
+_SASL2_REPLY = re.compile(
+    rf"<{_P}(challenge|success|failure|continue)\b[^>]*?(?:/>|>(.*?)</{_P}\1\s*>)",
+    re.S,
+)
+_ADDITIONAL_DATA = re.compile(rf"<{_P}additional-data>\s*([^<\s]*)\s*</{_P}additional-data\s*>")
+_AUTHZ_ID = re.compile(rf"<{_P}authorization-identifier>\s*([^<\s]+)\s*</{_P}authorization-identifier\s*>")
+_SM_ENABLED = re.compile(rf"<{_P}enabled\b([^>]*)>")
+_SM_RESUMED = re.compile(rf"<{_P}resumed\b([^>]*)>")
+_SM_FAILED = re.compile(rf"<{_P}failed\b[^>]*?(?:/>|>.*?</{_P}failed\s*>)", re.S)
+_BOUND = re.compile(rf"<{_P}bound\b")
+_ATTR = re.compile(r"([\w:.-]+)=(['\"])([^'\"]*)\2")
+# what a stream-managed session receives between stanzas: complete stanzas (counted into h) and <r/>
+_SM_ITEM = re.compile(
+    rf"<({_P})(message|presence|iq)\b([^>]*?)(?:/>|>.*?</\1\2\s*>)"
+    rf"|<{_P}r\b[^>]*?xmlns=(['\"]){re.escape(NS_SM)}\4[^>]*?/>",
+    re.S,
+)
 
 # message stanzas as the receiver sees them: (prefix, start tag's attributes).
 MESSAGE_START = re.compile(rf"<({_P})message\b([^>]*)>")
@@ -139,12 +170,15 @@ class ScramClient:
 # --------------------------------------------------------------------------- connection
 
 
-def make_client_tls_context() -> ssl.SSLContext:
+def make_client_tls_context(alpn: list[str] | None = None) -> ssl.SSLContext:
     """TLS context for the load generator: no certificate verification (self-signed
-    test certificates), default protocol versions and ciphers of the local OpenSSL."""
+    test certificates), default protocol versions and ciphers of the local OpenSSL.
+    ``alpn``: protocols to offer (``[ALPN_XMPP_CLIENT]`` for XEP-0368 direct TLS)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
     return ctx
 
 
@@ -157,6 +191,20 @@ class LoginTimes:
 
 
 @dataclass
+class SmState:
+    """XEP-0198 state of a session, kept by the client across connections.
+
+    ``h_in``: stanzas received from (handled for) the server since SM was enabled -- the ``h`` of
+    the next ``<resume/>`` and of ``<a/>``; ``h_out``: stanzas sent to the server (what its
+    ``<resumed h=…/>`` must say).  Both wrap at 2^32."""
+
+    previd: str
+    max_seconds: int | None = None
+    h_in: int = 0
+    h_out: int = 0
+
+
+@dataclass
 class Session:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
@@ -166,6 +214,11 @@ class Session:
     tls_cipher: str = ""
     mechanism: str = ""
     times: LoginTimes = field(default_factory=LoginTimes)
+    sm: SmState | None = None
+    user_agent_id: str = ""
+    success: str = ""  # SASL2: the server's <success/> element as received
+    resumed: dict[str, str] | None = None  # resume2: the <resumed/> attributes
+    unexpected: list[str] = field(default_factory=list)  # sm_consume: what was neither stanza nor <r/>
     _decoder: codecs.IncrementalDecoder = field(
         default_factory=lambda: codecs.getincrementaldecoder("utf-8")()
     )
@@ -238,6 +291,50 @@ class Session:
         except (OSError, RuntimeError):
             self.writer.transport.abort()
 
+    def abort(self) -> None:
+        """Drop the connection without a word (no ``</stream:stream>``, no TLS close_notify):
+        what a phone losing its network looks like to the server."""
+        self.writer.transport.abort()
+
+    # ---- stream management
+
+    def sm_consume(self) -> list[str]:
+        """Consume the complete stanzas and ``<r/>`` requests at the head of the buffer, in order:
+        every stanza counts into ``sm.h_in`` (the bench handles all it receives), every ``<r/>`` is
+        answered with ``<a h=…/>`` at that point of the count.  Returns the start-tag attributes of
+        the ``<message/>`` stanzas consumed.  Anything else skipped between them (stream features,
+        unknown nonzas) is kept in ``unexpected``."""
+        sm = self.sm
+        assert sm is not None
+        messages: list[str] = []
+        end = 0
+        answer: list[str] = []
+        for m in _SM_ITEM.finditer(self.buf):
+            gap = self.buf[end : m.start()]
+            if gap.strip() and len(self.unexpected) < 20:
+                self.unexpected.append(gap[:500])
+            end = m.end()
+            if m.group(2) is None:  # <r/>
+                answer.append(f"<a xmlns='{NS_SM}' h='{sm.h_in}'/>")
+                continue
+            sm.h_in = (sm.h_in + 1) % 2**32
+            if m.group(2) == "message":
+                messages.append(m.group(3))
+        if end:
+            self.buf = self.buf[end:]
+        if answer:
+            self.send("".join(answer))
+        return messages
+
+    async def sm_read(self) -> list[str]:
+        """Wait for more data, then ``sm_consume`` it (raises on EOF and on a stream error)."""
+        await self._fill()
+        if "stream:error" in self.buf:
+            err = _STREAM_ERROR.search(self.buf)
+            if err is not None:
+                raise XmppError(f"stream error: {err.group(0)[:300]}")
+        return self.sm_consume()
+
 
 async def login(
     host: str,
@@ -268,19 +365,8 @@ async def login(
             s.writer.transport.abort()
 
 
-async def _login_on(
-    s: Session,
-    t0: float,
-    domain: str,
-    user: str,
-    password: str,
-    resource: str,
-    tls_ctx: ssl.SSLContext,
-    scram_cache: ScramCache,
-    mechanism: str,
-) -> Session:
-    s.times.connect = time.perf_counter() - t0
-    # 1. plaintext stream, STARTTLS
+async def _starttls(s: Session, domain: str, tls_ctx: ssl.SSLContext) -> None:
+    """Plaintext stream header, STARTTLS, TLS handshake (RFC 6120 §5)."""
     s.open_stream(domain)
     m = await s.expect(_FEATURES_END, "initial stream features")
     if NS_TLS not in s_prefix(m):
@@ -293,11 +379,30 @@ async def _login_on(
     s.buf = ""
     await s.writer.start_tls(tls_ctx, server_hostname=domain)
     s._decoder = codecs.getincrementaldecoder("utf-8")()
+    _record_tls(s)
+
+
+def _record_tls(s: Session) -> None:
     sslobj = s.writer.get_extra_info("ssl_object")
     if sslobj is not None:
         s.tls_version = sslobj.version() or ""
         cipher = sslobj.cipher()
         s.tls_cipher = cipher[0] if cipher else ""
+
+
+async def _login_on(
+    s: Session,
+    t0: float,
+    domain: str,
+    user: str,
+    password: str,
+    resource: str,
+    tls_ctx: ssl.SSLContext,
+    scram_cache: ScramCache,
+    mechanism: str,
+) -> Session:
+    s.times.connect = time.perf_counter() - t0
+    await _starttls(s, domain, tls_ctx)
     s.times.tls = time.perf_counter() - t0
 
     # 2. SASL
@@ -366,3 +471,204 @@ async def _sasl_reply(s: Session) -> tuple[str, bytes]:
     if body in ("", "="):
         return kind, b""
     return kind, base64.b64decode(body)
+
+
+# --------------------------------------------------------------------------- SASL2 / Bind2 / inline resume
+
+
+def attrs(text: str) -> dict[str, str]:
+    """Attributes of a start tag's attribute text (no entity decoding: the bench's values need none)."""
+    return {m.group(1): m.group(3) for m in _ATTR.finditer(text)}
+
+
+async def login2(
+    host: str,
+    port: int,
+    domain: str,
+    user: str,
+    password: str,
+    *,
+    tls_ctx: ssl.SSLContext,
+    scram_cache: ScramCache,
+    mechanism: str = "SCRAM-SHA-1",
+    tag: str = "bench",
+    enable_sm: bool = True,
+    user_agent_id: str | None = None,
+    direct_tls: bool = False,
+    time_limit: float = 10.0,
+) -> Session:
+    """Login with XEP-0388 SASL2 and XEP-0386 Bind2 (no stream restart, no bind round trip):
+    connect, STARTTLS (or direct TLS), ``<authenticate/>`` carrying the initial response, a
+    ``<user-agent/>`` and ``<bind><tag/>[<enable resume='true'/>]</bind>``, challenge/response,
+    ``<success/>`` with ``<bound/>`` (and ``<enabled/>``), then the stream features that follow.
+
+    ``user_agent_id``: the XEP-0388 user-agent id (a UUID; random when None).  The server derives
+    the Bind2 resource from the tag and this id, so one id per installation means one resource."""
+    t0 = time.perf_counter()
+    s: Session | None = None
+    ok = False
+    try:
+        async with asyncio.timeout(time_limit):
+            s, features = await _open_secure(host, port, domain, tls_ctx, direct_tls, t0)
+            s.user_agent_id = user_agent_id or str(uuid.uuid4())
+            enable = f"<enable xmlns='{NS_SM}' resume='true'/>" if enable_sm else ""
+            inline = f"<bind xmlns='{NS_BIND2}'><tag>{tag}</tag>{enable}</bind>"
+            success = await _sasl2_authenticate(s, features, user, password, mechanism, scram_cache, inline)
+            s.times.sasl = time.perf_counter() - t0
+            _adopt_bound(s, success, enable_sm)
+            await s.expect(_FEATURES_END, "stream features after the SASL2 <success/>")
+            s.times.bind = time.perf_counter() - t0
+            ok = True
+            return s
+    except TimeoutError:
+        where = f"; buffer: {s.buf[-300:]!r}" if s is not None else " (connect)"
+        raise TimeoutError(f"SASL2 login of {user} timed out after {time_limit}s{where}") from None
+    finally:
+        if s is not None and not ok:
+            s.writer.transport.abort()
+
+
+async def resume2(
+    host: str,
+    port: int,
+    domain: str,
+    user: str,
+    password: str,
+    sm: SmState,
+    *,
+    tls_ctx: ssl.SSLContext,
+    scram_cache: ScramCache,
+    mechanism: str = "SCRAM-SHA-1",
+    user_agent_id: str = "",
+    fallback_tag: str | None = "bench",
+    direct_tls: bool = False,
+    time_limit: float = 10.0,
+) -> Session:
+    """XEP-0198 §5 resume inline in XEP-0388 SASL2 on a new connection: ``<authenticate/>`` with
+    ``<resume previd=… h=…/>`` (``sm.previd``, ``sm.h_in``) and, when ``fallback_tag`` is set, a
+    Bind2 ``<bind/>`` the server uses only if the resume fails.
+
+    Returns once ``<success/>`` has arrived; nothing else is awaited (after ``<resumed/>`` no stream
+    features follow, the retransmitted stanzas do: read them with ``Session.sm_read``).
+    ``session.resumed`` holds the ``<resumed/>`` attributes, or is None when the server bound a new
+    session instead (then ``session.sm`` is that session's fresh state and its features were read)."""
+    t0 = time.perf_counter()
+    s: Session | None = None
+    ok = False
+    try:
+        async with asyncio.timeout(time_limit):
+            s, features = await _open_secure(host, port, domain, tls_ctx, direct_tls, t0)
+            s.user_agent_id = user_agent_id or str(uuid.uuid4())
+            inline = f"<resume xmlns='{NS_SM}' previd='{sm.previd}' h='{sm.h_in}'/>"
+            if fallback_tag is not None:
+                inline += (
+                    f"<bind xmlns='{NS_BIND2}'><tag>{fallback_tag}</tag>"
+                    f"<enable xmlns='{NS_SM}' resume='true'/></bind>"
+                )
+            success = await _sasl2_authenticate(s, features, user, password, mechanism, scram_cache, inline)
+            s.times.sasl = s.times.bind = time.perf_counter() - t0
+            r = _SM_RESUMED.search(success)
+            if r is not None:
+                s.resumed = attrs(r.group(1))
+                jid = _AUTHZ_ID.search(success)
+                s.jid = jid.group(1) if jid is not None else ""
+                s.sm = sm
+                if s.resumed.get("previd"):
+                    sm.previd = s.resumed["previd"]
+            else:  # resume failed: the server bound a new session (or answered without either)
+                _adopt_bound(s, success, fallback_tag is not None)
+                await s.expect(_FEATURES_END, "stream features after a SASL2 <success/> without <resumed/>")
+            ok = True
+            return s
+    except TimeoutError:
+        where = f"; buffer: {s.buf[-300:]!r}" if s is not None else " (connect)"
+        raise TimeoutError(f"SASL2 resume of {user} timed out after {time_limit}s{where}") from None
+    finally:
+        if s is not None and not ok:
+            s.writer.transport.abort()
+
+
+async def _open_secure(
+    host: str, port: int, domain: str, tls_ctx: ssl.SSLContext, direct_tls: bool, t0: float
+) -> tuple[Session, str]:
+    """TCP connect and TLS (STARTTLS, or XEP-0368 direct TLS), stream header; returns the
+    session and the text of the post-TLS stream features."""
+    if direct_tls:
+        reader, writer = await asyncio.open_connection(host, port, ssl=tls_ctx, server_hostname=domain)
+        s = Session(reader, writer)
+        s.times.connect = s.times.tls = time.perf_counter() - t0
+        _record_tls(s)
+    else:
+        reader, writer = await asyncio.open_connection(host, port)
+        s = Session(reader, writer)
+        s.times.connect = time.perf_counter() - t0
+        await _starttls(s, domain, tls_ctx)
+        s.times.tls = time.perf_counter() - t0
+    s.open_stream(domain)
+    m = await s.expect(_FEATURES_END, "post-TLS stream features")
+    return s, s_prefix(m)
+
+
+async def _sasl2_authenticate(
+    s: Session,
+    features: str,
+    user: str,
+    password: str,
+    mechanism: str,
+    scram_cache: ScramCache,
+    inline: str,
+) -> str:
+    """The XEP-0388 exchange; returns the ``<success/>`` element's text (server signature checked)."""
+    f = _SASL2_FEATURE.search(features)
+    if f is None:
+        raise XmppError(f"server did not offer SASL2 (XEP-0388); features: {features[-500:]!r}")
+    offered = _MECHANISM.findall(f.group(2))
+    if mechanism not in offered:
+        raise XmppError(f"mechanism {mechanism} not offered in SASL2 (offered: {offered})")
+    s.mechanism = mechanism
+    scram: ScramClient | None = None
+    if mechanism == "PLAIN":
+        initial = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+    else:
+        scram = ScramClient(mechanism, user, password, scram_cache)
+        initial = base64.b64encode(scram.first()).decode()
+    s.send(
+        f"<authenticate xmlns='{NS_SASL2}' mechanism='{mechanism}'>"
+        f"<initial-response>{initial}</initial-response>"
+        f"<user-agent id='{s.user_agent_id}'><software>bench</software></user-agent>"
+        f"{inline}</authenticate>"
+    )
+    while True:
+        m = await s.expect(_SASL2_REPLY, "SASL2 reply")
+        kind, body = m.group(1), m.group(2) or ""
+        if kind == "challenge" and scram is not None and scram.expected_server_sig is None:
+            payload = base64.b64decode(body.strip()) if body.strip() not in ("", "=") else b""
+            s.send(
+                f"<response xmlns='{NS_SASL2}'>{base64.b64encode(scram.final(payload)).decode()}</response>"
+            )
+            continue
+        if kind != "success":
+            raise XmppError(f"SASL2: unexpected <{kind}/>: {m.group(0)[:500]!r}")
+        if scram is not None:
+            ad = _ADDITIONAL_DATA.search(body)
+            if ad is None:
+                raise XmppError(f"SASL2 <success/> without the SCRAM server-final: {m.group(0)[:500]!r}")
+            scram.verify(base64.b64decode(ad.group(1)))
+        s.success = m.group(0)
+        return m.group(0)
+
+
+def _adopt_bound(s: Session, success: str, enable_sm: bool) -> None:
+    """Read the full JID, ``<bound/>`` and the inline SM ``<enabled/>`` out of ``<success/>``."""
+    jid = _AUTHZ_ID.search(success)
+    if jid is None or "/" not in jid.group(1):
+        raise XmppError(f"SASL2 <success/> without a full JID: {success[:500]!r}")
+    if not _BOUND.search(success):
+        raise XmppError(f"SASL2 <success/> without Bind2 <bound/>: {success[:500]!r}")
+    if enable_sm:
+        en = _SM_ENABLED.search(success)
+        a = attrs(en.group(1)) if en is not None else {}
+        if not a.get("id") or a.get("resume") not in ("true", "1"):
+            raise XmppError(f"no resumable <enabled/> in the SASL2 <success/>: {success[:500]!r}")
+        s.sm = SmState(previd=a["id"], max_seconds=int(a["max"]) if a.get("max", "").isdigit() else None)
+    s.jid = jid.group(1)
