@@ -413,6 +413,7 @@ def test_direct_tls_negotiates_alpn_xmpp_client(echo_server: EchoServer) -> None
     assert hello["transport"] == "directtls"
     assert hello["tls"]["alpn"] == "xmpp-client"
     assert hello["tls"]["version"] == "TLSv1.3"
+    assert hello["tls"]["cipher"] == "TLS_AES_128_GCM_SHA256"  # the server's preference
     assert hello["tls"]["channel_bindings"]["tls-server-end-point"] == _end_point_hex(echo_server.cert_path)
 
 
@@ -458,7 +459,7 @@ def test_tls_1_2_works_without_tls_exporter(echo_server: EchoServer) -> None:
     ):
         hello = LineReader(sock).json(b"HELLO ")
     assert hello["tls"]["version"] == "TLSv1.2"
-    assert hello["tls"]["cipher"].startswith("ECDHE-ECDSA-")
+    assert hello["tls"]["cipher"] == "ECDHE-ECDSA-AES128-GCM-SHA256"  # the server's preference
     assert set(hello["tls"]["channel_bindings"]) == {"tls-server-end-point"}
 
 
@@ -556,18 +557,39 @@ def server_tls(tmp_path_factory: pytest.TempPathFactory) -> ServerTLS:
     return ServerTLS(tmp / "c.crt", tmp / "c.key")
 
 
-class _FakeSSLConnection:
-    def get_protocol_version_name(self) -> str:
-        return "TLSv1.3"
+def _memory_tls_client(cert_path: Path) -> SSL.Connection:
+    """A pyOpenSSL client over memory BIOs, driven by hand against a protocol on a fake transport."""
+    ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    ctx.load_verify_locations(str(cert_path))
+    ctx.set_verify(SSL.VERIFY_PEER)
+    conn = SSL.Connection(ctx, None)
+    conn.set_connect_state()
+    conn.set_tlsext_host_name(b"localhost")
+    return conn
 
-    def get_cipher_name(self) -> str:
-        return "TLS_AES_128_GCM_SHA256"
 
-    def get_alpn_proto_negotiated(self) -> bytes:
-        return b""
+def _bio_drain(conn: SSL.Connection) -> bytes:
+    out = b""
+    while True:
+        try:
+            out += conn.bio_read(65536)
+        except SSL.WantReadError:
+            return out
 
-    def export_keying_material(self, label: bytes, olen: int, context: bytes | None = None) -> bytes:
-        return b"\x01" * olen
+
+def _handshake_through(protocol: Any, transport: Any, client: SSL.Connection, then_send: bytes = b"") -> None:
+    """Run the client's handshake against `protocol`; `then_send` goes in the same write as its Finished."""
+    while True:
+        try:
+            client.do_handshake()
+            break
+        except SSL.WantReadError:
+            protocol.dataReceived(_bio_drain(client))
+            client.bio_write(transport.value())
+            transport.clear()
+    if then_send:
+        client.send(then_send)
+    protocol.dataReceived(_bio_drain(client))
 
 
 def _fake_connection(
@@ -581,17 +603,10 @@ def _fake_connection(
 
     class FakeTransport(StringTransport):
         nodelay: bool | None = None
-        tls_context: Any = None
         aborted = False
 
         def setTcpNoDelay(self, enabled: bool) -> None:
             self.nodelay = enabled
-
-        def startTLS(self, ctx: Any) -> None:
-            self.tls_context = ctx
-
-        def getHandle(self) -> Any:
-            return _FakeSSLConnection()
 
         def abortConnection(self) -> None:
             self.aborted = True
@@ -683,31 +698,113 @@ async def test_it_drops_queued_plaintext_when_tls_starts(server_tls: ServerTLS) 
         await send({"type": "xmpp.send", "bytes": b"<proceed/>"})
         await send({"type": "xmpp.starttls"})
         received.append(await receive())
+        received.append(await receive())
+        await send({"type": "xmpp.send", "bytes": b"<stream:stream>"})
 
     _factory, protocol, transport = _fake_connection(app, server_tls)
     protocol.dataReceived(b"<starttls/>")
     await _until(lambda: len(received) == 2)
     protocol.dataReceived(b"plaintext read before TLS started")
     go.set()
-    await _until(lambda: transport.tls_context is not None)
-    assert transport.tls_context is server_tls.starttls
-    assert transport.value() == b"<proceed/>"
-    protocol.handshakeCompleted()
-    protocol.dataReceived(b"<stream:stream>")
-    await _until(lambda: len(received) == 3)
+    await _until(lambda: transport.value() == b"<proceed/>")  # and xmpp.starttls, in the same step
+    transport.clear()
+
+    # TLS 1.3: the client's Finished and its first application data arrive in one read.
+    client = _memory_tls_client(server_tls.cert_path)
+    _handshake_through(protocol, transport, client, then_send=b"<stream:stream>")
+    await _until(lambda: len(received) == 4)
     assert received[2]["type"] == "xmpp.tls_established"
+    assert received[2]["tls"]["version"] == "TLSv1.3"
     assert received[2]["tls"]["channel_bindings"] == {
         "tls-server-end-point": server_tls.end_point,
-        "tls-exporter": b"\x01" * 32,
+        "tls-exporter": client.export_keying_material(b"EXPORTER-Channel-Binding", 32, b""),
     }
+    assert received[3] == {"type": "xmpp.receive", "bytes": b"<stream:stream>"}, "plaintext was dropped"
+    await _until(lambda: bool(transport.value()))
+    client.bio_write(transport.value())
+    assert client.recv(1024) == b"<stream:stream>"
 
 
-async def test_an_application_that_ignores_disconnect_is_cancelled(server_tls: ServerTLS) -> None:
+async def test_tls_records_read_together_reach_the_application_as_one_message(server_tls: ServerTLS) -> None:
+    received: list[dict[str, Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        while True:
+            received.append(await receive())
+
+    _factory, protocol, transport = _fake_connection(app, server_tls, "directtls")
+    client = _memory_tls_client(server_tls.cert_path)
+    _handshake_through(protocol, transport, client)
+    await _until(lambda: len(received) == 1)
+    assert received[0]["type"] == "xmpp.connect"
+    assert transport.value() == b"", "TLS 1.3 session tickets wait for the next write"
+    for part in (b"<a/>", b"<b/>", b"<c/>"):  # three records
+        client.send(part)
+    protocol.dataReceived(_bio_drain(client))
+    await _until(lambda: len(received) == 2)
+    assert received[1] == {"type": "xmpp.receive", "bytes": b"<a/><b/><c/>"}
+
+
+async def test_data_read_together_with_the_peers_close_notify_is_delivered(server_tls: ServerTLS) -> None:
     from twisted.internet.error import ConnectionDone
     from twisted.python.failure import Failure
 
-    from xmppauth.transport.tcp import APP_CLOSE_TIMEOUT
+    received: list[dict[str, Any]] = []
 
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            received.append(message)
+            if message["type"] == "xmpp.disconnect":
+                return
+
+    _factory, protocol, transport = _fake_connection(app, server_tls, "directtls")
+    client = _memory_tls_client(server_tls.cert_path)
+    _handshake_through(protocol, transport, client)
+    client.send(b"</stream:stream>")
+    client.shutdown()
+    protocol.dataReceived(_bio_drain(client))  # the last data and close_notify in one read
+    assert transport.disconnecting, "the server answered close_notify and closed"
+    client.bio_write(transport.value())
+    with pytest.raises(SSL.ZeroReturnError):  # the server's close_notify
+        client.recv(1024)
+    protocol.connectionLost(Failure(ConnectionDone()))  # type: ignore[no-untyped-call]
+    await _until(lambda: len(received) == 3)
+    assert [m["type"] for m in received] == ["xmpp.connect", "xmpp.receive", "xmpp.disconnect"]
+    assert received[1]["bytes"] == b"</stream:stream>"
+    assert received[2]["reason"] == "peer closed"
+
+
+async def test_close_over_tls_waits_for_the_peers_close_notify(server_tls: ServerTLS) -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "xmpp.send", "bytes": b"</stream:stream>"})
+        await send({"type": "xmpp.close"})
+        await receive()
+
+    _factory, protocol, transport = _fake_connection(app, server_tls, "directtls")
+    client = _memory_tls_client(server_tls.cert_path)
+    _handshake_through(protocol, transport, client)
+    await _until(lambda: bool(transport.value()))
+    client.bio_write(transport.value())
+    transport.clear()
+    assert client.recv(1024) == b"</stream:stream>"
+    with pytest.raises(SSL.ZeroReturnError):  # the server's close_notify
+        client.recv(1024)
+    assert not transport.disconnecting
+    client.shutdown()
+    protocol.dataReceived(_bio_drain(client))
+    assert transport.disconnecting
+    assert not transport.aborted
+
+
+async def test_an_application_that_ignores_disconnect_is_cancelled(
+    server_tls: ServerTLS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from twisted.internet.error import ConnectionDone
+    from twisted.python.failure import Failure
+
+    monkeypatch.setattr("xmppauth.transport.tcp.APP_CLOSE_TIMEOUT", 0.05)
     received: list[dict[str, Any]] = []
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -715,17 +812,19 @@ async def test_an_application_that_ignores_disconnect_is_cancelled(server_tls: S
         received.append(await receive())
         await asyncio.sleep(3600)
 
-    factory, protocol, _transport = _fake_connection(app, server_tls)
+    _factory, protocol, _transport = _fake_connection(app, server_tls)
     protocol.connectionLost(Failure(ConnectionDone()))  # type: ignore[no-untyped-call]
     await _until(lambda: len(received) == 2)
     assert received[1] == {"type": "xmpp.disconnect", "reason": "peer closed"}
-    factory.reactor.advance(APP_CLOSE_TIMEOUT)
+    assert not protocol.task.done()
     await _until(lambda: protocol.task.done())
     assert protocol.task.cancelled()
 
 
-async def test_close_aborts_a_peer_that_does_not_read(server_tls: ServerTLS) -> None:
-    from xmppauth.transport.tcp import CLOSE_GRACE
+async def test_close_aborts_a_peer_that_does_not_read(
+    server_tls: ServerTLS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("xmppauth.transport.tcp.CLOSE_GRACE", 0.05)
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await receive()
@@ -733,12 +832,11 @@ async def test_close_aborts_a_peer_that_does_not_read(server_tls: ServerTLS) -> 
         await send({"type": "xmpp.close"})
         await receive()
 
-    factory, _protocol, transport = _fake_connection(app, server_tls)
+    _factory, _protocol, transport = _fake_connection(app, server_tls)
     await _until(lambda: transport.disconnecting)
     assert transport.value() == b"</stream:stream>"
     assert not transport.aborted
-    factory.reactor.advance(CLOSE_GRACE)
-    assert transport.aborted
+    await _until(lambda: transport.aborted)
 
 
 # --- certificates ---------------------------------------------------------------------------------------

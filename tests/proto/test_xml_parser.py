@@ -114,10 +114,12 @@ class FeedCounter:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.fed = 0
+        self.calls = 0
         self.data = bytearray()
 
     def feed(self, data: bytes) -> None:
         self.fed += len(data)
+        self.calls += 1
         self.data += data
         self.inner.feed(data)
 
@@ -571,6 +573,19 @@ def test_huge_attribute_value_with_gt_characters(count_fed: Any) -> None:
     _, exc = feed_until_error(parser, chunks(b"<message to='" + b">" * 100_000, 100))
     assert exc.condition is C.POLICY_VIOLATION
     assert counter.fed <= 2000
+
+
+def test_declaration_and_header_reach_libxml2_in_one_call(count_fed: Any) -> None:
+    parser = tcp()
+    counter = count_fed(parser)
+    events = parser.feed(HDR)
+    assert isinstance(events[0], StreamOpened)
+    assert (counter.calls, bytes(counter.data)) == (1, HDR)
+    parser = tcp()
+    counter = count_fed(parser)
+    assert parser.feed(DECL) == []  # the declaration alone waits for the header
+    assert parser.feed(HEADER)[0] == events[0]
+    assert (counter.calls, bytes(counter.data)) == (1, HDR)
 
 
 def test_huge_stream_header(count_fed: Any) -> None:

@@ -12,14 +12,16 @@ Transport -> application (``receive``):
 
 - ``{"type": "xmpp.connect", "tls": TLSInfo | None}`` always first. STARTTLS listener: at once, ``tls=None``.
   Direct TLS: once the handshake has completed (the application instance is only created then).
-- ``{"type": "xmpp.receive", "bytes": b"..."}`` application bytes (decrypted when TLS is on).
+- ``{"type": "xmpp.receive", "bytes": b"..."}`` application bytes (decrypted when TLS is on; the TLS records
+  that one socket read completes arrive as one message).
 - ``{"type": "xmpp.tls_established", "tls": TLSInfo}`` after a STARTTLS handshake; always before the first
-  decrypted ``xmpp.receive`` (Twisted calls ``handshakeCompleted`` before it drains decrypted records).
+  decrypted ``xmpp.receive``.
 - ``{"type": "xmpp.disconnect", "reason": str}`` always last.
 
 Application -> transport (``send``):
 
-- ``{"type": "xmpp.send", "bytes": b"..."}`` write (never blocks; TCP_NODELAY is on).
+- ``{"type": "xmpp.send", "bytes": b"..."}`` write (never blocks; TCP_NODELAY is on). One message is one TLS
+  write and, when nothing is queued in the TCP transport, goes to the socket at once.
 - ``{"type": "xmpp.starttls"}`` start server-side TLS now (just after ``<proceed/>`` was sent). Plaintext that
   was read but not yet handed to the application is dropped from the queue; everything read afterwards goes
   into the TLS layer. A failed handshake closes the connection.
@@ -31,7 +33,16 @@ STARTTLS) must finish within `handshake_timeout` seconds, since before that ther
 Backpressure: when `HIGH_WATER` messages wait in the receive queue, reading from the socket is paused; it
 resumes when the application has taken the queue down to `LOW_WATER`. Writes are not flow-controlled.
 
-The application must be an ASGI 3 single callable (Channels' routers and consumers are).
+The application must be an ASGI 3 single callable (Channels' routers and consumers are). ``receive()``
+returns a future, done already when a message is waiting (see `XMPPServerProtocol._receive`).
+
+TLS is done here, over pyOpenSSL memory BIOs on the plain TCP transport, not by Twisted's TLS layer
+(``startTLS`` / ``TLSMemoryBIOProtocol``), which costs several times the handshake's own CPU per connection
+(a layer of protocol wrappers and interface declarations per connection, a timer per small write, a reactor
+round trip per socket write). Closing follows Twisted's behaviour: close_notify, then TCP closes when the
+peer's close_notify arrives (or the peer closes TCP, or `CLOSE_GRACE` runs out); a handshake in progress is
+aborted. TLS 1.3 session tickets (OpenSSL sends two) leave with the first write after the handshake rather
+than in a segment of their own.
 """
 
 from __future__ import annotations
@@ -188,20 +199,22 @@ class XMPPServerProtocol(Protocol):
                     backlog, self._tls_backlog = self._tls_backlog, []
                     self._tls_write(b"".join(backlog))
             received: list[bytes] = []
+            peer_closed = False
             while True:
                 try:
                     received.append(conn.recv(TLS_READ_SIZE))
                 except SSL.WantReadError:
                     break
                 except SSL.ZeroReturnError:
-                    # The peer's close_notify: answer it (unless ours went out already) and close TCP.
-                    self._tls_dead = True
-                    self._tls_shutdown()
-                    return
-            if received:
-                if self.queue is not None and not self._closing:
-                    self._deliver({"type": "xmpp.receive", "bytes": b"".join(received)})
-            elif not tickets_wait:
+                    peer_closed = True
+                    break
+            if received and self.queue is not None and not self._closing:
+                self._deliver({"type": "xmpp.receive", "bytes": b"".join(received)})
+            if peer_closed:
+                # The peer's close_notify: answer it (unless ours went out already) and close TCP.
+                self._tls_dead = True
+                self._tls_shutdown()
+            elif not received and not tickets_wait:
                 # Records without application data (a KeyUpdate, say) may have made OpenSSL write an
                 # answer: send it now. Answers to records read together with data wait for the next write,
                 # which RFC 8446 §4.6.3 allows for KeyUpdate.
