@@ -102,6 +102,10 @@ class XMPPServerProtocol(Protocol):
         self._abort_timer: asyncio.TimerHandle | None = None
         self._app_timer: asyncio.TimerHandle | None = None
         self._direct_send = False
+        # xmpp.send payloads of one loop iteration, written together (one TLS record, one send()):
+        # a busy router delivers many stanzas to one session per iteration.
+        self._out_pending: list[bytes] = []
+        self._out_scheduled = False
 
     @property
     def _tr(self) -> Any:
@@ -356,10 +360,10 @@ class XMPPServerProtocol(Protocol):
             if not isinstance(data, bytes | bytearray | memoryview):
                 raise TypeError(f"xmpp.send needs bytes, got {type(data).__name__}")
             if data:
-                if self._ssl is not None:
-                    self._tls_write(bytes(data))
-                else:
-                    self._write_raw(bytes(data))
+                self._out_pending.append(bytes(data))
+                if not self._out_scheduled:
+                    self._out_scheduled = True
+                    self.factory.loop.call_soon(self._flush_out)
         elif kind == "xmpp.starttls":
             self._start_tls()
         elif kind == "xmpp.close":
@@ -367,7 +371,22 @@ class XMPPServerProtocol(Protocol):
         else:
             raise ValueError(f"unknown message type {kind!r} for an xmpp connection")
 
+    def _flush_out(self) -> None:
+        """Write what xmpp.send queued in this loop iteration, in one piece."""
+        self._out_scheduled = False
+        if not self._out_pending:
+            return
+        pending, self._out_pending = self._out_pending, []
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        if not self.is_open:
+            return
+        if self._ssl is not None:
+            self._tls_write(data)
+        else:
+            self._write_raw(data)
+
     def _start_tls(self) -> None:
+        self._flush_out()  # <proceed/> leaves in plaintext, before the handshake starts
         if self._tls_started:
             raise RuntimeError("xmpp.starttls on a connection that already uses TLS")
         self._discard_pending_plaintext()
@@ -392,6 +411,7 @@ class XMPPServerProtocol(Protocol):
         """
         if self._closing or not self.is_open:
             return
+        self._flush_out()
         self._closing = True
         self._close_reason = reason
         if self._reading_paused:
