@@ -22,7 +22,7 @@ from xmppauth.proto import ns
 from xmppauth.proto.errors import StanzaErrorCondition, StreamErrorCondition
 from xmppauth.proto.events import StanzaReceived
 from xmppauth.proto.jid import JID
-from xmppauth.proto.routing import ResourceState, decide
+from xmppauth.proto.routing import decide
 from xmppauth.proto.xml import escape_attr, serialize
 
 log = logging.getLogger("xmppauth.router")
@@ -121,12 +121,7 @@ class Router:
         to = event.to
         assert to is not None
         online = self.resources(to.bare)
-        decision = decide(
-            event.kind,
-            event.type,
-            to.resource,
-            {r: ResourceState(available=s.available, priority=s.priority) for r, s in online.items()},
-        )
+        decision = decide(event.kind, event.type, to.resource, online)  # sessions carry their presence
         if decision.error is not None:
             await sender.bounce(event.stanza, decision.error, decision.text)
             return

@@ -21,8 +21,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from .errors import StanzaErrorCondition
+
+
+class Presence(Protocol):
+    """What routing needs to know of a connected resource (a live session satisfies it as is)."""
+
+    @property
+    def available(self) -> bool: ...
+
+    @property
+    def priority(self) -> int: ...
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -41,9 +52,7 @@ class Delivery:
 _NOTHING = Delivery()
 
 
-def decide(
-    kind: str, stanza_type: str, resource: str | None, online: Mapping[str, ResourceState]
-) -> Delivery:
+def decide(kind: str, stanza_type: str, resource: str | None, online: Mapping[str, Presence]) -> Delivery:
     """Who receives a stanza of ``kind``/``stanza_type`` sent to ``resource`` (None: the bare JID)."""
     if resource is not None:
         if resource in online:
