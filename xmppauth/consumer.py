@@ -86,6 +86,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         self._taken_over = False  # resumed on another stream: this object no longer owns the session
         self._expiry: asyncio.TimerHandle | None = None
         self._upgrade_salt = b""
+        self._ack_timer: asyncio.TimerHandle | None = None
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels hops to a thread on every message to close stale DB connections; all our
@@ -314,6 +315,18 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             self._closed = True
             await self._close_transport()
 
+    def _ack_due(self) -> None:
+        """XEP-0198: stanzas have waited a while unacknowledged; ask (again) for an <a/>."""
+        self._ack_timer = None
+        stream = self.stream
+        if stream is None or self._closed or self._taken_over:
+            return
+        if stream.request_ack():
+            loop = asyncio.get_running_loop()
+            self._ack_timer = loop.call_later(settings.XMPP_SM_ACK_REQUEST_SECONDS, self._ack_due)
+        task = asyncio.ensure_future(self._flush())
+        task.add_done_callback(lambda _t: None)
+
     def _release_held(self) -> None:
         if self._held and self.stream is not None:
             held, self._held = self._held, []
@@ -327,6 +340,9 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         frames = stream.data_to_send()
         if not frames:
             return
+        if self._ack_timer is None and stream.sm is not None and stream.sm.unacked:
+            loop = asyncio.get_running_loop()
+            self._ack_timer = loop.call_later(settings.XMPP_SM_ACK_REQUEST_SECONDS, self._ack_due)
         if self._websocket:
             for frame in frames:
                 await self.send({"type": "websocket.send", "text": frame.decode()})
@@ -356,6 +372,9 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
         if self._taken_over:
             return
         self._taken_over = True  # once

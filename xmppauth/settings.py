@@ -168,6 +168,8 @@ XMPP_MAX_DEPTH = _env_int("XMPP_MAX_DEPTH", 48, minimum=8)
 XMPP_PREAUTH_TIMEOUT = _env_int("XMPP_PREAUTH_TIMEOUT", 30, minimum=1)
 # XEP-0198: how long a session whose connection dropped waits for the client to resume it
 XMPP_SM_RESUME_SECONDS = _env_int("XMPP_SM_RESUME_SECONDS", 300, minimum=1)
+# XEP-0198: ask a client for an acknowledgement once stanzas have waited this long unacknowledged
+XMPP_SM_ACK_REQUEST_SECONDS = _env_int("XMPP_SM_ACK_REQUEST_SECONDS", 10, minimum=1)
 # WebSocket streams that reach us as plain ws:// count as encrypted only from these networks,
 # where a reverse proxy terminated TLS (RFC 7395 §3.1 says clients MUST use wss).
 XMPP_WS_TLS_TERMINATED_BY = _env_list("XMPP_WS_TLS_TERMINATED_BY", "127.0.0.0/8,::1/128")

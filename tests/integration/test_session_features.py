@@ -20,7 +20,9 @@ UA = "4a8e7c52-90d1-4f4b-a0b3-7e6f5d4c3b2a"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_server(tmp_path_factory.mktemp("server"), XMPP_SM_RESUME_SECONDS="2") as srv:
+    with running_server(
+        tmp_path_factory.mktemp("server"), XMPP_SM_RESUME_SECONDS="2", XMPP_SM_ACK_REQUEST_SECONDS="1"
+    ) as srv:
         yield srv
 
 
@@ -168,3 +170,19 @@ def test_an_inactive_client_gets_messages_at_once_and_presence_later(server: Ser
     assert urgent.index(b"carol@localhost/other") < urgent.index(b"now")
     for c in (quiet, other, bob):
         c.close()
+
+
+def test_a_quiet_session_is_asked_for_an_acknowledgement(server: Server) -> None:
+    client = RawClient(server.c2s)
+    client.login("carol", "singer", "quiet-sm")
+    client.send(f"<enable xmlns='{SM}'/>")
+    client.read_until(rb"<enabled[^>]*/>")
+    client.send("<iq type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+    client.read_until(rb"id=\"p\"[^>]*/>")
+    # one stanza is below the every-five rule; the timer (1 s in this server) asks anyway
+    started = time.monotonic()
+    client.read_until(rb"<r xmlns='urn:xmpp:sm:3'/>", timeout=5)
+    assert time.monotonic() - started < 4
+    client.send(f"<a xmlns='{SM}' h='1'/>")
+    assert b"<r " not in drain(client, 1.5)  # acknowledged: no more requests
+    client.close()

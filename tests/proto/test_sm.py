@@ -250,3 +250,24 @@ def test_csi_changes_are_reported_once() -> None:
     assert t.client("<inactive xmlns='urn:xmpp:csi:0'/>") == []
     assert t.client("<active xmlns='urn:xmpp:csi:0'/>") == [ev.ClientStateChanged(active=True)]
     t.silent()
+
+
+def test_request_ack_asks_once_for_what_was_sent_since_the_last_request() -> None:
+    t = enabled()
+    assert not t.stream.request_ack()  # nothing sent: nothing to ask for
+    t.silent()
+    t.stream.send_raw(b"<message xmlns='jabber:client' id='x'/>")
+    t.output()
+    assert t.stream.request_ack()
+    t.server(f"<r xmlns='{SM}'/>")
+    assert t.stream.request_ack()  # still unacknowledged, but already asked: no second <r/>
+    t.silent()
+    t.client(f"<a xmlns='{SM}' h='1'/>")
+    assert not t.stream.request_ack()
+    t.silent()
+
+
+def test_request_ack_needs_sm() -> None:
+    t = bound()
+    assert not t.stream.request_ack()
+    t.silent()

@@ -20,8 +20,8 @@ from .errors import StreamError, StreamErrorCondition
 
 NS = "urn:xmpp:sm:3"
 WRAP = 2**32
-# Ask for an acknowledgement after this many unacknowledged stanzas (no timer asks yet: a quiet
-# session relies on the client's own <a/>, or on a resume to settle the count).
+# Ask for an acknowledgement after this many unacknowledged stanzas; the driver also asks once a
+# few seconds have passed with stanzas unacknowledged (``request_due``), so quiet sessions settle too.
 REQUEST_EVERY = 5
 # The most stanzas we keep for a client that does not acknowledge; beyond it the stream ends.
 MAX_UNACKED = 1000
@@ -58,6 +58,13 @@ class StreamManagement:
             raise StreamError(StreamErrorCondition.RESOURCE_CONSTRAINT, "too many unacknowledged stanzas")
         self.unacked.append(data)
         if len(self.unacked) - self._requested_at >= REQUEST_EVERY:
+            self._requested_at = len(self.unacked)
+            return True
+        return False
+
+    def request_due(self) -> bool:
+        """Stanzas were sent since we last asked; mark them asked for (the caller sends ``<r/>``)."""
+        if len(self.unacked) > self._requested_at:
             self._requested_at = len(self.unacked)
             return True
         return False

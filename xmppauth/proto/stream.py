@@ -348,6 +348,18 @@ class C2SStream:
         self._sasl2_success(f"{self.authenticated_localpart}@{self.domain}", "")
         self._send_post_auth_features()
 
+    def request_ack(self) -> bool:
+        """XEP-0198 §4: ask for an acknowledgement if stanzas went out since we last asked.
+
+        Returns whether unacknowledged stanzas remain (the driver keeps its timer running then).
+        """
+        sm = self.sm
+        if self.state is not State.BOUND or sm is None:
+            return False
+        if sm.request_due():
+            self._out.append(request_element().encode())
+        return bool(sm.unacked)
+
     def queue_detached(self, data: bytes) -> None:
         """A stanza for a hibernating session (no transport): keep it for the resume."""
         if self.sm is not None:
