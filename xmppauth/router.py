@@ -135,27 +135,32 @@ class Router:
         urgent = event.kind == "iq" or (event.kind == "message" and stanza.find(_Q_BODY) is not None)
         for resource in decision.resources:
             await online[resource].deliver(data, urgent)
-        if event.kind == "message" and event.type == "chat" and _carbon_eligible(stanza):
-            await self._carbons(sender, to, set(decision.resources), data)
+        if event.kind == "message" and event.type == "chat":
+            await self._carbons(sender, to, decision.resources, data, stanza)
 
-    async def _carbons(self, sender: Session, to: JID, delivered: set[str], data: bytes) -> None:
+    async def _carbons(
+        self, sender: Session, to: JID, delivered: tuple[str, ...], data: bytes, stanza: etree._Element
+    ) -> None:
         """XEP-0280 §6: copies for the carbons-enabled resources that did not get the message."""
         jid = sender.jid
         assert jid is not None
-        for resource, session in list(self.resources(jid.bare).items()):
-            if (
-                session is not sender
-                and session.carbons
-                and not (jid.bare == to.bare and resource in delivered)
-            ):
-                await session.deliver(_wrap_carbon("sent", jid.bare, jid.bare.with_resource(resource), data))
-        if to.bare == jid.bare:
-            return
-        for resource, session in list(self.resources(to.bare).items()):
-            if resource not in delivered and session.carbons:
-                await session.deliver(
-                    _wrap_carbon("received", to.bare, to.bare.with_resource(resource), data)
-                )
+        own = jid.bare == to.bare
+        sent = [
+            (resource, session)
+            for resource, session in self.resources(jid.bare).items()
+            if session is not sender and session.carbons and not (own and resource in delivered)
+        ]
+        received = (
+            []
+            if own
+            else [(r, s) for r, s in self.resources(to.bare).items() if r not in delivered and s.carbons]
+        )
+        if not (sent or received) or not _carbon_eligible(stanza):
+            return  # the usual case: nobody asked for copies
+        for resource, session in sent:
+            await session.deliver(_wrap_carbon("sent", jid.bare, jid.bare.with_resource(resource), data))
+        for resource, session in received:
+            await session.deliver(_wrap_carbon("received", to.bare, to.bare.with_resource(resource), data))
 
     async def return_error(self, stanza: etree._Element, condition: StanzaErrorCondition, text: str) -> None:
         """Answer a stanza that could not be handled with an error to its (local) sender."""

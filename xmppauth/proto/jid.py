@@ -9,7 +9,7 @@ localpart are refused, as are controls and empty parts; each part is at most 102
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _MAX_PART = 1023
 _LOCAL_FORBIDDEN = frozenset("\"&'/:<>@")
@@ -63,6 +63,12 @@ class JID:
     local: str | None
     domain: str
     resource: str | None = None
+    # The bare form, made once: routing asks for it on every stanza.
+    _bare: JID | None = field(default=None, init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.resource is not None:
+            object.__setattr__(self, "_bare", JID(self.local, self.domain))
 
     @classmethod
     def parse(cls, value: str) -> JID:
@@ -81,7 +87,7 @@ class JID:
 
     @property
     def bare(self) -> JID:
-        return self if self.resource is None else JID(self.local, self.domain)
+        return self._bare or self
 
     @property
     def is_bare(self) -> bool:

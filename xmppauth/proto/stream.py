@@ -484,13 +484,13 @@ class C2SStream:
 
     def _on_element(self, el: etree._Element) -> Event | None:
         state = self.state
+        if state is State.BOUND:  # the hot path: one check, then the stanza
+            return self._on_stanza(el)
         if state is State.TASKS or state is State.TASK:
             return self._on_task_element(el)
         if self.authenticated_localpart is not None and _is_auth_element(el):
             # XEP-0388 §2.6.2: a new <authenticate/> after success is a stream error.
             raise StreamError(StreamErrorCondition.POLICY_VIOLATION, "already authenticated")
-        if state is State.BOUND:
-            return self._on_stanza(el)
         if state is State.EXPECT_STARTTLS:
             return self._on_starttls(el)
         if state is State.EXPECT_AUTH or state is State.SASL:
@@ -971,6 +971,8 @@ class C2SStream:
         if self.sm is not None:
             self.sm.stanza_received()
         if not isinstance(tag, str) or not tag.startswith("{jabber:client}"):
+            if _is_auth_element(el):
+                raise StreamError(StreamErrorCondition.POLICY_VIOLATION, "already authenticated")
             raise StreamError(StreamErrorCondition.UNSUPPORTED_STANZA_TYPE, f"unexpected element {tag}")
         kind = tag[15:]
         if kind not in _STANZA_KINDS:
