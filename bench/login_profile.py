@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import shutil
@@ -39,6 +38,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))
 
+from servers import stop_process  # noqa: E402 - needs the sys.path entry above
 from xmpp_client import (  # noqa: E402 - needs the sys.path entry above
     ScramCache,
     login,
@@ -139,15 +139,7 @@ class Server:
             return f"(no log: {exc})"
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop_process(self.proc)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 

@@ -27,6 +27,20 @@ REPO_DIR = BENCH_DIR.parent
 PROSODY_TEMPLATE = BENCH_DIR / "prosody" / "prosody.cfg.lua.in"
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM, then SIGKILL after 10 s; nothing if the process is gone already."""
+    if proc is None or proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait(timeout=10)
+
+
 class ServerStartError(RuntimeError):
     pass
 
@@ -142,15 +156,7 @@ class BaseServer:
         self.c2s_port = free_port()
 
     def terminate(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop_process(self.proc)
 
     # implemented by subclasses
     def start(self) -> None:
