@@ -9,7 +9,7 @@ from .models import User
 @admin.register(User)
 class AccountAdmin(UserAdmin[User]):
     readonly_fields = ("scram_hashes",)
-    fieldsets = (*UserAdmin.fieldsets, ("XMPP", {"fields": ("scram_hashes",)}))  # type: ignore[misc]
+    fieldsets = (*UserAdmin.fieldsets, ("XMPP", {"fields": ("xmpp_password_login", "scram_hashes")}))  # type: ignore[misc]
 
     @admin.display(description="SCRAM credentials")
     def scram_hashes(self, obj: User) -> str:

@@ -18,13 +18,21 @@ from xmppauth.proto.sasl import ScramCredentials, derive_credentials, fake_crede
 HASHES = ("SHA-1", "SHA-256", "SHA-512")
 
 
-def derive_all(password: str, *, iterations: int | None = None) -> dict[str, dict[str, Any]]:
-    """Fresh salt per hash, the configured iteration count (at least 4096)."""
+def derive_all(
+    password: str, *, iterations: int | None = None, keep_salts: dict[str, dict[str, Any]] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Fresh salt per hash and the configured iteration count (at least 4096), or, for the hashes
+    in ``keep_salts``, the salt and iteration count already stored there."""
     count = max(iterations or settings.XMPP_SCRAM_ITERATIONS, 4096)
     result: dict[str, dict[str, Any]] = {}
     for hash_name in HASHES:
-        creds = derive_credentials(password, hash_name, salt=secrets.token_bytes(16), iterations=count)
-        result[hash_name] = to_json(creds)
+        kept = (keep_salts or {}).get(hash_name)
+        salt, rounds = (
+            (base64.b64decode(kept["salt"]), int(kept["iterations"]))
+            if kept
+            else (secrets.token_bytes(16), count)
+        )
+        result[hash_name] = to_json(derive_credentials(password, hash_name, salt=salt, iterations=rounds))
     return result
 
 

@@ -20,11 +20,14 @@ from channels.exceptions import StopConsumer
 from django.conf import settings
 from lxml import etree
 
+from sessions_acl.access import SessionAccess
+from sessions_acl.cam import NS as CAM
+from sessions_acl.services import Authorization, Refusal
 from xmppauth import services
 from xmppauth.proto import events as ev
 from xmppauth.proto import ns, upgrade
 from xmppauth.proto.errors import SaslCondition, StanzaErrorCondition, StreamError, StreamErrorCondition
-from xmppauth.proto.jid import JID
+from xmppauth.proto.jid import JID, InvalidJID, prep_localpart
 from xmppauth.proto.sm import MAX_UNACKED
 from xmppauth.proto.stream import C2SStream, StreamConfig
 from xmppauth.proto.xml import serialize
@@ -45,6 +48,9 @@ def stream_config() -> StreamConfig:
         max_depth=settings.XMPP_MAX_DEPTH,
         allow_plain=settings.XMPP_SASL_PLAIN,
         sm_resume_seconds=settings.XMPP_SM_RESUME_SECONDS,
+        fast=True,
+        driver_iq_namespaces=frozenset({CAM}),
+        extra_account_features=(CAM,),
     )
 
 
@@ -87,6 +93,13 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         self._expiry: asyncio.TimerHandle | None = None
         self._upgrade_salt = b""
         self._ack_timer: asyncio.TimerHandle | None = None
+        self.auth: Authorization | None = None  # the grant this stream holds, once authenticated
+        self.access: SessionAccess | None = None
+        self.session_id: int | None = None  # its sessions_acl.Session row, once bound
+        self._end_reason = ""
+        self._grant_timer: asyncio.TimerHandle | None = None
+        self._transport = "websocket"
+        self._address = ""
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels hops to a thread on every message to close stale DB connections; all our
@@ -99,6 +112,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
     # ------------------------------------------------------------------ TCP transport (scope "xmpp")
     async def xmpp_connect(self, message: dict[str, Any]) -> None:
         tls = message.get("tls")
+        self._transport = "tcp-starttls" if self.scope.get("transport") == "starttls" else "tcp-tls"
         self._start(
             C2SStream(
                 stream_config(),
@@ -149,6 +163,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         self.stream = stream
         client = self.scope.get("client") or ("?", 0)
         self._peer = f"{client[0]}:{client[1]}"
+        self._address = str(client[0])
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(settings.XMPP_PREAUTH_TIMEOUT, self._preauth_timeout)
 
@@ -176,13 +191,21 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         if isinstance(event, ev.StanzaReceived):
             await ROUTER.route(self, event)
         elif isinstance(event, ev.CredentialsNeeded):
-            creds = await services.scram_credentials(event.localpart, event.username, event.hash_name)
+            creds, alternatives = await services.scram_credentials(
+                event.localpart, event.username, event.hash_name
+            )
             if not self._closed:
-                stream.provide_credentials(creds)
+                stream.provide_credentials(creds, alternatives)
         elif isinstance(event, ev.PasswordCheckNeeded):
-            ok = await services.check_password(event.localpart, event.username, event.password)
+            credential = await services.check_password(event.localpart, event.username, event.password)
             if not self._closed:
-                stream.password_checked(ok)
+                stream.password_checked(credential is not None, credential or "")
+        elif isinstance(event, ev.TokenCheckNeeded):
+            candidates = await services.fast_candidates(event.localpart, event.user_agent_id)
+            if not self._closed:
+                stream.provide_tokens(candidates)
+        elif isinstance(event, ev.IqRequest):
+            await self._iq_request(event)
         elif isinstance(event, ev.StartTlsRequested):
             await self._flush()
             await self.send({"type": "xmpp.starttls"})
@@ -196,28 +219,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         elif isinstance(event, (ev.TaskStarted, ev.TaskData)):
             await self._task(event)
         elif isinstance(event, ev.Authenticated):
-            if event.profile == "sasl2":
-                ua = event.user_agent
-                if (
-                    ua is not None
-                    and ua.id
-                    and services.client_needs_recording(event.localpart, ua.id, ua.software, ua.device)
-                ):
-                    await services.record_client(event.localpart, ua.id, ua.software, ua.device)
-                missing = await services.missing_hashes(event.localpart) if event.upgrades else set()
-                if not self._closed:
-                    stream.continue_with(
-                        [[task] for task in event.upgrades if upgrade.hash_of(task) in missing]
-                    )
-            agent = event.user_agent
-            log.info(
-                "%s authenticated as %s with %s (%s%s)",
-                self._peer,
-                event.localpart,
-                event.mechanism,
-                "SASL2" if event.profile == "sasl2" else "RFC 6120 SASL",
-                f", {agent.software or '?'} on {agent.device or '?'}" if agent is not None else "",
-            )
+            await self._authorize(event)
         elif isinstance(event, ev.AuthFailed):
             log.info(
                 "%s failed to authenticate as %r with %s: %s",
@@ -226,25 +228,184 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
                 event.mechanism,
                 event.condition.value,
             )
+            if event.condition is not SaslCondition.ABORTED:
+                localpart = stream.stream_from.local if stream.stream_from is not None else None
+                await services.login_failed(
+                    _localpart(event.username) or localpart,
+                    event.mechanism,
+                    event.condition.value,
+                    self._address,
+                )
         elif isinstance(event, ev.StreamClosed):
             if event.condition is not None:
                 log.info("%s stream error %s: %s", self._peer, event.condition.value, event.text)
+                self._end_reason = self._end_reason or f"{event.condition.value}: {event.text}"
+            elif event.by_peer:
+                self._end_reason = self._end_reason or "closed by the client"
             await self._finish(by_peer=event.by_peer)
+
+    async def _authorize(self, event: ev.Authenticated) -> None:
+        """The mechanism succeeded: find the grant this login gets (or refuse it), then tasks."""
+        stream = self.stream
+        assert stream is not None
+        agent = event.user_agent
+        result = await services.authorize(
+            event.localpart,
+            credential_id=event.credential_id,
+            mechanism=event.mechanism,
+            user_agent_id=agent.id if agent is not None else None,
+            software=agent.software if agent is not None else None,
+            device=agent.device if agent is not None else None,
+            fast_request=event.fast_request,
+            fast_invalidate=event.fast_invalidate,
+            fast_count=event.fast_count,
+            address=self._address,
+        )
+        if self._closed:
+            return
+        if isinstance(result, Refusal):
+            log.info("%s: login of %s refused: %s", self._peer, event.localpart, result.text)
+            if not self._closed:  # the AuthFailed that follows goes to the security log
+                stream.refuse(SaslCondition(result.condition), result.text)
+            return
+        self.auth = result
+        self.access = SessionAccess(result.scopes)
+        stream.access = self.access
+        if result.token is not None:
+            stream.issue_token(result.token.token, result.token.expiry)
+        steps: list[list[str]] = []
+        if event.upgrades and result.credential == "password":
+            # XEP-0480 upgrades derive the account's keys from the password: never from an app
+            # password or a token.
+            missing = await services.missing_hashes(event.localpart)
+            steps = [[task] for task in event.upgrades if upgrade.hash_of(task) in missing]
+        if not self._closed:
+            stream.continue_with(steps)
+        log.info(
+            "%s authenticated as %s with %s (%s, %s%s)",
+            self._peer,
+            event.localpart,
+            event.mechanism,
+            "SASL2" if event.profile == "sasl2" else "RFC 6120 SASL",
+            result.credential if result.credential != "app-password" else f"app password {result.label!r}",
+            f", {agent.software or '?'} on {agent.device or '?'}" if agent is not None else "",
+        )
 
     async def _bind(self, event: ev.BindRequested) -> None:
         stream = self.stream
         assert stream is not None
         assert stream.authenticated_localpart is not None
         assert stream.domain is not None
-        resource = await ROUTER.bind(self, stream.authenticated_localpart, stream.domain, event.resource)
+        assert self.auth is not None
+        localpart, domain = stream.authenticated_localpart, stream.domain
+        resource = await ROUTER.bind(self, localpart, domain, event.resource)
+        if self._closed:
+            return
+        session_id = await services.open_session(
+            self.auth,
+            jid=str(JID(localpart, domain).with_resource(resource)),
+            transport=self._transport,
+            address=self._address,
+            mechanism=stream.mechanism_name or "",
+            node=settings.XMPP_NODE,
+        )
+        if session_id is None:
+            await self._close(StreamErrorCondition.POLICY_VIOLATION, "this session's grant was revoked")
+            return
+        self.session_id = session_id
+        if self._closed:
+            await services.close_session(session_id, "connection lost while binding")
+            return
+        await ROUTER.bind(self, localpart, domain, resource)  # anyone who took it meanwhile goes
         if self._closed:
             return
         self.jid = stream.bind_resource(resource)
         ROUTER.register(self)
+        self._arm_grant_expiry()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         log.info("%s bound %s", self._peer, self.jid)
+
+    def _arm_grant_expiry(self) -> None:
+        expires = self.auth.grant_expires if self.auth is not None else None
+        if expires is None:
+            return
+        from django.utils import timezone
+
+        delay = max(0.0, (expires - timezone.now()).total_seconds())
+        loop = asyncio.get_running_loop()
+        self._grant_timer = loop.call_later(delay, self._grant_expired)
+
+    def _grant_expired(self) -> None:
+        self._grant_timer = None
+        task = asyncio.ensure_future(self.revoke("this session's grant expired"))
+        task.add_done_callback(lambda _t: None)
+
+    async def revoke(self, text: str) -> None:
+        """A revocation names this session: close the stream (or end the hibernation) with ``text``."""
+        self._end_reason = text
+        log.info("%s: %s revoked: %s", self._peer, self.jid, text)
+        await self.kick(StreamErrorCondition.POLICY_VIOLATION, text)
+
+    def may_receive(self, kind: str, stanza_type: str) -> bool:
+        access = self.access
+        return access is None or access.may_receive(kind, stanza_type)
+
+    @property
+    def grant_id(self) -> int | None:
+        return self.auth.grant_id if self.auth is not None else None
+
+    async def _iq_request(self, event: ev.IqRequest) -> None:
+        """Requests the core hands over: XEP-0494 client access management."""
+        stream = self.stream
+        assert stream is not None
+        assert self.auth is not None
+        stanza, payload = event.stanza, event.payload
+        iq_type = stanza.get("type")
+        local = etree.QName(payload).localname
+        reply = etree.Element(ns.qname(ns.CLIENT, "iq"), nsmap=ns.default(ns.CLIENT))
+        reply.set("id", stanza.get("id", ""))
+        reply.set("to", stanza.get("from", ""))
+        if stanza.get("to"):
+            reply.set("from", stanza.get("to", ""))
+        reply.set("type", "result")
+        if local == "list" and iq_type == "get":
+            reply.append(await services.cam_list(self.auth.user_id))
+        elif local == "revoke" and payload.get("id"):
+            # XEP-0494 says set; slixmpp 1.17 sends its revoke as a get, so both are accepted.
+            outcome = await services.cam_revoke(
+                self.auth.user_id, payload.get("id", ""), f"{self.jid} (XEP-0494)"
+            )
+            if not outcome.found:
+                stream.bounce(stanza, StanzaErrorCondition.ITEM_NOT_FOUND, "no client with that id")
+                await self._flush()
+                return
+            if outcome.password_reset_required:
+                reply.set("type", "error")
+                error = etree.SubElement(reply, ns.qname(ns.CLIENT, "error"), type="cancel")
+                etree.SubElement(
+                    error,
+                    ns.qname(ns.STANZA_ERRORS, "service-unavailable"),
+                    nsmap=ns.default(ns.STANZA_ERRORS),
+                )
+                text = etree.SubElement(
+                    error, ns.qname(ns.STANZA_ERRORS, "text"), nsmap=ns.default(ns.STANZA_ERRORS)
+                )
+                text.text = (
+                    "the client's sessions, tokens and grant were revoked, but it has used the "
+                    "account password: change the password to keep it out"
+                )
+                etree.SubElement(error, ns.qname(CAM, "password-reset-required"), nsmap=ns.default(CAM))
+        else:
+            stream.bounce(
+                stanza, StanzaErrorCondition.BAD_REQUEST, "expected <list/> (get) or <revoke id=''/>"
+            )
+            await self._flush()
+            return
+        if not self._closed:
+            stream.send_stanza(reply)
+            await self._flush()
 
     async def _task(self, event: ev.TaskStarted | ev.TaskData) -> None:
         """XEP-0388 tasks; today the XEP-0480 SCRAM upgrades (second factors plug in here)."""
@@ -292,6 +453,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
                 old._hibernate()
             return
         self.jid = old.jid
+        self.session_id = old.session_id
         self.available, self.priority, self.last_presence = old.available, old.priority, old.last_presence
         self.directed_to, self._held = old.directed_to, old._held
         ROUTER.replace(old, self)
@@ -303,6 +465,11 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._arm_grant_expiry()
+        if self.session_id is not None and self.auth is not None:
+            await services.resume_session(
+                self.session_id, self.auth, stream.mechanism_name or "", self._address
+            )
         log.info("%s resumed %s", self._peer, self.jid)
 
     async def _hand_over(self) -> None:
@@ -311,6 +478,9 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None
+        if self._grant_timer is not None:
+            self._grant_timer.cancel()
+            self._grant_timer = None
         if not self._closed:
             self._closed = True
             await self._close_transport()
@@ -375,10 +545,15 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         if self._ack_timer is not None:
             self._ack_timer.cancel()
             self._ack_timer = None
+        if self._grant_timer is not None:
+            self._grant_timer.cancel()
+            self._grant_timer = None
         if self._taken_over:
             return
         self._taken_over = True  # once
         await ROUTER.session_ended(self)
+        if self.session_id is not None:
+            await services.close_session(self.session_id, self._end_reason or "ended")
         await self._dispose_unacked()
 
     async def _dispose_unacked(self) -> None:
@@ -414,16 +589,19 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
 
     def _expired(self) -> None:
         self._expiry = None
+        self._end_reason = self._end_reason or "not resumed in time"
         task = asyncio.ensure_future(self._leave())
         task.add_done_callback(lambda _t: None)
 
     async def _close(self, condition: StreamErrorCondition, text: str) -> None:
         if self.stream is None or self._closed:
             return
+        self._end_reason = self._end_reason or f"{condition.value}: {text}"
         self.stream.close(condition, text)
         await self._finish(by_peer=False)
 
     async def _gone(self, reason: str) -> None:
+        self._end_reason = self._end_reason or f"connection lost ({reason})"
         if not self._closed:
             self._closed = True
             stream = self.stream
@@ -465,7 +643,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         await self._pump()
 
     async def deliver_offline(self) -> None:
-        if self.jid is None or self.jid.local is None:
+        if self.jid is None or self.jid.local is None or not self.may_receive("message", "chat"):
             return
         for data, stamp in await services.take_offline(self.jid.local):
             await self.deliver(with_delay(data, self.jid, stamp))
@@ -480,6 +658,13 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             await self._leave()  # nothing to close: the session just ends
             return
         await self._close(condition, text)
+
+
+def _localpart(username: str | None) -> str | None:
+    try:
+        return prep_localpart(username) if username else None
+    except InvalidJID:
+        return None
 
 
 def unacked_disposition(pending: list[bytes], jid: JID) -> tuple[list[bytes], list[etree._Element]]:

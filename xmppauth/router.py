@@ -54,6 +54,12 @@ class Session(Protocol):
 
     async def kick(self, condition: StreamErrorCondition, text: str) -> None: ...
 
+    async def revoke(self, text: str) -> None: ...
+
+    def may_receive(self, kind: str, stanza_type: str) -> bool:
+        """The session's grant lets it receive this (sessions_acl.access decides)."""
+        ...
+
 
 class Router:
     def __init__(self) -> None:
@@ -120,8 +126,12 @@ class Router:
             return
         to = event.to
         assert to is not None
+        kind, stanza_type = event.kind, event.type
         online = self.resources(to.bare)
-        decision = decide(event.kind, event.type, to.resource, online)  # sessions carry their presence
+        if not all(s.may_receive(kind, stanza_type) for s in online.values()):
+            # A session whose grant does not let it receive this is, for routing, not there.
+            online = {r: s for r, s in online.items() if s.may_receive(kind, stanza_type)}
+        decision = decide(kind, stanza_type, to.resource, online)  # sessions carry their presence
         if decision.error is not None:
             await sender.bounce(event.stanza, decision.error, decision.text)
             return
@@ -148,12 +158,19 @@ class Router:
         sent = [
             (resource, session)
             for resource, session in self.resources(jid.bare).items()
-            if session is not sender and session.carbons and not (own and resource in delivered)
+            if session is not sender
+            and session.carbons
+            and not (own and resource in delivered)
+            and session.may_receive("message", "chat")
         ]
         received = (
             []
             if own
-            else [(r, s) for r, s in self.resources(to.bare).items() if r not in delivered and s.carbons]
+            else [
+                (r, s)
+                for r, s in self.resources(to.bare).items()
+                if r not in delivered and s.carbons and s.may_receive("message", "chat")
+            ]
         )
         if not (sent or received) or not _carbon_eligible(stanza):
             return  # the usual case: nobody asked for copies
@@ -217,7 +234,7 @@ class Router:
         else:
             return
         for session in list(self.resources(jid.bare).values()):
-            if session.available or session is sender:
+            if (session.available or session is sender) and session.may_receive("presence", event.type):
                 await session.deliver(data, urgent=False)
             if not was_available and sender.available and session is not sender and session.last_presence:
                 await sender.deliver(session.last_presence, urgent=False)
@@ -233,11 +250,11 @@ class Router:
             recipients = self.resources(target.bare)
             if target.resource is not None:
                 session = recipients.get(target.resource)
-                if session is not None:
+                if session is not None and session.may_receive("presence", "unavailable"):
                     await session.deliver(data)
             else:
                 for session in recipients.values():
-                    if session.available:
+                    if session.available and session.may_receive("presence", "unavailable"):
                         await session.deliver(data)
 
     async def session_ended(self, session: Session) -> None:
@@ -251,7 +268,7 @@ class Router:
         unavailable.set("type", "unavailable")
         data = serialize(unavailable)
         for other in list(self.resources(session.jid.bare).values()):
-            if other.available:
+            if other.available and other.may_receive("presence", "unavailable"):
                 await other.deliver(data)
         await self._tell_directed(session, data)
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from channels.db import database_sync_to_async
+from lxml import etree
 
 from accounts import scram
 from accounts.models import User
-from xmppauth.proto.sasl import ScramCredentials, derive_credentials
+from sessions_acl import services as grants
+from xmppauth.proto.sasl import ScramCredentials
 
 
 def _usable_user(localpart: str | None) -> User | None:
@@ -20,29 +21,70 @@ def _usable_user(localpart: str | None) -> User | None:
 
 
 @database_sync_to_async  # type: ignore[untyped-decorator]
-def scram_credentials(localpart: str | None, username: str, hash_name: str) -> ScramCredentials:
-    """Stored credentials, or deterministic fake ones so an unknown account looks like any other."""
+def scram_credentials(
+    localpart: str | None, username: str, hash_name: str
+) -> tuple[ScramCredentials, list[ScramCredentials]]:
+    """Stored credentials and the app passwords sharing their salt, or deterministic fake
+    credentials (and none) so an unknown account looks like any other."""
     user = _usable_user(localpart)
     creds = user.scram_credentials(hash_name) if user is not None else None
-    return creds if creds is not None else scram.fake_for(username, hash_name)
+    if user is None or creds is None:
+        return scram.fake_for(username, hash_name), []
+    return creds, grants.app_password_credentials(user, hash_name, creds)
 
 
 @database_sync_to_async  # type: ignore[untyped-decorator]
-def check_password(localpart: str | None, username: str, password: str) -> bool:
-    """PLAIN: derive the SCRAM-SHA-256 StoredKey from the password and compare in constant time.
+def check_password(localpart: str | None, username: str, password: str) -> str | None:
+    """PLAIN: which credential the password is ("" the account's, "app:N"), or None."""
+    return grants.check_plain(_usable_user(localpart), username, password)
 
-    Unknown accounts run the same derivation against fake credentials, so timing does not tell.
-    """
-    user = _usable_user(localpart)
-    stored = user.scram_credentials("SHA-256") if user is not None else None
-    reference = stored or scram.fake_for(username, "SHA-256")
-    try:
-        derived = derive_credentials(
-            password, "SHA-256", salt=reference.salt, iterations=reference.iterations
-        )
-    except ValueError:  # the password is not a valid SASLprep string
-        return False
-    return hmac.compare_digest(derived.stored_key, reference.stored_key) and stored is not None
+
+fast_candidates = database_sync_to_async(grants.fast_candidates)
+authorize = database_sync_to_async(grants.authorize)
+login_failed = database_sync_to_async(grants.login_failed)
+close_session = database_sync_to_async(grants.close_session)
+touch_session = database_sync_to_async(grants.touch_session)
+
+
+@database_sync_to_async  # type: ignore[untyped-decorator]
+def open_session(auth: grants.Authorization, **details: Any) -> int | None:
+    """Record the bound stream; None when its grant was revoked while it was logging in."""
+    from sessions_acl.models import Grant
+
+    if not Grant.objects.filter(pk=auth.grant_id, revoked__isnull=True).exists():
+        return None
+    return grants.open_session(auth, **details)
+
+
+@database_sync_to_async  # type: ignore[untyped-decorator]
+def resume_session(session_id: int, auth: grants.Authorization, mechanism: str, address: str) -> None:
+    """A hibernated session continues on a new stream, under that stream's authentication."""
+    from django.utils import timezone
+
+    from sessions_acl.models import Session
+
+    Session.objects.filter(pk=session_id).update(
+        grant_id=auth.grant_id,
+        client_id=auth.client_id,
+        credential=auth.credential,
+        mechanism=mechanism,
+        address=address,
+        last_activity=timezone.now(),
+    )
+
+
+@database_sync_to_async  # type: ignore[untyped-decorator]
+def cam_list(user_id: int) -> etree._Element:
+    from sessions_acl import cam
+
+    return cam.client_list(User.objects.get(pk=user_id))
+
+
+@database_sync_to_async  # type: ignore[untyped-decorator]
+def cam_revoke(user_id: int, client_ref: str, actor: str) -> Any:
+    from sessions_acl import cam
+
+    return cam.revoke(User.objects.get(pk=user_id), client_ref, actor=actor)
 
 
 @database_sync_to_async  # type: ignore[untyped-decorator]
@@ -91,50 +133,3 @@ def store_scram(localpart: str, hash_name: str, creds: ScramCredentials) -> None
         user = User.objects.select_for_update().get(username=localpart)
         user.scram = {**user.scram, hash_name: scram.to_json(creds)}
         user.save(update_fields=["scram"])
-
-
-# Last-seen is kept to the minute, not to the login: a client seen (with the same software and device)
-# less than this long ago is not written again. Writing on every login cost ~3 ms of server CPU,
-# a third of a login (bench: SASL2 login 11.0 -> 8.0 ms without the write).
-CLIENT_SEEN_GRANULARITY = 60.0
-_clients_seen: dict[tuple[str, str], tuple[float, str | None, str | None]] = {}
-
-
-def client_needs_recording(
-    localpart: str, user_agent_id: str, software: str | None, device: str | None
-) -> bool:
-    """Whether :func:`record_client` has anything to write (first time, new details, or a minute passed)."""
-    import time
-
-    now = time.monotonic()
-    key = (localpart, user_agent_id)
-    seen = _clients_seen.get(key)
-    if seen is not None and now - seen[0] < CLIENT_SEEN_GRANULARITY and seen[1:] == (software, device):
-        return False
-    if len(_clients_seen) > 100_000:
-        _clients_seen.clear()
-    _clients_seen[key] = (now, software, device)
-    return True
-
-
-@database_sync_to_async  # type: ignore[untyped-decorator]
-def record_client(localpart: str, user_agent_id: str, software: str | None, device: str | None) -> None:
-    """Remember the client installation (SASL2 user agent): first seen once, last seen (to the minute)."""
-    from django.utils import timezone
-
-    from sessions_acl.models import Client
-
-    user = User.objects.filter(username=localpart).only("id").first()
-    if user is None:
-        return
-    now = timezone.now()
-    fields: dict[str, Any] = {"last_seen": now}
-    if software:
-        fields["software"] = software
-    if device:
-        fields["device"] = device
-    updated = Client.objects.filter(user=user, user_agent_id=user_agent_id).update(**fields)
-    if not updated:
-        Client.objects.get_or_create(
-            user=user, user_agent_id=user_agent_id, defaults={"first_seen": now, **fields}
-        )

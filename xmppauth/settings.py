@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from pathlib import Path
 
 import dj_database_url
@@ -173,3 +174,12 @@ XMPP_SM_ACK_REQUEST_SECONDS = _env_int("XMPP_SM_ACK_REQUEST_SECONDS", 10, minimu
 # WebSocket streams that reach us as plain ws:// count as encrypted only from these networks,
 # where a reverse proxy terminated TLS (RFC 7395 §3.1 says clients MUST use wss).
 XMPP_WS_TLS_TERMINATED_BY = _env_list("XMPP_WS_TLS_TERMINATED_BY", "127.0.0.0/8,::1/128")
+# XEP-0484 FAST: how long a token lives, and how old it gets before a login with it brings a new one
+XMPP_FAST_TOKEN_SECONDS = _env_int("XMPP_FAST_TOKEN_SECONDS", 30 * 24 * 3600, minimum=60)
+XMPP_FAST_ROTATE_SECONDS = _env_int("XMPP_FAST_ROTATE_SECONDS", 24 * 3600, minimum=0)
+# This process's name in session records; give each process its own when several share a machine
+# (at start-up a process marks the sessions its name left open as ended).
+XMPP_NODE = os.environ.get("XMPP_NODE", "").strip() or socket.gethostname()
+# How often each process looks in the database for revocations it may not have heard of on the
+# channel layer (the in-memory layer does not cross processes), in milliseconds.
+XMPP_REVOCATION_POLL_MS = _env_int("XMPP_REVOCATION_POLL_MS", 250, minimum=20)

@@ -15,10 +15,17 @@ declared do not matter. An expected attribute value or text of ``*`` matches any
 The driver answers the machine's requests like the real consumer would, from an in-memory
 account table: SCRAM credentials are derived from the passwords given (fake ones for unknown
 names), PLAIN compares passwords, bind takes the wish or ``generated-1``.
+
+Optional tables (empty by default, so older transcripts behave as before): ``app_passwords``
+(per account, credential id → password; offered to SCRAM as alternatives with the account's salt
+unless ``app_salts`` names another, and accepted by PLAIN), ``tokens`` (per account, the FAST
+tokens handed to ``provide_tokens``) and ``issue`` (a token and expiry handed to ``issue_token``
+whenever the client sent ``<request-token/>``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -28,7 +35,7 @@ from lxml import etree
 
 from xmppauth.proto import events as ev
 from xmppauth.proto import upgrade
-from xmppauth.proto.sasl import ScramCredentials, derive_credentials, fake_credentials
+from xmppauth.proto.sasl import ScramCredentials, TokenCandidate, derive_credentials, fake_credentials
 from xmppauth.proto.stream import C2SStream, StreamConfig
 
 STREAMS = "http://etherx.jabber.org/streams"
@@ -109,6 +116,10 @@ class Transcript:
     auto_tasks: bool = True  # answer SASL2 Authenticated with the XEP-0480 upgrades the account needs
     hashes: dict[str, set[str]] = field(default_factory=dict)
     upgraded: dict[str, Any] = field(default_factory=dict)
+    app_passwords: dict[str, dict[str, str]] = field(default_factory=dict)
+    app_salts: dict[str, bytes] = field(default_factory=dict)  # credential id → its own salt
+    tokens: dict[str, list[TokenCandidate]] = field(default_factory=dict)
+    issue: tuple[str, str] | None = None  # (token, expiry) for a <request-token/>
 
     def __post_init__(self) -> None:
         self._server_tokens = Tokenizer()
@@ -165,10 +176,32 @@ class Transcript:
                     if password is not None
                     else fake_credentials(SECRET, event.username, event.hash_name, iterations=4096)
                 )
-            self.stream.provide_credentials(self._creds[key])
+            alternatives = [
+                dataclasses.replace(
+                    derive_credentials(
+                        pw, event.hash_name, salt=self.app_salts.get(cid, SALT), iterations=4096
+                    ),
+                    credential_id=cid,
+                )
+                for cid, pw in self.app_passwords.get(event.localpart or "", {}).items()
+            ]
+            self.stream.provide_credentials(self._creds[key], alternatives)
         elif isinstance(event, ev.PasswordCheckNeeded):
-            self.stream.password_checked(self.accounts.get(event.localpart or "") == event.password)
+            localpart = event.localpart or ""
+            if self.accounts.get(localpart) == event.password:
+                self.stream.password_checked(True)
+            else:
+                matching = [
+                    cid for cid, pw in self.app_passwords.get(localpart, {}).items() if pw == event.password
+                ]
+                self.stream.password_checked(bool(matching), matching[0] if matching else "")
+        elif isinstance(event, ev.TokenCheckNeeded):
+            self.stream.provide_tokens(self.tokens.get(event.localpart or "", []))
+        elif isinstance(event, ev.Authenticated) and event.profile == "sasl":
+            self.stream.continue_with([])  # RFC 6120: nothing to ask, <success/> goes out
         elif isinstance(event, ev.Authenticated) and event.profile == "sasl2" and self.auto_tasks:
+            if self.issue is not None and event.fast_request is not None:
+                self.stream.issue_token(*self.issue)
             have = self.hashes.get(event.localpart, {"SHA-1", "SHA-256", "SHA-512"})
             self.stream.continue_with([[u] for u in event.upgrades if upgrade.hash_of(u) not in have])
         elif isinstance(event, ev.TaskStarted) and upgrade.hash_of(event.task):

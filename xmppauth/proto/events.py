@@ -4,8 +4,19 @@ Requests (the machine pauses until the driver answers with the named method):
 - :class:`StartTlsRequested` → flush output, start TLS, then ``tls_established()``;
 - :class:`CredentialsNeeded` → ``provide_credentials()``;
 - :class:`PasswordCheckNeeded` → ``password_checked()``;
+- :class:`TokenCheckNeeded` → ``provide_tokens()`` (XEP-0484 FAST);
+- :class:`Authenticated` → ``continue_with()`` (tasks, possibly none) or ``refuse()``;
 - :class:`BindRequested` → ``bind_resource()`` or ``bind_failed()``.
-Facts: :class:`Authenticated`, :class:`AuthFailed`, :class:`StanzaReceived`, :class:`StreamClosed`.
+Facts: :class:`AuthFailed`, :class:`StanzaReceived`, :class:`IqRequest`,
+:class:`StreamClosed`.
+
+:class:`IqRequest` does not pause the machine: it is an iq get/set addressed to the server or to
+the account's own bare JID whose payload namespace is in ``StreamConfig.driver_iq_namespaces``
+(e.g. XEP-0494 client management handled by the application). The driver answers whenever it
+is ready with ``send_stanza()`` (a result or an error, ``id`` copied, ``to`` the stanza's
+``from``, ``from`` its ``to`` if it had one); the core answers such an iq no more, where it
+would otherwise have said ``service-unavailable``. What the core answers itself (ping, disco,
+carbons, session) stays with the core even if its namespace is listed.
 """
 
 from __future__ import annotations
@@ -46,6 +57,26 @@ class PasswordCheckNeeded:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class TokenCheckNeeded:
+    """XEP-0484 FAST: an HT-* mechanism needs the tokens of ``localpart`` for this client.
+
+    Answer ``provide_tokens()`` with the tokens issued to (``localpart``, ``user_agent_id``), e.g.
+    the ``current`` and ``new`` slots of XEP-0484's recommended algorithm; those past their
+    expiry, or failing the 0-RTT replay rule for ``count``, should be left out (or the driver
+    fails them itself). ``localpart`` is None when the SASL username is not a valid localpart:
+    answer with no tokens. ``invalidate`` is the client asking to retire the token it uses
+    (``<fast invalidate='true'/>``), ``count`` its ``<fast count=…/>``.
+    """
+
+    username: str
+    localpart: str | None
+    mechanism: str
+    user_agent_id: str
+    count: int | None = None
+    invalidate: bool = False
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class UserAgent:
     """XEP-0388 §2.4 ``<user-agent/>``: the client installation (never shown to other entities)."""
 
@@ -56,13 +87,24 @@ class UserAgent:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Authenticated:
-    """Authentication succeeded.
+    """Authentication succeeded: a request, answered with ``continue_with()`` or ``refuse()``.
 
-    RFC 6120 SASL (``profile="sasl"``): ``<success/>`` is queued and a restart follows.
-    XEP-0388 SASL2 (``profile="sasl2"``): a request. The driver answers ``continue_with(steps)``
+    RFC 6120 SASL (``profile="sasl"``): ``continue_with([])`` sends ``<success/>`` (a restart
+    follows); ``refuse()`` sends ``<failure/>`` instead.
+    XEP-0388 SASL2 (``profile="sasl2"``): the driver answers ``continue_with(steps)``
     with the tasks still required (second factors, XEP-0480 upgrades), or none; after the last
     task come the inline resume or Bind2 (:class:`ResumeRequested`, :class:`BindRequested` with
     ``inline=True``) and then ``<success/>``.
+
+    ``credential_id`` says which credential matched: ``""`` for the account password, else the
+    ``credential_id`` of the SCRAM alternative (app password), the id given to
+    ``password_checked()`` for PLAIN, or the FAST token's id for HT-*.
+
+    XEP-0484 (SASL2 with ``StreamConfig.fast``): ``fast_request`` is the HT-* mechanism the client
+    named in ``<request-token/>``; hand out a token with ``issue_token()`` before ``<success/>``
+    goes out. When an HT-* mechanism was used, ``fast_invalidate`` and ``fast_count`` are what its
+    ``<fast/>`` said: retire the token just used (and issue none unless ``fast_request``), and
+    the 0-RTT attempt counter. Both stay at their defaults for other mechanisms.
     """
 
     localpart: str
@@ -70,6 +112,10 @@ class Authenticated:
     profile: str = "sasl"
     user_agent: UserAgent | None = None
     upgrades: tuple[str, ...] = ()  # XEP-0480 tasks the client asked for (SASL2)
+    credential_id: str = ""
+    fast_request: str | None = None
+    fast_invalidate: bool = False
+    fast_count: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -146,6 +192,20 @@ class StanzaReceived:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class IqRequest:
+    """An iq get/set in one of ``StreamConfig.driver_iq_namespaces``, for the driver to answer.
+
+    ``target`` is ``"server"`` (no ``to``, or a bare domain of ours) or ``"account"`` (the
+    session's own bare JID); ``payload`` is the iq's single child. ``from`` is stamped already.
+    Answer with ``send_stanza()``; see the module docstring.
+    """
+
+    stanza: etree._Element
+    payload: etree._Element
+    target: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class StreamClosed:
     """The stream is over; write what is queued and close the transport.
 
@@ -161,6 +221,7 @@ Event = (
     StartTlsRequested
     | CredentialsNeeded
     | PasswordCheckNeeded
+    | TokenCheckNeeded
     | Authenticated
     | AuthFailed
     | BindRequested
@@ -169,5 +230,6 @@ Event = (
     | TaskData
     | ClientStateChanged
     | StanzaReceived
+    | IqRequest
     | StreamClosed
 )

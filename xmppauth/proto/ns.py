@@ -16,6 +16,7 @@ SESSION = "urn:ietf:params:xml:ns:xmpp-session"  # RFC 3921 legacy, advertised a
 SASL_CB = "urn:xmpp:sasl-cb:0"  # XEP-0440
 SASL2 = "urn:xmpp:sasl:2"  # XEP-0388
 BIND2 = "urn:xmpp:bind:0"  # XEP-0386 (normative; some XEP examples say urn:xmpp:bind2:1)
+FAST = "urn:xmpp:fast:0"  # XEP-0484
 PING = "urn:xmpp:ping"  # XEP-0199
 SM = "urn:xmpp:sm:3"  # XEP-0198
 CARBONS = "urn:xmpp:carbons:2"  # XEP-0280

@@ -15,7 +15,7 @@ States (:class:`State`) and what each accepts:
 EXPECT_HEADER         a stream header (``<stream:stream>`` or ``<open/>``)
 EXPECT_STARTTLS       ``<starttls/>`` only (RFC 6120 §5.3.1: TLS is mandatory on TCP)
 TLS_HANDSHAKE         nothing: bytes read before TLS is up are discarded (RFC 6120 §5.4.3.3)
-EXPECT_AUTH           ``<auth/>`` (RFC 6120 §6.4.2)
+EXPECT_AUTH           ``<auth/>`` (RFC 6120 §6.4.2), ``<authenticate/>`` (XEP-0388 §2.6)
 SASL                  ``<response/>``, ``<abort/>`` (RFC 6120 §6.4.3-6.4.6)
 TASKS                 ``<next task=…/>``, ``<abort/>`` (XEP-0388 §2.7, after ``<continue/>``)
 TASK                  ``<task-data/>``, ``<abort/>`` (a task in progress)
@@ -29,6 +29,14 @@ was parsed after the element that caused the restart: RFC 6120 forbids the clien
 anything there before it has seen our answer. Every error from the peer ends in :meth:`_fail`,
 which queues a stream error (preceded by our header when none was sent yet), closes the stream
 and moves to CLOSED; a stream error is final.
+
+XEP-0484 FAST (``StreamConfig.fast``): the HT-* mechanisms are offered inside SASL2's
+``<inline/>`` only and usable only with ``<authenticate/>``; a token check is a request
+(:class:`~xmppauth.proto.events.TokenCheckNeeded` → :meth:`C2SStream.provide_tokens`), and the
+driver hands out a token with :meth:`C2SStream.issue_token` before ``<success/>``.
+
+Once bound, every stanza the client sends is put to :attr:`C2SStream.access` (see
+:mod:`xmppauth.proto.access`) before the core handles or routes it.
 """
 
 from __future__ import annotations
@@ -38,14 +46,16 @@ import binascii
 import enum
 import functools
 import hashlib
+import re
 import secrets
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lxml import etree
 
 from . import ns
+from .access import AccessPolicy
 from .errors import (
     LocalProtocolError,
     SaslCondition,
@@ -60,6 +70,7 @@ from .events import (
     ClientStateChanged,
     CredentialsNeeded,
     Event,
+    IqRequest,
     PasswordCheckNeeded,
     ResumeRequested,
     StanzaReceived,
@@ -67,14 +78,24 @@ from .events import (
     StreamClosed,
     TaskData,
     TaskStarted,
+    TokenCheckNeeded,
     UserAgent,
 )
 from .jid import JID, InvalidJID, prep_localpart, prep_resource
+from .sasl import (
+    HT_MECHANISMS,
+    ChannelBindingContext,
+    Mechanism,
+    ScramCredentials,
+    TokenCandidate,
+    fast_mechanism_names,
+    make_mechanism,
+)
 from .sasl import Challenge as SaslChallenge
-from .sasl import ChannelBindingContext, Mechanism, ScramCredentials, make_mechanism
 from .sasl import Failure as SaslFailure
 from .sasl import NeedCredentials as SaslNeedCredentials
 from .sasl import NeedPasswordCheck as SaslNeedPasswordCheck
+from .sasl import NeedToken as SaslNeedToken
 from .sasl import Success as SaslSuccess
 from .sm import NS as SM
 from .sm import StreamManagement, failed_element, request_element
@@ -126,6 +147,10 @@ _Q_SASL2_ABORT = ns.qname(ns.SASL2, "abort")
 NS_UPGRADE = "urn:xmpp:sasl:upgrade:0"  # XEP-0480
 _Q_UPGRADE = ns.qname(NS_UPGRADE, "upgrade")
 UPGRADE_TASKS = ("UPGR-SCRAM-SHA-256", "UPGR-SCRAM-SHA-512")
+_Q_FAST = ns.qname(ns.FAST, "fast")
+_Q_FAST_REQUEST_TOKEN = ns.qname(ns.FAST, "request-token")
+# XEP-0484 <fast count=…/>: a positive integer; at most 18 digits, so it fits a signed 64-bit column
+_FAST_COUNT_RE = re.compile(r"[1-9][0-9]{0,17}")
 
 _NONZAS = frozenset({_Q_SM_R, _Q_SM_A, _Q_SM_ENABLE, _Q_SM_RESUME, _Q_CSI_ACTIVE, _Q_CSI_INACTIVE})
 
@@ -166,6 +191,15 @@ class StreamConfig:
     lang: str = "en"
     server_name: str = "xmppauth"
     sm_resume_seconds: int = 300
+    # XEP-0484 FAST: advertise and accept the HT-* token mechanisms inside SASL2
+    fast: bool = False
+    # iq get/set to the server or the account's bare JID in these namespaces become IqRequest
+    # events for the driver, where the core would otherwise answer service-unavailable (the
+    # namespaces the core answers itself, ping, disco, carbons and session, stay with the core)
+    driver_iq_namespaces: frozenset[str] = frozenset()
+    # XEP-0030 features added to the disco#info of the server and of the account
+    extra_server_features: tuple[str, ...] = ()
+    extra_account_features: tuple[str, ...] = ()
 
 
 class C2SStream:
@@ -222,6 +256,15 @@ class C2SStream:
         self._task = ""
         self._bind_inline = False
         self._additional_data: bytes | None = None
+        # XEP-0484 FAST: what was offered, what <authenticate/> asked, what goes into <success/>
+        self._offered_fast: tuple[str, ...] = ()
+        self._fast_request: str | None = None
+        self._fast_count: int | None = None
+        self._fast_invalidate = False
+        self._success_pending = False
+        self._issued_token: _IssuedToken | None = None
+        #: The driver's per-session permission check for the client's stanzas (None: allow all).
+        self.access: AccessPolicy | None = None
         # XEP-0198 / XEP-0280 / XEP-0352 session features
         self.sm: StreamManagement | None = None
         self.carbons = False
@@ -295,15 +338,60 @@ class C2SStream:
         self.channel_bindings = dict(channel_bindings)
         self._restart()
 
-    def provide_credentials(self, creds: ScramCredentials) -> None:
+    def provide_credentials(
+        self, creds: ScramCredentials, alternatives: Sequence[ScramCredentials] = ()
+    ) -> None:
+        """Answer :class:`CredentialsNeeded`.
+
+        ``creds`` are the account's (or fake ones); ``alternatives`` are further credentials of
+        the account, e.g. app passwords, stored with the same salt and iteration count. Those
+        with another salt or count are ignored. :attr:`Authenticated.credential_id` says which
+        one matched.
+        """
         self._expect_waiting("credentials")
         assert self._mechanism is not None
-        self._answered(self._after_sasl(self._mechanism.provide_credentials(creds)))
+        self._answered(self._after_sasl(self._mechanism.provide_credentials(creds, alternatives)))
 
-    def password_checked(self, ok: bool) -> None:
+    def password_checked(self, ok: bool, credential_id: str = "") -> None:
+        """Answer :class:`PasswordCheckNeeded`; ``credential_id`` names what matched ("" = the password)."""
         self._expect_waiting("password")
         assert self._mechanism is not None
-        self._answered(self._after_sasl(self._mechanism.password_checked(ok)))
+        self._answered(self._after_sasl(self._mechanism.password_checked(ok, credential_id)))
+
+    def provide_tokens(self, candidates: Sequence[TokenCandidate]) -> None:
+        """Answer :class:`TokenCheckNeeded` with the tokens the client may have used (XEP-0484).
+
+        Every candidate is checked in constant time; one issued for another HT-* mechanism
+        never matches. No match fails with ``credentials-expired``.
+        """
+        self._expect_waiting("token")
+        assert self._mechanism is not None
+        self._answered(self._after_sasl(self._mechanism.provide_tokens(candidates)))
+
+    def issue_token(self, token: str, expiry: str) -> None:
+        """XEP-0484: put ``<token token=… expiry=…/>`` into the coming SASL2 ``<success/>``.
+
+        Allowed from a SASL2 :class:`Authenticated` until ``<success/>`` is sent, i.e. before
+        the answer that sends it (``continue_with()`` without tasks, the last
+        ``task_succeeded()``, ``bind_resource()``/``bind_failed()``, ``resume_succeeded()``/
+        ``resume_failed()``). ``expiry`` is an XEP-0082 DateTime. A second call replaces the
+        token. Refused when FAST is off, when the client sent no ``<user-agent id=…/>`` (a token
+        belongs to one installation), and after ``<fast invalidate='true'/>`` without
+        ``<request-token/>`` (XEP-0484: then no new token).
+        """
+        if not self._success_pending:
+            raise LocalProtocolError(
+                "issue_token() is allowed only after SASL2 authentication, before <success/>"
+            )
+        if not self.config.fast:
+            raise LocalProtocolError("FAST is not enabled on this stream")
+        if self._user_agent is None or not self._user_agent.id:
+            raise LocalProtocolError("a FAST token needs the client's <user-agent id=…/>")
+        if self._fast_invalidate and self._fast_request is None:
+            raise LocalProtocolError("the client invalidated its token and requested no new one")
+        if not token or not expiry:
+            raise LocalProtocolError("a FAST token needs a value and an expiry")
+        self._issued_token = _IssuedToken(token=token, expiry=expiry)
 
     def resume_succeeded(self, jid: JID, sm: StreamManagement, h: str | None) -> None:
         """XEP-0198 §5: adopt the hibernated session's JID and counters, answer, retransmit."""
@@ -569,8 +657,16 @@ class C2SStream:
         parts.append(
             f"<inline><sm xmlns='{SM}'/><bind xmlns='{ns.BIND2}'><inline>"
             f"<feature var='{SM}'/><feature var='{ns.CARBONS}'/><feature var='{ns.CSI}'/>"
-            "</inline></bind></inline>"
+            "</inline></bind>"
         )
+        # XEP-0484: the FAST mechanisms are an inline feature, never in the mechanism lists
+        # (and so never in the XEP-0474 hash either; ejabberd #4331).
+        self._offered_fast = fast_mechanism_names(self.channel_bindings) if self.config.fast else ()
+        if self._offered_fast:
+            parts.append(f"<fast xmlns='{ns.FAST}'>")
+            parts.extend(f"<mechanism>{name}</mechanism>" for name in self._offered_fast)
+            parts.append("</fast>")
+        parts.append("</inline>")
         # XEP-0480 §2.1: upgrade tasks are direct children of <authentication/>
         parts.extend(f"<upgrade xmlns='{NS_UPGRADE}'>{name}</upgrade>" for name in UPGRADE_TASKS)
         parts.append("</authentication>")
@@ -657,11 +753,20 @@ class C2SStream:
             self._upgrades = tuple(
                 name for up in el.iterfind(_Q_UPGRADE) if (name := (up.text or "").strip()) in UPGRADE_TASKS
             )
+            name = el.get("mechanism", "")
+            self.mechanism_name = name
+            if name not in self._usable_mechanisms():
+                return self._sasl_fail(
+                    SaslCondition.INVALID_MECHANISM, f"{name or 'no mechanism'} is not offered"
+                )
+            problem = self._parse_fast(el, name)
+            if problem:
+                return self._sasl_fail(SaslCondition.MALFORMED_REQUEST, problem)
             initial_el = el.find(ns.qname(ns.SASL2, "initial-response"))
             if initial_el is None:
-                return self._start_mechanism(el.get("mechanism", ""), None)
+                return self._start_mechanism(name, None)
             text = (initial_el.text or "").strip()
-            return self._start_mechanism(el.get("mechanism", ""), "=" if text in ("", "=") else text)
+            return self._start_mechanism(name, "=" if text in ("", "=") else text)
         if local == "response" and self.state is State.SASL:
             return self._on_response(el)
         if local == "abort" and self.state is State.SASL:
@@ -681,13 +786,63 @@ class C2SStream:
         self._bind2 = None
         self._sasl2_resume = None
         self._upgrades = ()
+        self._fast_request = None
+        self._fast_count = None
+        self._fast_invalidate = False
         text = (el.text or "").strip()
         return self._start_mechanism(el.get("mechanism", ""), text or None)
+
+    def _usable_mechanisms(self) -> tuple[str, ...]:
+        """What the client may ask for: the advertised list, plus FAST's HT-* under SASL2.
+
+        An HT-* mechanism that is not advertised because its channel binding is missing still
+        gets as far as the mechanism, which fails it with malformed-request and says why.
+        """
+        if self._profile == "sasl2" and self.config.fast:
+            return self._offered_mechanisms + tuple(HT_MECHANISMS)
+        return self._offered_mechanisms
+
+    def _parse_fast(self, el: etree._Element, mechanism: str) -> str | None:
+        """XEP-0484 children of <authenticate/>; the text of a malformed-request, or None."""
+        self._fast_request = None
+        self._fast_count = None
+        self._fast_invalidate = False
+        if not self.config.fast:
+            return None  # FAST is not offered: its elements mean nothing here
+        ua_id = self._user_agent.id if self._user_agent is not None else None
+        count: int | None = None
+        invalidate = False
+        fast = el.find(_Q_FAST)
+        if fast is not None:
+            raw_count = fast.get("count")
+            if raw_count is not None:
+                if not _FAST_COUNT_RE.fullmatch(raw_count):
+                    return "<fast count='…'/> must be a positive integer"
+                count = int(raw_count)
+            invalidate = fast.get("invalidate") in ("true", "1")
+        using_token = mechanism in HT_MECHANISMS
+        if using_token and not ua_id:
+            return f"{mechanism} (a FAST token) needs <user-agent id='…'/>: tokens belong to one client"
+        request = el.find(_Q_FAST_REQUEST_TOKEN)
+        if request is not None:
+            wanted = request.get("mechanism", "")
+            if wanted not in self._offered_fast:
+                return (
+                    f"<request-token/> names {wanted[:64] or 'no mechanism'}, "
+                    "which is not a FAST mechanism offered on this stream"
+                )
+            if not ua_id:
+                return "a FAST token needs <user-agent id='…'/>"
+            self._fast_request = wanted
+        if using_token:  # count and invalidate are about the token in use
+            self._fast_count = count
+            self._fast_invalidate = invalidate
+        return None
 
     def _start_mechanism(self, name: str, text: str | None) -> Event | None:
         """``text`` is the initial response as sent: None for none, '=' for an empty one."""
         self.mechanism_name = name
-        if name not in self._offered_mechanisms:
+        if name not in self._usable_mechanisms():
             return self._sasl_fail(
                 SaslCondition.INVALID_MECHANISM, f"{name or 'no mechanism'} is not offered"
             )
@@ -738,6 +893,20 @@ class C2SStream:
                 localpart=_localpart_or_none(result.username),
                 password=result.password,
             )
+        if isinstance(result, SaslNeedToken):
+            ua_id = self._user_agent.id if self._user_agent is not None else None
+            assert ua_id  # _parse_fast lets no HT-* through without a user-agent id
+            assert self.mechanism_name is not None
+            self._waiting = "token"
+            self._sasl_username = result.username
+            return TokenCheckNeeded(
+                username=result.username,
+                localpart=_localpart_or_none(result.username),
+                mechanism=self.mechanism_name,
+                user_agent_id=ua_id,
+                count=self._fast_count,
+                invalidate=self._fast_invalidate,
+            )
         if isinstance(result, SaslFailure):
             return self._sasl_fail(result.condition, result.text)
         if isinstance(result, SaslSuccess):
@@ -769,38 +938,72 @@ class C2SStream:
         self._mechanism = None
         assert self.mechanism_name is not None
         if self._profile == "sasl2":
-            return self._sasl2_authenticated(localpart, extra)
+            return self._sasl2_authenticated(localpart, extra, result.credential_id)
+        # RFC 6120: the driver still decides (account policy, grants) before <success/> goes out.
+        self._additional_data = extra
+        self._waiting = "authorize"
+        return Authenticated(
+            localpart=localpart, mechanism=self.mechanism_name, credential_id=result.credential_id
+        )
+
+    def _sasl1_success(self) -> None:
+        extra, self._additional_data = self._additional_data, None
         if extra:
             self._out.append(f"<success xmlns='{ns.SASL}'>{_b64(extra)}</success>".encode())
         else:
             self._out.append(f"<success xmlns='{ns.SASL}'/>".encode())
         self._restart()
-        return Authenticated(localpart=localpart, mechanism=self.mechanism_name)
 
-    def _sasl2_authenticated(self, localpart: str, additional_data: bytes | None) -> Event:
+    def _sasl2_authenticated(
+        self, localpart: str, additional_data: bytes | None, credential_id: str
+    ) -> Event:
         """XEP-0388 §2.6.4: the mechanism succeeded; the driver now says which tasks follow."""
         self._additional_data = additional_data
         assert self.mechanism_name is not None
         self.state = State.TASKS
         self._waiting = "tasks"
+        self._success_pending = True  # issue_token() may be called until <success/>
         return Authenticated(
             localpart=localpart,
             mechanism=self.mechanism_name,
             profile="sasl2",
             user_agent=self._user_agent,
             upgrades=self._upgrades,
+            credential_id=credential_id,
+            fast_request=self._fast_request,
+            fast_invalidate=self._fast_invalidate,
+            fast_count=self._fast_count,
         )
 
     # ------------------------------------------------------------------ SASL2 tasks (XEP-0388 §2.7)
     def continue_with(self, steps: Sequence[Sequence[str]]) -> None:
-        """Answer an SASL2 :class:`Authenticated`: the tasks still to do, in order.
+        """Answer :class:`Authenticated`: the tasks still to do, in order (or :meth:`refuse`).
 
         Each step lists alternatives (the client picks one with ``<next/>``); an upgrade task
-        (XEP-0480) is a step with exactly one. No steps: authentication is complete.
+        (XEP-0480) is a step with exactly one. No steps: authentication is complete. An RFC 6120
+        SASL login has no tasks: ``continue_with([])`` sends its ``<success/>``.
         """
+        if self._waiting == "authorize":
+            # RFC 6120 SASL has no tasks: the login is accepted, <success/> and a restart follow.
+            if any(steps):
+                raise LocalProtocolError("RFC 6120 SASL has no tasks")
+            self._expect_waiting("authorize")
+            self._sasl1_success()
+            return
         self._expect_waiting("tasks")
         self._task_steps = [tuple(step) for step in steps if step]
         self._answered(self._next_step())
+
+    def refuse(self, condition: SaslCondition, text: str) -> None:
+        """Answer :class:`Authenticated` with a failure after all: the mechanism succeeded, but
+        the driver does not admit this login (account policy, a revoked grant, a replayed FAST
+        count). The client gets ``<failure/>`` with ``condition`` and ``text``; no ``<success/>``
+        has been sent, and it may try again."""
+        if self._waiting not in ("authorize", "tasks"):
+            raise LocalProtocolError(f"nothing to refuse (waiting: {self._waiting})")
+        self._waiting = None
+        self._additional_data = None
+        self._answered(self._sasl_fail(condition, text))
 
     def task_challenge(self, payload: str) -> None:
         """Send ``<task-data/>`` with ``payload`` (XML text) and wait for the client's answer."""
@@ -871,6 +1074,14 @@ class C2SStream:
     def _sasl2_success(self, authorization_identifier: str, inline_results: str) -> None:
         inline_results = self._sm_failed_inline + inline_results
         self._sm_failed_inline = ""
+        self._success_pending = False
+        token, self._issued_token = self._issued_token, None
+        if token is not None:
+            # XEP-0484: the token travels inside <success/>, after the other inline results
+            inline_results += (
+                f"<token xmlns='{ns.FAST}' token='{escape_attr(token.token)}'"
+                f" expiry='{escape_attr(token.expiry)}'/>"
+            )
         extra = self._additional_data
         self._additional_data = None
         data = f"<additional-data>{_b64(extra)}</additional-data>" if extra else ""
@@ -884,6 +1095,8 @@ class C2SStream:
         self._mechanism = None
         self.authenticated_localpart = None  # a failed task fails the whole authentication
         self._task_steps = []
+        self._success_pending = False
+        self._issued_token = None
         self._auth_failures += 1
         text_el = f"<text xml:lang='en'>{escape_text(text)}</text>"
         if self._profile == "sasl2":
@@ -1006,6 +1219,8 @@ class C2SStream:
                     el, StanzaErrorCondition.BAD_REQUEST, f"unknown presence type {stanza_type}"
                 )
                 return None
+            if self.access is not None and self._denied(el, kind, stanza_type, to, None):
+                return None
             if stanza_type in _SUBSCRIPTION_TYPES and to is not None:
                 self._reply_error(
                     el,
@@ -1017,6 +1232,8 @@ class C2SStream:
                 self._reply_error(el, StanzaErrorCondition.REMOTE_SERVER_NOT_FOUND, "no federation")
                 return None
             return StanzaReceived(kind=kind, type=stanza_type, to=to, stanza=el)
+        if self.access is not None and self._denied(el, kind, stanza_type, to, None):
+            return None
         # message; RFC 6121 §8.1.1.1: no 'to' means the sender's own bare JID
         if to is None:
             to = jid.bare
@@ -1073,6 +1290,10 @@ class C2SStream:
         if iq_type in ("get", "set") and payload is None:
             self._reply_error(el, StanzaErrorCondition.BAD_REQUEST, "get and set need exactly one child")
             return None
+        if self.access is not None and self._denied(
+            el, "iq", iq_type, to, payload.tag if payload is not None else None
+        ):
+            return None
         if to is not None and not self._is_local(to):
             self._reply_error(el, StanzaErrorCondition.REMOTE_SERVER_NOT_FOUND, "no federation")
             return None
@@ -1083,16 +1304,44 @@ class C2SStream:
         assert payload is not None
         assert self.jid is not None
         if to is None or to.local is None:
-            self._server_iq(el, iq_type, payload)
-        elif to == self.jid.bare:
-            self._account_iq(el, iq_type, payload)
-        else:
-            # RFC 6121 §8.5.2.1.3: the server answers on behalf of the account and implements
-            # nothing on behalf of other accounts; the same answer whether or not the account exists.
-            self._reply_error(el, StanzaErrorCondition.SERVICE_UNAVAILABLE)
+            return self._server_iq(el, iq_type, payload)
+        if to == self.jid.bare:
+            return self._account_iq(el, iq_type, payload)
+        # RFC 6121 §8.5.2.1.3: the server answers on behalf of the account and implements
+        # nothing on behalf of other accounts; the same answer whether or not the account exists.
+        self._reply_error(el, StanzaErrorCondition.SERVICE_UNAVAILABLE)
         return None
 
-    def _server_iq(self, el: etree._Element, iq_type: str, payload: etree._Element) -> None:
+    def _denied(
+        self, el: etree._Element, kind: str, stanza_type: str, to: JID | None, payload: str | None
+    ) -> bool:
+        """Put the stanza to :attr:`access`; on a denial answer with its error and say True."""
+        assert self.access is not None
+        denial = self.access.check_inbound(kind, stanza_type, self._target(to), payload)
+        if denial is None:
+            return False
+        self._reply_error(el, denial.condition, denial.text)  # never for error (or result) stanzas
+        return True
+
+    def _target(self, to: JID | None) -> str:
+        """``"server"``, ``"account"`` or ``"peer"``: see :mod:`xmppauth.proto.access`."""
+        if to is None:
+            return "server"
+        if to.local is None:
+            return "server" if to.resource is None and self._is_local(to) else "peer"
+        return "account" if self.jid is not None and to == self.jid.bare else "peer"
+
+    def _driver_iq(self, el: etree._Element, payload: etree._Element, target: str) -> Event | None:
+        """An iq nobody in the core answers: the driver's if it claimed the namespace."""
+        tag = payload.tag
+        assert isinstance(tag, str)  # _only_child returns elements only
+        namespace = tag[1 : tag.find("}")] if tag.startswith("{") else ""
+        if namespace in self.config.driver_iq_namespaces:
+            return IqRequest(stanza=el, payload=payload, target=target)
+        self._reply_error(el, StanzaErrorCondition.SERVICE_UNAVAILABLE)
+        return None
+
+    def _server_iq(self, el: etree._Element, iq_type: str, payload: etree._Element) -> Event | None:
         tag = payload.tag
         if tag == _Q_PING:
             self._answer_get(el, iq_type, None)
@@ -1100,7 +1349,13 @@ class C2SStream:
             self._answer_get(
                 el,
                 iq_type,
-                self._disco_info(payload, "server", "im", self.config.server_name, SERVER_FEATURES),
+                self._disco_info(
+                    payload,
+                    "server",
+                    "im",
+                    self.config.server_name,
+                    SERVER_FEATURES + self.config.extra_server_features,
+                ),
             )
         elif tag == _Q_DISCO_ITEMS:
             self._answer_get(el, iq_type, self._disco_items(payload))
@@ -1111,20 +1366,30 @@ class C2SStream:
             self.carbons = tag == _Q_CARBONS_ENABLE
             self._send_element(self._iq_result(el.get("id", ""), to=el.get("from")))
         else:
-            self._reply_error(el, StanzaErrorCondition.SERVICE_UNAVAILABLE)
+            return self._driver_iq(el, payload, "server")
+        return None
 
-    def _account_iq(self, el: etree._Element, iq_type: str, payload: etree._Element) -> None:
+    def _account_iq(self, el: etree._Element, iq_type: str, payload: etree._Element) -> Event | None:
         tag = payload.tag
         if tag == _Q_PING:
             self._answer_get(el, iq_type, None)
         elif tag == _Q_DISCO_INFO:
             self._answer_get(
-                el, iq_type, self._disco_info(payload, "account", "registered", None, ACCOUNT_FEATURES)
+                el,
+                iq_type,
+                self._disco_info(
+                    payload,
+                    "account",
+                    "registered",
+                    None,
+                    ACCOUNT_FEATURES + self.config.extra_account_features,
+                ),
             )
         elif tag == _Q_DISCO_ITEMS:
             self._answer_get(el, iq_type, self._disco_items(payload))
         else:
-            self._reply_error(el, StanzaErrorCondition.SERVICE_UNAVAILABLE)
+            return self._driver_iq(el, payload, "account")
+        return None
 
     def _answer_get(
         self, el: etree._Element, iq_type: str, payload: etree._Element | StanzaErrorCondition | None
@@ -1250,6 +1515,8 @@ class C2SStream:
         self._inbox.clear()
         self._waiting = None
         self._parser = None
+        self._success_pending = False
+        self._issued_token = None
         return StreamClosed(condition=condition, text=text)
 
     def _restart(self) -> None:
@@ -1264,6 +1531,14 @@ class C2SStream:
         if getattr(self, "authenticated_localpart", None) is not None:
             limit = self.config.max_stanza_bytes
         return StreamParser(max_stanza_bytes=limit, max_depth=self.config.max_depth, framed=self.framed)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _IssuedToken:
+    """A FAST token waiting for ``<success/>``; kept out of every repr."""
+
+    token: str = field(repr=False)
+    expiry: str
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

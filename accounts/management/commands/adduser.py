@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from accounts.models import User, validate_localpart
+from accounts.lookup import BadName, localpart_from
+from accounts.models import PasswordLogin, User
 from xmppauth.dbsetup import ensure_migrated
-from xmppauth.proto.jid import InvalidJID, prep_localpart
 
 
 class Command(BaseCommand):
@@ -20,20 +19,21 @@ class Command(BaseCommand):
         parser.add_argument("name", help="localpart of the JID (e.g. alice), or a full alice@domain")
         parser.add_argument("password")
         parser.add_argument("--staff", action="store_true", help="also give access to the admin site")
+        parser.add_argument(
+            "--password-login",
+            choices=[choice.value for choice in PasswordLogin],
+            help="account policy for XMPP logins with this password: allowed (default), "
+            "second-factor (only with a second factor), off (app passwords and FAST tokens only)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         ensure_migrated(self.stdout)
         name: str = options["name"]
         password: str = options["password"]
-        if "@" in name:
-            name, _, domain = name.partition("@")
-            if domain.lower() != settings.XMPP_DOMAIN:
-                raise CommandError(f"this server serves {settings.XMPP_DOMAIN}, not {domain}")
         try:
-            localpart = prep_localpart(name)
-            validate_localpart(localpart)
-        except (InvalidJID, ValidationError) as exc:
-            raise CommandError(f"invalid username {name!r}: {exc}") from None
+            localpart = localpart_from(name)
+        except BadName as exc:
+            raise CommandError(str(exc)) from None
         if not password:
             raise CommandError("the password must not be empty")
         user, created = User.objects.get_or_create(username=localpart)
@@ -41,6 +41,8 @@ class Command(BaseCommand):
         if options["staff"]:
             user.is_staff = True
             user.is_superuser = True
+        if options["password_login"]:
+            user.xmpp_password_login = options["password_login"]
         user.save()
         verb = "created" if created else "updated"
         self.stdout.write(f"{verb} {localpart}@{settings.XMPP_DOMAIN}")

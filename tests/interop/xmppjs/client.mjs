@@ -15,6 +15,8 @@
 //   --reconnect MS       after logging in, let @xmpp/reconnect reconnect MS ms after the transport is
 //                        lost (xmpp.js then resumes the XEP-0198 session inline in SASL2 when it can);
 //                        without it a lost connection ends the run                [XMPP_RECONNECT]
+//   --token-file PATH    keep the XEP-0484 FAST token in PATH (JSON): read before logging in, written
+//                        when the server hands out one, removed when xmpp.js drops it [XMPP_TOKEN_FILE]
 //   --trace              also print every chunk read and written, verbatim  [XMPP_TRACE=1]
 //   --no-sasl2           hide the server's XEP-0388 <authentication/> feature from xmpp.js, so that
 //                        it uses RFC 6120 SASL + resource binding                [XMPP_NO_SASL2=1]
@@ -41,6 +43,8 @@
 //                        "{urn:xmpp:bind:0}bound/{urn:xmpp:sm:3}enabled", and "sm" the name and attributes of
 //                        the nonza itself or of its first descendant in the XEP-0198 namespace, e.g.
 //                        {"name":"enabled","id":...,"resume":"true","max":...} or {"name":"r"})
+//   {"event":"authenticate","mechanism":...,"fast":bool,"requestToken":mechanism|null}  each SASL2 attempt
+//   {"event":"token","mechanism":...,"expiry":...}, {"event":"token-deleted"}   FAST token kept / dropped
 //   {"event":"online","jid":...,"sasl":"sasl2"|"sasl1"|null,"bind":"bind2"|"rfc6120"|null}
 //   {"event":"sm","enabled":...,"id":...,"max":...}   xmpp.js's XEP-0198 state once logged in
 //   {"event":"message","from":...,"to":...,"type":...,"body":...}
@@ -71,6 +75,7 @@ const NS_BIND1 = "urn:ietf:params:xml:ns:xmpp-bind";
 const NS_BIND2 = "urn:xmpp:bind:0";
 const NS_SM = "urn:xmpp:sm:3";
 const NS_STREAMS = "http://etherx.jabber.org/streams";
+const NS_FAST = "urn:xmpp:fast:0";
 
 const t0 = performance.now();
 const since = () => Math.round(performance.now() - t0);
@@ -110,6 +115,7 @@ const OPTIONS = {
   "user-agent-id": "XMPP_USER_AGENT_ID",
   timeout: "XMPP_TIMEOUT",
   reconnect: "XMPP_RECONNECT",
+  "token-file": "XMPP_TOKEN_FILE",
 };
 
 function parseArgs(argv) {
@@ -237,6 +243,35 @@ async function main({ opts, actions }) {
       xml("software", {}, "xmppauth-interop (xmpp.js)"),
       xml("device", {}, "test runner"),
     ),
+  });
+  if (opts["token-file"]) {
+    const fs = await import("node:fs/promises");
+    const file = opts["token-file"];
+    xmpp.fast.fetchToken = async () => {
+      try {
+        return JSON.parse(await fs.readFile(file, "utf8"));
+      } catch {
+        return undefined;
+      }
+    };
+    xmpp.fast.saveToken = async (token) => {
+      await fs.writeFile(file, JSON.stringify(token));
+      emit({ event: "token", mechanism: token.mechanism, expiry: token.expiry });
+    };
+    xmpp.fast.deleteToken = async () => {
+      await fs.rm(file, { force: true });
+      emit({ event: "token-deleted" });
+    };
+  }
+  xmpp.on("send", (el) => {
+    if (el.is("authenticate", NS_SASL2)) {
+      emit({
+        event: "authenticate",
+        mechanism: el.attrs.mechanism,
+        fast: Boolean(el.getChild("fast", NS_FAST)),
+        requestToken: el.getChild("request-token", NS_FAST)?.attrs.mechanism ?? null,
+      });
+    }
   });
   // One attempt only: a failed login must end the run, not loop. --reconnect re-arms it once online.
   xmpp.reconnect.stop();

@@ -93,11 +93,19 @@ class Command(BaseCommand):
             self._migrate(verbosity)
         tls = self._tls()
         application = self._application()
+        self._close_stale_sessions()
 
         import daphne.server  # installs Twisted's asyncio reactor (done already when daphne is an app)
         from twisted.internet import reactor as default_reactor
 
         reactor: Any = default_reactor
+
+        def start_control() -> None:
+            from xmppauth.control import CONTROL
+
+            CONTROL.start()
+
+        reactor.callWhenRunning(start_control)
 
         def start_c2s() -> None:
             self._listen_c2s(application, tls, c2s, c2s_tls)
@@ -171,6 +179,22 @@ class Command(BaseCommand):
             raise CommandError(
                 f"the database has {len(plan)} unapplied migration(s); run `python manage.py migrate` first "
                 "(serve applies migrations by itself only on SQLite), or start with --no-migrate"
+            )
+
+    def _close_stale_sessions(self) -> None:
+        from django.db import DatabaseError, connections
+
+        from sessions_acl.services import close_node_sessions
+
+        try:
+            closed = close_node_sessions(settings.XMPP_NODE)
+        except DatabaseError as exc:
+            raise CommandError(f"cannot read the session records: {exc}") from exc
+        finally:
+            connections.close_all()
+        if closed:
+            self.stdout.write(
+                f"{closed} session(s) of node {settings.XMPP_NODE!r} left open by the last run: ended"
             )
 
     def _tls(self) -> ServerTLS:

@@ -1,4 +1,5 @@
-"""RFC 4422 SASL mechanisms for the sans-IO core: SCRAM (RFC 5802, RFC 7677) and PLAIN (RFC 4616).
+"""RFC 4422 SASL mechanisms for the sans-IO core: SCRAM (RFC 5802, RFC 7677), PLAIN (RFC 4616)
+and the XEP-0484 FAST token mechanisms HT-SHA-256-{NONE,ENDP,EXPR}.
 
 Pure computation: no I/O, no Django, no asyncio. See :mod:`.base` for the driving protocol.
 """
@@ -14,10 +15,13 @@ from xmppauth.proto.sasl.base import (
     Mechanism,
     NeedCredentials,
     NeedPasswordCheck,
+    NeedToken,
     Result,
     ScramCredentials,
     Success,
+    TokenCandidate,
 )
+from xmppauth.proto.sasl.ht import HT_MECHANISMS, HtServer, fast_mechanism_names
 from xmppauth.proto.sasl.plain import PlainServer
 from xmppauth.proto.sasl.saslprep import saslprep
 from xmppauth.proto.sasl.scram import (
@@ -33,30 +37,35 @@ from xmppauth.proto.sasl.scram import (
 
 __all__ = [
     "HASHES",
+    "HT_MECHANISMS",
     "MECHANISMS",
     "MIN_ITERATIONS",
     "Challenge",
     "ChannelBindingContext",
     "Failure",
+    "HtServer",
     "Mechanism",
     "NeedCredentials",
     "NeedPasswordCheck",
+    "NeedToken",
     "PlainServer",
     "Result",
     "ScramClient",
     "ScramCredentials",
     "ScramServer",
     "Success",
+    "TokenCandidate",
     "credentials_from_salted_password",
     "derive_credentials",
     "fake_credentials",
+    "fast_mechanism_names",
     "make_mechanism",
     "mechanism_names",
     "saslprep",
 ]
 
 #: Every mechanism name :func:`make_mechanism` knows.
-MECHANISMS: frozenset[str] = frozenset(["PLAIN", *mechanism_names(plus=True)])
+MECHANISMS: frozenset[str] = frozenset(["PLAIN", *mechanism_names(plus=True), *HT_MECHANISMS])
 
 
 def make_mechanism(
@@ -72,6 +81,9 @@ def make_mechanism(
     """
     if name == "PLAIN":
         return PlainServer()
+    if name in HT_MECHANISMS:
+        # XEP-0484 FAST; a binding type missing from ``cb`` fails at start() (malformed-request)
+        return HtServer(name, cb=cb)
     if name not in MECHANISMS:
         raise KeyError(name)
     plus = name.endswith("-PLUS")

@@ -3,7 +3,8 @@
 A mechanism is a small state machine. The caller feeds it what the client sent and acts on the
 :data:`Result` it returns: send a :class:`Challenge`, finish with :class:`Success` or
 :class:`Failure`, or do the one thing a mechanism cannot do on its own -- look something up
-(:class:`NeedCredentials` for SCRAM, :class:`NeedPasswordCheck` for PLAIN) and hand the answer back.
+(:class:`NeedCredentials` for SCRAM, :class:`NeedPasswordCheck` for PLAIN, :class:`NeedToken` for
+the XEP-0484 HT-* mechanisms) and hand the answer back.
 
 Nothing here does I/O. Secrets (passwords, keys, channel-binding data) never appear in a ``repr``
 or in an exception message.
@@ -12,7 +13,7 @@ or in an exception message.
 from __future__ import annotations
 
 import types
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -25,9 +26,11 @@ __all__ = [
     "Mechanism",
     "NeedCredentials",
     "NeedPasswordCheck",
+    "NeedToken",
     "Result",
     "ScramCredentials",
     "Success",
+    "TokenCandidate",
 ]
 
 
@@ -46,11 +49,17 @@ class Success:
     case-folded). ``additional_data`` is the final server message (SCRAM ``v=...``) if any.
     ``authzid`` is the authorization identity the client asked for, if it sent one; whether to
     honour it is the caller's decision (RFC 6120 §6.3.8).
+
+    ``credential_id`` names the credential that matched: ``""`` for the account password, the
+    :attr:`ScramCredentials.credential_id` of an alternative (an app password), the id the caller
+    gave ``password_checked()`` for PLAIN, or the :attr:`TokenCandidate.credential_id` of the
+    FAST token (HT-*).
     """
 
     username: str
     additional_data: bytes | None
     authzid: str | None = None
+    credential_id: str = ""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -74,23 +83,55 @@ class NeedCredentials:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class NeedPasswordCheck:
-    """PLAIN: verify ``password`` for ``username`` and call ``password_checked(ok)``."""
+    """PLAIN: verify ``password`` for ``username`` and call ``password_checked(ok, credential_id)``."""
 
     username: str
     password: str = field(repr=False)
 
 
-Result = Challenge | Success | Failure | NeedCredentials | NeedPasswordCheck
+@dataclass(frozen=True, kw_only=True, slots=True)
+class NeedToken:
+    """HT-* (XEP-0484 FAST): look up the tokens of ``username`` and call ``provide_tokens``.
+
+    For an unknown user the caller passes no candidates; the answer is then the same
+    ``credentials-expired`` as for a wrong token.
+    """
+
+    username: str
+
+
+Result = Challenge | Success | Failure | NeedCredentials | NeedPasswordCheck | NeedToken
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ScramCredentials:
-    """RFC 5802 §3 stored authentication information: salt, iteration count, StoredKey, ServerKey."""
+    """RFC 5802 §3 stored authentication information: salt, iteration count, StoredKey, ServerKey.
+
+    ``credential_id`` tells which secret these keys were derived from: ``""`` is the account
+    password; anything else is the caller's name for another one (an app password), reported
+    back in :attr:`Success.credential_id` when it is the one that matched.
+    """
 
     salt: bytes
     iterations: int
     stored_key: bytes = field(repr=False)
     server_key: bytes = field(repr=False)
+    credential_id: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TokenCandidate:
+    """A XEP-0484 FAST token that may be the one the client used.
+
+    ``key`` is the HMAC key of the HT-* mechanism: the token exactly as it was handed to the
+    client (its UTF-8 bytes). ``mechanism`` is the HT-* mechanism the token was issued for; a
+    token never matches under another one (XEP-0484: a token is bound to the mechanism chosen
+    when it was issued).
+    """
+
+    credential_id: str
+    key: bytes = field(repr=False)
+    mechanism: str
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -136,10 +177,20 @@ class Mechanism(Protocol):
         """Feed the client's response to the last :class:`Challenge`."""
         ...
 
-    def provide_credentials(self, creds: ScramCredentials | None) -> Result:
-        """Answer :class:`NeedCredentials` (SCRAM only)."""
+    def provide_credentials(
+        self, creds: ScramCredentials | None, alternatives: Sequence[ScramCredentials] = ()
+    ) -> Result:
+        """Answer :class:`NeedCredentials` (SCRAM only).
+
+        ``creds`` decide the salt and iteration count sent to the client; an ``alternatives``
+        entry is tried as well when its salt and iteration count are the same as ``creds``'.
+        """
         ...
 
-    def password_checked(self, ok: bool) -> Result:
-        """Answer :class:`NeedPasswordCheck` (PLAIN only)."""
+    def password_checked(self, ok: bool, credential_id: str = "") -> Result:
+        """Answer :class:`NeedPasswordCheck` (PLAIN only); ``credential_id`` names what matched."""
+        ...
+
+    def provide_tokens(self, candidates: Sequence[TokenCandidate]) -> Result:
+        """Answer :class:`NeedToken` (HT-* only) with every token that may have been used."""
         ...

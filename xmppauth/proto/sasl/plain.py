@@ -8,6 +8,7 @@ The password is never kept by the mechanism after it has been handed out.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 
 from xmppauth.proto.errors import LocalProtocolError, SaslCondition
 from xmppauth.proto.sasl.base import (
@@ -18,6 +19,7 @@ from xmppauth.proto.sasl.base import (
     Result,
     ScramCredentials,
     Success,
+    TokenCandidate,
 )
 from xmppauth.proto.sasl.saslprep import saslprep
 
@@ -68,15 +70,26 @@ class PlainServer(Mechanism):
         self._expect(_State.AWAIT_RESPONSE)
         return self._message(response)
 
-    def provide_credentials(self, creds: ScramCredentials | None) -> Result:
+    def provide_credentials(
+        self, creds: ScramCredentials | None, alternatives: Sequence[ScramCredentials] = ()
+    ) -> Result:
         raise LocalProtocolError("PLAIN does not use stored SCRAM credentials")
 
-    def password_checked(self, ok: bool) -> Result:
+    def provide_tokens(self, candidates: Sequence[TokenCandidate]) -> Result:
+        raise LocalProtocolError("PLAIN does not use FAST tokens")
+
+    def password_checked(self, ok: bool, credential_id: str = "") -> Result:
+        """The caller's verdict; ``credential_id`` names the secret that matched ("" = the password)."""
         self._expect(_State.AWAIT_CHECK)
         self._state = _State.DONE
         if not ok:
             return Failure(condition=SaslCondition.NOT_AUTHORIZED, text="invalid credentials")
-        return Success(username=self._username, additional_data=None, authzid=self._authzid)
+        return Success(
+            username=self._username,
+            additional_data=None,
+            authzid=self._authzid,
+            credential_id=credential_id,
+        )
 
     def _message(self, data: bytes) -> Result:
         if len(data) > MAX_MESSAGE_LENGTH:

@@ -24,7 +24,7 @@ import hmac
 import re
 import secrets
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from xmppauth.proto.errors import LocalProtocolError, SaslCondition
 from xmppauth.proto.sasl.base import (
@@ -36,6 +36,7 @@ from xmppauth.proto.sasl.base import (
     Result,
     ScramCredentials,
     Success,
+    TokenCandidate,
 )
 from xmppauth.proto.sasl.saslprep import saslprep
 
@@ -238,6 +239,11 @@ class ScramServer(Mechanism):
     2. :meth:`provide_credentials` returns the server-first-message as a :class:`Challenge`.
     3. :meth:`step` checks the client-final-message and returns :class:`Success` (carrying the
        server-final-message) or :class:`Failure`.
+
+    Besides the account's credentials, :meth:`provide_credentials` takes alternatives (app
+    passwords) stored with the same salt and iteration count: the client cannot know which of
+    them it is using, so one server-first-message serves them all and the proof is checked
+    against each. The ServerSignature then comes from the one that matched.
     """
 
     def __init__(
@@ -273,7 +279,7 @@ class ScramServer(Mechanism):
         self._client_nonce = ""
         self._nonce = ""
         self._server_first = ""
-        self._creds: ScramCredentials | None = None
+        self._candidates: tuple[ScramCredentials, ...] = ()
 
     def __repr__(self) -> str:
         return f"<ScramServer {self.name} {self._state.name}>"
@@ -286,7 +292,7 @@ class ScramServer(Mechanism):
 
     def _fail(self, condition: SaslCondition, text: str) -> Failure:
         self._state = _ServerState.DONE
-        self._creds = None
+        self._candidates = ()
         return Failure(condition=condition, text=text)
 
     def _malformed(self, text: str) -> Failure:
@@ -308,7 +314,15 @@ class ScramServer(Mechanism):
             return self._client_first(response)
         return self._client_final(response)
 
-    def provide_credentials(self, creds: ScramCredentials | None) -> Result:
+    def provide_credentials(
+        self, creds: ScramCredentials | None, alternatives: Sequence[ScramCredentials] = ()
+    ) -> Result:
+        """Send the server-first-message for ``creds`` (salt, iterations).
+
+        ``alternatives`` (e.g. app passwords) are checked too at the client-final-message, but
+        only those whose salt and iteration count equal ``creds``': the client derived its proof
+        from the salt and count we sent, so no other credential can match.
+        """
         self._expect(_ServerState.AWAIT_CREDENTIALS)
         if creds is None:
             # Unknown users must get fake_credentials(): a visible branch here would tell the
@@ -318,13 +332,21 @@ class ScramServer(Mechanism):
             raise LocalProtocolError(f"stored SCRAM iteration count is below {MIN_ITERATIONS}")
         if not creds.salt:
             raise LocalProtocolError("stored SCRAM salt is empty")
-        if len(creds.stored_key) != self._digest_size or len(creds.server_key) != self._digest_size:
-            raise LocalProtocolError(f"stored SCRAM keys do not belong to {self.name}")
+        usable = [creds]
+        usable.extend(
+            alt for alt in alternatives if alt.salt == creds.salt and alt.iterations == creds.iterations
+        )
+        for candidate in usable:
+            if (
+                len(candidate.stored_key) != self._digest_size
+                or len(candidate.server_key) != self._digest_size
+            ):
+                raise LocalProtocolError(f"stored SCRAM keys do not belong to {self.name}")
 
         server_nonce = self._nonce_factory()
         if not _NONCE_RE.fullmatch(server_nonce):
             raise LocalProtocolError("nonce_factory must return printable ASCII without ','")
-        self._creds = creds
+        self._candidates = tuple(usable)
         self._nonce = self._client_nonce + server_nonce
         self._server_first = f"r={self._nonce},s={_b64encode(creds.salt)},i={creds.iterations}"
         if self._extensions:
@@ -332,8 +354,11 @@ class ScramServer(Mechanism):
         self._state = _ServerState.AWAIT_CLIENT_FINAL
         return Challenge(data=self._server_first.encode("ascii"))
 
-    def password_checked(self, ok: bool) -> Result:
+    def password_checked(self, ok: bool, credential_id: str = "") -> Result:
         raise LocalProtocolError(f"{self.name} does not check passwords")
+
+    def provide_tokens(self, candidates: Sequence[TokenCandidate]) -> Result:
+        raise LocalProtocolError(f"{self.name} does not use FAST tokens")
 
     # -- client-first-message --------------------------------------------------------------
 
@@ -431,8 +456,7 @@ class ScramServer(Mechanism):
     # -- client-final-message --------------------------------------------------------------
 
     def _client_final(self, data: bytes) -> Result:
-        creds = self._creds
-        assert creds is not None  # set by provide_credentials, which led to this state
+        assert self._candidates  # set by provide_credentials, which led to this state
         try:
             message = data.decode("utf-8")
         except UnicodeDecodeError:
@@ -481,21 +505,29 @@ class ScramServer(Mechanism):
 
         # RFC 5802 §3: ClientSignature := HMAC(StoredKey, AuthMessage); the server recovers
         # ClientKey := ClientProof XOR ClientSignature and checks H(ClientKey) == StoredKey.
-        client_signature = _hmac(self._digest, creds.stored_key, auth_message)
-        if len(proof) != len(client_signature):
+        if len(proof) != self._digest_size:
             return self._fail(SaslCondition.NOT_AUTHORIZED, "invalid credentials")
-        client_key = _xor(proof, client_signature)
-        if not hmac.compare_digest(_h(self._digest, client_key), creds.stored_key):
+        # Every candidate is checked, with no early exit, so the time taken does not tell which
+        # one (or whether any) matched.
+        matched: ScramCredentials | None = None
+        for candidate in self._candidates:
+            client_signature = _hmac(self._digest, candidate.stored_key, auth_message)
+            client_key = _xor(proof, client_signature)
+            ok = hmac.compare_digest(_h(self._digest, client_key), candidate.stored_key)
+            if ok and matched is None:
+                matched = candidate
+        if matched is None:
             return self._fail(SaslCondition.NOT_AUTHORIZED, "invalid credentials")
 
         # ServerSignature := HMAC(ServerKey, AuthMessage); server-final-message = "v=" base64
-        server_signature = _hmac(self._digest, creds.server_key, auth_message)
+        server_signature = _hmac(self._digest, matched.server_key, auth_message)
         self._state = _ServerState.DONE
-        self._creds = None
+        self._candidates = ()
         return Success(
             username=self._username,
             additional_data=b"v=" + base64.b64encode(server_signature),
             authzid=self._authzid,
+            credential_id=matched.credential_id,
         )
 
 

@@ -1,0 +1,39 @@
+"""Account names as people type them on the command line: ``alice`` or ``alice@domain``."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+from xmppauth.proto.jid import InvalidJID, prep_localpart
+
+
+class BadName(ValueError):
+    pass
+
+
+def localpart_from(name: str) -> str:
+    """The prepared localpart, or :class:`BadName` with a message for a person."""
+    if "@" in name:
+        name, _, domain = name.partition("@")
+        if domain.lower() != settings.XMPP_DOMAIN:
+            raise BadName(f"this server serves {settings.XMPP_DOMAIN}, not {domain}")
+    from accounts.models import validate_localpart
+
+    try:
+        localpart = prep_localpart(name)
+        validate_localpart(localpart)
+    except (InvalidJID, ValidationError) as exc:
+        message = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+        raise BadName(f"invalid username {name!r}: {message}") from None
+    return localpart
+
+
+def existing_user(name: str):  # type: ignore[no-untyped-def]
+    """The account called ``name``, or :class:`BadName`."""
+    from accounts.models import User
+
+    user = User.objects.filter(username=localpart_from(name)).first()
+    if user is None:
+        raise BadName(f"no account {name!r}")
+    return user

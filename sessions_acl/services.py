@@ -1,0 +1,470 @@
+"""Grants at login, session records, FAST tokens, app passwords and the security log.
+
+Synchronous Django code: the portal, the admin and the management commands call it directly;
+the stream consumer calls it through ``database_sync_to_async`` (see ``xmppauth/services.py``).
+Nothing here ever logs or stores a secret.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts import scram
+from accounts.models import PasswordLogin, User
+from xmppauth.proto.sasl import ScramCredentials, derive_credentials
+from xmppauth.proto.sasl.base import TokenCandidate
+
+from . import access, tokens
+from .models import AppPassword, AuthEvent, Client, FastToken, Grant, Session
+
+log = logging.getLogger("xmppauth.grants")
+
+APP_PASSWORD_PREFIX = "app:"  # noqa: S105 - a credential id prefix, not a secret
+FAST_PREFIX = "fast:"
+
+
+@dataclass(frozen=True, kw_only=True)
+class IssuedToken:
+    token: str = field(repr=False)
+    expiry: str
+    mechanism: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Authorization:
+    """What an authenticated stream may do: the grant it holds, and where it came from."""
+
+    user_id: int
+    username: str
+    staff: bool
+    grant_id: int
+    grant_expires: datetime | None
+    client_id: int | None
+    scopes: frozenset[str]
+    credential: str  # "password" | "app-password" | "fast"
+    label: str  # the app password's label or the client's description, for logs and the portal
+    token: IssuedToken | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Refusal:
+    """The mechanism succeeded but the login is not allowed; ``condition`` is a SASL condition."""
+
+    condition: str
+    text: str
+
+
+def log_event(user: User | int | None, kind: str, detail: str, *, actor: str = "", address: str = "") -> None:
+    AuthEvent.objects.create(
+        user_id=user if isinstance(user, int) or user is None else user.pk,
+        kind=kind,
+        detail=detail[:500],
+        actor=actor[:200],
+        address=address[:100],
+    )
+
+
+# ---------------------------------------------------------------------- credentials for SASL
+def app_password_credentials(
+    user: User, hash_name: str, reference: ScramCredentials
+) -> list[ScramCredentials]:
+    """The live app passwords of ``user`` as SCRAM alternatives that share ``reference``'s salt."""
+    now = timezone.now()
+    rows = (
+        AppPassword.objects.filter(user=user, grant__revoked__isnull=True)
+        .filter(Q(grant__expires__isnull=True) | Q(grant__expires__gt=now))
+        .values_list("id", "scram")
+    )
+    result = []
+    for pk, data in rows:
+        entry = data.get(hash_name)
+        if not entry:
+            continue
+        creds = scram.from_json(entry)
+        if creds.salt != reference.salt or creds.iterations != reference.iterations:
+            continue  # made before the account's salt changed: usable over PLAIN only if it matches
+        result.append(
+            ScramCredentials(
+                salt=creds.salt,
+                iterations=creds.iterations,
+                stored_key=creds.stored_key,
+                server_key=creds.server_key,
+                credential_id=f"{APP_PASSWORD_PREFIX}{pk}",
+            )
+        )
+    return result
+
+
+def check_plain(user: User | None, username: str, password: str) -> str | None:
+    """PLAIN: which credential ``password`` is ("" account password, "app:N"), or None.
+
+    One SCRAM-SHA-256 derivation with the account's salt, then a constant-time comparison with
+    the account's StoredKey and every live app password's (all of them, whatever matches first).
+    Unknown accounts run the same derivation against fake credentials, so timing does not tell.
+    """
+    stored = user.scram_credentials("SHA-256") if user is not None else None
+    reference = stored or scram.fake_for(username, "SHA-256")
+    try:
+        derived = derive_credentials(
+            password, "SHA-256", salt=reference.salt, iterations=reference.iterations
+        )
+    except ValueError:  # not a valid SASLprep string
+        return None
+    if user is None or stored is None:
+        hmac.compare_digest(derived.stored_key, reference.stored_key)
+        return None
+    candidates = [("", stored.stored_key)] + [
+        (c.credential_id, c.stored_key) for c in app_password_credentials(user, "SHA-256", stored)
+    ]
+    found = None
+    for credential_id, key in candidates:
+        if hmac.compare_digest(derived.stored_key, key) and found is None:
+            found = credential_id
+    return found
+
+
+def fast_candidates(localpart: str | None, user_agent_id: str | None) -> list[TokenCandidate]:
+    """The live FAST tokens of this account's client ``user_agent_id`` (none for anyone else)."""
+    if localpart is None or not user_agent_id:
+        return []
+    now = timezone.now()
+    rows = FastToken.objects.filter(
+        client__user__username=localpart,
+        client__user__is_active=True,
+        client__user_agent_id=user_agent_id,
+        client__revoked__isnull=True,
+        client__grant__revoked__isnull=True,
+        expires__gt=now,
+    ).values_list("id", "key", "nonce", "mechanism")
+    return [
+        TokenCandidate(
+            credential_id=f"{FAST_PREFIX}{pk}",
+            key=tokens.unseal(bytes(key), bytes(nonce)),
+            mechanism=mechanism,
+        )
+        for pk, key, nonce, mechanism in rows
+    ]
+
+
+# ---------------------------------------------------------------------- login
+def authorize(
+    localpart: str,
+    *,
+    credential_id: str,
+    mechanism: str,
+    user_agent_id: str | None,
+    software: str | None = None,
+    device: str | None = None,
+    fast_request: str | None = None,
+    fast_invalidate: bool = False,
+    fast_count: int | None = None,
+    address: str = "",
+) -> Authorization | Refusal:
+    """Decide what a stream that just authenticated may do, and record the client and grant.
+
+    ``credential_id`` says what matched: "" the account password, "app:N" an app password,
+    "fast:N" a FAST token.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        user = User.objects.filter(username=localpart, is_active=True).first()
+        if user is None:
+            return Refusal(condition="account-disabled", text="this account is disabled")
+        if credential_id.startswith(APP_PASSWORD_PREFIX):
+            return _authorize_app_password(user, credential_id, fast_request, now)
+        if credential_id.startswith(FAST_PREFIX):
+            return _authorize_fast(
+                user, credential_id, user_agent_id or "", fast_request, fast_invalidate, fast_count, now
+            )
+        return _authorize_password(user, user_agent_id or "", software, device, fast_request, now)
+
+
+def _authorize_app_password(
+    user: User, credential_id: str, fast_request: str | None, now: datetime
+) -> Authorization | Refusal:
+    pk = int(credential_id.removeprefix(APP_PASSWORD_PREFIX))
+    app = AppPassword.objects.select_related("grant").filter(pk=pk, user=user).first()
+    if app is None or not app.grant.is_live(now):
+        return Refusal(condition="credentials-expired", text="this app password was revoked or has expired")
+    Grant.objects.filter(pk=app.grant.pk).update(last_used=now)
+    if fast_request:
+        # A token belongs to a client's grant, which an app password must never reach.
+        log.info("%s: no FAST token for an app-password session (%s)", user.username, app.label)
+    return Authorization(
+        user_id=user.pk,
+        username=user.username,
+        staff=user.is_staff,
+        grant_id=app.grant.pk,
+        grant_expires=app.grant.expires,
+        client_id=None,
+        scopes=access.session_scopes(app.grant.scopes, app_password=True, staff=user.is_staff),
+        credential="app-password",
+        label=app.label,
+    )
+
+
+def _authorize_fast(
+    user: User,
+    credential_id: str,
+    user_agent_id: str,
+    fast_request: str | None,
+    invalidate: bool,
+    count: int | None,
+    now: datetime,
+) -> Authorization | Refusal:
+    pk = int(credential_id.removeprefix(FAST_PREFIX))
+    token = FastToken.objects.select_related("client__grant").filter(pk=pk, client__user=user).first()
+    expired = Refusal(
+        condition="credentials-expired",
+        text="this token is not valid (expired, replaced or revoked); authenticate with your password",
+    )
+    if token is None or token.expires <= now or token.client.user_agent_id != user_agent_id:
+        return expired
+    client = token.client
+    grant = client.grant
+    if client.revoked is not None or grant is None or not grant.is_live(now):
+        return expired
+    if count is not None:
+        # XEP-0484 §4: a count must grow with every use of a token; an old one is a replay.
+        fresh = (
+            FastToken.objects.filter(pk=pk)
+            .filter(Q(last_count__isnull=True) | Q(last_count__lt=count))
+            .update(last_count=count)
+        )
+        if not fresh:
+            return Refusal(condition="not-authorized", text="this token count was already used")
+    if token.slot == FastToken.Slot.NEW:
+        # XEP-0484 §5: the new token is in use, so the older one is retired.
+        FastToken.objects.filter(client=client, slot=FastToken.Slot.CURRENT).delete()
+        FastToken.objects.filter(pk=pk).update(slot=FastToken.Slot.CURRENT)
+    issued: IssuedToken | None = None
+    if invalidate:
+        token.delete()
+        log_event(user, AuthEvent.Kind.TOKEN_INVALIDATED, f"by {client}")
+        if fast_request:
+            issued = _issue_token(client, fast_request, now)
+    elif fast_request:
+        issued = _issue_token(client, fast_request, now)
+    elif now - token.issued >= tokens.rotate_after():
+        issued = _issue_token(client, token.mechanism, now)
+    Client.objects.filter(pk=client.pk).update(last_seen=now, last_auth="fast")
+    Grant.objects.filter(pk=grant.pk).update(last_used=now)
+    return Authorization(
+        user_id=user.pk,
+        username=user.username,
+        staff=user.is_staff,
+        grant_id=grant.pk,
+        grant_expires=grant.expires,
+        client_id=client.pk,
+        scopes=access.session_scopes(grant.scopes, app_password=False, staff=user.is_staff),
+        credential="fast",
+        label=str(client),
+        token=issued,
+    )
+
+
+def _authorize_password(
+    user: User,
+    user_agent_id: str,
+    software: str | None,
+    device: str | None,
+    fast_request: str | None,
+    now: datetime,
+) -> Authorization | Refusal:
+    policy = user.xmpp_password_login
+    if policy == PasswordLogin.OFF:
+        return Refusal(
+            condition="not-authorized",
+            text="password logins over XMPP are turned off for this account: "
+            "use an app password, or a client that already holds a FAST token",
+        )
+    if policy == PasswordLogin.SECOND_FACTOR:
+        # Enforced for real once second factors exist as SASL2 tasks (the MFA issue).
+        return Refusal(
+            condition="not-authorized",
+            text="this account allows password logins only with a second factor, "
+            "and no second factor can be asked for on this server yet",
+        )
+    client, _ = Client.objects.get_or_create(
+        user=user, user_agent_id=user_agent_id, defaults={"first_seen": now, "last_seen": now}
+    )
+    client.last_seen = now
+    client.password_seen = now
+    client.last_auth = "password"
+    client.revoked = None
+    if software:
+        client.software = software[:256]
+    if device:
+        client.device = device[:256]
+    grant = client.grant
+    if grant is None or not grant.is_live(now):
+        role = "admin" if user.is_staff else "full"
+        grant = Grant.objects.create(
+            user=user, origin=Grant.Origin.PASSWORD, role=role, scopes=sorted(access.ROLES[role])
+        )
+        client.grant = grant
+    client.save()
+    Grant.objects.filter(pk=grant.pk).update(last_used=now)
+    issued = _issue_token(client, fast_request, now) if fast_request and user_agent_id else None
+    return Authorization(
+        user_id=user.pk,
+        username=user.username,
+        staff=user.is_staff,
+        grant_id=grant.pk,
+        grant_expires=grant.expires,
+        client_id=client.pk,
+        scopes=access.session_scopes(grant.scopes, app_password=False, staff=user.is_staff),
+        credential="password",
+        label=str(client),
+        token=issued,
+    )
+
+
+def _issue_token(client: Client, mechanism: str, now: datetime) -> IssuedToken:
+    """A new token in the client's ``new`` slot (an unused earlier one is replaced)."""
+    token = tokens.new_token()
+    masked, nonce = tokens.seal(tokens.hmac_key(token))
+    expires = now + tokens.token_lifetime()
+    FastToken.objects.filter(client=client, slot=FastToken.Slot.NEW).delete()
+    FastToken.objects.create(
+        client=client,
+        slot=FastToken.Slot.NEW,
+        mechanism=mechanism,
+        key=masked,
+        nonce=nonce,
+        issued=now,
+        expires=expires,
+    )
+    log_event(client.user_id, AuthEvent.Kind.TOKEN_ISSUED, f"{mechanism} token for {client}")
+    return IssuedToken(token=token, expiry=tokens.xep0082(expires), mechanism=mechanism)
+
+
+def login_failed(localpart: str | None, mechanism: str, condition: str, address: str) -> None:
+    """Security log entry for a failed login of an existing account (unknown names are not kept)."""
+    if localpart is None:
+        return
+    user_id = User.objects.filter(username=localpart).values_list("id", flat=True).first()
+    if user_id is not None:
+        log_event(user_id, AuthEvent.Kind.LOGIN_FAILED, f"{mechanism}: {condition}", address=address)
+
+
+# ---------------------------------------------------------------------- sessions
+def open_session(
+    auth: Authorization,
+    *,
+    jid: str,
+    transport: str,
+    address: str,
+    mechanism: str,
+    node: str,
+    factors: list[str] | None = None,
+) -> int:
+    """Record a bound stream (and the login in the security log); returns the session id."""
+    session = Session.objects.create(
+        user_id=auth.user_id,
+        grant_id=auth.grant_id,
+        client_id=auth.client_id,
+        jid=jid,
+        transport=transport,
+        address=address,
+        mechanism=mechanism,
+        credential=auth.credential,
+        factors=factors or [],
+        node=node,
+    )
+    what = {"password": "password", "app-password": f"app password {auth.label!r}", "fast": "FAST token"}
+    log_event(
+        auth.user_id,
+        AuthEvent.Kind.LOGIN,
+        f"{jid} with {mechanism} ({what[auth.credential]}) over {transport}",
+        address=address,
+    )
+    return session.pk
+
+
+def close_session(session_id: int, reason: str) -> None:
+    now = timezone.now()
+    Session.objects.filter(pk=session_id, ended__isnull=True).update(
+        ended=now, last_activity=now, end_reason=reason[:200]
+    )
+
+
+def touch_session(session_id: int) -> None:
+    Session.objects.filter(pk=session_id).update(last_activity=timezone.now())
+
+
+def close_node_sessions(node: str, reason: str = "the server stopped") -> int:
+    """At start-up: sessions this node left open when it last stopped are over."""
+    now = timezone.now()
+    return Session.objects.filter(node=node, ended__isnull=True).update(ended=now, end_reason=reason)
+
+
+# ---------------------------------------------------------------------- app passwords
+@dataclass(frozen=True, kw_only=True)
+class NewAppPassword:
+    app_password: AppPassword
+    secret: str = field(repr=False)  # shown once, never stored
+
+
+def create_app_password(
+    user: User,
+    label: str,
+    scopes: list[str] | frozenset[str],
+    *,
+    expires: datetime | None = None,
+    role: str = "",
+    actor: str = "",
+) -> NewAppPassword:
+    """A new app password with exactly ``scopes`` (never ``admin`` or ``clients.manage``).
+
+    Raises ValueError with a message for a person for bad input.
+    """
+    label = label.strip()
+    if not label:
+        raise ValueError("an app password needs a label (what it is for, e.g. 'backup bot')")
+    if len(label) > 100:
+        raise ValueError("the label is longer than 100 characters")
+    chosen = access.validate_scopes(scopes, app_password=True)
+    if not chosen:
+        raise ValueError("an app password needs at least one scope")
+    if expires is not None and expires <= timezone.now():
+        raise ValueError("the expiry is in the past")
+    if not user.scram:
+        raise ValueError("the account has no password yet; set one first")
+    secret = tokens.new_app_password()
+    keys: dict[str, Any] = {}
+    for hash_name, entry in user.scram.items():
+        reference = scram.from_json(entry)
+        keys[hash_name] = scram.to_json(
+            derive_credentials(secret, hash_name, salt=reference.salt, iterations=reference.iterations)
+        )
+    with transaction.atomic():
+        grant = Grant.objects.create(
+            user=user, origin=Grant.Origin.APP_PASSWORD, role=role, scopes=sorted(chosen), expires=expires
+        )
+        app = AppPassword.objects.create(user=user, grant=grant, label=label, scram=keys)
+        log_event(
+            user,
+            AuthEvent.Kind.APP_PASSWORD_CREATED,
+            f"{label!r} with {', '.join(sorted(chosen))}"
+            + (f", expires {expires:%Y-%m-%d %H:%M} UTC" if expires else ""),
+            actor=actor,
+        )
+    return NewAppPassword(app_password=app, secret=secret)
+
+
+def expiry_from_days(days: float | None) -> datetime | None:
+    return None if not days else timezone.now() + timedelta(days=days)
+
+
+def node_name() -> str:
+    return str(settings.XMPP_NODE)

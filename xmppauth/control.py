@@ -1,0 +1,127 @@
+"""The serving process's ear for control messages: revocations, from the channel layer and the table.
+
+One listener per process (not one channel per stream): it joins the channel-layer group
+``xmppauth.control`` and also polls the ``Revocation`` table every ``XMPP_REVOCATION_POLL_MS``.
+Either way a revocation is applied once, to the sessions of its account in this process's
+router — hibernating stream-management sessions included, so a revoked session cannot be
+resumed either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.utils import timezone
+
+from sessions_acl.revocation import CONTROL_GROUP
+from xmppauth.proto.jid import JID
+from xmppauth.router import ROUTER
+
+log = logging.getLogger("xmppauth.control")
+
+WINDOW = timedelta(seconds=60)  # how far back the poll looks (commits can land out of id order)
+GROUP_REFRESH = 3600.0  # channel layers expire group membership (a day by default); renew hourly
+
+
+@database_sync_to_async  # type: ignore[untyped-decorator]
+def _recent(since: Any) -> list[dict[str, object]]:
+    from sessions_acl.models import Revocation
+
+    return [r.message() for r in Revocation.objects.filter(created__gte=since).order_by("id")]
+
+
+@database_sync_to_async  # type: ignore[untyped-decorator]
+def _prune() -> None:
+    from sessions_acl.models import Revocation
+
+    Revocation.objects.filter(created__lt=timezone.now() - timedelta(days=1)).delete()
+
+
+class Control:
+    def __init__(self) -> None:
+        self._applied: dict[int, float] = {}
+        self._started = timezone.now()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [asyncio.ensure_future(self._listen()), asyncio.ensure_future(self._poll())]
+
+    async def _listen(self) -> None:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        channel = await layer.new_channel("xmppauth.control.")
+        joined = 0.0
+        while True:
+            try:
+                if time.monotonic() - joined > GROUP_REFRESH:
+                    await layer.group_add(CONTROL_GROUP, channel)
+                    joined = time.monotonic()
+                message = await layer.receive(channel)
+                if message.get("type") == "control.revoke":
+                    await self.apply(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("control channel failed; retrying in 1 s (the poll still runs)")
+                joined = 0.0
+                await asyncio.sleep(1)
+
+    async def _poll(self) -> None:
+        interval = settings.XMPP_REVOCATION_POLL_MS / 1000
+        last_prune = time.monotonic()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                since = max(self._started, timezone.now() - WINDOW)
+                for message in await _recent(since):
+                    await self.apply(message)
+                if time.monotonic() - last_prune > 3600:
+                    last_prune = time.monotonic()
+                    await _prune()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("revocation poll failed; retrying")
+
+    async def apply(self, message: dict[str, Any]) -> int:
+        """Close the streams a revocation names; returns how many."""
+        key = int(message["id"])
+        now = time.monotonic()
+        if key in self._applied:
+            return 0
+        self._applied[key] = now
+        if len(self._applied) > 1000:
+            horizon = now - WINDOW.total_seconds() * 2
+            self._applied = {k: t for k, t in self._applied.items() if t > horizon}
+        bare = JID(str(message["username"]), settings.XMPP_DOMAIN)
+        session_ids = set(message.get("session_ids") or ())
+        grant_ids = set(message.get("grant_ids") or ())
+        everything = bool(message.get("all_sessions"))
+        spared = message.get("except_session")
+        text = str(message.get("text") or "revoked")
+        closed = 0
+        for session in list(ROUTER.resources(bare).values()):
+            sid = getattr(session, "session_id", None)
+            gid = getattr(session, "grant_id", None)
+            hit = (
+                (sid is not None and sid in session_ids)
+                or (gid is not None and gid in grant_ids)
+                or (everything and sid != spared)
+            )
+            if hit:
+                closed += 1
+                await session.revoke(text)
+        if closed:
+            log.info("revocation %s closed %d stream(s) of %s: %s", key, closed, bare, text)
+        return closed
+
+
+CONTROL = Control()
