@@ -20,10 +20,10 @@ from channels.exceptions import StopConsumer
 from django.conf import settings
 from lxml import etree
 
-from sessions_acl.access import SessionAccess
+from sessions_acl.access import ROSTER_READ, SessionAccess
 from sessions_acl.cam import NS as CAM
 from sessions_acl.services import Authorization, Refusal
-from xmppauth import services
+from xmppauth import adhoc, roster, services
 from xmppauth.proto import events as ev
 from xmppauth.proto import ns, upgrade
 from xmppauth.proto.errors import SaslCondition, StanzaErrorCondition, StreamError, StreamErrorCondition
@@ -49,7 +49,7 @@ def stream_config() -> StreamConfig:
         allow_plain=settings.XMPP_SASL_PLAIN,
         sm_resume_seconds=settings.XMPP_SM_RESUME_SECONDS,
         fast=True,
-        driver_iq_namespaces=frozenset({CAM}),
+        driver_iq_namespaces=frozenset({CAM, roster.NS, adhoc.NS}),
         extra_account_features=(CAM,),
     )
 
@@ -99,6 +99,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         self._end_reason = ""
         self._grant_timer: asyncio.TimerHandle | None = None
         self._transport = "websocket"
+        self.roster_requested = False  # RFC 6121 §2.1.6: an "interested resource" gets roster pushes
         self._address = ""
 
     async def dispatch(self, message: dict[str, Any]) -> None:
@@ -357,11 +358,53 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         return self.auth.grant_id if self.auth is not None else None
 
     async def _iq_request(self, event: ev.IqRequest) -> None:
-        """Requests the core hands over: XEP-0494 client access management."""
+        """Requests the core hands over: roster, XEP-0494 client management, XEP-0133 commands."""
         stream = self.stream
         assert stream is not None
         assert self.auth is not None
+        assert self.jid is not None
         stanza, payload = event.stanza, event.payload
+        namespace = etree.QName(payload).namespace
+        if namespace == roster.NS:
+            outcome = await roster.handle(self.auth.user_id, self.jid, stanza, payload)
+            if stanza.get("type") == "get" and outcome.reply.get("type") == "result":
+                self.roster_requested = True
+            await self._answer(outcome.reply)
+            if outcome.push is not None:
+                await self._roster_push(outcome.push)
+            return
+        if namespace == adhoc.NS:
+            reply = await adhoc.handle(
+                stanza, payload, actor=f"{self.jid} (XEP-0133)", online=ROUTER.online_counts
+            )
+            await self._answer(reply)
+            return
+        await self._client_management(stanza, payload)
+
+    async def _answer(self, reply: etree._Element) -> None:
+        if self.stream is not None and not self._closed:
+            self.stream.send_stanza(reply)
+            await self._flush()
+
+    async def _roster_push(self, push: etree._Element) -> None:
+        """RFC 6121 §2.1.6: every interested resource of the account hears of the change."""
+        assert self.jid is not None
+        for session in list(ROUTER.resources(self.jid.bare).values()):
+            if (
+                isinstance(session, StreamConsumer)
+                and session.roster_requested
+                and session.access is not None
+                and session.access.allows(ROSTER_READ)
+                and session.jid is not None
+            ):
+                iq = roster.push_iq(push, session.jid, f"push-{secrets.token_hex(6)}")
+                await session.deliver(serialize(iq))
+
+    async def _client_management(self, stanza: etree._Element, payload: etree._Element) -> None:
+        """XEP-0494: list the account's clients, or revoke one."""
+        stream = self.stream
+        assert stream is not None
+        assert self.auth is not None
         iq_type = stanza.get("type")
         local = etree.QName(payload).localname
         reply = etree.Element(ns.qname(ns.CLIENT, "iq"), nsmap=ns.default(ns.CLIENT))

@@ -24,3 +24,37 @@ class OfflineMessage(models.Model):
 
     def __str__(self) -> str:
         return f"offline message for {self.user_id} from {self.created:%Y-%m-%d %H:%M}"
+
+
+class RosterItem(models.Model):
+    """One contact in an account's roster (RFC 6121 §2.1.2).
+
+    ``jid`` is the contact's bare JID, prepared (RFC 7622), so comparisons are plain string
+    equality. ``subscription`` and ``ask`` carry the presence subscription state of RFC 6121 §3;
+    until presence subscriptions are implemented they stay ``none`` and ``False``, and a roster
+    set never changes them (RFC 6121 §2.1.2.5: the server ignores ``subscription`` in a roster
+    set unless it is ``remove``).
+    """
+
+    class Subscription(models.TextChoices):
+        NONE = "none"
+        TO = "to"
+        FROM = "from"
+        BOTH = "both"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="roster_items")
+    jid = models.CharField(max_length=3071)
+    name = models.CharField(max_length=1023, blank=True)
+    groups = models.JSONField(default=list, blank=True)
+    subscription = models.CharField(max_length=4, choices=Subscription.choices, default=Subscription.NONE)
+    ask = models.BooleanField(default=False, help_text="A subscription request is pending (ask='subscribe').")
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "jid"], name="one_roster_item_per_jid")]
+        ordering = ("jid",)
+
+    def __str__(self) -> str:
+        label = f"{self.name} <{self.jid}>" if self.name else self.jid
+        return f"{label} in the roster of {self.user_id}"

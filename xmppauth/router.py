@@ -72,6 +72,10 @@ class Router:
     def session_count(self) -> int:
         return sum(len(r) for r in self._accounts.values())
 
+    def online_counts(self) -> tuple[int, int]:
+        """(accounts with a session, sessions) in this process (XEP-0133 statistics)."""
+        return len(self._accounts), self.session_count()
+
     async def bind(self, session: Session, localpart: str, domain: str, wish: str | None) -> str:
         """Pick the resource for a new session and take it from any older holder."""
         bare = JID(localpart, domain)

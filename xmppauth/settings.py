@@ -183,3 +183,5 @@ XMPP_NODE = os.environ.get("XMPP_NODE", "").strip() or socket.gethostname()
 # How often each process looks in the database for revocations it may not have heard of on the
 # channel layer (the in-memory layer does not cross processes), in milliseconds.
 XMPP_REVOCATION_POLL_MS = _env_int("XMPP_REVOCATION_POLL_MS", 250, minimum=20)
+# RFC 6121 §2: how many contacts a roster may hold
+XMPP_MAX_ROSTER_ITEMS = _env_int("XMPP_MAX_ROSTER_ITEMS", 1000, minimum=1)

@@ -24,6 +24,7 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -505,3 +506,47 @@ async def test_the_client_reports_bad_usage_without_connecting(installed: None) 
     out, _ = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 2
     assert json.loads(out)["stage"] == "usage"
+
+
+# ------------------------------------------------------------------------------------------ FAST (XEP-0484)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_xmppjs_gets_a_fast_token_and_reconnects_with_it_instead_of_the_password(
+    server: Server, transport: str, tmp_path: Path
+) -> None:
+    token_file = tmp_path / "token.json"
+    ua = str(uuid.uuid4())
+    first = await xmppjs(server, transport, "alice", "presence", token_file=str(token_file), user_agent_id=ua)
+    assert first.returncode == 0, first.explain()
+    attempts = first.of("authenticate")
+    assert len(attempts) == 1, first.explain()
+    attempt = attempts[0]
+    assert attempt["requestToken"] == "HT-SHA-256-NONE", first.explain()  # no token yet: it asks for one
+    saved = first.of("token")
+    assert len(saved) == 1, first.explain()
+    assert saved[0]["mechanism"] == "HT-SHA-256-NONE", first.explain()
+    assert token_file.exists()
+
+    # The password is wrong now: only the token can let it in.
+    second = await xmppjs(
+        server, transport, "alice", "presence", password="wrong", token_file=str(token_file), user_agent_id=ua
+    )
+    assert second.returncode == 0, second.explain()
+    [attempt] = second.of("authenticate")
+    assert attempt["mechanism"] == "HT-SHA-256-NONE", second.explain()
+    assert attempt["fast"] is True, second.explain()
+    assert second.jid.startswith("alice@localhost/"), second.explain()
+    assert second.sasl_profile() == "sasl2", second.explain()
+
+    # Another installation (user-agent id) cannot use this token.
+    third = await xmppjs(
+        server,
+        transport,
+        "alice",
+        password="wrong",
+        token_file=str(token_file),
+        user_agent_id=str(uuid.uuid4()),
+    )
+    assert third.returncode == 1, third.explain()
+    failures = [e for e in third.of("nonza") if e["name"] == "failure"]
+    assert failures, third.explain()
+    assert third.of("token-deleted"), third.explain()  # credentials-expired: xmpp.js drops it

@@ -244,6 +244,8 @@ async function main({ opts, actions }) {
       xml("device", {}, "test runner"),
     ),
   });
+  // xmpp.js saves a token from <success/> without waiting for it: keep the last write to await at the end.
+  let tokenWrite = Promise.resolve();
   if (opts["token-file"]) {
     const fs = await import("node:fs/promises");
     const file = opts["token-file"];
@@ -254,9 +256,11 @@ async function main({ opts, actions }) {
         return undefined;
       }
     };
-    xmpp.fast.saveToken = async (token) => {
-      await fs.writeFile(file, JSON.stringify(token));
-      emit({ event: "token", mechanism: token.mechanism, expiry: token.expiry });
+    xmpp.fast.saveToken = (token) => {
+      tokenWrite = fs.writeFile(file, JSON.stringify(token)).then(() => {
+        emit({ event: "token", mechanism: token.mechanism, expiry: token.expiry });
+      });
+      return tokenWrite;
     };
     xmpp.fast.deleteToken = async () => {
       await fs.rm(file, { force: true });
@@ -523,6 +527,7 @@ async function main({ opts, actions }) {
     }
     stage = "stop";
     stopping = true;
+    await tokenWrite;
     await xmpp.stop();
     emit({ event: "offline" });
   } catch (err) {

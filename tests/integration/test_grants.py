@@ -1,0 +1,502 @@
+"""Per-session grants on real streams: every scope allowed and refused, revocation end to end, FAST.
+
+The server runs in its own process (``manage.py serve``); app passwords, revocations and listings
+go through the management commands, which are separate processes that reach the server through
+the database (the embedded in-memory channel layer does not cross processes); revocations made
+over XMPP (XEP-0494) travel through the server's channel layer.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.integration.rawclient import RawClient, parse_stream_error
+from tests.integration.server import Server, running_server
+
+pytestmark = pytest.mark.integration
+
+SASL2 = "urn:xmpp:sasl:2"
+FAST = "urn:xmpp:fast:0"
+CAM = "urn:xmpp:cam:0"
+ROSTER = "jabber:iq:roster"
+COMMANDS = "http://jabber.org/protocol/commands"
+STANZA_ERRORS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with running_server(tmp_path_factory.mktemp("grants"), XMPP_SM_RESUME_SECONDS="30") as srv:
+        done = srv.manage("adduser", "root", "rootpass", "--staff")
+        assert done.returncode == 0, done.stderr
+        yield srv
+
+
+def manage(server: Server, *args: str) -> str:
+    done = server.manage(*args)
+    assert done.returncode == 0, done.stderr + done.stdout
+    return done.stdout
+
+
+def app_password(
+    server: Server, user: str, label: str, *scopes: str, expires_days: float | None = None
+) -> tuple[int, str]:
+    extra = ["--expires-days", str(expires_days)] if expires_days is not None else []
+    out = manage(server, "apppassword", "create", user, label, "--scopes", ",".join(scopes), *extra)
+    match = re.search(r"app password (\d+) for \S+ \(.*\): (\S+)", out)
+    assert match, out
+    return int(match.group(1)), match.group(2)
+
+
+class Session:
+    """A SASL2 + Bind2 session over direct TLS, authenticated with PLAIN."""
+
+    def __init__(
+        self,
+        server: Server,
+        user: str,
+        secret: str,
+        *,
+        ua: str | None = None,
+        software: str = "grant tests",
+        extra: str = "",
+    ) -> None:
+        self.raw = RawClient(server.c2s_tls, direct_tls=True)
+        self.raw.open_stream()
+        self.ua = ua or str(uuid.uuid4())
+        token = base64.b64encode(f"\0{user}\0{secret}".encode()).decode()
+        self.raw.send(
+            f"<authenticate xmlns='{SASL2}' mechanism='PLAIN'><initial-response>{token}</initial-response>"
+            f"<user-agent id='{self.ua}'><software>{software}</software></user-agent>"
+            f"<bind xmlns='urn:xmpp:bind:0'><tag>t</tag></bind>{extra}</authenticate>"
+        )
+        self.reply = self.raw.read_until(rb"</stream:features>|</failure>")
+        self.ok = b"<success" in self.reply
+        match = re.search(rb"<authorization-identifier>([^<]+)</authorization-identifier>", self.reply)
+        self.jid = match.group(1).decode() if match else ""
+
+    def send(self, data: str) -> None:
+        self.raw.send(data)
+
+    def expect(self, pattern: str, timeout: float = 5.0) -> bytes:
+        """Read up to ``pattern``; attribute quotes are normalised to ' for the checks."""
+        return self.raw.read_until(pattern.encode(), timeout=timeout).replace(b'"', b"'")
+
+    def quiet(self, seconds: float = 0.4) -> bytes:
+        """What arrives within ``seconds`` (expected: nothing)."""
+        deadline = time.monotonic() + seconds
+        data = b""
+        while time.monotonic() < deadline:
+            data += self.raw._recv_some(deadline - time.monotonic())
+        data, self.raw.buffer = self.raw.buffer + data, b""
+        return data
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def forbidden(reply: bytes, scope: str) -> None:
+    assert b"type='error'" in reply, reply
+    assert b"<forbidden" in reply, reply
+    assert scope.encode() in reply, reply  # the text names the missing scope
+
+
+@pytest.fixture
+def bob(server: Server) -> Iterator[Session]:
+    session = Session(server, "bob", "builder")
+    assert session.ok, session.reply
+    session.send("<presence/>")
+    session.expect("</presence>|<presence[^>]*/>")
+    yield session
+    session.close()
+
+
+# ---------------------------------------------------------------------- one positive, one negative per scope
+def test_messages_send_allows_sending(server: Server, bob: Session) -> None:
+    _, secret = app_password(server, "alice", "sender", "messages.send")
+    bot = Session(server, "alice", secret)
+    assert bot.ok, bot.reply
+    bot.send(f"<message to='{bob.jid}' type='chat' id='m1'><body>hello from the bot</body></message>")
+    assert b"hello from the bot" in bob.expect("</message>")
+    bot.close()
+
+
+def test_without_messages_send_a_message_is_refused_and_not_delivered(server: Server, bob: Session) -> None:
+    _, secret = app_password(server, "alice", "no-send", "presence")
+    bot = Session(server, "alice", secret)
+    bot.send(f"<message to='{bob.jid}' type='chat' id='m2'><body>should not arrive</body></message>")
+    forbidden(bot.expect("</message>"), "messages.send")
+    assert b"should not arrive" not in bob.quiet()
+    bot.close()
+
+
+def test_messages_receive_allows_receiving(server: Server, bob: Session) -> None:
+    _, secret = app_password(server, "alice", "reader", "messages.receive")
+    reader = Session(server, "alice", secret)
+    bob.send(f"<message to='{reader.jid}' type='chat'><body>for the reader</body></message>")
+    assert b"for the reader" in reader.expect("</message>")
+    reader.close()
+
+
+def test_without_messages_receive_nothing_is_delivered_and_the_sender_is_told(
+    server: Server, bob: Session
+) -> None:
+    _, secret = app_password(server, "alice", "deaf", "messages.send")
+    deaf = Session(server, "alice", secret)
+    bob.send(f"<message to='{deaf.jid}' type='chat' id='m3'><body>unheard</body></message>")
+    reply = bob.expect("</message>")
+    assert b"service-unavailable" in reply, reply
+    assert b"type='error'" in reply, reply
+    assert b"unheard" not in deaf.quiet()
+    deaf.close()
+
+
+def test_presence_allows_sending_and_receiving_presence(server: Server) -> None:
+    _, secret = app_password(server, "alice", "status", "presence")
+    status = Session(server, "alice", secret)
+    status.send("<presence><show>away</show></presence>")
+    assert b"<show>away</show>" in status.expect("</presence>")  # RFC 6121 §4.2.2: the broadcast includes us
+    status.close()
+
+
+def test_without_presence_presence_is_refused(server: Server) -> None:
+    _, secret = app_password(server, "alice", "no-presence", "messages.send")
+    bot = Session(server, "alice", secret)
+    bot.send("<presence/>")
+    forbidden(bot.expect("</presence>"), "presence")
+    bot.close()
+
+
+def test_roster_read_allows_reading_the_roster(server: Server) -> None:
+    _, secret = app_password(server, "alice", "roster-reader", "roster.read")
+    reader = Session(server, "alice", secret)
+    reader.send(f"<iq type='get' id='r1'><query xmlns='{ROSTER}'/></iq>")
+    reply = reader.expect("</iq>|<iq[^>]*/>")
+    assert b"type='result'" in reply, reply
+    assert ROSTER.encode() in reply, reply
+    reader.close()
+
+
+def test_without_roster_read_the_roster_is_refused(server: Server) -> None:
+    _, secret = app_password(server, "alice", "no-roster", "messages.send")
+    bot = Session(server, "alice", secret)
+    bot.send(f"<iq type='get' id='r2'><query xmlns='{ROSTER}'/></iq>")
+    forbidden(bot.expect("</iq>"), "roster.read")
+    bot.close()
+
+
+def test_roster_write_allows_changing_the_roster(server: Server) -> None:
+    _, secret = app_password(server, "alice", "roster-writer", "roster.write", "roster.read")
+    writer = Session(server, "alice", secret)
+    writer.send(f"<iq type='get' id='w0'><query xmlns='{ROSTER}'/></iq>")  # now an interested resource
+    writer.expect("id=.w0.[^>]*?(/>|>.*?</iq>)")
+    writer.send(
+        f"<iq type='set' id='w1'><query xmlns='{ROSTER}'><item jid='carol@localhost' name='Carol'/></query></iq>"
+    )
+    reply = writer.expect("id=.w1.[^>]*?(/>|>.*?</iq>)")
+    assert b"type='result'" in reply, reply
+    push = writer.expect("<item [^>]*carol@localhost[^>]*/>.*?</iq>")  # RFC 6121 §2.1.6 roster push
+    assert b"type='set'" in push, push
+    writer.send(f"<iq type='get' id='w3'><query xmlns='{ROSTER}'/></iq>")
+    listing = writer.expect("id=.w3.[^>]*?(/>|>.*?</iq>)")
+    assert b"jid='carol@localhost'" in listing, listing
+    assert b"name='Carol'" in listing, listing
+    writer.close()
+
+
+def test_without_roster_write_the_roster_cannot_change(server: Server) -> None:
+    _, secret = app_password(server, "alice", "roster-ro", "roster.read")
+    reader = Session(server, "alice", secret)
+    reader.send(
+        f"<iq type='set' id='w2'><query xmlns='{ROSTER}'><item jid='mallory@localhost'/></query></iq>"
+    )
+    forbidden(reader.expect("</iq>"), "roster.write")
+    reader.close()
+
+
+def test_clients_manage_allows_listing_clients(server: Server) -> None:
+    owner = Session(server, "alice", "wonderland", software="owner")
+    owner.send(f"<iq type='get' id='c1'><list xmlns='{CAM}'/></iq>")
+    reply = owner.expect("</iq>")
+    assert b"<clients" in reply, reply
+    assert b"owner" in reply, reply
+    owner.close()
+
+
+def test_an_app_password_can_never_manage_clients(server: Server) -> None:
+    _, secret = app_password(
+        server,
+        "alice",
+        "everything-allowed",
+        "messages.send",
+        "messages.receive",
+        "presence",
+        "roster.read",
+        "roster.write",
+    )
+    bot = Session(server, "alice", secret)
+    bot.send(f"<iq type='get' id='c2'><list xmlns='{CAM}'/></iq>")
+    forbidden(bot.expect("</iq>"), "clients.manage")
+    bot.close()
+    done = server.manage("apppassword", "create", "alice", "sneaky", "--scopes", "clients.manage")
+    assert done.returncode != 0
+    assert "can never carry clients.manage" in done.stderr
+
+
+ONLINE_NUM = (
+    f"<iq type='set' id='a1' to='localhost'><command xmlns='{COMMANDS}' action='execute' "
+    "node='http://jabber.org/protocol/admin#get-online-users-num'/></iq>"
+)
+
+
+def test_admin_allows_server_administration_to_staff(server: Server) -> None:
+    root = Session(server, "root", "rootpass")
+    root.send(ONLINE_NUM)
+    reply = root.expect("</iq>")
+    assert b"status='completed'" in reply or b'status="completed"' in reply, reply
+    assert b"onlineusersnum" in reply
+    root.close()
+
+
+def test_without_admin_server_administration_is_refused(server: Server) -> None:
+    alice = Session(server, "alice", "wonderland")
+    alice.send(ONLINE_NUM)
+    forbidden(alice.expect("</iq>"), "admin")
+    alice.close()
+
+
+def test_a_bot_limited_to_messages_send_is_refused_everything_else(server: Server, bob: Session) -> None:
+    _, secret = app_password(server, "alice", "bot", "messages.send")
+    bot = Session(server, "alice", secret)
+    bot.send(f"<message to='{bob.jid}' type='chat'><body>bot says hi</body></message>")
+    assert b"bot says hi" in bob.expect("</message>")
+    refused = {
+        "presence": "<presence/>",
+        "roster.read": f"<iq type='get' id='x1'><query xmlns='{ROSTER}'/></iq>",
+        "roster.write": f"<iq type='set' id='x2'><query xmlns='{ROSTER}'><item jid='eve@localhost'/></query></iq>",
+        "clients.manage": f"<iq type='get' id='x3'><list xmlns='{CAM}'/></iq>",
+        "admin": ONLINE_NUM.replace("id='a1'", "id='x4'"),
+        "messages.receive": "<iq type='set' id='x5'><enable xmlns='urn:xmpp:carbons:2'/></iq>",
+    }
+    for scope, stanza in refused.items():
+        bot.send(stanza)
+        forbidden(bot.expect("</presence>|</iq>"), scope)
+    bob.send(f"<message to='{bot.jid}' type='chat'><body>no reply expected</body></message>")
+    assert b"no reply expected" not in bot.quiet()
+    bot.close()
+
+
+# ---------------------------------------------------------------------- account policy
+def test_password_logins_off_refuses_the_password_with_a_reason_and_admits_app_passwords(
+    server: Server,
+) -> None:
+    manage(server, "adduser", "erin", "erinpass", "--password-login", "off")
+    refused = Session(server, "erin", "erinpass")
+    assert not refused.ok
+    assert b"<not-authorized" in refused.reply, refused.reply
+    assert b"turned off" in refused.reply, refused.reply
+    _, secret = app_password(server, "erin", "bot", "messages.send")
+    assert Session(server, "erin", secret).ok
+
+
+# ---------------------------------------------------------------------- revocation, end to end
+def session_ids(server: Server, user: str) -> dict[str, tuple[int, int]]:
+    """jid -> (session id, grant id) of the live sessions of ``user``."""
+    out = manage(server, "listsessions", "--user", user)
+    result = {}
+    for line in out.splitlines()[1:]:
+        cells = line.split()
+        if len(cells) > 6 and cells[0].isdigit():
+            result[cells[1]] = (int(cells[0]), int(cells[-5]) if cells[-5].isdigit() else 0)
+    return result
+
+
+def closed_within(session: Session, started: float, limit: float = 1.0) -> tuple[str, float]:
+    data = session.raw.read_to_close(timeout=5)
+    elapsed = time.monotonic() - started
+    condition = parse_stream_error(data)
+    assert condition == "policy-violation", data
+    assert elapsed < limit, f"closed {elapsed:.3f} s after the revocation committed"
+    text = re.search(rb"<text[^>]*>([^<]*)</text>", data)
+    return (text.group(1).decode() if text else ""), elapsed
+
+
+def test_revoking_a_session_from_the_command_line_closes_it_within_a_second(server: Server) -> None:
+    victim = Session(server, "carol", "singer")
+    other = Session(server, "carol", "singer")
+    sid, _ = session_ids(server, "carol")[victim.jid]
+    done = server.manage("revoke", "session", str(sid), "--reason", "testing")
+    started = time.monotonic()
+    assert done.returncode == 0, done.stderr
+    text, _ = closed_within(victim, started)
+    assert "ended by the operator" in text
+    assert "testing" in text
+    other.send("<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+    assert b"type='result'" in other.expect("</iq>|<iq[^>]*/>")  # the other session lives on
+    listing = manage(server, "listsessions", "--user", "carol", "--all")
+    assert "ended by the operator" in listing
+    other.close()
+
+
+def test_revoking_an_app_password_closes_its_sessions_and_it_stops_working(server: Server) -> None:
+    app_id, secret = app_password(server, "carol", "doomed", "messages.send")
+    bot = Session(server, "carol", secret)
+    assert bot.ok
+    done = server.manage("revoke", "app-password", str(app_id))
+    started = time.monotonic()
+    assert done.returncode == 0, done.stderr
+    text, _ = closed_within(bot, started)
+    assert "app password was revoked" in text
+    again = Session(server, "carol", secret)
+    assert not again.ok
+    assert b"<not-authorized" in again.reply
+
+
+def test_revoking_a_grant_closes_every_session_holding_it(server: Server) -> None:
+    ua = str(uuid.uuid4())
+    first = Session(server, "carol", "singer", ua=ua)
+    _, grant_id = session_ids(server, "carol")[first.jid]
+    done = server.manage("revoke", "grant", str(grant_id))
+    started = time.monotonic()
+    assert done.returncode == 0, done.stderr
+    text, _ = closed_within(first, started)
+    assert "grant was revoked" in text
+
+
+def test_a_client_revokes_another_over_xep0494_and_its_stream_closes_at_once(server: Server) -> None:
+    phone = Session(
+        server,
+        "alice",
+        "wonderland",
+        software="phone-app",
+        extra=f"<request-token xmlns='{FAST}' mechanism='HT-SHA-256-NONE'/>",
+    )
+    assert b"<token" in phone.reply
+    token = re.search(rb"token='([^']+)'", phone.reply).group(1).decode()  # type: ignore[union-attr]
+    laptop = Session(server, "alice", "wonderland", software="laptop-app")
+    laptop.send(f"<iq type='get' id='l1'><list xmlns='{CAM}'/></iq>")
+    listing = laptop.expect("</iq>").decode()
+    phone_id = re.search(r"<client [^>]*id=.(c\d+).[^>]*>(?:(?!</client>).)*phone-app", listing, re.S)
+    assert phone_id, listing
+    laptop.send(f"<iq type='set' id='l2'><revoke xmlns='{CAM}' id='{phone_id.group(1)}'/></iq>")
+    started = time.monotonic()
+    text, _ = closed_within(phone, started)
+    assert "client was revoked" in text
+    assert "XEP-0494" in text
+    answer = laptop.expect("</iq>")
+    assert b"password-reset-required" in answer, answer  # it had used the password
+    # Its FAST token died with the commit.
+    fast = fast_login(server, "alice", token, phone.ua)
+    assert b"credentials-expired" in fast, fast
+    laptop.close()
+
+
+def test_a_password_change_ends_the_other_sessions_with_a_reason(server: Server) -> None:
+    manage(server, "adduser", "dave", "old-password")
+    victim = Session(server, "dave", "old-password")
+    done = server.manage("adduser", "dave", "new-password")
+    started = time.monotonic()
+    assert done.returncode == 0
+    text, _ = closed_within(victim, started)
+    assert "password was changed" in text
+    assert Session(server, "dave", "new-password").ok
+
+
+def test_an_expiring_app_password_ends_its_session_when_it_expires(server: Server) -> None:
+    _, secret = app_password(server, "carol", "short-lived", "messages.send", expires_days=2.5 / 86400)
+    bot = Session(server, "carol", secret)
+    assert bot.ok
+    data = bot.raw.read_to_close(timeout=8)
+    assert parse_stream_error(data) == "policy-violation", data
+    assert b"expired" in data, data
+
+
+def test_a_revoked_hibernating_session_cannot_be_resumed(server: Server) -> None:
+    sm = "<enable xmlns='urn:xmpp:sm:3' resume='true'/>"
+    phone = RawClient(server.c2s_tls, direct_tls=True)
+    phone.open_stream()
+    token = base64.b64encode(b"\0carol\0singer").decode()
+    phone.send(
+        f"<authenticate xmlns='{SASL2}' mechanism='PLAIN'><initial-response>{token}</initial-response>"
+        f"<bind xmlns='urn:xmpp:bind:0'><tag>t</tag>{sm}</bind></authenticate>"
+    )
+    reply = phone.read_until(rb"</stream:features>")
+    previd = re.search(rb"<enabled xmlns='urn:xmpp:sm:3' id='([^']+)'", reply).group(1).decode()  # type: ignore[union-attr]
+    jid = re.search(rb"<authorization-identifier>([^<]+)<", reply).group(1).decode()  # type: ignore[union-attr]
+    sid, _ = session_ids(server, "carol")[jid]
+    phone.sock.close()  # gone without a word: the session hibernates
+    time.sleep(0.3)
+    manage(server, "revoke", "session", str(sid))
+    time.sleep(1.0)
+    back = RawClient(server.c2s_tls, direct_tls=True)
+    back.open_stream()
+    back.send(
+        f"<authenticate xmlns='{SASL2}' mechanism='PLAIN'><initial-response>{token}</initial-response>"
+        f"<resume xmlns='urn:xmpp:sm:3' previd='{previd}' h='0'/></authenticate>"
+    )
+    answer = back.read_until(rb"</success>|</failure>")
+    assert b"<failed" in answer, answer
+    assert b"<resumed" not in answer, answer
+    back.close()
+
+
+# ---------------------------------------------------------------------- FAST on real streams
+def fast_login(
+    server: Server, user: str, token: str, ua: str, *, mechanism: str = "HT-SHA-256-NONE", extra: str = ""
+) -> bytes:
+    client = RawClient(server.c2s_tls, direct_tls=True)
+    client.open_stream()
+    cb = b""
+    if mechanism == "HT-SHA-256-EXPR":
+        cb = client.channel_binding("tls-exporter")
+    elif mechanism == "HT-SHA-256-ENDP":
+        cb = client.channel_binding("tls-server-end-point")
+    mac = hmac.new(token.encode(), b"Initiator" + cb, hashlib.sha256).digest()
+    initial = base64.b64encode(user.encode() + b"\0" + mac).decode()
+    client.send(
+        f"<authenticate xmlns='{SASL2}' mechanism='{mechanism}'><initial-response>{initial}</initial-response>"
+        f"<user-agent id='{ua}'/><fast xmlns='{FAST}'{extra}/></authenticate>"
+    )
+    reply = client.read_until(rb"</success>|</failure>")
+    if b"<success" in reply:
+        data = re.search(rb"<additional-data>([^<]+)</additional-data>", reply)
+        assert data is not None
+        expected = hmac.new(token.encode(), b"Responder" + cb, hashlib.sha256).digest()
+        assert base64.b64decode(data.group(1)) == expected  # the server proves it knows the token too
+    client.close()
+    return reply
+
+
+@pytest.mark.parametrize("mechanism", ["HT-SHA-256-NONE", "HT-SHA-256-ENDP", "HT-SHA-256-EXPR"])
+def test_a_fast_token_logs_in_with_its_mechanism_only(server: Server, mechanism: str) -> None:
+    first = Session(
+        server, "carol", "singer", extra=f"<request-token xmlns='{FAST}' mechanism='{mechanism}'/>"
+    )
+    token = re.search(rb"<token xmlns='urn:xmpp:fast:0' [^>]*token='([^']+)'", first.reply)
+    assert token, first.reply
+    first.close()
+    assert b"<success" in fast_login(server, "carol", token.group(1).decode(), first.ua, mechanism=mechanism)
+    other = "HT-SHA-256-NONE" if mechanism != "HT-SHA-256-NONE" else "HT-SHA-256-EXPR"
+    assert b"credentials-expired" in fast_login(
+        server, "carol", token.group(1).decode(), first.ua, mechanism=other
+    )
+    assert b"credentials-expired" in fast_login(
+        server, "carol", token.group(1).decode(), str(uuid.uuid4()), mechanism=mechanism
+    )
+
+
+def test_a_fast_token_stops_working_once_invalidated(server: Server) -> None:
+    first = Session(
+        server, "carol", "singer", extra=f"<request-token xmlns='{FAST}' mechanism='HT-SHA-256-NONE'/>"
+    )
+    token = re.search(rb"token='([^']+)'", first.reply).group(1).decode()  # type: ignore[union-attr]
+    first.close()
+    assert b"<success" in fast_login(server, "carol", token, first.ua, extra=" invalidate='true'")
+    assert b"credentials-expired" in fast_login(server, "carol", token, first.ua)

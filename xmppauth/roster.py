@@ -1,0 +1,346 @@
+"""Roster management, RFC 6121 §2: roster get, roster set (add, update, remove) and roster pushes.
+
+The stream consumer hands over iq get/set requests with a ``jabber:iq:roster`` payload that are
+addressed to the server or to the account's own bare JID; whether the session may read or change
+the roster (its scopes) was decided before :func:`handle` is called.
+
+What is supported and what is not:
+
+* Roster get (RFC 6121 §2.1.3, §2.2) answers every item, sorted by JID, without a ``ver``
+  attribute: roster versioning (§2.6) is not offered, so a ``ver`` in the request is ignored
+  and the whole roster is returned.
+* Roster set (§2.1.5, §2.3, §2.4) creates or replaces one item: its name and groups become
+  exactly what the set carries. The ``subscription`` attribute is ignored unless it is
+  ``remove`` (§2.1.2.5); ``ask`` and ``approved`` are not the client's to set (§2.1.2.1,
+  §2.1.2.2) and are ignored too. Subscription state only changes through presence
+  subscriptions (§3), which are not implemented yet, so every item stays ``subscription='none'``.
+* ``subscription='remove'`` deletes the item (§2.5).
+* Items are keyed by the contact's bare JID, prepared (RFC 7622). A full JID in a roster set
+  names the item of its bare JID.
+
+Limits (the "server-configured limits" of RFC 6121 §2.3.3, answered with ``not-acceptable``):
+a name of at most :data:`MAX_NAME_BYTES` bytes, at most :data:`MAX_GROUPS` groups per item, each
+of at most :data:`MAX_GROUP_BYTES` bytes (UTF-8). The number of items per account is limited by
+the ``XMPP_MAX_ROSTER_ITEMS`` setting (default 1000); adding an item beyond it is refused with
+``resource-constraint`` (see :func:`_apply_set` for why that condition).
+
+A successful set is answered with an empty result and yields the payload of a roster push
+(§2.1.6) that the consumer sends to every session of the account (:func:`push_iq` wraps it).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar, cast
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import transaction
+from lxml import etree
+
+from accounts.models import User
+from xmppauth.models import RosterItem
+from xmppauth.proto import ns
+from xmppauth.proto.errors import StanzaErrorCondition
+from xmppauth.proto.jid import JID, InvalidJID
+
+NS = "jabber:iq:roster"
+
+#: Longest item name accepted, in UTF-8 bytes (RFC 6121 §2.3.3 "server-configured limit"; the
+#: same bound RFC 7622 puts on each JID part, and what ``RosterItem.name`` stores).
+MAX_NAME_BYTES = 1023
+#: Longest group name accepted, in UTF-8 bytes (RFC 6121 §2.3.3 "server-configured limit").
+MAX_GROUP_BYTES = 1023
+#: Most groups one item may be in (a server policy; RFC 6121 defines no number).
+MAX_GROUPS = 32
+#: Items per account when ``settings.XMPP_MAX_ROSTER_ITEMS`` is not set.
+DEFAULT_MAX_ITEMS = 1000
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+_Q_QUERY = ns.qname(NS, "query")
+_Q_ITEM = ns.qname(NS, "item")
+_Q_GROUP = ns.qname(NS, "group")
+_Q_IQ = ns.qname(ns.CLIENT, "iq")
+_Q_ERROR = ns.qname(ns.CLIENT, "error")
+_Q_XML_LANG = ns.qname(ns.XML, "lang")
+
+
+@dataclass(frozen=True)
+class RosterOutcome:
+    """What to answer the requesting session, and what to push to all of the account's sessions.
+
+    ``reply`` is the complete ``<iq type='result'/>`` or ``<iq type='error'/>``. ``push`` is the
+    ``<query xmlns='jabber:iq:roster'>`` with the one changed item (``subscription='remove'`` for
+    a removed one) when a roster set succeeded, else None; RFC 6121 §2.3.2, §2.4.2 and §2.5.2
+    require it to go to every interested resource, the one that sent the set included.
+    """
+
+    reply: etree._Element
+    push: etree._Element | None
+
+
+class _Refusal(Exception):
+    """A roster request that ends in a stanza error (RFC 6120 §8.3)."""
+
+    def __init__(self, condition: StanzaErrorCondition, text: str, error_type: str | None = None) -> None:
+        super().__init__(text)
+        self.condition = condition
+        self.text = text
+        self.error_type = error_type or condition.error_type
+
+
+@dataclass(frozen=True)
+class _Item:
+    """A roster item as stored, independent of the ORM (what the sync layer hands back)."""
+
+    jid: str
+    name: str
+    groups: tuple[str, ...]
+    subscription: str
+    ask: bool
+
+
+def _off_loop(fn: Callable[_P, _T]) -> Callable[_P, Awaitable[_T]]:
+    """``database_sync_to_async`` keeping the signature for the type checker: the ORM runs in
+    the worker thread, never on the event loop."""
+    return cast(Callable[_P, Awaitable[_T]], database_sync_to_async(fn))
+
+
+# ---------------------------------------------------------------------------------- public API
+def push_iq(push: etree._Element, to: JID, iq_id: str) -> etree._Element:
+    """Wrap a roster push payload into ``<iq type='set' id=… to=…>`` for one session (RFC 6121 §2.1.6).
+
+    The push carries no ``from``: RFC 6121 §2.1.6 has the client accept a push without one (or
+    from its own bare JID). The payload is copied, so one :attr:`RosterOutcome.push` can be
+    wrapped for every session of the account.
+    """
+    iq = etree.Element(_Q_IQ, nsmap=ns.default(ns.CLIENT))
+    iq.set("type", "set")
+    iq.set("id", iq_id)
+    iq.set("to", str(to))
+    iq.append(_copy(push))
+    return iq
+
+
+async def handle(
+    user_id: int, account: JID, stanza: etree._Element, payload: etree._Element
+) -> RosterOutcome:
+    """Answer a roster get or set (RFC 6121 §2.1.3, §2.1.5) of the account ``user_id``.
+
+    ``account`` is the account's JID (its bare form is what a roster may not contain),
+    ``stanza`` the request as the consumer received it (``from`` stamped with the sender's full
+    JID), ``payload`` its single child. Never raises for a client's mistake: every refusal is an
+    error reply.
+    """
+    try:
+        if payload.tag != _Q_QUERY:
+            # RFC 6120 §8.4: a payload the server does not understand is service-unavailable.
+            raise _Refusal(StanzaErrorCondition.SERVICE_UNAVAILABLE, "not a jabber:iq:roster query")
+        iq_type = stanza.get("type")
+        if iq_type == "get":
+            return RosterOutcome(await _roster_get(user_id, stanza, payload), None)
+        if iq_type == "set":
+            return await _roster_set(user_id, account, stanza, payload)
+        raise _Refusal(StanzaErrorCondition.BAD_REQUEST, "a roster request is an iq of type get or set")
+    except _Refusal as refusal:
+        return RosterOutcome(_error(stanza, refusal), None)
+
+
+# ---------------------------------------------------------------------------------- get
+async def _roster_get(user_id: int, stanza: etree._Element, payload: etree._Element) -> etree._Element:
+    if any(isinstance(child.tag, str) for child in payload):
+        # RFC 6121 §2.1.3: the <query/> of a roster get contains no child elements.
+        raise _Refusal(StanzaErrorCondition.BAD_REQUEST, "a roster get carries an empty <query/>")
+    items = await _load_items(user_id)
+    reply = _result(stanza)
+    query = etree.SubElement(reply, _Q_QUERY, nsmap=ns.default(NS))
+    for item in items:
+        query.append(_item_element(item))
+    return reply
+
+
+def _items_of(user_id: int) -> list[_Item]:
+    return [_snapshot(row) for row in RosterItem.objects.filter(user_id=user_id).order_by("jid")]
+
+
+_load_items = _off_loop(_items_of)
+
+
+# ---------------------------------------------------------------------------------- set
+@dataclass(frozen=True)
+class _SetRequest:
+    jid: str
+    remove: bool
+    name: str
+    groups: tuple[str, ...]
+
+
+async def _roster_set(
+    user_id: int, account: JID, stanza: etree._Element, payload: etree._Element
+) -> RosterOutcome:
+    request = _parse_set(account, payload)
+    push = await _apply(user_id, request)
+    return RosterOutcome(_result(stanza), push)
+
+
+def _parse_set(account: JID, payload: etree._Element) -> _SetRequest:
+    """Check a roster set's <query/> against RFC 6121 §2.1.5 and §2.3.3; return what it asks."""
+    items = [child for child in payload if child.tag == _Q_ITEM]
+    if len(items) != 1:
+        # RFC 6121 §2.1.5 (exactly one <item/>) and §2.3.3 (more than one is bad-request).
+        raise _Refusal(StanzaErrorCondition.BAD_REQUEST, "a roster set carries exactly one <item/>")
+    item = items[0]
+    raw_jid = item.get("jid")
+    if not raw_jid:
+        # RFC 6121 §2.1.2.3: the 'jid' attribute is REQUIRED; without it the request is malformed
+        # (RFC 6120 §8.3.3.1 bad-request).
+        raise _Refusal(StanzaErrorCondition.BAD_REQUEST, "the <item/> has no 'jid' attribute")
+    try:
+        jid = JID.parse(raw_jid).bare
+    except InvalidJID as exc:
+        # RFC 6120 §8.3.3.8: an address that violates RFC 7622 is jid-malformed.
+        raise _Refusal(StanzaErrorCondition.JID_MALFORMED, f"the item's JID is not valid: {exc}") from None
+
+    if item.get("subscription") == "remove":
+        # RFC 6121 §2.5.1: the removal names the item; name and groups do not matter.
+        return _SetRequest(str(jid), True, "", ())
+
+    if jid == account.bare:
+        # The account's own bare JID is not a contact: a roster set error (RFC 6121 §2.3.3)
+        # answered with not-allowed, "the server does not allow the action" (RFC 6120 §8.3.3.10).
+        raise _Refusal(StanzaErrorCondition.NOT_ALLOWED, "the account's own JID cannot be a roster item")
+
+    name = item.get("name") or ""
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise _Refusal(
+            StanzaErrorCondition.NOT_ACCEPTABLE, f"the item name is longer than {MAX_NAME_BYTES} bytes"
+        )
+    groups: list[str] = []
+    for group in item:
+        if group.tag != _Q_GROUP:
+            continue  # unknown children are not ours to judge (RFC 6120 §8.4 extensibility)
+        text = group.text or ""
+        if not text:
+            # RFC 6121 §2.3.3: a group of zero length is not-acceptable (leave a group out instead).
+            raise _Refusal(StanzaErrorCondition.NOT_ACCEPTABLE, "a <group/> is empty")
+        if len(text.encode()) > MAX_GROUP_BYTES:
+            raise _Refusal(
+                StanzaErrorCondition.NOT_ACCEPTABLE, f"a group name is longer than {MAX_GROUP_BYTES} bytes"
+            )
+        if text in groups:
+            # RFC 6121 §2.3.3: duplicate <group/> elements are bad-request.
+            raise _Refusal(StanzaErrorCondition.BAD_REQUEST, f"the group {text!r} is given twice")
+        groups.append(text)
+    if len(groups) > MAX_GROUPS:
+        raise _Refusal(StanzaErrorCondition.NOT_ACCEPTABLE, f"an item is in at most {MAX_GROUPS} groups")
+    return _SetRequest(str(jid), False, name, tuple(groups))
+
+
+def _max_items() -> int:
+    return int(getattr(settings, "XMPP_MAX_ROSTER_ITEMS", DEFAULT_MAX_ITEMS))
+
+
+def _apply_set(user_id: int, request: _SetRequest) -> _Item:
+    """Store the roster set; return the item to push (subscription 'remove' for a removal).
+
+    Runs in one transaction with the account's row locked, so two sets racing for the last free
+    place cannot both take it.
+
+    A full roster is refused with ``resource-constraint`` (RFC 6121 §2.3.3 allows it or
+    ``policy-violation``): the request itself is acceptable and would succeed once the account
+    has removed items; what is missing is room, which is what resource-constraint names
+    ("lacks the system resources necessary to service the request", RFC 6120 §8.3.3.18),
+    whereas policy-violation (§8.3.3.12) tells the client that something in its request broke a
+    rule, which nothing did. Its error type is ``cancel``, not the ``wait`` RFC 6120 shows for the
+    condition: waiting alone never makes room, so a client should not retry unchanged.
+    """
+    with transaction.atomic():
+        User.objects.select_for_update().filter(pk=user_id).first()
+        existing = RosterItem.objects.filter(user_id=user_id, jid=request.jid).first()
+        if request.remove:
+            if existing is None:
+                # RFC 6121 §2.5.3: removing an item that is not in the roster is item-not-found.
+                raise _Refusal(StanzaErrorCondition.ITEM_NOT_FOUND, "no such item in the roster")
+            existing.delete()
+            return _Item(request.jid, "", (), "remove", False)
+        if existing is None:
+            limit = _max_items()
+            if RosterItem.objects.filter(user_id=user_id).count() >= limit:
+                raise _Refusal(
+                    StanzaErrorCondition.RESOURCE_CONSTRAINT,
+                    f"the roster is full: at most {limit} items",
+                    error_type="cancel",
+                )
+            existing = RosterItem(user_id=user_id, jid=request.jid)
+        existing.name = request.name
+        existing.groups = list(request.groups)
+        existing.save()
+        return _snapshot(existing)
+
+
+_apply_set_async = _off_loop(_apply_set)
+
+
+async def _apply(user_id: int, request: _SetRequest) -> etree._Element:
+    item = await _apply_set_async(user_id, request)
+    query = etree.Element(_Q_QUERY, nsmap=ns.default(NS))
+    query.append(_item_element(item))
+    return query
+
+
+# ---------------------------------------------------------------------------------- builders
+def _snapshot(row: RosterItem) -> _Item:
+    groups: Sequence[Any] = row.groups if isinstance(row.groups, list) else []
+    return _Item(row.jid, row.name, tuple(str(g) for g in groups), row.subscription, row.ask)
+
+
+def _item_element(item: _Item) -> etree._Element:
+    """``<item jid name? subscription ask?><group/>*</item>`` (RFC 6121 §2.1.2)."""
+    el = etree.Element(_Q_ITEM)
+    el.set("jid", item.jid)
+    if item.name:
+        el.set("name", item.name)
+    el.set("subscription", item.subscription)
+    if item.ask:
+        el.set("ask", "subscribe")  # RFC 6121 §2.1.2.2: the only value
+    for group in item.groups:
+        etree.SubElement(el, _Q_GROUP).text = group
+    return el
+
+
+def _reply(stanza: etree._Element, iq_type: str) -> etree._Element:
+    """An iq answering ``stanza``: same id, to the sender, from what it was addressed to."""
+    reply = etree.Element(_Q_IQ, nsmap=ns.default(ns.CLIENT))
+    reply.set("type", iq_type)
+    reply.set("id", stanza.get("id", ""))
+    if stanza.get("to"):
+        reply.set("from", stanza.get("to", ""))
+    if stanza.get("from"):
+        reply.set("to", stanza.get("from", ""))
+    return reply
+
+
+def _result(stanza: etree._Element) -> etree._Element:
+    return _reply(stanza, "result")
+
+
+def _error(stanza: etree._Element, refusal: _Refusal) -> etree._Element:
+    """RFC 6120 §8.3.2: ``<error type>`` with the defined condition, then a human-readable text."""
+    reply = _reply(stanza, "error")
+    error = etree.SubElement(reply, _Q_ERROR)
+    error.set("type", refusal.error_type)
+    etree.SubElement(
+        error, ns.qname(ns.STANZA_ERRORS, refusal.condition.value), nsmap=ns.default(ns.STANZA_ERRORS)
+    )
+    text = etree.SubElement(error, ns.qname(ns.STANZA_ERRORS, "text"), nsmap=ns.default(ns.STANZA_ERRORS))
+    text.set(_Q_XML_LANG, "en")
+    text.text = refusal.text
+    return reply
+
+
+def _copy(el: etree._Element) -> etree._Element:
+    return copy.deepcopy(el)
