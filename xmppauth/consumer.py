@@ -74,6 +74,11 @@ def websocket_is_encrypted(scope: dict[str, Any]) -> bool:
 class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
     """One XMPP stream; a session in the router once a resource is bound."""
 
+    # No channel-layer channel per connection: a process-wide listener (xmppauth/control.py)
+    # hears control messages such as revocations and finds the sessions in the router. Channels
+    # subscribes a consumer only when its alias names a configured layer, and this one names none.
+    channel_layer_alias = "xmppauth-streams-have-no-channel"
+
     stream: C2SStream | None = None
     jid: JID | None = None
     available = False

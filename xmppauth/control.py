@@ -51,6 +51,9 @@ class Control:
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
+        """Start listening (once per process) on the running event loop."""
+        if self._tasks:
+            return
         self._tasks = [asyncio.ensure_future(self._listen()), asyncio.ensure_future(self._poll())]
 
     async def _listen(self) -> None:
@@ -58,10 +61,15 @@ class Control:
         if layer is None:
             return
         channel = await layer.new_channel("xmppauth.control.")
-        joined = 0.0
+        log.info(
+            "control messages: channel layer %s, and the database every %d ms",
+            type(layer).__name__,
+            settings.XMPP_REVOCATION_POLL_MS,
+        )
+        joined: float | None = None
         while True:
             try:
-                if time.monotonic() - joined > GROUP_REFRESH:
+                if joined is None or time.monotonic() - joined > GROUP_REFRESH:
                     await layer.group_add(CONTROL_GROUP, channel)
                     joined = time.monotonic()
                 message = await layer.receive(channel)
@@ -71,7 +79,7 @@ class Control:
                 raise
             except Exception:
                 log.exception("control channel failed; retrying in 1 s (the poll still runs)")
-                joined = 0.0
+                joined = None
                 await asyncio.sleep(1)
 
     async def _poll(self) -> None:

@@ -12,6 +12,8 @@ import base64
 import hashlib
 import hmac
 import re
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,7 +21,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.rawclient import RawClient, parse_stream_error
-from tests.integration.server import Server, running_server
+from tests.integration.server import ROOT, Server, running_server, server_env
 
 pytestmark = pytest.mark.integration
 
@@ -500,3 +502,57 @@ def test_a_fast_token_stops_working_once_invalidated(server: Server) -> None:
     first.close()
     assert b"<success" in fast_login(server, "carol", token, first.ua, extra=" invalidate='true'")
     assert b"credentials-expired" in fast_login(server, "carol", token, first.ua)
+
+
+# ---------------------------------------------------------------------- across processes, through Redis
+def test_a_revocation_reaches_the_server_through_redis_without_the_poll(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """With CHANNEL_LAYER_URL the commit is published on Redis and heard at once by every serving
+    process; the outbox poll is slowed to a minute here, so only the channel layer can be in time."""
+    redis_env = {"CHANNEL_LAYER_URL": "redis://127.0.0.1:6379/7", "XMPP_REVOCATION_POLL_MS": "60000"}
+    data_dir = tmp_path_factory.mktemp("redis")
+    with running_server(data_dir, {"alice": "wonderland"}, **redis_env) as srv:
+        victim = Session(srv, "alice", "wonderland")
+        assert victim.ok, victim.reply
+        listing = subprocess.run(
+            [sys.executable, "manage.py", "listsessions", "--user", "alice"],
+            cwd=ROOT,
+            env=server_env(data_dir, **redis_env),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        sid = next(line.split()[0] for line in listing.splitlines() if victim.jid in line)
+        done = subprocess.run(
+            [sys.executable, "manage.py", "revoke", "session", sid],
+            cwd=ROOT,
+            env=server_env(data_dir, **redis_env),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        started = time.monotonic()
+        assert done.returncode == 0, done.stderr
+        text, _ = closed_within(victim, started)
+        assert "ended by the operator" in text
+
+
+def test_a_revocation_made_in_the_serving_process_needs_no_poll(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """XEP-0494 revocations are made by the server itself: the in-memory channel layer carries them
+    (the outbox poll is slowed to a minute here)."""
+    with running_server(
+        tmp_path_factory.mktemp("inproc"), {"alice": "wonderland"}, XMPP_REVOCATION_POLL_MS="60000"
+    ) as srv:
+        phone = Session(srv, "alice", "wonderland", software="phone-app")
+        laptop = Session(srv, "alice", "wonderland", software="laptop-app")
+        laptop.send(f"<iq type='get' id='l1'><list xmlns='{CAM}'/></iq>")
+        listing = laptop.expect("</iq>").decode()
+        phone_id = re.search(r"<client [^>]*id=.(c\d+).[^>]*>(?:(?!</client>).)*phone-app", listing, re.S)
+        assert phone_id, listing
+        laptop.send(f"<iq type='set' id='l2'><revoke xmlns='{CAM}' id='{phone_id.group(1)}'/></iq>")
+        started = time.monotonic()
+        text, _ = closed_within(phone, started)
+        assert "client was revoked" in text
