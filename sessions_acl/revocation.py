@@ -14,9 +14,11 @@ The portal, the admin, XEP-0494 and the management commands all call these funct
 from __future__ import annotations
 
 import logging
+from typing import TypeVar
 
 from asgiref.sync import async_to_sync
-from django.db import transaction
+from django.db import models, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.models import User
@@ -27,6 +29,8 @@ from .services import log_event
 log = logging.getLogger("xmppauth.revocation")
 
 CONTROL_GROUP = "xmppauth.control"
+
+M = TypeVar("M", bound=models.Model)
 
 
 class NotFound(LookupError):
@@ -65,37 +69,58 @@ def _revoke_grant_rows(grant: Grant, *, actor: str, reason: str) -> None:
     FastToken.objects.filter(client__grant=grant).delete()
 
 
+def _find(query: QuerySet[M], pk: int, user: User | None, what: str) -> M:
+    """The row ``pk`` (of ``user`` only, when given), or :class:`NotFound`."""
+    if user is not None:
+        query = query.filter(user=user)
+    found = query.filter(pk=pk).first()
+    if found is None:
+        raise NotFound(f"no {what} {pk}")
+    return found
+
+
+def _record(
+    user: User,
+    what: str,
+    *,
+    actor: str,
+    reason: str,
+    text: str,
+    session_ids: list[int] | None = None,
+    grant_ids: list[int] | None = None,
+) -> None:
+    """The security log entry, the outbox row, and its publication once the transaction commits."""
+    because = f": {reason}" if reason else ""
+    log_event(user, AuthEvent.Kind.REVOKED, what + because, actor=actor)
+    revocation = Revocation.objects.create(
+        username=user.username,
+        session_ids=session_ids or [],
+        grant_ids=grant_ids or [],
+        text=f"{text}{_describe(actor)}{because}",
+    )
+    _publish_on_commit(revocation)
+
+
 def revoke_grant(grant_id: int, *, actor: str, reason: str = "", user: User | None = None) -> Grant:
     """End every session holding the grant and kill its tokens; ``user`` limits it to one account."""
     with transaction.atomic():
-        query = Grant.objects.select_related("user").filter(pk=grant_id)
-        if user is not None:
-            query = query.filter(user=user)
-        grant = query.first()
-        if grant is None:
-            raise NotFound(f"no grant {grant_id}")
+        grant = _find(Grant.objects.select_related("user"), grant_id, user, "grant")
         _revoke_grant_rows(grant, actor=actor, reason=reason)
-        log_event(
-            grant.user, AuthEvent.Kind.REVOKED, f"{grant}" + (f": {reason}" if reason else ""), actor=actor
-        )
-        revocation = Revocation.objects.create(
-            username=grant.user.username,
+        _record(
+            grant.user,
+            str(grant),
+            actor=actor,
+            reason=reason,
+            text="this session's grant was revoked",
             grant_ids=[grant.pk],
-            text=f"this session's grant was revoked{_describe(actor)}" + (f": {reason}" if reason else ""),
         )
-        _publish_on_commit(revocation)
     return grant
 
 
 def revoke_client(client_id: int, *, actor: str, reason: str = "", user: User | None = None) -> Client:
     """End the client's sessions, kill its FAST tokens and its grant (XEP-0494 revoke)."""
     with transaction.atomic():
-        query = Client.objects.select_related("user", "grant").filter(pk=client_id)
-        if user is not None:
-            query = query.filter(user=user)
-        client = query.first()
-        if client is None:
-            raise NotFound(f"no client {client_id}")
+        client = _find(Client.objects.select_related("user", "grant"), client_id, user, "client")
         client.revoked = timezone.now()
         client.save(update_fields=["revoked"])
         FastToken.objects.filter(client=client).delete()
@@ -103,73 +128,51 @@ def revoke_client(client_id: int, *, actor: str, reason: str = "", user: User | 
         if client.grant is not None:
             _revoke_grant_rows(client.grant, actor=actor, reason=reason or "client revoked")
             grant_ids.append(client.grant.pk)
-        log_event(
+        live = Session.objects.filter(client=client, ended__isnull=True).values_list("id", flat=True)
+        _record(
             client.user,
-            AuthEvent.Kind.REVOKED,
-            f"client {client}" + (f": {reason}" if reason else ""),
+            f"client {client}",
             actor=actor,
-        )
-        session_ids = list(
-            Session.objects.filter(client=client, ended__isnull=True).values_list("id", flat=True)
-        )
-        revocation = Revocation.objects.create(
-            username=client.user.username,
+            reason=reason,
+            text="this client was revoked",
+            session_ids=list(live),
             grant_ids=grant_ids,
-            session_ids=session_ids,
-            text=f"this client was revoked{_describe(actor)}" + (f": {reason}" if reason else ""),
         )
-        _publish_on_commit(revocation)
     return client
 
 
 def revoke_app_password(
     app_password_id: int, *, actor: str, reason: str = "", user: User | None = None
 ) -> AppPassword:
+    """The app password stops working and its sessions end."""
     with transaction.atomic():
-        query = AppPassword.objects.select_related("user", "grant").filter(pk=app_password_id)
-        if user is not None:
-            query = query.filter(user=user)
-        app = query.first()
-        if app is None:
-            raise NotFound(f"no app password {app_password_id}")
+        app = _find(
+            AppPassword.objects.select_related("user", "grant"), app_password_id, user, "app password"
+        )
         _revoke_grant_rows(app.grant, actor=actor, reason=reason or "app password revoked")
-        log_event(
+        _record(
             app.user,
-            AuthEvent.Kind.REVOKED,
-            f"app password {app.label!r}" + (f": {reason}" if reason else ""),
+            f"app password {app.label!r}",
             actor=actor,
-        )
-        revocation = Revocation.objects.create(
-            username=app.user.username,
+            reason=reason,
+            text="this session's app password was revoked",
             grant_ids=[app.grant.pk],
-            text=f"this session's app password was revoked{_describe(actor)}"
-            + (f": {reason}" if reason else ""),
         )
-        _publish_on_commit(revocation)
     return app
 
 
 def revoke_session(session_id: int, *, actor: str, reason: str = "", user: User | None = None) -> Session:
     """End one stream (its grant stays: the client can log in again)."""
     with transaction.atomic():
-        query = Session.objects.select_related("user").filter(pk=session_id)
-        if user is not None:
-            query = query.filter(user=user)
-        session = query.first()
-        if session is None:
-            raise NotFound(f"no session {session_id}")
-        log_event(
+        session = _find(Session.objects.select_related("user"), session_id, user, "session")
+        _record(
             session.user,
-            AuthEvent.Kind.REVOKED,
-            f"session {session.jid}" + (f": {reason}" if reason else ""),
+            f"session {session.jid}",
             actor=actor,
-        )
-        revocation = Revocation.objects.create(
-            username=session.user.username,
+            reason=reason,
+            text="this session was ended",
             session_ids=[session.pk],
-            text=f"this session was ended{_describe(actor)}" + (f": {reason}" if reason else ""),
         )
-        _publish_on_commit(revocation)
     return session
 
 

@@ -257,19 +257,7 @@ def _authorize_fast(
     elif now - token.issued >= tokens.rotate_after():
         issued = _issue_token(client, token.mechanism, now)
     Client.objects.filter(pk=client.pk).update(last_seen=now, last_auth="fast")
-    Grant.objects.filter(pk=grant.pk).update(last_used=now)
-    return Authorization(
-        user_id=user.pk,
-        username=user.username,
-        staff=user.is_staff,
-        grant_id=grant.pk,
-        grant_expires=grant.expires,
-        client_id=client.pk,
-        scopes=access.session_scopes(grant.scopes, app_password=False, staff=user.is_staff),
-        credential="fast",
-        label=str(client),
-        token=issued,
-    )
+    return _client_authorization(user, client, grant, "fast", issued, now)
 
 
 def _authorize_password(
@@ -313,8 +301,15 @@ def _authorize_password(
         )
         client.grant = grant
     client.save()
-    Grant.objects.filter(pk=grant.pk).update(last_used=now)
     issued = _issue_token(client, fast_request, now) if fast_request and user_agent_id else None
+    return _client_authorization(user, client, grant, "password", issued, now)
+
+
+def _client_authorization(
+    user: User, client: Client, grant: Grant, credential: str, token: IssuedToken | None, now: datetime
+) -> Authorization:
+    """A password or FAST login holds its client's grant."""
+    Grant.objects.filter(pk=grant.pk).update(last_used=now)
     return Authorization(
         user_id=user.pk,
         username=user.username,
@@ -323,9 +318,9 @@ def _authorize_password(
         grant_expires=grant.expires,
         client_id=client.pk,
         scopes=access.session_scopes(grant.scopes, app_password=False, staff=user.is_staff),
-        credential="password",
+        credential=credential,
         label=str(client),
-        token=issued,
+        token=token,
     )
 
 

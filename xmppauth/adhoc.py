@@ -48,6 +48,7 @@ from sessions_acl.revocation import end_user_sessions
 from xmppauth.proto import ns
 from xmppauth.proto.errors import StanzaErrorCondition
 from xmppauth.proto.jid import JID, InvalidJID, prep_domain
+from xmppauth.stanzas import Refusal, iq_error, iq_reply
 
 NS = "http://jabber.org/protocol/commands"  # XEP-0050
 DATA = "jabber:x:data"  # XEP-0004
@@ -81,8 +82,6 @@ _Q_X = ns.qname(DATA, "x")
 _Q_FIELD = ns.qname(DATA, "field")
 _Q_VALUE = ns.qname(DATA, "value")
 _Q_IQ = ns.qname(ns.CLIENT, "iq")
-_Q_ERROR = ns.qname(ns.CLIENT, "error")
-_Q_XML_LANG = ns.qname(ns.XML, "lang")
 
 
 def _off_loop(fn: Callable[_P, _T]) -> Callable[_P, Awaitable[_T]]:
@@ -102,16 +101,6 @@ class _Session:
 _sessions: dict[str, _Session] = {}
 #: The clock sessions expire by (a module attribute so tests can move time on).
 _clock: Callable[[], float] = time.monotonic
-
-
-class _Refusal(Exception):
-    """A command request answered with a stanza error, optionally with a XEP-0050 §4.4 condition."""
-
-    def __init__(self, condition: StanzaErrorCondition, text: str, specific: str | None = None) -> None:
-        super().__init__(text)
-        self.condition = condition
-        self.text = text
-        self.specific = specific
 
 
 # ---------------------------------------------------------------------------------- public API
@@ -137,8 +126,8 @@ async def handle(
     """
     try:
         return await _dispatch(stanza, payload, actor=actor, online=online)
-    except _Refusal as refusal:
-        return _error(stanza, refusal)
+    except Refusal as refusal:
+        return iq_error(stanza, refusal)
 
 
 # ---------------------------------------------------------------------------------- dispatch
@@ -150,27 +139,29 @@ async def _dispatch(
     online: Callable[[], tuple[int, int]],
 ) -> etree._Element:
     if payload.tag != _Q_COMMAND:
-        raise _Refusal(StanzaErrorCondition.BAD_REQUEST, "not an ad-hoc command")
+        raise Refusal(StanzaErrorCondition.BAD_REQUEST, "not an ad-hoc command")
     if stanza.get("type") != "set":
         # XEP-0050 §2.4: commands are executed with iq type='set'.
-        raise _Refusal(StanzaErrorCondition.BAD_REQUEST, "commands are executed with an iq of type set")
+        raise Refusal(StanzaErrorCondition.BAD_REQUEST, "commands are executed with an iq of type set")
     node = payload.get("node", "")
     if node not in _COMMANDS:
-        raise _Refusal(StanzaErrorCondition.ITEM_NOT_FOUND, f"no command {node!r}" if node else "no node")
+        raise Refusal(StanzaErrorCondition.ITEM_NOT_FOUND, f"no command {node!r}" if node else "no node")
     action = payload.get("action") or "execute"  # XEP-0050 §4.1: execute is the default
     if action not in _ACTIONS:
-        raise _Refusal(
-            StanzaErrorCondition.BAD_REQUEST, f"unknown action {action!r}", specific="malformed-action"
+        raise Refusal(
+            StanzaErrorCondition.BAD_REQUEST,
+            f"unknown action {action!r}",
+            application=(NS, "malformed-action"),
         )
     sender = stanza.get("from", "")
     sessionid = payload.get("sessionid")
 
     if sessionid is None:
         if action != "execute":
-            raise _Refusal(
+            raise Refusal(
                 StanzaErrorCondition.BAD_REQUEST,
                 f"the {action!r} action continues a command and needs its sessionid",
-                specific="bad-sessionid",
+                application=(NS, "bad-sessionid"),
             )
         return await _start(stanza, node, online)
 
@@ -181,15 +172,15 @@ async def _dispatch(
         return reply
     if action in ("next", "prev"):
         _keep(sessionid, session)
-        raise _Refusal(
+        raise Refusal(
             StanzaErrorCondition.BAD_REQUEST,
             "this command has a single form: complete it or cancel it",
-            specific="bad-action",
+            application=(NS, "bad-action"),
         )
     # Only end-user-session opens sessions, so the node is that one here.
     try:
         return await _end_user_session_submit(stanza, payload, sessionid, actor=actor)
-    except _Refusal:
+    except Refusal:
         _keep(sessionid, session)
         raise
 
@@ -231,15 +222,21 @@ async def _end_user_session_submit(
     """XEP-0133 §4.5, second stage: end the sessions of the accounts in ``accountjids``."""
     form = payload.find(_Q_X)
     if form is None or form.get("type") != "submit":
-        raise _Refusal(
-            StanzaErrorCondition.BAD_REQUEST, "submit the form (jabber:x:data type='submit')", "bad-payload"
+        raise Refusal(
+            StanzaErrorCondition.BAD_REQUEST,
+            "submit the form (jabber:x:data type='submit')",
+            application=(NS, "bad-payload"),
         )
     form_type = _values(form, "FORM_TYPE")
     if form_type and form_type != [ADMIN]:
-        raise _Refusal(StanzaErrorCondition.BAD_REQUEST, f"the FORM_TYPE is not {ADMIN}", "bad-payload")
+        raise Refusal(
+            StanzaErrorCondition.BAD_REQUEST, f"the FORM_TYPE is not {ADMIN}", application=(NS, "bad-payload")
+        )
     raw = _values(form, "accountjids")
     if not raw:
-        raise _Refusal(StanzaErrorCondition.BAD_REQUEST, "accountjids is required", "bad-payload")
+        raise Refusal(
+            StanzaErrorCondition.BAD_REQUEST, "accountjids is required", application=(NS, "bad-payload")
+        )
 
     domain = prep_domain(settings.XMPP_DOMAIN)
     problems: list[str] = []
@@ -258,7 +255,7 @@ async def _end_user_session_submit(
     unknown = await _end_sessions(list(accounts), actor, proceed=not problems)
     problems.extend(f"{accounts[local]} (no such account)" for local in unknown)
     if problems:
-        raise _Refusal(StanzaErrorCondition.BAD_REQUEST, "cannot end the sessions of " + ", ".join(problems))
+        raise Refusal(StanzaErrorCondition.BAD_REQUEST, "cannot end the sessions of " + ", ".join(problems))
 
     reply, command = _command_reply(stanza, NODE_END_USER_SESSION, sessionid, "completed")
     count = len(accounts)
@@ -311,10 +308,10 @@ def _claim(sessionid: str, node: str, owner: str) -> _Session:
     _sweep(_clock())
     session = _sessions.get(sessionid)
     if session is None or session.node != node or session.owner != owner:
-        raise _Refusal(
+        raise Refusal(
             StanzaErrorCondition.BAD_REQUEST,
             "no such command session (unknown, expired or finished)",
-            specific="bad-sessionid",
+            application=(NS, "bad-sessionid"),
         )
     del _sessions[sessionid]
     return session
@@ -327,21 +324,10 @@ def _keep(sessionid: str, session: _Session) -> None:
 
 
 # ---------------------------------------------------------------------------------- builders
-def _reply(stanza: etree._Element, iq_type: str) -> etree._Element:
-    reply = etree.Element(_Q_IQ, nsmap=ns.default(ns.CLIENT))
-    reply.set("type", iq_type)
-    reply.set("id", stanza.get("id", ""))
-    if stanza.get("to"):
-        reply.set("from", stanza.get("to", ""))
-    if stanza.get("from"):
-        reply.set("to", stanza.get("from", ""))
-    return reply
-
-
 def _command_reply(
     stanza: etree._Element, node: str, sessionid: str, status: str
 ) -> tuple[etree._Element, etree._Element]:
-    reply = _reply(stanza, "result")
+    reply = iq_reply(stanza, "result")
     command = etree.SubElement(reply, _Q_COMMAND, nsmap=ns.default(NS))
     command.set("node", node)
     command.set("sessionid", sessionid)
@@ -375,19 +361,3 @@ def _values(form: etree._Element, var: str) -> list[str]:
         if field.get("var") == var:
             return [text for value in field.iter(_Q_VALUE) if (text := (value.text or "").strip())]
     return []
-
-
-def _error(stanza: etree._Element, refusal: _Refusal) -> etree._Element:
-    """RFC 6120 §8.3.2: condition, text, then the XEP-0050 §4.4 application condition if any."""
-    reply = _reply(stanza, "error")
-    error = etree.SubElement(reply, _Q_ERROR)
-    error.set("type", refusal.condition.error_type)
-    etree.SubElement(
-        error, ns.qname(ns.STANZA_ERRORS, refusal.condition.value), nsmap=ns.default(ns.STANZA_ERRORS)
-    )
-    text = etree.SubElement(error, ns.qname(ns.STANZA_ERRORS, "text"), nsmap=ns.default(ns.STANZA_ERRORS))
-    text.set(_Q_XML_LANG, "en")
-    text.text = refusal.text
-    if refusal.specific:
-        etree.SubElement(error, ns.qname(NS, refusal.specific), nsmap=ns.default(NS))
-    return reply

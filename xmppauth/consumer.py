@@ -23,7 +23,7 @@ from lxml import etree
 from sessions_acl.access import ROSTER_READ, SessionAccess
 from sessions_acl.cam import NS as CAM
 from sessions_acl.services import Authorization, Refusal
-from xmppauth import adhoc, roster, services
+from xmppauth import adhoc, roster, services, stanzas
 from xmppauth.proto import events as ev
 from xmppauth.proto import ns, upgrade
 from xmppauth.proto.errors import SaslCondition, StanzaErrorCondition, StreamError, StreamErrorCondition
@@ -407,18 +407,10 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
 
     async def _client_management(self, stanza: etree._Element, payload: etree._Element) -> None:
         """XEP-0494: list the account's clients, or revoke one."""
-        stream = self.stream
-        assert stream is not None
         assert self.auth is not None
-        iq_type = stanza.get("type")
         local = etree.QName(payload).localname
-        reply = etree.Element(ns.qname(ns.CLIENT, "iq"), nsmap=ns.default(ns.CLIENT))
-        reply.set("id", stanza.get("id", ""))
-        reply.set("to", stanza.get("from", ""))
-        if stanza.get("to"):
-            reply.set("from", stanza.get("to", ""))
-        reply.set("type", "result")
-        if local == "list" and iq_type == "get":
+        reply = stanzas.iq_reply(stanza, "result")
+        if local == "list" and stanza.get("type") == "get":
             reply.append(await services.cam_list(self.auth.user_id))
         elif local == "revoke" and payload.get("id"):
             # XEP-0494 says set; slixmpp 1.17 sends its revoke as a get, so both are accepted.
@@ -426,34 +418,24 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
                 self.auth.user_id, payload.get("id", ""), f"{self.jid} (XEP-0494)"
             )
             if not outcome.found:
-                stream.bounce(stanza, StanzaErrorCondition.ITEM_NOT_FOUND, "no client with that id")
-                await self._flush()
-                return
-            if outcome.password_reset_required:
-                reply.set("type", "error")
-                error = etree.SubElement(reply, ns.qname(ns.CLIENT, "error"), type="cancel")
-                etree.SubElement(
-                    error,
-                    ns.qname(ns.STANZA_ERRORS, "service-unavailable"),
-                    nsmap=ns.default(ns.STANZA_ERRORS),
+                reply = stanzas.iq_error(
+                    stanza, stanzas.Refusal(StanzaErrorCondition.ITEM_NOT_FOUND, "no client with that id")
                 )
-                text = etree.SubElement(
-                    error, ns.qname(ns.STANZA_ERRORS, "text"), nsmap=ns.default(ns.STANZA_ERRORS)
-                )
-                text.text = (
+            elif outcome.password_reset_required:
+                text = (
                     "the client's sessions, tokens and grant were revoked, but it has used the "
                     "account password: change the password to keep it out"
                 )
-                etree.SubElement(error, ns.qname(CAM, "password-reset-required"), nsmap=ns.default(CAM))
+                refusal = stanzas.Refusal(
+                    StanzaErrorCondition.SERVICE_UNAVAILABLE,
+                    text,
+                    application=(CAM, "password-reset-required"),
+                )
+                reply = stanzas.iq_error(stanza, refusal)
         else:
-            stream.bounce(
-                stanza, StanzaErrorCondition.BAD_REQUEST, "expected <list/> (get) or <revoke id=''/>"
-            )
-            await self._flush()
-            return
-        if not self._closed:
-            stream.send_stanza(reply)
-            await self._flush()
+            expected = "expected <list/> (get) or <revoke id='…'/>"
+            reply = stanzas.iq_error(stanza, stanzas.Refusal(StanzaErrorCondition.BAD_REQUEST, expected))
+        await self._answer(reply)
 
     async def _task(self, event: ev.TaskStarted | ev.TaskData) -> None:
         """XEP-0388 tasks; today the XEP-0480 SCRAM upgrades (second factors plug in here)."""

@@ -45,6 +45,7 @@ from xmppauth.models import RosterItem
 from xmppauth.proto import ns
 from xmppauth.proto.errors import StanzaErrorCondition
 from xmppauth.proto.jid import JID, InvalidJID
+from xmppauth.stanzas import Refusal, iq_error, iq_reply
 
 NS = "jabber:iq:roster"
 
@@ -65,8 +66,6 @@ _Q_QUERY = ns.qname(NS, "query")
 _Q_ITEM = ns.qname(NS, "item")
 _Q_GROUP = ns.qname(NS, "group")
 _Q_IQ = ns.qname(ns.CLIENT, "iq")
-_Q_ERROR = ns.qname(ns.CLIENT, "error")
-_Q_XML_LANG = ns.qname(ns.XML, "lang")
 
 
 @dataclass(frozen=True)
@@ -81,16 +80,6 @@ class RosterOutcome:
 
     reply: etree._Element
     push: etree._Element | None
-
-
-class _Refusal(Exception):
-    """A roster request that ends in a stanza error (RFC 6120 §8.3)."""
-
-    def __init__(self, condition: StanzaErrorCondition, text: str, error_type: str | None = None) -> None:
-        super().__init__(text)
-        self.condition = condition
-        self.text = text
-        self.error_type = error_type or condition.error_type
 
 
 @dataclass(frozen=True)
@@ -139,22 +128,22 @@ async def handle(
     try:
         if payload.tag != _Q_QUERY:
             # RFC 6120 §8.4: a payload the server does not understand is service-unavailable.
-            raise _Refusal(StanzaErrorCondition.SERVICE_UNAVAILABLE, "not a jabber:iq:roster query")
+            raise Refusal(StanzaErrorCondition.SERVICE_UNAVAILABLE, "not a jabber:iq:roster query")
         iq_type = stanza.get("type")
         if iq_type == "get":
             return RosterOutcome(await _roster_get(user_id, stanza, payload), None)
         if iq_type == "set":
             return await _roster_set(user_id, account, stanza, payload)
-        raise _Refusal(StanzaErrorCondition.BAD_REQUEST, "a roster request is an iq of type get or set")
-    except _Refusal as refusal:
-        return RosterOutcome(_error(stanza, refusal), None)
+        raise Refusal(StanzaErrorCondition.BAD_REQUEST, "a roster request is an iq of type get or set")
+    except Refusal as refusal:
+        return RosterOutcome(iq_error(stanza, refusal), None)
 
 
 # ---------------------------------------------------------------------------------- get
 async def _roster_get(user_id: int, stanza: etree._Element, payload: etree._Element) -> etree._Element:
     if any(isinstance(child.tag, str) for child in payload):
         # RFC 6121 §2.1.3: the <query/> of a roster get contains no child elements.
-        raise _Refusal(StanzaErrorCondition.BAD_REQUEST, "a roster get carries an empty <query/>")
+        raise Refusal(StanzaErrorCondition.BAD_REQUEST, "a roster get carries an empty <query/>")
     items = await _load_items(user_id)
     reply = _result(stanza)
     query = etree.SubElement(reply, _Q_QUERY, nsmap=ns.default(NS))
@@ -192,18 +181,18 @@ def _parse_set(account: JID, payload: etree._Element) -> _SetRequest:
     items = [child for child in payload if child.tag == _Q_ITEM]
     if len(items) != 1:
         # RFC 6121 §2.1.5 (exactly one <item/>) and §2.3.3 (more than one is bad-request).
-        raise _Refusal(StanzaErrorCondition.BAD_REQUEST, "a roster set carries exactly one <item/>")
+        raise Refusal(StanzaErrorCondition.BAD_REQUEST, "a roster set carries exactly one <item/>")
     item = items[0]
     raw_jid = item.get("jid")
     if not raw_jid:
         # RFC 6121 §2.1.2.3: the 'jid' attribute is REQUIRED; without it the request is malformed
         # (RFC 6120 §8.3.3.1 bad-request).
-        raise _Refusal(StanzaErrorCondition.BAD_REQUEST, "the <item/> has no 'jid' attribute")
+        raise Refusal(StanzaErrorCondition.BAD_REQUEST, "the <item/> has no 'jid' attribute")
     try:
         jid = JID.parse(raw_jid).bare
     except InvalidJID as exc:
         # RFC 6120 §8.3.3.8: an address that violates RFC 7622 is jid-malformed.
-        raise _Refusal(StanzaErrorCondition.JID_MALFORMED, f"the item's JID is not valid: {exc}") from None
+        raise Refusal(StanzaErrorCondition.JID_MALFORMED, f"the item's JID is not valid: {exc}") from None
 
     if item.get("subscription") == "remove":
         # RFC 6121 §2.5.1: the removal names the item; name and groups do not matter.
@@ -212,11 +201,11 @@ def _parse_set(account: JID, payload: etree._Element) -> _SetRequest:
     if jid == account.bare:
         # The account's own bare JID is not a contact: a roster set error (RFC 6121 §2.3.3)
         # answered with not-allowed, "the server does not allow the action" (RFC 6120 §8.3.3.10).
-        raise _Refusal(StanzaErrorCondition.NOT_ALLOWED, "the account's own JID cannot be a roster item")
+        raise Refusal(StanzaErrorCondition.NOT_ALLOWED, "the account's own JID cannot be a roster item")
 
     name = item.get("name") or ""
     if len(name.encode()) > MAX_NAME_BYTES:
-        raise _Refusal(
+        raise Refusal(
             StanzaErrorCondition.NOT_ACCEPTABLE, f"the item name is longer than {MAX_NAME_BYTES} bytes"
         )
     groups: list[str] = []
@@ -226,17 +215,17 @@ def _parse_set(account: JID, payload: etree._Element) -> _SetRequest:
         text = group.text or ""
         if not text:
             # RFC 6121 §2.3.3: a group of zero length is not-acceptable (leave a group out instead).
-            raise _Refusal(StanzaErrorCondition.NOT_ACCEPTABLE, "a <group/> is empty")
+            raise Refusal(StanzaErrorCondition.NOT_ACCEPTABLE, "a <group/> is empty")
         if len(text.encode()) > MAX_GROUP_BYTES:
-            raise _Refusal(
+            raise Refusal(
                 StanzaErrorCondition.NOT_ACCEPTABLE, f"a group name is longer than {MAX_GROUP_BYTES} bytes"
             )
         if text in groups:
             # RFC 6121 §2.3.3: duplicate <group/> elements are bad-request.
-            raise _Refusal(StanzaErrorCondition.BAD_REQUEST, f"the group {text!r} is given twice")
+            raise Refusal(StanzaErrorCondition.BAD_REQUEST, f"the group {text!r} is given twice")
         groups.append(text)
     if len(groups) > MAX_GROUPS:
-        raise _Refusal(StanzaErrorCondition.NOT_ACCEPTABLE, f"an item is in at most {MAX_GROUPS} groups")
+        raise Refusal(StanzaErrorCondition.NOT_ACCEPTABLE, f"an item is in at most {MAX_GROUPS} groups")
     return _SetRequest(str(jid), False, name, tuple(groups))
 
 
@@ -264,13 +253,13 @@ def _apply_set(user_id: int, request: _SetRequest) -> _Item:
         if request.remove:
             if existing is None:
                 # RFC 6121 §2.5.3: removing an item that is not in the roster is item-not-found.
-                raise _Refusal(StanzaErrorCondition.ITEM_NOT_FOUND, "no such item in the roster")
+                raise Refusal(StanzaErrorCondition.ITEM_NOT_FOUND, "no such item in the roster")
             existing.delete()
             return _Item(request.jid, "", (), "remove", False)
         if existing is None:
             limit = _max_items()
             if RosterItem.objects.filter(user_id=user_id).count() >= limit:
-                raise _Refusal(
+                raise Refusal(
                     StanzaErrorCondition.RESOURCE_CONSTRAINT,
                     f"the roster is full: at most {limit} items",
                     error_type="cancel",
@@ -312,34 +301,8 @@ def _item_element(item: _Item) -> etree._Element:
     return el
 
 
-def _reply(stanza: etree._Element, iq_type: str) -> etree._Element:
-    """An iq answering ``stanza``: same id, to the sender, from what it was addressed to."""
-    reply = etree.Element(_Q_IQ, nsmap=ns.default(ns.CLIENT))
-    reply.set("type", iq_type)
-    reply.set("id", stanza.get("id", ""))
-    if stanza.get("to"):
-        reply.set("from", stanza.get("to", ""))
-    if stanza.get("from"):
-        reply.set("to", stanza.get("from", ""))
-    return reply
-
-
 def _result(stanza: etree._Element) -> etree._Element:
-    return _reply(stanza, "result")
-
-
-def _error(stanza: etree._Element, refusal: _Refusal) -> etree._Element:
-    """RFC 6120 §8.3.2: ``<error type>`` with the defined condition, then a human-readable text."""
-    reply = _reply(stanza, "error")
-    error = etree.SubElement(reply, _Q_ERROR)
-    error.set("type", refusal.error_type)
-    etree.SubElement(
-        error, ns.qname(ns.STANZA_ERRORS, refusal.condition.value), nsmap=ns.default(ns.STANZA_ERRORS)
-    )
-    text = etree.SubElement(error, ns.qname(ns.STANZA_ERRORS, "text"), nsmap=ns.default(ns.STANZA_ERRORS))
-    text.set(_Q_XML_LANG, "en")
-    text.text = refusal.text
-    return reply
+    return iq_reply(stanza, "result")
 
 
 def _copy(el: etree._Element) -> etree._Element:

@@ -120,6 +120,7 @@ class Transcript:
     app_salts: dict[str, bytes] = field(default_factory=dict)  # credential id → its own salt
     tokens: dict[str, list[TokenCandidate]] = field(default_factory=dict)
     issue: tuple[str, str] | None = None  # (token, expiry) for a <request-token/>
+    refusal: tuple[Any, str] | None = None  # (SaslCondition, text): answer Authenticated with refuse()
 
     def __post_init__(self) -> None:
         self._server_tokens = Tokenizer()
@@ -197,6 +198,8 @@ class Transcript:
                 self.stream.password_checked(bool(matching), matching[0] if matching else "")
         elif isinstance(event, ev.TokenCheckNeeded):
             self.stream.provide_tokens(self.tokens.get(event.localpart or "", []))
+        elif isinstance(event, ev.Authenticated) and self.refusal is not None:
+            self.stream.refuse(*self.refusal)
         elif isinstance(event, ev.Authenticated) and event.profile == "sasl":
             self.stream.continue_with([])  # RFC 6120: nothing to ask, <success/> goes out
         elif isinstance(event, ev.Authenticated) and event.profile == "sasl2" and self.auto_tasks:
