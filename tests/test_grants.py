@@ -375,3 +375,30 @@ def test_token_helpers_round_trip() -> None:
     masked, nonce = tokens.seal(key)
     assert masked != key
     assert tokens.unseal(masked, nonce) == key
+
+
+# ---------------------------------------------------------------------- the admin site
+def test_an_operator_revokes_grants_from_the_admin_site(alice: User, admin_client: Any) -> None:
+    auth = login(alice)
+    page = admin_client.get("/admin/sessions_acl/grant/")
+    assert page.status_code == 200
+    assert b"Revoke the selected grants" in page.content
+    response = admin_client.post(
+        "/admin/sessions_acl/grant/",
+        {"action": "revoke_grants", "_selected_action": [str(auth.grant_id)]},
+        follow=True,
+    )
+    assert b"Revoked 1 grant(s)" in response.content
+    assert Grant.objects.get(pk=auth.grant_id).revoked_by == "admin (admin site)"
+    assert Revocation.objects.get().grant_ids == [auth.grant_id]
+    assert AuthEvent.objects.filter(kind="revoked", actor="admin (admin site)").exists()
+
+
+def test_the_security_log_cannot_be_edited_from_the_admin_site(alice: User, admin_client: Any) -> None:
+    login(alice, fast_request="HT-SHA-256-NONE")
+    event = AuthEvent.objects.get(kind="token-issued")
+    assert admin_client.get(f"/admin/sessions_acl/authevent/{event.pk}/change/").status_code == 200
+    response = admin_client.post(f"/admin/sessions_acl/authevent/{event.pk}/change/", {"detail": "forged"})
+    assert response.status_code == 403
+    event.refresh_from_db()
+    assert event.detail != "forged"

@@ -37,6 +37,7 @@ log = logging.getLogger("xmppauth.c2s")
 
 WEBSOCKET_SUBPROTOCOL = "xmpp"
 MAX_HELD = 256  # XEP-0352: held stanzas beyond this go out anyway
+ACTIVITY_GRANULARITY = 60.0  # seconds: how often a busy session's record is told it is still active
 
 
 @functools.cache
@@ -102,6 +103,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         self.access: SessionAccess | None = None
         self.session_id: int | None = None  # its sessions_acl.Session row, once bound
         self._end_reason = ""
+        self._touched = 0.0
         self._grant_timer: asyncio.TimerHandle | None = None
         self._transport = "websocket"
         self.roster_requested = False  # RFC 6121 §2.1.6: an "interested resource" gets roster pushes
@@ -195,6 +197,11 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         stream = self.stream
         assert stream is not None
         if isinstance(event, ev.StanzaReceived):
+            now = asyncio.get_running_loop().time()
+            if now - self._touched >= ACTIVITY_GRANULARITY and self.session_id is not None:
+                self._touched = now  # the session record's last activity, to the minute
+                touch = asyncio.ensure_future(services.touch_session(self.session_id))
+                touch.add_done_callback(lambda _t: None)
             await ROUTER.route(self, event)
         elif isinstance(event, ev.CredentialsNeeded):
             creds, alternatives = await services.scram_credentials(
@@ -319,6 +326,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             await self._close(StreamErrorCondition.POLICY_VIOLATION, "this session's grant was revoked")
             return
         self.session_id = session_id
+        self._touched = asyncio.get_running_loop().time()  # the record says it started just now
         if self._closed:
             await services.close_session(session_id, "connection lost while binding")
             return
