@@ -197,6 +197,8 @@ class Revocation(models.Model):
     all_sessions = models.BooleanField(default=False)
     except_session = models.BigIntegerField(null=True, blank=True)
     text = models.CharField(max_length=300)
+    # Not a revocation but a change: the sessions of ``grant_ids`` go on with these scopes.
+    scopes = models.JSONField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"revocation {self.pk} for {self.username}: {self.text}"
@@ -210,4 +212,5 @@ class Revocation(models.Model):
             "all_sessions": self.all_sessions,
             "except_session": self.except_session,
             "text": self.text,
+            "scopes": self.scopes,
         }

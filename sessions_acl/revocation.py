@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from accounts.models import User
 
+from . import access
 from .models import AppPassword, AuthEvent, Client, FastToken, Grant, Revocation, Session
 from .services import log_event
 
@@ -174,6 +175,40 @@ def revoke_session(session_id: int, *, actor: str, reason: str = "", user: User 
             session_ids=[session.pk],
         )
     return session
+
+
+def change_grant_scopes(grant_id: int, scopes: list[str], *, actor: str, user: User | None = None) -> Grant:
+    """Give a grant other scopes; its live sessions use them within a second (no reconnect).
+
+    Raises :class:`NotFound`, or ValueError with a message for a person (unknown scope, or a scope
+    an app password can never carry).
+    """
+    with transaction.atomic():
+        grant = _find(Grant.objects.select_related("user"), grant_id, user, "grant")
+        if grant.revoked is not None:
+            raise ValueError("the grant is revoked")
+        chosen = access.validate_scopes(scopes, app_password=grant.origin == Grant.Origin.APP_PASSWORD)
+        before = set(grant.scopes)
+        grant.scopes = sorted(chosen)
+        grant.save(update_fields=["scopes"])
+        removed, added = sorted(before - chosen), sorted(chosen - before)
+        change = "; ".join(
+            part
+            for part in (
+                f"removed {', '.join(removed)}" if removed else "",
+                f"added {', '.join(added)}" if added else "",
+            )
+            if part
+        )
+        log_event(grant.user, AuthEvent.Kind.GRANT_CHANGED, f"{grant}: {change or 'unchanged'}", actor=actor)
+        revocation = Revocation.objects.create(
+            username=grant.user.username,
+            grant_ids=[grant.pk],
+            scopes=grant.scopes,
+            text=f"this session's grant was changed{_describe(actor)}",
+        )
+        _publish_on_commit(revocation)
+    return grant
 
 
 def end_user_sessions(

@@ -402,3 +402,21 @@ def test_the_security_log_cannot_be_edited_from_the_admin_site(alice: User, admi
     assert response.status_code == 403
     event.refresh_from_db()
     assert event.detail != "forged"
+
+
+def test_changing_scopes_is_logged_published_and_validated(alice: User) -> None:
+    bot = services.create_app_password(alice, "bot", ["messages.send", "presence"])
+    grant_id = bot.app_password.grant_id
+    revocation.change_grant_scopes(grant_id, ["messages.send"], actor="alice (portal)")
+    assert Grant.objects.get(pk=grant_id).scopes == ["messages.send"]
+    message = Revocation.objects.get().message()
+    assert message["scopes"] == ["messages.send"]
+    assert message["grant_ids"] == [grant_id]
+    assert AuthEvent.objects.get(kind="grant-changed").detail.endswith("removed presence")
+    with pytest.raises(ValueError, match=r"can never carry clients\.manage"):
+        revocation.change_grant_scopes(grant_id, ["clients.manage"], actor="alice")
+    with pytest.raises(ValueError, match="unknown scope"):
+        revocation.change_grant_scopes(grant_id, ["fly"], actor="alice")
+    revocation.revoke_grant(grant_id, actor="alice")
+    with pytest.raises(ValueError, match="revoked"):
+        revocation.change_grant_scopes(grant_id, ["presence"], actor="alice")

@@ -20,7 +20,7 @@ from channels.exceptions import StopConsumer
 from django.conf import settings
 from lxml import etree
 
-from sessions_acl.access import ROSTER_READ, SessionAccess
+from sessions_acl.access import ROSTER_READ, SessionAccess, session_scopes
 from sessions_acl.cam import NS as CAM
 from sessions_acl.services import Authorization, Refusal
 from xmppauth import adhoc, roster, services, stanzas
@@ -361,6 +361,18 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         self._end_reason = text
         log.info("%s: %s revoked: %s", self._peer, self.jid, text)
         await self.kick(StreamErrorCondition.POLICY_VIOLATION, text)
+
+    def regrant(self, scopes: frozenset[str]) -> None:
+        """Its grant was changed: from the next stanza on, these scopes (as limited for this login)."""
+        auth = self.auth
+        if auth is None or self.access is None:
+            return
+        self.access.scopes = session_scopes(
+            scopes, app_password=auth.credential == "app-password", staff=auth.staff
+        )
+        log.info(
+            "%s: %s now has %s", self._peer, self.jid, ", ".join(sorted(self.access.scopes)) or "no scopes"
+        )
 
     def may_receive(self, kind: str, stanza_type: str) -> bool:
         access = self.access

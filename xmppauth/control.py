@@ -100,7 +100,7 @@ class Control:
                 log.exception("revocation poll failed; retrying")
 
     async def apply(self, message: dict[str, Any]) -> int:
-        """Close the streams a revocation names; returns how many."""
+        """Close the streams a revocation names (or give them new scopes); returns how many."""
         key = int(message["id"])
         now = time.monotonic()
         if key in self._applied:
@@ -115,6 +115,7 @@ class Control:
         everything = bool(message.get("all_sessions"))
         spared = message.get("except_session")
         text = str(message.get("text") or "revoked")
+        scopes = message.get("scopes")
         closed = 0
         for session in list(ROUTER.resources(bare).values()):
             sid = getattr(session, "session_id", None)
@@ -124,11 +125,15 @@ class Control:
                 or (gid is not None and gid in grant_ids)
                 or (everything and sid != spared)
             )
-            if hit:
+            if hit and scopes is not None:
+                closed += 1
+                session.regrant(frozenset(scopes))
+            elif hit:
                 closed += 1
                 await session.revoke(text)
         if closed:
-            log.info("revocation %s closed %d stream(s) of %s: %s", key, closed, bare, text)
+            what = "changed the grant of" if scopes is not None else "closed"
+            log.info("control message %s %s %d stream(s) of %s: %s", key, what, closed, bare, text)
         return closed
 
 

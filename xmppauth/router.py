@@ -56,6 +56,10 @@ class Session(Protocol):
 
     async def revoke(self, text: str) -> None: ...
 
+    def regrant(self, scopes: frozenset[str]) -> None:
+        """The session's grant now has these scopes."""
+        ...
+
     def may_receive(self, kind: str, stanza_type: str) -> bool:
         """The session's grant lets it receive this (sessions_acl.access decides)."""
         ...

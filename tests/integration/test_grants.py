@@ -449,6 +449,31 @@ def test_a_revoked_hibernating_session_cannot_be_resumed(server: Server) -> None
     back.close()
 
 
+def test_changing_a_grants_scopes_applies_to_its_live_session(server: Server, bob: Session) -> None:
+    _, secret = app_password(server, "carol", "changing", "messages.send", "presence")
+    bot = Session(server, "carol", secret)
+    _, grant_id = session_ids(server, "carol")[bot.jid]
+    bot.send("<presence/>")
+    assert b"type='error'" not in bot.expect("</presence>|<presence[^>]*/>")
+    done = server.manage("setscopes", str(grant_id), "messages.send")
+    started = time.monotonic()
+    assert done.returncode == 0, done.stderr
+    while True:  # the change lands within a second; until then presence still goes through
+        bot.send("<presence/>")
+        reply = bot.expect("</presence>|<presence[^>]*/>")
+        if b"<forbidden" in reply:
+            break
+        assert time.monotonic() - started < 1.0, "the new scopes took more than a second"
+        time.sleep(0.05)
+    forbidden(reply, "presence")
+    bot.send(f"<message to='{bob.jid}' type='chat'><body>still allowed</body></message>")
+    assert b"still allowed" in bob.expect("</message>")  # no reconnect needed
+    refused = server.manage("setscopes", str(grant_id), "messages.send,admin")
+    assert refused.returncode != 0
+    assert "can never carry admin" in refused.stderr
+    bot.close()
+
+
 # ---------------------------------------------------------------------- FAST on real streams
 def fast_login(
     server: Server, user: str, token: str, ua: str, *, mechanism: str = "HT-SHA-256-NONE", extra: str = ""
