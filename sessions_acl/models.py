@@ -41,6 +41,14 @@ class Grant(models.Model):
         return self.revoked is None and (self.expires is None or self.expires > moment)  # type: ignore[operator]
 
 
+def client_label(user_agent_id: str, software: str, device: str) -> str:
+    """How a client is named to its owner."""
+    if not user_agent_id:
+        return "clients without an id (RFC 6120 logins)"
+    what = software or "unknown software"
+    return f"{what} on {device}" if device else what
+
+
 class Client(models.Model):
     """One client installation of an account: a SASL2 user-agent id (XEP-0388 §2.4).
 
@@ -70,10 +78,7 @@ class Client(models.Model):
         ordering = ("-last_seen",)
 
     def __str__(self) -> str:
-        if not self.user_agent_id:
-            return "clients without an id (RFC 6120 logins)"
-        what = self.software or "unknown software"
-        return f"{what} on {self.device}" if self.device else what
+        return client_label(self.user_agent_id, self.software, self.device)
 
 
 class AppPassword(models.Model):

@@ -23,8 +23,8 @@ from accounts.models import PasswordLogin, User
 from xmppauth.proto.sasl import ScramCredentials, derive_credentials
 from xmppauth.proto.sasl.base import TokenCandidate
 
-from . import access, tokens
-from .models import AppPassword, AuthEvent, Client, FastToken, Grant, Session
+from . import access, loginreads, tokens
+from .models import AppPassword, AuthEvent, Client, FastToken, Grant, Session, client_label
 
 log = logging.getLogger("xmppauth.grants")
 
@@ -74,24 +74,38 @@ def log_event(user: User | int | None, kind: str, detail: str, *, actor: str = "
 
 
 # ---------------------------------------------------------------------- credentials for SASL
-def app_password_credentials(
-    user: User, hash_name: str, reference: ScramCredentials
+def scram_lookup(
+    localpart: str | None, username: str, hash_name: str
+) -> tuple[ScramCredentials, list[ScramCredentials]]:
+    """SCRAM: the account's stored credentials and, as alternatives, those of its live app
+    passwords that share their salt and iteration count; for no such account, deterministic fake
+    credentials (and none), so that the exchange looks the same."""
+    creds, alternatives, _ = _lookup(localpart, username, hash_name)
+    return creds, alternatives
+
+
+def _lookup(
+    localpart: str | None, username: str, hash_name: str
+) -> tuple[ScramCredentials, list[ScramCredentials], bool]:
+    found = loginreads.credentials(localpart, timezone.now()) if localpart is not None else None
+    entry = found.scram.get(hash_name) if found is not None else None
+    if found is None or not entry:
+        return scram.fake_for(username, hash_name), [], False
+    creds = scram.from_json(entry)
+    return creds, _alternatives(found, hash_name, creds), True
+
+
+def _alternatives(
+    found: loginreads.Credentials, hash_name: str, reference: ScramCredentials
 ) -> list[ScramCredentials]:
-    """The live app passwords of ``user`` as SCRAM alternatives that share ``reference``'s salt."""
-    now = timezone.now()
-    rows = (
-        AppPassword.objects.filter(user=user, grant__revoked__isnull=True)
-        .filter(Q(grant__expires__isnull=True) | Q(grant__expires__gt=now))
-        .values_list("id", "scram")
-    )
     result = []
-    for pk, data in rows:
+    for pk, data in found.app_passwords:
         entry = data.get(hash_name)
         if not entry:
             continue
         creds = scram.from_json(entry)
         if creds.salt != reference.salt or creds.iterations != reference.iterations:
-            continue  # made before the account's salt changed: usable over PLAIN only if it matches
+            continue  # keys from another salt cannot answer this exchange's challenge
         result.append(
             ScramCredentials(
                 salt=creds.salt,
@@ -104,32 +118,25 @@ def app_password_credentials(
     return result
 
 
-def check_plain(user: User | None, username: str, password: str) -> str | None:
+def check_plain(localpart: str | None, username: str, password: str) -> str | None:
     """PLAIN: which credential ``password`` is ("" account password, "app:N"), or None.
 
     One SCRAM-SHA-256 derivation with the account's salt, then a constant-time comparison with
     the account's StoredKey and every live app password's (all of them, whatever matches first).
     Unknown accounts run the same derivation against fake credentials, so timing does not tell.
     """
-    stored = user.scram_credentials("SHA-256") if user is not None else None
-    reference = stored or scram.fake_for(username, "SHA-256")
+    reference, alternatives, real = _lookup(localpart, username, "SHA-256")
     try:
         derived = derive_credentials(
             password, "SHA-256", salt=reference.salt, iterations=reference.iterations
         )
     except ValueError:  # not a valid SASLprep string
         return None
-    if user is None or stored is None:
-        hmac.compare_digest(derived.stored_key, reference.stored_key)
-        return None
-    candidates = [("", stored.stored_key)] + [
-        (c.credential_id, c.stored_key) for c in app_password_credentials(user, "SHA-256", stored)
-    ]
     found = None
-    for credential_id, key in candidates:
-        if hmac.compare_digest(derived.stored_key, key) and found is None:
-            found = credential_id
-    return found
+    for candidate in [reference, *alternatives]:
+        if hmac.compare_digest(derived.stored_key, candidate.stored_key) and found is None:
+            found = candidate.credential_id
+    return found if real else None
 
 
 def fast_candidates(localpart: str | None, user_agent_id: str | None) -> list[TokenCandidate]:
@@ -175,17 +182,29 @@ def authorize(
     "fast:N" a FAST token.
     """
     now = timezone.now()
+    if not credential_id:
+        # The common case, kept to one read when nothing changed since the client's last login.
+        return _authorize_password(localpart, user_agent_id or "", software, device, fast_request, now)
     with transaction.atomic():
         user = User.objects.filter(username=localpart, is_active=True).first()
         if user is None:
-            return Refusal(condition="account-disabled", text="this account is disabled")
+            return _DISABLED
         if credential_id.startswith(APP_PASSWORD_PREFIX):
             return _authorize_app_password(user, credential_id, fast_request, now)
-        if credential_id.startswith(FAST_PREFIX):
-            return _authorize_fast(
-                user, credential_id, user_agent_id or "", fast_request, fast_invalidate, fast_count, now
-            )
-        return _authorize_password(user, user_agent_id or "", software, device, fast_request, now)
+        return _authorize_fast(
+            user, credential_id, user_agent_id or "", fast_request, fast_invalidate, fast_count, now
+        )
+
+
+_DISABLED = Refusal(condition="account-disabled", text="this account is disabled")
+
+# Last seen / last used are kept to the minute: a login within a minute of the previous one writes
+# nothing (one write per login cost a third of a login's CPU, see docs/performance.md).
+SEEN_GRANULARITY = timedelta(seconds=60)
+
+
+def _stale(moment: datetime | None, now: datetime) -> bool:
+    return moment is None or now - moment >= SEEN_GRANULARITY
 
 
 def _authorize_app_password(
@@ -256,60 +275,90 @@ def _authorize_fast(
         issued = _issue_token(client, fast_request, now)
     elif now - token.issued >= tokens.rotate_after():
         issued = _issue_token(client, token.mechanism, now)
-    Client.objects.filter(pk=client.pk).update(last_seen=now, last_auth="fast")
+    if _stale(client.last_seen, now) or client.last_auth != "fast":
+        Client.objects.filter(pk=client.pk).update(last_seen=now, last_auth="fast")
     return _client_authorization(user, client, grant, "fast", issued, now)
 
 
 def _authorize_password(
-    user: User,
+    localpart: str,
     user_agent_id: str,
     software: str | None,
     device: str | None,
     fast_request: str | None,
     now: datetime,
 ) -> Authorization | Refusal:
-    policy = user.xmpp_password_login
-    if policy == PasswordLogin.OFF:
+    row = loginreads.password_login(localpart, user_agent_id, now)
+    if row is None or not row.active:
+        return _DISABLED
+    if row.policy == PasswordLogin.OFF:
         return Refusal(
             condition="not-authorized",
             text="password logins over XMPP are turned off for this account: "
             "use an app password, or a client that already holds a FAST token",
         )
-    if policy == PasswordLogin.SECOND_FACTOR:
+    if row.policy == PasswordLogin.SECOND_FACTOR:
         # Enforced for real once second factors exist as SASL2 tasks (the MFA issue).
         return Refusal(
             condition="not-authorized",
             text="this account allows password logins only with a second factor, "
             "and no second factor can be asked for on this server yet",
         )
-    client, _ = Client.objects.get_or_create(
-        user=user, user_agent_id=user_agent_id, defaults={"first_seen": now, "last_seen": now}
+    software = software[:256] if software else None
+    device = device[:256] if device else None
+    unchanged = (
+        row.client_id is not None
+        and row.client_live
+        and row.grant_id is not None
+        and row.grant_live
+        and not _stale(row.password_seen, now)
+        and (software is None or software == row.software)
+        and (device is None or device == row.device)
     )
-    client.last_seen = now
-    client.password_seen = now
-    client.last_auth = "password"
-    client.revoked = None
-    if software:
-        client.software = software[:256]
-    if device:
-        client.device = device[:256]
-    grant = client.grant
-    if grant is None or not grant.is_live(now):
-        role = "admin" if user.is_staff else "full"
-        grant = Grant.objects.create(
-            user=user, origin=Grant.Origin.PASSWORD, role=role, scopes=sorted(access.ROLES[role])
+    if unchanged and not fast_request:
+        # The usual reconnect: nothing to write (last seen and last used are kept to the minute).
+        assert row.grant_id is not None
+        return Authorization(
+            user_id=row.user_id,
+            username=localpart,
+            staff=row.staff,
+            grant_id=row.grant_id,
+            grant_expires=row.grant_expires,
+            client_id=row.client_id,
+            scopes=access.session_scopes(row.grant_scopes, app_password=False, staff=row.staff),
+            credential="password",
+            label=client_label(user_agent_id, row.software, row.device),
         )
-        client.grant = grant
-    client.save()
-    issued = _issue_token(client, fast_request, now) if fast_request and user_agent_id else None
-    return _client_authorization(user, client, grant, "password", issued, now)
+    with transaction.atomic():
+        user = User.objects.get(pk=row.user_id)
+        client, _ = Client.objects.get_or_create(
+            user=user, user_agent_id=user_agent_id, defaults={"first_seen": now, "last_seen": now}
+        )
+        if not unchanged:
+            client.last_seen = client.password_seen = now
+            client.last_auth = "password"
+            client.revoked = None
+            client.software = software or client.software
+            client.device = device or client.device
+        grant = client.grant
+        if grant is None or not grant.is_live(now):
+            role = "admin" if user.is_staff else "full"
+            grant = Grant.objects.create(
+                user=user, origin=Grant.Origin.PASSWORD, role=role, scopes=sorted(access.ROLES[role])
+            )
+            client.grant = grant
+        if not unchanged or client.grant_id != row.grant_id:
+            client.save()
+        issued = _issue_token(client, fast_request, now) if fast_request and user_agent_id else None
+        return _client_authorization(user, client, grant, "password", issued, now)
 
 
 def _client_authorization(
     user: User, client: Client, grant: Grant, credential: str, token: IssuedToken | None, now: datetime
 ) -> Authorization:
     """A password or FAST login holds its client's grant."""
-    Grant.objects.filter(pk=grant.pk).update(last_used=now)
+    if _stale(grant.last_used, now):
+        Grant.objects.filter(pk=grant.pk).update(last_used=now)
     return Authorization(
         user_id=user.pk,
         username=user.username,
@@ -363,7 +412,8 @@ def open_session(
     node: str,
     factors: list[str] | None = None,
 ) -> int:
-    """Record a bound stream (and the login in the security log); returns the session id."""
+    """Record a bound stream; returns the session id. The session rows are the login history of the
+    security log (AuthEvent keeps everything else: failures, tokens, revocations, changes)."""
     session = Session.objects.create(
         user_id=auth.user_id,
         grant_id=auth.grant_id,
@@ -375,13 +425,6 @@ def open_session(
         credential=auth.credential,
         factors=factors or [],
         node=node,
-    )
-    what = {"password": "password", "app-password": f"app password {auth.label!r}", "fast": "FAST token"}
-    log_event(
-        auth.user_id,
-        AuthEvent.Kind.LOGIN,
-        f"{jid} with {mechanism} ({what[auth.credential]}) over {transport}",
-        address=address,
     )
     return session.pk
 

@@ -140,20 +140,20 @@ def test_bad_app_password_input_gets_a_clear_error(
 def test_plain_tells_the_account_password_from_each_app_password(alice: User) -> None:
     bot = services.create_app_password(alice, "bot", ["messages.send"])
     feed = services.create_app_password(alice, "feed", ["messages.receive"])
-    assert services.check_plain(alice, "alice", "wonderland") == ""
-    assert services.check_plain(alice, "alice", bot.secret) == f"app:{bot.app_password.pk}"
-    assert services.check_plain(alice, "alice", feed.secret) == f"app:{feed.app_password.pk}"
-    assert services.check_plain(alice, "alice", "nope") is None
-    assert services.check_plain(None, "mallory", "wonderland") is None
+    assert services.check_plain("alice", "alice", "wonderland") == ""
+    assert services.check_plain("alice", "alice", bot.secret) == f"app:{bot.app_password.pk}"
+    assert services.check_plain("alice", "alice", feed.secret) == f"app:{feed.app_password.pk}"
+    assert services.check_plain("alice", "alice", "nope") is None
+    assert services.check_plain("mallory", "mallory", "wonderland") is None
     revocation.revoke_app_password(bot.app_password.pk, actor="test")
-    assert services.check_plain(alice, "alice", bot.secret) is None
+    assert services.check_plain("alice", "alice", bot.secret) is None
 
 
 def test_a_scram_exchange_finds_which_credential_the_client_used(alice: User) -> None:
     bot = services.create_app_password(alice, "bot", ["messages.send"])
-    creds = alice.scram_credentials("SHA-256")
-    assert creds is not None
-    alternatives = services.app_password_credentials(alice, "SHA-256", creds)
+    creds, alternatives = services.scram_lookup("alice", "alice", "SHA-256")
+    assert creds == alice.scram_credentials("SHA-256")
+    assert [a.credential_id for a in alternatives] == [f"app:{bot.app_password.pk}"]
     for secret, expected in (("wonderland", ""), (bot.secret, f"app:{bot.app_password.pk}")):
         server = ScramServer("SHA-256", plus=False, cb=ChannelBindingContext())
         client = ScramClient("SHA-256", "alice", secret)
@@ -170,11 +170,9 @@ def test_app_passwords_survive_a_password_change(alice: User) -> None:
     bot = services.create_app_password(alice, "bot", ["messages.send"])
     revocation.change_password(alice, "looking-glass", actor="test")
     alice.refresh_from_db()
-    assert services.check_plain(alice, "alice", "looking-glass") == ""
-    assert services.check_plain(alice, "alice", bot.secret) == f"app:{bot.app_password.pk}"
-    creds = alice.scram_credentials("SHA-1")
-    assert creds is not None
-    assert len(services.app_password_credentials(alice, "SHA-1", creds)) == 1
+    assert services.check_plain("alice", "alice", "looking-glass") == ""
+    assert services.check_plain("alice", "alice", bot.secret) == f"app:{bot.app_password.pk}"
+    assert len(services.scram_lookup("alice", "alice", "SHA-1")[1]) == 1
 
 
 def test_an_expired_app_password_no_longer_authenticates(alice: User) -> None:
@@ -182,7 +180,7 @@ def test_an_expired_app_password_no_longer_authenticates(alice: User) -> None:
         alice, "bot", ["messages.send"], expires=timezone.now() + timedelta(days=1)
     )
     Grant.objects.filter(pk=bot.app_password.grant_id).update(expires=timezone.now() - timedelta(seconds=1))
-    assert services.check_plain(alice, "alice", bot.secret) is None
+    assert services.check_plain("alice", "alice", bot.secret) is None
     result = services.authorize(
         "alice", credential_id=f"app:{bot.app_password.pk}", mechanism="PLAIN", user_agent_id=None
     )

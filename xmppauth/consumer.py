@@ -13,6 +13,7 @@ import functools
 import ipaddress
 import logging
 import secrets
+import time
 from typing import Any
 
 from channels.consumer import AsyncConsumer, get_handler_name
@@ -24,6 +25,7 @@ from sessions_acl.access import ROSTER_READ, SessionAccess, session_scopes
 from sessions_acl.cam import NS as CAM
 from sessions_acl.services import Authorization, Refusal
 from xmppauth import adhoc, roster, services, stanzas
+from xmppauth.control import CONTROL
 from xmppauth.proto import events as ev
 from xmppauth.proto import ns, upgrade
 from xmppauth.proto.errors import SaslCondition, StanzaErrorCondition, StreamError, StreamErrorCondition
@@ -104,6 +106,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         self.session_id: int | None = None  # its sessions_acl.Session row, once bound
         self._end_reason = ""
         self._touched = 0.0
+        self._authorized_at = 0.0
         self._grant_timer: asyncio.TimerHandle | None = None
         self._transport = "websocket"
         self.roster_requested = False  # RFC 6121 §2.1.6: an "interested resource" gets roster pushes
@@ -262,6 +265,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         stream = self.stream
         assert stream is not None
         agent = event.user_agent
+        authorizing = time.monotonic()  # a revocation applied from now on may have been missed by the read
         result = await services.authorize(
             event.localpart,
             credential_id=event.credential_id,
@@ -282,6 +286,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
                 stream.refuse(SaslCondition(result.condition), result.text)
             return
         self.auth = result
+        self._authorized_at = authorizing
         self.access = SessionAccess(result.scopes)
         stream.access = self.access
         if result.token is not None:
@@ -322,9 +327,6 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             mechanism=stream.mechanism_name or "",
             node=settings.XMPP_NODE,
         )
-        if session_id is None:
-            await self._close(StreamErrorCondition.POLICY_VIOLATION, "this session's grant was revoked")
-            return
         self.session_id = session_id
         self._touched = asyncio.get_running_loop().time()  # the record says it started just now
         if self._closed:
@@ -332,6 +334,11 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             return
         await ROUTER.bind(self, localpart, domain, resource)  # anyone who took it meanwhile goes
         if self._closed:
+            return
+        revoked = CONTROL.revoked_since(self._authorized_at, localpart, self.auth.grant_id)
+        if revoked is not None:  # while it was logging in: no router entry yet to find it by
+            self._end_reason = revoked
+            await self._close(StreamErrorCondition.POLICY_VIOLATION, revoked)
             return
         self.jid = stream.bind_resource(resource)
         ROUTER.register(self)

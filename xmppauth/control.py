@@ -47,6 +47,9 @@ def _prune() -> None:
 class Control:
     def __init__(self) -> None:
         self._applied: dict[int, float] = {}
+        # What recent revocations named, for streams that were between authentication and binding
+        # (not yet in the router) when one was applied: key -> (monotonic time, text).
+        self._recent: dict[tuple[str, object], tuple[float, str]] = {}
         self._started = timezone.now()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -117,6 +120,8 @@ class Control:
         text = str(message.get("text") or "revoked")
         scopes = message.get("scopes")
         closed = 0
+        if scopes is None:
+            self._remember(str(message["username"]), grant_ids, everything, text, now)
         for session in list(ROUTER.resources(bare).values()):
             sid = getattr(session, "session_id", None)
             gid = getattr(session, "grant_id", None)
@@ -135,6 +140,24 @@ class Control:
             what = "changed the grant of" if scopes is not None else "closed"
             log.info("control message %s %s %d stream(s) of %s: %s", key, what, closed, bare, text)
         return closed
+
+    def _remember(self, username: str, grant_ids: set[int], everything: bool, text: str, now: float) -> None:
+        if len(self._recent) > 10_000:
+            horizon = now - WINDOW.total_seconds()
+            self._recent = {k: v for k, v in self._recent.items() if v[0] > horizon}
+        for grant_id in grant_ids:
+            self._recent[("grant", grant_id)] = (now, text)
+        if everything:
+            self._recent[("user", username)] = (now, text)
+
+    def revoked_since(self, since: float, username: str, grant_id: int) -> str | None:
+        """The text of a revocation applied after ``since`` (time.monotonic()) that covers a stream
+        of ``username`` holding ``grant_id``, or None. For a stream binding after authorizing."""
+        for key in (("grant", grant_id), ("user", username)):
+            seen = self._recent.get(key)
+            if seen is not None and seen[0] >= since:
+                return seen[1]
+        return None
 
 
 CONTROL = Control()

@@ -12,48 +12,15 @@ from accounts.models import User
 from sessions_acl import services as grants
 from xmppauth.proto.sasl import ScramCredentials
 
-
-def _usable_user(localpart: str | None) -> User | None:
-    if localpart is None:
-        return None
-    user = User.objects.filter(username=localpart, is_active=True).only("id", "username", "scram").first()
-    return user
-
-
-@database_sync_to_async  # type: ignore[untyped-decorator]
-def scram_credentials(
-    localpart: str | None, username: str, hash_name: str
-) -> tuple[ScramCredentials, list[ScramCredentials]]:
-    """Stored credentials and the app passwords sharing their salt, or deterministic fake
-    credentials (and none) so an unknown account looks like any other."""
-    user = _usable_user(localpart)
-    creds = user.scram_credentials(hash_name) if user is not None else None
-    if user is None or creds is None:
-        return scram.fake_for(username, hash_name), []
-    return creds, grants.app_password_credentials(user, hash_name, creds)
-
-
-@database_sync_to_async  # type: ignore[untyped-decorator]
-def check_password(localpart: str | None, username: str, password: str) -> str | None:
-    """PLAIN: which credential the password is ("" the account's, "app:N"), or None."""
-    return grants.check_plain(_usable_user(localpart), username, password)
-
+scram_credentials = database_sync_to_async(grants.scram_lookup)
+check_password = database_sync_to_async(grants.check_plain)  # PLAIN: "" / "app:N" / None
 
 fast_candidates = database_sync_to_async(grants.fast_candidates)
 authorize = database_sync_to_async(grants.authorize)
 login_failed = database_sync_to_async(grants.login_failed)
 close_session = database_sync_to_async(grants.close_session)
 touch_session = database_sync_to_async(grants.touch_session)
-
-
-@database_sync_to_async  # type: ignore[untyped-decorator]
-def open_session(auth: grants.Authorization, **details: Any) -> int | None:
-    """Record the bound stream; None when its grant was revoked while it was logging in."""
-    from sessions_acl.models import Grant
-
-    if not Grant.objects.filter(pk=auth.grant_id, revoked__isnull=True).exists():
-        return None
-    return grants.open_session(auth, **details)
+open_session = database_sync_to_async(grants.open_session)
 
 
 @database_sync_to_async  # type: ignore[untyped-decorator]
