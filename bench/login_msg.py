@@ -13,6 +13,9 @@ the accounts, pins itself (the load generator) to --client-cpu, then runs in thi
   seq2   the same with XEP-0388 SASL2 + XEP-0386 Bind2 (+ XEP-0198 enabled inline)
   conc   C concurrent login loops for --login-duration s: logins/s, CPU ms per login
   conc2  the same with SASL2 + Bind2 (+ SM)
+  fast   N sequential XEP-0484 FAST logins (SASL2 HT-SHA-256-NONE with a token from an earlier SASL2
+         login + Bind2 + SM): server CPU ms per login, to compare with seq2
+  fast-conc  the same as conc2 with FAST logins
   resume N sequential XEP-0198 resumes inline in SASL2: drop the TCP connection, reconnect,
          resume; server CPU ms per resume, p50/p99, messages sent while detached delivered
   msg    P sender->receiver pairs, W messages in flight per pair (closed loop): msgs/s,
@@ -21,7 +24,8 @@ the accounts, pins itself (the load generator) to --client-cpu, then runs in thi
   idle   K authenticated, bound, idle sessions: server RSS before/after, per session
 
 Each scenario runs on a freshly started server process (same data dir; --no-restart to share one).
-seq2, conc2 and resume run only against servers that speak SASL2 (not Prosody 0.12: "n/a").
+seq2, conc2, fast, fast-conc and resume run only against servers that speak SASL2 (not Prosody 0.12:
+"n/a").
 
 A "login" is TCP connect + STARTTLS + SASL + stream restart + resource bind + close
 (client sends </stream:stream>, waits for the server's, closes TLS/TCP).
@@ -57,6 +61,7 @@ from xmpp_client import (
     ALPN_XMPP_CLIENT,
     ATTR_ID,
     ATTR_TYPE_ERROR,
+    HT_NONE,
     MESSAGE_START,
     ScramCache,
     Session,
@@ -131,6 +136,9 @@ class Ctx:
     direct_tls_ctx: ssl.SSLContext | None = None  # --sasl2-direct-tls: same settings + ALPN xmpp-client
     results: dict[str, Any] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    # XEP-0484 FAST: the current token per (account, installation), and how often the server rotated one
+    fast_tokens: dict[tuple[str, str], str] = field(default_factory=dict)
+    fast_rotations: int = 0
     _res_counter: int = 0
 
     def resource(self, tag: str) -> str:
@@ -167,12 +175,21 @@ class Ctx:
         return self.server.c2s_port, self.tls_ctx, False
 
     async def login2(
-        self, account: str, tag: str = "bench", enable_sm: bool = True, installation: str = "bench"
+        self,
+        account: str,
+        tag: str = "bench",
+        enable_sm: bool = True,
+        installation: str = "bench",
+        request_token: str | None = None,
+        fast_token: str | None = None,
     ) -> Session:
         """SASL2 + Bind2 login (+ SM enabled inline).  The user-agent id is stable per (account,
         ``installation``), as a real client keeps one per installation: the server records the client
         per id (one row, ``last_seen`` updated at every login) and derives the Bind2 resource from tag
-        + id, so two sessions that may be open at once must use different installations."""
+        + id, so two sessions that may be open at once must use different installations.
+
+        XEP-0484: ``request_token`` asks for a FAST token (``session.fast_token``); ``fast_token``
+        logs in with one (HT-SHA-256-NONE) instead of --mechanism and the password."""
         a = self.args
         port, tls_ctx, direct = self._sasl2_endpoint()
         s = await login2(
@@ -183,12 +200,14 @@ class Ctx:
             a.password,
             tls_ctx=tls_ctx,
             scram_cache=self.scram,
-            mechanism=a.mechanism,
+            mechanism=HT_NONE if fast_token is not None else a.mechanism,
             tag=tag,
             enable_sm=enable_sm,
             user_agent_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"xmppauth-bench:{account}/{installation}")),
             direct_tls=direct,
             time_limit=a.timeout,
+            request_token=request_token,
+            fast_token=fast_token,
         )
         if "sasl2_transport" not in self.results:
             self.results["sasl2_transport"] = (
@@ -218,6 +237,25 @@ class Ctx:
             direct_tls=direct,
             time_limit=a.timeout,
         )
+
+    async def login_fast(self, account: str, installation: str = "bench") -> Session:
+        """A FAST login with the token this (account, installation) got in ``request_fast_tokens``;
+        a token the server rotates in ``<success/>`` replaces it, as a client would."""
+        key = (account, installation)
+        token = self.fast_tokens.get(key)
+        if token is None:
+            raise RuntimeError(f"no FAST token for {account}/{installation} (not requested in the warm-up)")
+        s = await self.login2(account, installation=installation, fast_token=token)
+        if s.fast_token and s.fast_token != token:
+            self.fast_tokens[key] = s.fast_token
+            self.fast_rotations += 1
+        return s
+
+    async def request_fast_token(self, account: str, installation: str = "bench") -> None:
+        """A SASL2 login (--mechanism, password) with ``<request-token mechanism='HT-SHA-256-NONE'/>``."""
+        s = await self.login2(account, installation=installation, request_token=HT_NONE)
+        self.fast_tokens[(account, installation)] = s.fast_token
+        await s.close(time_limit=self.args.timeout)
 
     def note_error(self, where: str, e: BaseException) -> None:
         msg = f"{where}: {type(e).__name__}: {e}"
@@ -250,14 +288,18 @@ async def close_all(ctx: Ctx, sessions: list[Session]) -> None:
 
 
 async def one_login_cycle(
-    ctx: Ctx, account: str, sasl2: bool = False, installation: str = "bench"
+    ctx: Ctx, account: str, sasl2: bool = False, installation: str = "bench", fast: bool = False
 ) -> tuple[float, float]:
     """One full login + close; returns (seconds to bound, seconds including close).
-    ``sasl2``: SASL2 + Bind2 + inline SM enable instead of RFC 6120 SASL + restart + bind."""
+    ``sasl2``: SASL2 + Bind2 + inline SM enable instead of RFC 6120 SASL + restart + bind;
+    ``fast``: the same SASL2 login with the installation's XEP-0484 token instead of the password."""
     t0 = time.perf_counter()
-    s = await (
-        ctx.login2(account, installation=installation) if sasl2 else ctx.login(account, ctx.resource("b"))
-    )
+    if fast:
+        s = await ctx.login_fast(account, installation)
+    elif sasl2:
+        s = await ctx.login2(account, installation=installation)
+    else:
+        s = await ctx.login(account, ctx.resource("b"))
     t_bound = time.perf_counter() - t0
     await s.close(time_limit=ctx.args.timeout)
     return t_bound, time.perf_counter() - t0
@@ -332,18 +374,51 @@ async def warmup_sasl2(ctx: Ctx) -> None:
         await one_login_cycle(ctx, ctx.accounts[i % len(ctx.accounts)], sasl2=True)
 
 
-async def scenario_seq(ctx: Ctx, key: str = "seq", sasl2: bool = False) -> None:
+def conc_installation(ctx: Ctx, worker: int) -> str:
+    """The installation (user-agent id) worker ``worker`` of conc/conc2/fast-conc logs in with.
+
+    Worker w logs in the accounts w, w+C, w+2C, ... (mod A); when C divides A no other worker ever
+    uses them, so the warmed-up installation (one Bind2 resource per account) is safe; otherwise two
+    workers could bind the same resource at once: one installation each."""
+    return "bench" if len(ctx.accounts) % ctx.args.concurrency == 0 else f"c{worker}"
+
+
+def conc_pairs(ctx: Ctx) -> list[tuple[str, str]]:
+    """Every (account, installation) the concurrent scenarios may log in with."""
+    c, n = ctx.args.concurrency, len(ctx.accounts)
+    pairs = {(ctx.accounts[(w + j * c) % n], conc_installation(ctx, w)) for w in range(c) for j in range(n)}
+    return sorted(pairs)
+
+
+async def warmup_fast(ctx: Ctx, names: list[str]) -> None:
+    """XEP-0484: one SASL2 login (--mechanism, password) with ``<request-token/>`` per account and
+    installation the FAST scenarios use, then one FAST login with each token (at least
+    --warmup-logins): the token is promoted from the server's "new" slot to "current" by its first
+    use, so the measured logins all find it there, and the HT-* code paths are warm."""
+    pairs = [(acc, "bench") for acc in ctx.accounts]
+    if "fast-conc" in names:
+        pairs = sorted(set(pairs) | set(conc_pairs(ctx)))
+    for account, installation in pairs:
+        if (account, installation) not in ctx.fast_tokens:
+            await ctx.request_fast_token(account, installation)
+    for i in range(max(ctx.args.warmup_logins, len(pairs))):
+        account, installation = pairs[i % len(pairs)]
+        await one_login_cycle(ctx, account, installation=installation, fast=True)
+
+
+async def scenario_seq(ctx: Ctx, key: str = "seq", sasl2: bool = False, fast: bool = False) -> None:
     a = ctx.args
     lat: list[float] = []
     s0 = CpuSnap(ctx.proc)
     for i in range(a.logins):
-        t_bound, _ = await one_login_cycle(ctx, ctx.accounts[i % len(ctx.accounts)], sasl2)
+        t_bound, _ = await one_login_cycle(ctx, ctx.accounts[i % len(ctx.accounts)], sasl2, fast=fast)
         lat.append(t_bound)
     s1 = CpuSnap(ctx.proc)
     d = Delta.between(s0, s1)
     lat.sort()
     ctx.results[key] = {
         "logins": a.logins,
+        **({"token_rotations_so_far": ctx.fast_rotations} if fast else {}),
         "server_cpu_ms_per_login": 1000 * d.server_cpu / a.logins,
         "client_cpu_ms_per_login": 1000 * d.client_cpu / a.logins,
         "logins_per_s": a.logins / d.wall,
@@ -353,7 +428,7 @@ async def scenario_seq(ctx: Ctx, key: str = "seq", sasl2: bool = False) -> None:
     }
 
 
-async def scenario_conc(ctx: Ctx, key: str = "conc", sasl2: bool = False) -> None:
+async def scenario_conc(ctx: Ctx, key: str = "conc", sasl2: bool = False, fast: bool = False) -> None:
     a = ctx.args
     lat: list[float] = []
     failures = 0
@@ -362,15 +437,12 @@ async def scenario_conc(ctx: Ctx, key: str = "conc", sasl2: bool = False) -> Non
     async def worker(w: int) -> None:
         nonlocal failures
         j = 0
-        # SASL2: worker w logs in the accounts w, w+C, w+2C, ... (mod A); when C divides A no other
-        # worker ever uses them, so the warmed-up installation (one Bind2 resource per account) is
-        # safe; otherwise two workers could bind the same resource at once: one installation each.
-        installation = "bench" if len(ctx.accounts) % a.concurrency == 0 else f"c{w}"
+        installation = conc_installation(ctx, w)
         while time.perf_counter() < deadline:
             account = ctx.accounts[(w + j * a.concurrency) % len(ctx.accounts)]
             j += 1
             try:
-                t_bound, _ = await one_login_cycle(ctx, account, sasl2, installation)
+                t_bound, _ = await one_login_cycle(ctx, account, sasl2, installation, fast=fast)
                 lat.append(t_bound)
             except (TimeoutError, OSError, ConnectionError, Exception) as e:
                 failures += 1
@@ -391,6 +463,7 @@ async def scenario_conc(ctx: Ctx, key: str = "conc", sasl2: bool = False) -> Non
     ctx.results[key] = {
         "concurrency": a.concurrency,
         "logins": n,
+        **({"token_rotations_so_far": ctx.fast_rotations} if fast else {}),
         "failed": failures,
         "logins_per_s": n / d.wall,
         "server_cpu_ms_per_login": 1000 * d.server_cpu / n if n else float("nan"),
@@ -761,9 +834,10 @@ def _check_tasks(tasks: list[asyncio.Task[None]]) -> None:
 # --------------------------------------------------------------------------- driver
 
 
-SCENARIOS = ("seq", "seq2", "conc", "conc2", "resume", "msg", "rate", "idle")
-# XEP-0388 SASL2 + XEP-0386 Bind2 + XEP-0198: only for servers with supports_sasl2
-SASL2_SCENARIOS = frozenset({"seq2", "conc2", "resume"})
+SCENARIOS = ("seq", "seq2", "fast", "conc", "conc2", "fast-conc", "resume", "msg", "rate", "idle")
+# XEP-0388 SASL2 + XEP-0386 Bind2 + XEP-0198 (+ XEP-0484 FAST): only for servers with supports_sasl2
+SASL2_SCENARIOS = frozenset({"seq2", "conc2", "resume", "fast", "fast-conc"})
+FAST_SCENARIOS = frozenset({"fast", "fast-conc"})
 
 
 def scenario_groups(names: list[str], restart_each: bool) -> list[list[str]]:
@@ -802,12 +876,23 @@ async def run_target(ctx: Ctx, names: list[str]) -> None:
             ctx.results.setdefault("failed_scenarios", []).extend(failed)
             names = [n for n in names if n not in SASL2_SCENARIOS]
             log(f"  [{ctx.server.name}] SASL2 warm-up FAILED, skipping {', '.join(failed)}: {e}")
+    if FAST_SCENARIOS.intersection(names):
+        try:
+            await warmup_fast(ctx, names)
+        except Exception as e:
+            ctx.note_error("FAST warm-up", e)
+            failed = [n for n in names if n in FAST_SCENARIOS]
+            ctx.results.setdefault("failed_scenarios", []).extend(failed)
+            names = [n for n in names if n not in FAST_SCENARIOS]
+            log(f"  [{ctx.server.name}] FAST warm-up FAILED, skipping {', '.join(failed)}: {e}")
     steps: dict[str, Callable[[], Awaitable[None]]] = {
         "idle": lambda: scenario_idle(ctx),
         "seq": lambda: scenario_seq(ctx),
         "seq2": lambda: scenario_seq(ctx, "seq2", sasl2=True),
         "conc": lambda: scenario_conc(ctx),
         "conc2": lambda: scenario_conc(ctx, "conc2", sasl2=True),
+        "fast": lambda: scenario_seq(ctx, "fast", fast=True),
+        "fast-conc": lambda: scenario_conc(ctx, "fast-conc", fast=True),
         "resume": lambda: scenario_resume(ctx),
         "msg": lambda: run_messages(ctx, "msg", None),
         "rate": lambda: run_messages(ctx, "rate", a.msg_rate),
@@ -967,6 +1052,9 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("login SASL2+Bind2+SM, sequential: server CPU ms/login", "seq2", "server_cpu_ms_per_login", ".2f"),
     ("login SASL2+Bind2+SM, sequential: logins/s", "seq2", "logins_per_s", ".0f"),
     ("login SASL2+Bind2+SM, sequential: p50 / p99 ms", "seq2", "p50_ms|p99_ms", ".2f"),
+    ("login FAST+Bind2+SM, sequential: server CPU ms/login", "fast", "server_cpu_ms_per_login", ".2f"),
+    ("login FAST+Bind2+SM, sequential: logins/s", "fast", "logins_per_s", ".0f"),
+    ("login FAST+Bind2+SM, sequential: p50 / p99 ms", "fast", "p50_ms|p99_ms", ".2f"),
     ("login, C concurrent: logins/s", "conc", "logins_per_s", ".0f"),
     ("login, C concurrent: server CPU ms/login", "conc", "server_cpu_ms_per_login", ".2f"),
     ("login, C concurrent: server CPU %", "conc", "server_cpu_pct", ".0f"),
@@ -983,6 +1071,16 @@ ROWS: list[tuple[str, str, str, str]] = [
     ),
     ("login SASL2+Bind2+SM, C concurrent: p50 / p99 ms", "conc2", "p50_ms|p99_ms", ".1f"),
     ("login SASL2+Bind2+SM, C concurrent: failed", "conc2", "failed", "d"),
+    ("login FAST+Bind2+SM, C concurrent: logins/s", "fast-conc", "logins_per_s", ".0f"),
+    ("login FAST+Bind2+SM, C concurrent: server CPU ms/login", "fast-conc", "server_cpu_ms_per_login", ".2f"),
+    (
+        "login FAST+Bind2+SM, C concurrent: server / client CPU %",
+        "fast-conc",
+        "server_cpu_pct|client_cpu_pct",
+        ".0f",
+    ),
+    ("login FAST+Bind2+SM, C concurrent: p50 / p99 ms", "fast-conc", "p50_ms|p99_ms", ".1f"),
+    ("login FAST+Bind2+SM, C concurrent: failed", "fast-conc", "failed", "d"),
     ("SM resume in SASL2, sequential: server CPU ms/resume", "resume", "server_cpu_ms_per_resume", ".2f"),
     ("SM resume in SASL2, sequential: resumes/s", "resume", "resumes_per_s", ".0f"),
     ("SM resume in SASL2: p50 / p99 ms (connect..resumed)", "resume", "p50_ms|p99_ms", ".2f"),
@@ -1054,6 +1152,12 @@ def print_table(results: list[dict[str, Any]], a: argparse.Namespace) -> None:
             f"(+{a.resume_warmup} warm-up), {a.resume_msgs} message(s) sent to the session while detached "
             "per resume (their routing and retransmission are in the CPU per resume)"
         )
+    if FAST_SCENARIOS.intersection(a.scenarios):
+        print(
+            "FAST scenarios: the same SASL2 + Bind2 + SM login with XEP-0484 HT-SHA-256-NONE and a token "
+            f"requested in an earlier SASL2 {a.mechanism} login (<request-token/>), same user-agent id; "
+            "the server's HMAC in <additional-data/> is verified"
+        )
     print(machine_line(a))
     print()
     print("\n".join(lines))
@@ -1093,11 +1197,17 @@ def print_table(results: list[dict[str, Any]], a: argparse.Namespace) -> None:
             )
         if r.get("not_applicable"):
             print(
-                f"\nn/a: {r['target']} has no XEP-0388 SASL2 / XEP-0386 Bind2 "
+                f"\nn/a: {r['target']} has no XEP-0388 SASL2 / XEP-0386 Bind2 / XEP-0484 FAST "
                 f"({', '.join(r['not_applicable'])} not run)"
             )
         if r.get("sasl2_transport"):
             print(f"\n{r['target']}: SASL2 scenarios over {r['sasl2_transport']}")
+        rotated = max(
+            (r[k].get("token_rotations_so_far", 0) for k in FAST_SCENARIOS if isinstance(r.get(k), dict)),
+            default=0,
+        )
+        if rotated:
+            print(f"\nnote: {r['target']}: the server rotated {rotated} FAST token(s) while measuring")
         d = r.get("resume")
         if isinstance(d, dict):
             odd = {

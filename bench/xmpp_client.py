@@ -5,7 +5,9 @@ TCP connect, stream open, STARTTLS, SASL SCRAM-SHA-x (or PLAIN), stream restart,
 resource binding, and a close with ``</stream:stream>``.  ``login2`` does the same login with
 XEP-0388 SASL2 + XEP-0386 Bind2 (optionally enabling XEP-0198 stream management inline), and
 ``resume2`` resumes such a session inline (``<resume/>`` inside ``<authenticate/>``) on a new
-connection.  Replies are recognised with
+connection.  ``login2`` also speaks XEP-0484 FAST: it can ask for a token (``request_token``) and
+log in with one (``fast_token``, mechanism ``HT-SHA-256-NONE``).  ``watch_close`` reads an open
+session until the server ends it (revocation benchmark).  Replies are recognised with
 string/regex matching on the few elements we need -- this is a benchmark driver, not a
 general XMPP parser, and it deliberately does no XML parsing per stanza so that the
 client side stays cheap compared with the server under test.
@@ -24,6 +26,7 @@ import base64
 import codecs
 import hashlib
 import hmac
+import html
 import os
 import re
 import ssl
@@ -39,6 +42,8 @@ NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
 NS_SASL2 = "urn:xmpp:sasl:2"
 NS_BIND2 = "urn:xmpp:bind:0"
 NS_SM = "urn:xmpp:sm:3"
+NS_FAST = "urn:xmpp:fast:0"  # XEP-0484
+NS_CAM = "urn:xmpp:cam:0"  # XEP-0494
 ALPN_XMPP_CLIENT = "xmpp-client"  # XEP-0368 direct TLS
 
 _FEATURES_END = re.compile(r"</(?:[\w.-]+:)?features\s*>|<(?:[\w.-]+:)?features\b[^>]*/>")
@@ -73,6 +78,12 @@ _SM_ENABLED = re.compile(rf"<{_P}enabled\b([^>]*)>")
 _SM_RESUMED = re.compile(rf"<{_P}resumed\b([^>]*)>")
 _SM_FAILED = re.compile(rf"<{_P}failed\b[^>]*?(?:/>|>.*?</{_P}failed\s*>)", re.S)
 _BOUND = re.compile(rf"<{_P}bound\b")
+# XEP-0484: the HT-* mechanisms are offered inside <inline><fast xmlns='urn:xmpp:fast:0'>, and a
+# requested token comes back as <token xmlns='urn:xmpp:fast:0' token=… expiry=…/> in <success/>
+_FAST_FEATURE = re.compile(
+    rf"<{_P}fast\b[^>]*?xmlns=(['\"]){re.escape(NS_FAST)}\1[^>]*>(.*?)</{_P}fast\s*>", re.S
+)
+_FAST_TOKEN = re.compile(rf"<{_P}token\b([^>]*?xmlns=(['\"]){re.escape(NS_FAST)}\2[^>]*)/?>")
 _ATTR = re.compile(r"([\w:.-]+)=(['\"])([^'\"]*)\2")
 # what a stream-managed session receives between stanzas: complete stanzas (counted into h) and <r/>
 _SM_ITEM = re.compile(
@@ -218,6 +229,8 @@ class Session:
     user_agent_id: str = ""
     success: str = ""  # SASL2: the server's <success/> element as received
     resumed: dict[str, str] | None = None  # resume2: the <resumed/> attributes
+    fast_token: str = ""  # XEP-0484: a token the server issued in <success/> ("" when none)
+    fast_expiry: str = ""
     unexpected: list[str] = field(default_factory=list)  # sm_consume: what was neither stanza nor <r/>
     _decoder: codecs.IncrementalDecoder = field(
         default_factory=lambda: codecs.getincrementaldecoder("utf-8")()
@@ -496,6 +509,8 @@ async def login2(
     user_agent_id: str | None = None,
     direct_tls: bool = False,
     time_limit: float = 10.0,
+    request_token: str | None = None,
+    fast_token: str | None = None,
 ) -> Session:
     """Login with XEP-0388 SASL2 and XEP-0386 Bind2 (no stream restart, no bind round trip):
     connect, STARTTLS (or direct TLS), ``<authenticate/>`` carrying the initial response, a
@@ -503,7 +518,14 @@ async def login2(
     ``<success/>`` with ``<bound/>`` (and ``<enabled/>``), then the stream features that follow.
 
     ``user_agent_id``: the XEP-0388 user-agent id (a UUID; random when None).  The server derives
-    the Bind2 resource from the tag and this id, so one id per installation means one resource."""
+    the Bind2 resource from the tag and this id, so one id per installation means one resource.
+
+    XEP-0484 FAST: ``request_token`` (an HT-* mechanism name) adds ``<request-token/>``; the token
+    the server issues is left in ``session.fast_token`` / ``fast_expiry``.  ``fast_token`` logs in
+    with that token instead of the password: ``mechanism`` must then be an HT-* name (only
+    ``HT-SHA-256-NONE`` is implemented: no channel binding), ``<fast/>`` is added and the server's
+    ``<additional-data/>`` is verified.  A token the server rotates in that ``<success/>`` also
+    ends up in ``session.fast_token``."""
     t0 = time.perf_counter()
     s: Session | None = None
     ok = False
@@ -513,7 +535,14 @@ async def login2(
             s.user_agent_id = user_agent_id or str(uuid.uuid4())
             enable = f"<enable xmlns='{NS_SM}' resume='true'/>" if enable_sm else ""
             inline = f"<bind xmlns='{NS_BIND2}'><tag>{tag}</tag>{enable}</bind>"
-            success = await _sasl2_authenticate(s, features, user, password, mechanism, scram_cache, inline)
+            if request_token:
+                inline += f"<request-token xmlns='{NS_FAST}' mechanism='{request_token}'/>"
+            if fast_token is not None:
+                inline += f"<fast xmlns='{NS_FAST}'/>"
+            success = await _sasl2_authenticate(
+                s, features, user, password, mechanism, scram_cache, inline, fast_token=fast_token
+            )
+            _adopt_token(s, success, required=bool(request_token))
             s.times.sasl = time.perf_counter() - t0
             _adopt_bound(s, success, enable_sm)
             await s.expect(_FEATURES_END, "stream features after the SASL2 <success/>")
@@ -617,17 +646,29 @@ async def _sasl2_authenticate(
     mechanism: str,
     scram_cache: ScramCache,
     inline: str,
+    fast_token: str | None = None,
 ) -> str:
-    """The XEP-0388 exchange; returns the ``<success/>`` element's text (server signature checked)."""
+    """The XEP-0388 exchange; returns the ``<success/>`` element's text (server signature checked).
+    ``fast_token``: authenticate with that XEP-0484 token (``mechanism`` is an HT-* name)."""
     f = _SASL2_FEATURE.search(features)
     if f is None:
         raise XmppError(f"server did not offer SASL2 (XEP-0388); features: {features[-500:]!r}")
-    offered = _MECHANISM.findall(f.group(2))
-    if mechanism not in offered:
-        raise XmppError(f"mechanism {mechanism} not offered in SASL2 (offered: {offered})")
+    fast = _FAST_FEATURE.search(f.group(2))
+    fast_offered = _MECHANISM.findall(fast.group(2)) if fast is not None else []
+    if fast_token is not None:
+        if mechanism != HT_NONE:
+            raise XmppError(f"FAST: only {HT_NONE} is implemented here, not {mechanism}")
+        if mechanism not in fast_offered:
+            raise XmppError(f"FAST mechanism {mechanism} not offered (offered: {fast_offered})")
+    else:
+        offered = _MECHANISM.findall(f.group(2) if fast is None else f.group(2).replace(fast.group(0), ""))
+        if mechanism not in offered:
+            raise XmppError(f"mechanism {mechanism} not offered in SASL2 (offered: {offered})")
     s.mechanism = mechanism
     scram: ScramClient | None = None
-    if mechanism == "PLAIN":
+    if fast_token is not None:
+        initial = base64.b64encode(user.encode() + b"\0" + ht_mac(fast_token, b"Initiator")).decode()
+    elif mechanism == "PLAIN":
         initial = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
     else:
         scram = ScramClient(mechanism, user, password, scram_cache)
@@ -649,6 +690,11 @@ async def _sasl2_authenticate(
             continue
         if kind != "success":
             raise XmppError(f"SASL2: unexpected <{kind}/>: {m.group(0)[:500]!r}")
+        if fast_token is not None:  # the server proves that it knows the token too
+            ad = _ADDITIONAL_DATA.search(body)
+            got = base64.b64decode(ad.group(1)) if ad is not None else b""
+            if not hmac.compare_digest(got, ht_mac(fast_token, b"Responder")):
+                raise XmppError(f"FAST: bad or missing server HMAC in <success/>: {m.group(0)[:500]!r}")
         if scram is not None:
             ad = _ADDITIONAL_DATA.search(body)
             if ad is None:
@@ -656,6 +702,29 @@ async def _sasl2_authenticate(
             scram.verify(base64.b64decode(ad.group(1)))
         s.success = m.group(0)
         return m.group(0)
+
+
+HT_NONE = "HT-SHA-256-NONE"  # XEP-0484 without channel binding
+
+
+def ht_mac(token: str, label: bytes) -> bytes:
+    """HT-SHA-256-NONE: HMAC-SHA-256 keyed with the token's UTF-8 bytes over ``Initiator`` (the
+    client's proof) or ``Responder`` (the server's); no channel-binding data."""
+    return hmac.digest(token.encode(), label, "sha256")
+
+
+def _adopt_token(s: Session, success: str, required: bool) -> None:
+    """XEP-0484: take a ``<token token=… expiry=…/>`` out of ``<success/>`` (raise if ``required``)."""
+    m = _FAST_TOKEN.search(success)
+    if m is None:
+        if required:
+            raise XmppError(f"asked for a FAST token, <success/> has none: {success[:500]!r}")
+        return
+    a = attrs(m.group(1))
+    if not a.get("token"):
+        raise XmppError(f"FAST <token/> without a token attribute: {m.group(0)[:300]!r}")
+    s.fast_token = html.unescape(a["token"])
+    s.fast_expiry = a.get("expiry", "")
 
 
 def _adopt_bound(s: Session, success: str, enable_sm: bool) -> None:
@@ -672,3 +741,76 @@ def _adopt_bound(s: Session, success: str, enable_sm: bool) -> None:
             raise XmppError(f"no resumable <enabled/> in the SASL2 <success/>: {success[:500]!r}")
         s.sm = SmState(previd=a["id"], max_seconds=int(a["max"]) if a.get("max", "").isdigit() else None)
     s.jid = jid.group(1)
+
+
+# --------------------------------------------------------------------------- the end of a stream
+
+NS_STREAM_ERRORS = "urn:ietf:params:xml:ns:xmpp-streams"
+_ERROR_CONDITION = re.compile(
+    rf"<{_P}(?!text\b)([\w-]+)\b[^>]*?xmlns=(['\"]){re.escape(NS_STREAM_ERRORS)}\2", re.S
+)
+_ERROR_TEXT = re.compile(rf"<{_P}text\b[^>]*>(.*?)</{_P}text\s*>", re.S)
+_STREAM_ERROR_START = re.compile(rf"<stream:error\b|<{_P}error\b[^>]*?xmlns=(['\"]){re.escape(NS_STREAMS)}\1")
+
+
+@dataclass
+class StreamEnd:
+    """How the server ended a stream, as ``watch_close`` saw it (times are ``perf_counter``)."""
+
+    seen: float  # when the read that brought the start of <stream:error> (or the EOF) returned
+    eof: float | None = None  # when the connection was closed (None: not within the time limit)
+    condition: str = ""  # the stream error's condition ("" when the stream ended without one)
+    text: str = ""
+    stream_closed: bool = False  # </stream:stream> arrived
+    before: str = ""  # bytes that arrived before the stream error (should be none)
+    note: str = ""  # how the connection ended, when not with a clean EOF
+
+
+async def watch_close(s: Session, eof_limit: float = 10.0) -> StreamEnd:
+    """Read ``s`` until the server ends the stream: returns when the connection is closed, or
+    ``eof_limit`` s after a stream error that is not followed by a close.  Never times out before
+    the stream error: cancel the task for that.  Whatever is already in ``s.buf`` counts too."""
+    end: StreamEnd | None = None
+    pending = s.buf
+    s.buf = ""
+    while True:
+        try:
+            if end is None:
+                data = await s.reader.read(65536)
+            else:
+                async with asyncio.timeout(max(0.0, end.seen + eof_limit - time.perf_counter())):
+                    data = await s.reader.read(65536)
+        except TimeoutError:
+            assert end is not None
+            end.note = f"no close within {eof_limit:g}s of the stream error"
+            break
+        except (OSError, ConnectionError, ssl.SSLError) as e:
+            now = time.perf_counter()
+            end = end or StreamEnd(seen=now)
+            end.eof, end.note = now, f"{type(e).__name__}: {e}"
+            break
+        now = time.perf_counter()
+        if not data:
+            end = end or StreamEnd(seen=now)
+            end.eof = now
+            break
+        pending += s._decoder.decode(data)
+        if end is None:
+            m = _STREAM_ERROR_START.search(pending)
+            if m is None:
+                if _STREAM_END.search(pending):  # closed without an error
+                    end = StreamEnd(seen=now, before=pending[:500])
+                continue
+            end = StreamEnd(seen=now, before=pending[: m.start()][:500])
+        s.buf += pending
+        pending = ""
+    s.buf += pending
+    err = _STREAM_ERROR.search(s.buf)
+    if err is not None and end is not None:
+        cond = _ERROR_CONDITION.search(err.group(1))
+        end.condition = cond.group(1) if cond is not None else "?"
+        t = _ERROR_TEXT.search(err.group(1))
+        end.text = html.unescape(t.group(1)) if t is not None else ""
+    assert end is not None
+    end.stream_closed = bool(_STREAM_END.search(s.buf))
+    return end
