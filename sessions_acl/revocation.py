@@ -14,9 +14,11 @@ The portal, the admin, XEP-0494 and the management commands all call these funct
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import TypeVar
 
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.db import models, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -40,7 +42,31 @@ class NotFound(LookupError):
 
 def _publish_on_commit(revocation: Revocation) -> None:
     message = revocation.message()
-    transaction.on_commit(lambda: publish(message))
+
+    def committed() -> None:
+        touch_stamp()
+        publish(message)
+
+    transaction.on_commit(committed)
+
+
+def _stamp() -> Path:
+    return Path(settings.DATA_DIR) / "revocations.stamp"
+
+
+def touch_stamp() -> None:
+    """Tell serving processes on this machine to read the outbox now (a stat is all they pay)."""
+    try:
+        _stamp().touch()
+    except OSError:
+        log.warning("cannot touch %s; serving processes will read the outbox within seconds", _stamp())
+
+
+def stamp_mtime() -> int | None:
+    try:
+        return _stamp().stat().st_mtime_ns
+    except OSError:
+        return None
 
 
 def publish(message: dict[str, object]) -> None:
