@@ -23,7 +23,7 @@ from django.db import connection
 
 from accounts.models import User
 
-from .models import AppPassword, Client, Grant
+from .models import AppPassword, Client, FastToken, Grant
 
 
 def _json(value: Any) -> Any:
@@ -128,4 +128,94 @@ def password_login(localpart: str, user_agent_id: str, now: datetime) -> Passwor
         grant_expires=_aware(row[11]),
         grant_last_used=_aware(row[12]),
         grant_live=bool(row[13]),
+    )
+
+
+@cache
+def _fast_tokens_sql() -> str:
+    user, client, grant, token = (
+        User._meta.db_table,
+        Client._meta.db_table,
+        Grant._meta.db_table,
+        FastToken._meta.db_table,
+    )
+    return (
+        f"SELECT t.id, t.key, t.nonce, t.mechanism FROM {token} t "
+        f"JOIN {client} c ON c.id = t.client_id JOIN {user} u ON u.id = c.user_id "
+        f"JOIN {grant} g ON g.id = c.grant_id "
+        "WHERE u.username = %s AND u.is_active = %s AND c.user_agent_id = %s AND c.revoked IS NULL "
+        "AND g.revoked IS NULL AND (g.expires IS NULL OR g.expires > %s) AND t.expires > %s"
+    )
+
+
+def fast_tokens(localpart: str, user_agent_id: str, now: datetime) -> list[tuple[int, bytes, bytes, str]]:
+    """The live tokens (id, masked key, nonce, mechanism) of that client of that account."""
+    at = _at(now)
+    with connection.cursor() as cursor:
+        cursor.execute(_fast_tokens_sql(), [localpart, True, user_agent_id, at, at])
+        return [(int(pk), bytes(key), bytes(nonce), str(mech)) for pk, key, nonce, mech in cursor.fetchall()]
+
+
+@cache
+def _fast_login_sql() -> str:
+    user, client, grant, token = (
+        User._meta.db_table,
+        Client._meta.db_table,
+        Grant._meta.db_table,
+        FastToken._meta.db_table,
+    )
+    return (
+        "SELECT u.id, u.is_staff, t.slot, t.issued, c.id, c.user_agent_id, c.last_seen, c.last_auth, "
+        "c.software, c.device, g.id, g.scopes, g.expires, g.last_used "
+        f"FROM {token} t JOIN {client} c ON c.id = t.client_id JOIN {user} u ON u.id = c.user_id "
+        f"JOIN {grant} g ON g.id = c.grant_id "
+        "WHERE t.id = %s AND u.username = %s AND u.is_active = %s AND c.revoked IS NULL "
+        "AND g.revoked IS NULL AND (g.expires IS NULL OR g.expires > %s) AND t.expires > %s"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FastLogin:
+    """A live token with its live client and grant (the checks are in the query)."""
+
+    user_id: int
+    staff: bool
+    slot: str
+    issued: datetime
+    client_id: int
+    user_agent_id: str
+    last_seen: datetime | None
+    last_auth: str
+    software: str
+    device: str
+    grant_id: int
+    grant_scopes: list[str]
+    grant_expires: datetime | None
+    grant_last_used: datetime | None
+
+
+def fast_login(localpart: str, token_id: int, now: datetime) -> FastLogin | None:
+    at = _at(now)
+    with connection.cursor() as cursor:
+        cursor.execute(_fast_login_sql(), [token_id, localpart, True, at, at])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    issued = _aware(row[3])
+    assert issued is not None
+    return FastLogin(
+        user_id=int(row[0]),
+        staff=bool(row[1]),
+        slot=str(row[2]),
+        issued=issued,
+        client_id=int(row[4]),
+        user_agent_id=str(row[5]),
+        last_seen=_aware(row[6]),
+        last_auth=str(row[7]),
+        software=row[8] or "",
+        device=row[9] or "",
+        grant_id=int(row[10]),
+        grant_scopes=list(_json(row[11]) or []),
+        grant_expires=_aware(row[12]),
+        grant_last_used=_aware(row[13]),
     )

@@ -418,3 +418,17 @@ def test_changing_scopes_is_logged_published_and_validated(alice: User) -> None:
     revocation.revoke_grant(grant_id, actor="alice")
     with pytest.raises(ValueError, match="revoked"):
         revocation.change_grant_scopes(grant_id, ["presence"], actor="alice")
+
+
+def test_a_reconnect_that_changes_nothing_reads_once_and_writes_nothing(
+    alice: User, django_assert_num_queries: Any
+) -> None:
+    login(alice, fast_request="HT-SHA-256-NONE")
+    token_id = FastToken.objects.get().pk
+    login(alice, f"fast:{token_id}")  # first use: the token moves from 'new' to 'current'
+    with django_assert_num_queries(1):
+        again = login(alice)  # password, same client, within the minute
+    assert again.scopes == access.ROLES["full"]
+    with django_assert_num_queries(1):
+        fast = login(alice, f"fast:{token_id}")
+    assert (fast.credential, fast.grant_id) == ("fast", again.grant_id)
