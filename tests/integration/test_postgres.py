@@ -1,0 +1,123 @@
+"""The same server on PostgreSQL: logins (whose reads are hand-written SQL), grants, FAST, revocation.
+
+Uses the PostgreSQL on 127.0.0.1:5432 (trust authentication) that this project's machines run and
+`.ci/run` starts; each run creates its own database and drops it afterwards.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from tests.integration.rawclient import RawClient, parse_stream_error
+from tests.integration.server import ROOT, Server, running_server, server_env
+
+pytestmark = pytest.mark.integration
+
+ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+SASL2 = "urn:xmpp:sasl:2"
+FAST = "urn:xmpp:fast:0"
+
+
+@pytest.fixture(scope="module")
+def database() -> Iterator[str]:
+    name = f"xmppauth_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgres://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def server(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data_dir = tmp_path_factory.mktemp("pg")
+    done = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"],
+        cwd=ROOT, env=server_env(data_dir, DATABASE_URL=database), capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with running_server(data_dir, {"alice": "wonderland"}, DATABASE_URL=database) as srv:
+        yield srv
+
+
+def manage(server: Server, database: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT, env=server_env(server.data_dir, DATABASE_URL=database), capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr + done.stdout
+    return done.stdout
+
+
+def sasl2_plain(
+    server: Server, user: str, secret: str, ua: str, extra: str = "", tag: str = "pg"
+) -> tuple[RawClient, bytes]:
+    client = RawClient(server.c2s_tls, direct_tls=True)
+    client.open_stream()
+    initial = base64.b64encode(f"\0{user}\0{secret}".encode()).decode()
+    client.send(
+        f"<authenticate xmlns='{SASL2}' mechanism='PLAIN'><initial-response>{initial}</initial-response>"
+        f"<user-agent id='{ua}'/><bind xmlns='urn:xmpp:bind:0'><tag>{tag}</tag></bind>{extra}</authenticate>"
+    )
+    return client, client.read_until(rb"</stream:features>|</failure>")
+
+
+def test_password_app_password_fast_and_revocation_on_postgresql(server: Server, database: str) -> None:
+    ua = str(uuid.uuid4())
+    phone, reply = sasl2_plain(
+        server, "alice", "wonderland", ua, f"<request-token xmlns='{FAST}' mechanism='HT-SHA-256-NONE'/>"
+    )
+    assert b"<success" in reply, reply
+    token = re.search(rb"token='([^']+)'", reply)
+    assert token, reply
+    phone.close()
+    phone, reply = sasl2_plain(server, "alice", "wonderland", ua)  # the one-read reconnect
+    assert b"<success" in reply, reply
+
+    out = manage(server, database, "apppassword", "create", "alice", "bot", "--scopes", "messages.send")
+    secret = out.split(": ", 1)[1].split()[0]
+    bot, reply = sasl2_plain(server, "alice", secret, str(uuid.uuid4()))
+    assert b"<success" in reply, reply
+    bot.send("<presence/>")
+    refused = bot.read_until(rb"</presence>")
+    assert b"forbidden" in refused, refused
+    bot.close()
+    wrong, reply = sasl2_plain(server, "alice", "not-the-password", str(uuid.uuid4()))
+    assert b"not-authorized" in reply, reply
+    wrong.close()
+
+    mac = hmac.new(token.group(1), b"Initiator", hashlib.sha256).digest()
+    initial = base64.b64encode(b"alice" + bytes([0]) + mac).decode()
+    streams = []
+    for tag in ("fast1", "fast2"):  # the first use moves the token to 'current'; the second is one read
+        fast = RawClient(server.c2s_tls, direct_tls=True)
+        fast.open_stream()
+        fast.send(
+            f"<authenticate xmlns='{SASL2}' mechanism='HT-SHA-256-NONE'><initial-response>{initial}"
+            f"</initial-response><user-agent id='{ua}'/><fast xmlns='{FAST}'/>"
+            f"<bind xmlns='urn:xmpp:bind:0'><tag>{tag}</tag></bind></authenticate>"
+        )
+        assert b"<success" in fast.read_until(rb"</stream:features>|</failure>")
+        streams.append(fast)
+
+    listing = manage(server, database, "listsessions", "--user", "alice")
+    assert "HT-SHA-256-NONE (fast)" in listing, listing
+    manage(server, database, "revoke", "user", "alice")
+    started = time.monotonic()
+    for stream in (phone, *streams):
+        data = stream.read_to_close(timeout=5)
+        assert parse_stream_error(data) == "policy-violation", data
+    assert time.monotonic() - started < 1.0
