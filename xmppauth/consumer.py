@@ -24,7 +24,7 @@ from lxml import etree
 from sessions_acl.access import ROSTER_READ, SessionAccess, session_scopes
 from sessions_acl.cam import NS as CAM
 from sessions_acl.services import Authorization, Refusal
-from xmppauth import adhoc, roster, services, stanzas
+from xmppauth import adhoc, register, roster, services, stanzas
 from xmppauth.control import CONTROL
 from xmppauth.proto import events as ev
 from xmppauth.proto import ns, upgrade
@@ -52,7 +52,7 @@ def stream_config() -> StreamConfig:
         allow_plain=settings.XMPP_SASL_PLAIN,
         sm_resume_seconds=settings.XMPP_SM_RESUME_SECONDS,
         fast=True,
-        driver_iq_namespaces=frozenset({CAM, roster.NS, adhoc.NS}),
+        driver_iq_namespaces=frozenset({CAM, roster.NS, adhoc.NS, register.NS}),
         extra_account_features=(CAM,),
     )
 
@@ -390,7 +390,8 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         return self.auth.grant_id if self.auth is not None else None
 
     async def _iq_request(self, event: ev.IqRequest) -> None:
-        """Requests the core hands over: roster, XEP-0494 client management, XEP-0133 commands."""
+        """Requests the core hands over: roster, XEP-0494 client management, XEP-0077 password
+        change, XEP-0133 commands."""
         stream = self.stream
         assert stream is not None
         assert self.auth is not None
@@ -404,6 +405,11 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             await self._answer(outcome.reply)
             if outcome.push is not None:
                 await self._roster_push(outcome.push)
+            return
+        if namespace == register.NS:
+            await self._answer(
+                await register.handle(self.auth.user_id, self.session_id, self.jid, stanza, payload)
+            )
             return
         if namespace == adhoc.NS:
             reply = await adhoc.handle(

@@ -474,6 +474,36 @@ def test_changing_a_grants_scopes_applies_to_its_live_session(server: Server, bo
     bot.close()
 
 
+def test_an_in_band_password_change_ends_the_other_sessions_and_keeps_this_one(server: Server) -> None:
+    manage(server, "adduser", "frank", "first-password")
+    laptop = Session(server, "frank", "first-password")
+    phone = Session(server, "frank", "first-password")
+    _, secret = app_password(
+        server, "frank", "bot", "messages.send", "presence", "roster.read", "roster.write"
+    )
+    bot = Session(server, "frank", secret)
+    change = (
+        "<iq type='set' id='pw1'><query xmlns='jabber:iq:register'><username>frank</username>"
+        "<password>{}</password></query></iq>"
+    )
+    bot.send(change.format("from-the-bot"))
+    forbidden(bot.expect("</iq>"), "clients.manage")  # an app password can never change the password
+    laptop.send(change.format(""))
+    assert b"not-acceptable" in laptop.expect("</iq>")
+    laptop.send(change.format("second-password"))
+    assert b"type='result'" in laptop.expect("id=.pw1.[^>]*?(/>|>.*?</iq>)")
+    started = time.monotonic()
+    text, _ = closed_within(phone, started)
+    assert "password was changed by frank@localhost/" in text
+    assert "XEP-0077" in text
+    laptop.send("<iq type='get' id='p2'><ping xmlns='urn:xmpp:ping'/></iq>")
+    assert b"type='result'" in laptop.expect("id=.p2.[^>]*?(/>|>.*?</iq>)")  # the changer goes on
+    assert not Session(server, "frank", "first-password").ok
+    assert Session(server, "frank", "second-password").ok
+    closed_within(bot, started, limit=5.0)  # every other session ends, the bot's too...
+    assert Session(server, "frank", secret).ok  # ...but app passwords stay valid
+
+
 # ---------------------------------------------------------------------- FAST on real streams
 def fast_login(
     server: Server, user: str, token: str, ua: str, *, mechanism: str = "HT-SHA-256-NONE", extra: str = ""

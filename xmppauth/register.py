@@ -1,0 +1,72 @@
+"""XEP-0077 in-band registration, the part a logged-in account uses: changing its password (§3.3).
+
+Allowed to sessions holding ``clients.manage`` (checked before this runs). A new password ends every
+other session of the account and every FAST token (sessions_acl.revocation.change_password); the
+session that changed it goes on. Registering new accounts and cancelling one in band are not offered.
+"""
+
+from __future__ import annotations
+
+from channels.db import database_sync_to_async
+from lxml import etree
+
+from accounts.models import User
+from sessions_acl import revocation
+from xmppauth.proto.errors import StanzaErrorCondition
+from xmppauth.proto.jid import JID
+from xmppauth.proto.sasl import saslprep
+from xmppauth.stanzas import Refusal, iq_error, iq_reply
+
+NS = "jabber:iq:register"
+_Q_QUERY = f"{{{NS}}}query"
+
+
+def _child_text(payload: etree._Element, local: str) -> str | None:
+    el = payload.find(f"{{{NS}}}{local}")
+    return None if el is None else (el.text or "")
+
+
+@database_sync_to_async  # type: ignore[untyped-decorator]
+def _change(user_id: int, password: str, actor: str, session_id: int | None) -> None:
+    user = User.objects.get(pk=user_id)
+    revocation.change_password(user, password, actor=actor, except_session=session_id)
+
+
+async def handle(
+    user_id: int, session_id: int | None, account: JID, stanza: etree._Element, payload: etree._Element
+) -> etree._Element:
+    """Answer a jabber:iq:register get or set from the account's own session."""
+    try:
+        if payload.tag != _Q_QUERY:
+            raise Refusal(StanzaErrorCondition.SERVICE_UNAVAILABLE, "not a jabber:iq:register query")
+        if stanza.get("type") == "get":
+            # XEP-0077 §3.2: already registered; the fields that can be changed.
+            reply = iq_reply(stanza, "result")
+            query = etree.SubElement(reply, _Q_QUERY, nsmap={None: NS})  # type: ignore[dict-item]
+            etree.SubElement(query, f"{{{NS}}}registered")
+            etree.SubElement(query, f"{{{NS}}}username").text = account.local
+            etree.SubElement(query, f"{{{NS}}}password")
+            return reply
+        if payload.find(f"{{{NS}}}remove") is not None:
+            raise Refusal(
+                StanzaErrorCondition.NOT_ALLOWED, "accounts are not cancelled in band; ask the operator"
+            )
+        username, password = _child_text(payload, "username"), _child_text(payload, "password")
+        if username is None or password is None:
+            raise Refusal(
+                StanzaErrorCondition.BAD_REQUEST, "a password change needs <username/> and <password/>"
+            )
+        if username.strip().lower() != (account.local or ""):
+            raise Refusal(StanzaErrorCondition.BAD_REQUEST, "<username/> is not this account")
+        if not password:
+            raise Refusal(StanzaErrorCondition.NOT_ACCEPTABLE, "the new password is empty")
+        try:
+            saslprep(password)
+        except ValueError as exc:
+            raise Refusal(
+                StanzaErrorCondition.NOT_ACCEPTABLE, f"the new password cannot be used: {exc}"
+            ) from None
+        await _change(user_id, password, f"{stanza.get('from')} (XEP-0077)", session_id)
+        return iq_reply(stanza, "result")
+    except Refusal as refusal:
+        return iq_error(stanza, refusal)
