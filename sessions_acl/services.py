@@ -462,6 +462,20 @@ def touch_session(session_id: int) -> None:
     Session.objects.filter(pk=session_id).update(last_activity=timezone.now())
 
 
+def forget_old_records(now: datetime | None = None) -> tuple[int, int]:
+    """Privacy (XEP-0494 §6): ended sessions older than XMPP_SESSION_RECORD_DAYS and security-log
+    entries older than XMPP_SECURITY_LOG_DAYS are deleted (0 keeps them for ever). Returns how many."""
+    moment = now or timezone.now()
+    sessions = events = 0
+    if settings.XMPP_SESSION_RECORD_DAYS:
+        horizon = moment - timedelta(days=settings.XMPP_SESSION_RECORD_DAYS)
+        sessions, _ = Session.objects.filter(ended__lt=horizon).delete()
+    if settings.XMPP_SECURITY_LOG_DAYS:
+        horizon = moment - timedelta(days=settings.XMPP_SECURITY_LOG_DAYS)
+        events, _ = AuthEvent.objects.filter(created__lt=horizon).delete()
+    return sessions, events
+
+
 def close_node_sessions(node: str, reason: str = "the server stopped") -> int:
     """At start-up: sessions this node left open when it last stopped are over."""
     now = timezone.now()

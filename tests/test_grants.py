@@ -432,3 +432,21 @@ def test_a_reconnect_that_changes_nothing_reads_once_and_writes_nothing(
     with django_assert_num_queries(1):
         fast = login(alice, f"fast:{token_id}")
     assert (fast.credential, fast.grant_id) == ("fast", again.grant_id)
+
+
+def test_old_records_are_forgotten_after_the_configured_days(alice: User, settings: Any) -> None:
+    settings.XMPP_SESSION_RECORD_DAYS = 90
+    settings.XMPP_SECURITY_LOG_DAYS = 365
+    old, recent, live = (open_session(login(alice)) for _ in range(3))
+    long_ago = timezone.now() - timedelta(days=91)
+    Session.objects.filter(pk=old).update(ended=long_ago)
+    Session.objects.filter(pk=recent).update(ended=timezone.now())
+    services.log_event(alice, AuthEvent.Kind.LOGIN_FAILED, "old")
+    AuthEvent.objects.filter(detail="old").update(created=timezone.now() - timedelta(days=366))
+    services.log_event(alice, AuthEvent.Kind.LOGIN_FAILED, "new")
+    assert services.forget_old_records() == (1, 1)
+    assert set(Session.objects.values_list("pk", flat=True)) == {recent, live}  # a live one is never pruned
+    assert list(AuthEvent.objects.filter(kind="login-failed").values_list("detail", flat=True)) == ["new"]
+    settings.XMPP_SESSION_RECORD_DAYS = 0
+    Session.objects.filter(pk=recent).update(ended=long_ago)
+    assert services.forget_old_records() == (0, 0)

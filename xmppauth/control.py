@@ -57,8 +57,10 @@ _recent = database_sync_to_async(_recent_sync)
 @database_sync_to_async  # type: ignore[untyped-decorator]
 def _prune() -> None:
     from sessions_acl.models import Revocation
+    from sessions_acl.services import forget_old_records
 
     Revocation.objects.filter(created__lt=timezone.now() - timedelta(days=1)).delete()
+    forget_old_records()
 
 
 class Control:
@@ -106,7 +108,8 @@ class Control:
         """Read the outbox when the stamp file says something was committed (a stat every
         ``XMPP_REVOCATION_POLL_MS``, no thread, no query), and anyway every FULL_POLL seconds."""
         interval = settings.XMPP_REVOCATION_POLL_MS / 1000
-        last_prune = last_read = time.monotonic()
+        last_read = time.monotonic()
+        last_prune = last_read - 3600 + 60  # the first clean-up a minute after start, then hourly
         stamp = stamp_mtime()
         while True:
             await asyncio.sleep(interval)
