@@ -26,6 +26,10 @@ from accounts.models import User
 from .models import AppPassword, Client, FastToken, Grant
 
 
+def _tables() -> tuple[str, str, str, str]:
+    return User._meta.db_table, Client._meta.db_table, Grant._meta.db_table, FastToken._meta.db_table
+
+
 def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str | bytes) else value
 
@@ -43,7 +47,8 @@ def _at(moment: datetime) -> Any:
 
 @cache
 def _credentials_sql() -> str:
-    user, app, grant = User._meta.db_table, AppPassword._meta.db_table, Grant._meta.db_table
+    user, _, grant, _ = _tables()
+    app = AppPassword._meta.db_table
     # The app passwords are joined only when live, so an account with none (or only dead ones)
     # still comes back, once, with NULLs.
     return (
@@ -75,7 +80,7 @@ def credentials(localpart: str, now: datetime) -> Credentials | None:
 
 @cache
 def _password_login_sql() -> str:
-    user, client, grant = User._meta.db_table, Client._meta.db_table, Grant._meta.db_table
+    user, client, grant, _ = _tables()
     return (
         "SELECT u.id, u.is_active, u.is_staff, u.xmpp_password_login, "
         "c.id, c.software, c.device, c.revoked IS NULL, c.password_seen, "
@@ -133,12 +138,7 @@ def password_login(localpart: str, user_agent_id: str, now: datetime) -> Passwor
 
 @cache
 def _fast_tokens_sql() -> str:
-    user, client, grant, token = (
-        User._meta.db_table,
-        Client._meta.db_table,
-        Grant._meta.db_table,
-        FastToken._meta.db_table,
-    )
+    user, client, grant, token = _tables()
     return (
         f"SELECT t.id, t.key, t.nonce, t.mechanism FROM {token} t "
         f"JOIN {client} c ON c.id = t.client_id JOIN {user} u ON u.id = c.user_id "
@@ -158,12 +158,7 @@ def fast_tokens(localpart: str, user_agent_id: str, now: datetime) -> list[tuple
 
 @cache
 def _fast_login_sql() -> str:
-    user, client, grant, token = (
-        User._meta.db_table,
-        Client._meta.db_table,
-        Grant._meta.db_table,
-        FastToken._meta.db_table,
-    )
+    user, client, grant, token = _tables()
     return (
         "SELECT u.id, u.is_staff, t.slot, t.issued, c.id, c.user_agent_id, c.last_seen, c.last_auth, "
         "c.software, c.device, g.id, g.scopes, g.expires, g.last_used "

@@ -224,6 +224,27 @@ def _authorize_app_password(
     )
 
 
+def _from_row(
+    localpart: str,
+    row: loginreads.PasswordLogin | loginreads.FastLogin,
+    grant_id: int,
+    credential: str,
+    user_agent_id: str,
+) -> Authorization:
+    """A password or FAST login that holds its client's grant, straight from the login read."""
+    return Authorization(
+        user_id=row.user_id,
+        username=localpart,
+        staff=row.staff,
+        grant_id=grant_id,
+        grant_expires=row.grant_expires,
+        client_id=row.client_id,
+        scopes=access.session_scopes(row.grant_scopes, app_password=False, staff=row.staff),
+        credential=credential,
+        label=client_label(user_agent_id, row.software, row.device),
+    )
+
+
 def _fast_without_writes(
     localpart: str, credential_id: str, user_agent_id: str, now: datetime
 ) -> Authorization | None:
@@ -240,17 +261,7 @@ def _fast_without_writes(
         or _stale(row.grant_last_used, now)
     ):
         return None
-    return Authorization(
-        user_id=row.user_id,
-        username=localpart,
-        staff=row.staff,
-        grant_id=row.grant_id,
-        grant_expires=row.grant_expires,
-        client_id=row.client_id,
-        scopes=access.session_scopes(row.grant_scopes, app_password=False, staff=row.staff),
-        credential="fast",
-        label=client_label(row.user_agent_id, row.software, row.device),
-    )
+    return _from_row(localpart, row, row.grant_id, "fast", row.user_agent_id)
 
 
 def _authorize_fast(
@@ -340,17 +351,7 @@ def _authorize_password(
     if unchanged and not fast_request:
         # The usual reconnect: nothing to write (last seen and last used are kept to the minute).
         assert row.grant_id is not None
-        return Authorization(
-            user_id=row.user_id,
-            username=localpart,
-            staff=row.staff,
-            grant_id=row.grant_id,
-            grant_expires=row.grant_expires,
-            client_id=row.client_id,
-            scopes=access.session_scopes(row.grant_scopes, app_password=False, staff=row.staff),
-            credential="password",
-            label=client_label(user_agent_id, row.software, row.device),
-        )
+        return _from_row(localpart, row, row.grant_id, "password", user_agent_id)
     with transaction.atomic():
         user = User.objects.get(pk=row.user_id)
         client, _ = Client.objects.get_or_create(
