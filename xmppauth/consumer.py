@@ -16,6 +16,7 @@ import secrets
 import time
 from typing import Any
 
+from autobahn.exception import Disconnected
 from channels.consumer import AsyncConsumer, get_handler_name
 from channels.exceptions import StopConsumer
 from django.conf import settings
@@ -78,9 +79,8 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
     """One XMPP stream; a session in the router once a resource is bound."""
 
     # No channel-layer channel per connection: a process-wide listener (xmppauth/control.py)
-    # hears control messages such as revocations and finds the sessions in the router. Channels
-    # subscribes a consumer only when its alias names a configured layer, and this one names none.
-    channel_layer_alias = "xmppauth-streams-have-no-channel"
+    # hears control messages such as revocations and finds the sessions in the router.
+    channel_layer = None
 
     stream: C2SStream | None = None
     jid: JID | None = None
@@ -111,6 +111,20 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         self._transport = "websocket"
         self.roster_requested = False  # RFC 6121 §2.1.6: an "interested resource" gets roster pushes
         self._address = ""
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """The ASGI application: one message from the transport at a time, straight to its handler.
+
+        Channels' loop would also listen on a channel-layer channel, wrapping every receive in a
+        task to wait on both; a stream listens to its transport only, so a plain loop does.
+        """
+        self.scope = scope
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels hops to a thread on every message to close stale DB connections; all our
@@ -578,9 +592,20 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             self._ack_timer = loop.call_later(settings.XMPP_SM_ACK_REQUEST_SECONDS, self._ack_due)
         if self._websocket:
             for frame in frames:
-                await self.send({"type": "websocket.send", "text": frame.decode()})
+                if not await self._send_websocket({"type": "websocket.send", "text": frame.decode()}):
+                    return
         else:
             await self.send({"type": "xmpp.send", "bytes": b"".join(frames)})
+
+    async def _send_websocket(self, message: dict[str, Any]) -> bool:
+        """Send to the WebSocket; False when the client has already gone (Daphne's protocol then
+        raises autobahn's Disconnected, e.g. for our answer to a <close/> the client sent just
+        before closing the socket). The disconnect message that follows ends the stream."""
+        try:
+            await self.send(message)
+        except Disconnected:
+            return False
+        return True
 
     async def _finish(self, *, by_peer: bool) -> None:
         """The stream is over: write what is left, close the transport, leave the router."""
@@ -593,7 +618,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
 
     async def _close_transport(self) -> None:
         if self._websocket:
-            await self.send({"type": "websocket.close", "code": 1000})
+            await self._send_websocket({"type": "websocket.close", "code": 1000})
         else:
             await self.send({"type": "xmpp.close"})
 
