@@ -22,7 +22,7 @@ from channels.exceptions import StopConsumer
 from django.conf import settings
 from lxml import etree
 
-from sessions_acl.access import ROSTER_READ, SessionAccess, session_scopes
+from sessions_acl.access import ADMIN, ROSTER_READ, SessionAccess, session_scopes
 from sessions_acl.cam import NS as CAM
 from sessions_acl.services import Authorization, Refusal
 from xmppauth import adhoc, register, roster, services, stanzas
@@ -54,6 +54,8 @@ def stream_config() -> StreamConfig:
         sm_resume_seconds=settings.XMPP_SM_RESUME_SECONDS,
         fast=True,
         driver_iq_namespaces=frozenset({CAM, roster.NS, adhoc.NS, register.NS}),
+        driver_disco_nodes=frozenset({adhoc.NS}),
+        extra_server_features=(adhoc.NS,),
         extra_account_features=(CAM,),
     )
 
@@ -420,6 +422,9 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             if outcome.push is not None:
                 await self._roster_push(outcome.push)
             return
+        if payload.get("node") == adhoc.NS and namespace in (ns.DISCO_ITEMS, ns.DISCO_INFO):
+            await self._answer(self._command_discovery(stanza, payload, namespace))
+            return
         if namespace == register.NS:
             await self._answer(
                 await register.handle(self.auth.user_id, self.session_id, self.jid, stanza, payload)
@@ -432,6 +437,25 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             await self._answer(reply)
             return
         await self._client_management(stanza, payload)
+
+    def _command_discovery(
+        self, stanza: etree._Element, payload: etree._Element, namespace: str
+    ) -> etree._Element:
+        """XEP-0050 §2: the command list (the XEP-0133 commands, to sessions that may run them)."""
+        reply = stanzas.iq_reply(stanza, "result")
+        query = etree.SubElement(reply, ns.qname(namespace, "query"), nsmap=ns.default(namespace))
+        query.set("node", adhoc.NS)
+        if namespace == ns.DISCO_INFO:
+            etree.SubElement(
+                query, ns.qname(namespace, "identity"), category="automation", type="command-list"
+            )
+            return reply
+        if self.access is not None and self.access.allows(ADMIN):
+            for node, name in adhoc.command_items():
+                etree.SubElement(
+                    query, ns.qname(namespace, "item"), jid=settings.XMPP_DOMAIN, node=node, name=name
+                )
+        return reply
 
     async def _answer(self, reply: etree._Element) -> None:
         if self.stream is not None and not self._closed:

@@ -274,6 +274,28 @@ def test_without_admin_server_administration_is_refused(server: Server) -> None:
     alice.close()
 
 
+def test_staff_discover_the_admin_commands_and_others_see_none(server: Server) -> None:
+    query = (
+        "<iq type='get' id='d1' to='localhost'><query xmlns='http://jabber.org/protocol/disco#items' "
+        f"node='{COMMANDS}'/></iq>"
+    )
+    root = Session(server, "root", "rootpass")
+    root.send(query)
+    items = root.expect("</iq>")
+    assert b"node='http://jabber.org/protocol/admin#end-user-session'" in items, items
+    alice = Session(server, "alice", "wonderland")
+    alice.send(query)
+    listing = alice.expect("id=.d1.[^>]*?(/>|>.*?</iq>)")
+    assert b"type='result'" in listing, listing
+    assert b"<item" not in listing, listing
+    alice.send(
+        "<iq type='get' id='d2' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+    )
+    assert f"var='{COMMANDS}'".encode() in alice.expect("</iq>")
+    root.close()
+    alice.close()
+
+
 def test_a_bot_limited_to_messages_send_is_refused_everything_else(server: Server, bob: Session) -> None:
     _, secret = app_password(server, "alice", "bot", "messages.send")
     bot = Session(server, "alice", secret)

@@ -338,3 +338,34 @@ def test_the_account_disco_info_lists_extra_features() -> None:
         f"<feature var='{DISCO_INFO}'/><feature var='urn:xmpp:ping'/>"
         "<feature var='urn:example:account'/></query></iq>"
     )
+
+
+# ------------------------------------------------------------------------------------ driver disco nodes
+COMMANDS = "http://jabber.org/protocol/commands"
+
+
+@pytest.mark.parametrize("disco", ["disco#items", "disco#info"])
+def test_a_configured_disco_node_of_the_server_is_handed_over(disco: str) -> None:
+    t = bound(driver_disco_nodes=frozenset({COMMANDS}))
+    (request,) = t.client(
+        f"<iq type='get' id='d1' to='localhost'><query xmlns='http://jabber.org/protocol/{disco}' node='{COMMANDS}'/></iq>"
+    )
+    assert isinstance(request, ev.IqRequest)
+    assert request.target == "server"
+    assert request.payload.get("node") == COMMANDS
+    t.silent()
+
+
+def test_other_disco_nodes_stay_item_not_found() -> None:
+    t = bound(driver_disco_nodes=frozenset({COMMANDS}))
+    assert (
+        t.client(
+            "<iq type='get' id='d2'><query xmlns='http://jabber.org/protocol/disco#items' node='elsewhere'/></iq>"
+        )
+        == []
+    )
+    assert b"<item-not-found" in t.output()
+    assert (
+        t.client("<iq type='get' id='d3'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>") == []
+    )
+    assert b"type='result'" in t.output().replace(b'"', b"'")  # the node-less query is still the core's

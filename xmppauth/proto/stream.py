@@ -200,6 +200,9 @@ class StreamConfig:
     # XEP-0030 features added to the disco#info of the server and of the account
     extra_server_features: tuple[str, ...] = ()
     extra_account_features: tuple[str, ...] = ()
+    # XEP-0030 disco#info / disco#items of these nodes of the server become IqRequest events too
+    # (e.g. XEP-0050's command list, whose answer depends on the session's grant)
+    driver_disco_nodes: frozenset[str] = frozenset()
 
 
 class C2SStream:
@@ -1343,6 +1346,8 @@ class C2SStream:
 
     def _server_iq(self, el: etree._Element, iq_type: str, payload: etree._Element) -> Event | None:
         tag = payload.tag
+        if tag in (_Q_DISCO_INFO, _Q_DISCO_ITEMS) and payload.get("node") in self.config.driver_disco_nodes:
+            return IqRequest(stanza=el, payload=payload, target="server")
         if tag == _Q_PING:
             self._answer_get(el, iq_type, None)
         elif tag == _Q_DISCO_INFO:
