@@ -22,7 +22,7 @@ from channels.exceptions import StopConsumer
 from django.conf import settings
 from lxml import etree
 
-from sessions_acl.access import ADMIN, ROSTER_READ, SessionAccess, session_scopes
+from sessions_acl.access import ADMIN, PRESENCE, ROSTER_READ, SessionAccess, session_scopes
 from sessions_acl.cam import NS as CAM
 from sessions_acl.services import Authorization, Refusal
 from xmppauth import adhoc, register, roster, services, stanzas
@@ -393,6 +393,9 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         self.access.scopes = session_scopes(
             scopes, app_password=auth.credential == "app-password", staff=auth.staff
         )
+        if PRESENCE not in self.access.scopes and self.available:
+            retract = asyncio.ensure_future(ROUTER.retract_presence(self))  # no longer shared
+            retract.add_done_callback(lambda _t: None)
         log.info(
             "%s: %s now has %s", self._peer, self.jid, ", ".join(sorted(self.access.scopes)) or "no scopes"
         )

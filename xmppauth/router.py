@@ -267,10 +267,16 @@ class Router:
 
     async def session_ended(self, session: Session) -> None:
         """Unregister; if it was available, tell the account's other resources and directed contacts."""
-        removed = self.unbind(session)
-        if not removed or not session.available or session.jid is None:
+        if self.unbind(session):
+            await self.retract_presence(session)
+
+    async def retract_presence(self, session: Session) -> None:
+        """The session is no longer available (it left, or may no longer share presence): say so,
+        as if it had sent unavailable presence (RFC 6121 §4.5.2)."""
+        if not session.available or session.jid is None:
             return
         session.available = False
+        session.last_presence = None
         unavailable = etree.Element(ns.qname(ns.CLIENT, "presence"), nsmap=ns.default(ns.CLIENT))
         unavailable.set("from", str(session.jid))
         unavailable.set("type", "unavailable")

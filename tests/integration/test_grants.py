@@ -473,10 +473,14 @@ def test_a_revoked_hibernating_session_cannot_be_resumed(server: Server) -> None
 
 def test_changing_a_grants_scopes_applies_to_its_live_session(server: Server, bob: Session) -> None:
     _, secret = app_password(server, "carol", "changing", "messages.send", "presence")
+    watcher = Session(server, "carol", "singer")
+    watcher.send("<presence/>")
+    watcher.expect("</presence>|<presence[^>]*/>")
     bot = Session(server, "carol", secret)
     _, grant_id = session_ids(server, "carol")[bot.jid]
     bot.send("<presence/>")
     assert b"type='error'" not in bot.expect("</presence>|<presence[^>]*/>")
+    assert bot.jid.encode() in watcher.expect(f"<presence[^>]*{re.escape(bot.jid)}[^>]*/?>")
     done = server.manage("setscopes", str(grant_id), "messages.send")
     started = time.monotonic()
     assert done.returncode == 0, done.stderr
@@ -488,6 +492,8 @@ def test_changing_a_grants_scopes_applies_to_its_live_session(server: Server, bo
         assert time.monotonic() - started < 1.0, "the new scopes took more than a second"
         time.sleep(0.05)
     forbidden(reply, "presence")
+    # its presence is withdrawn (after the ones the retries sent while the change was on its way)
+    watcher.expect(f"<presence(?=[^>]*{re.escape(bot.jid)})(?=[^>]*type=.unavailable.)[^>]*/?>")
     bot.send(f"<message to='{bob.jid}' type='chat'><body>still allowed</body></message>")
     assert b"still allowed" in bob.expect("</message>")  # no reconnect needed
     refused = server.manage("setscopes", str(grant_id), "messages.send,admin")
