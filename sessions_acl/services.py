@@ -464,8 +464,9 @@ def touch_session(session_id: int) -> None:
 
 
 def forget_old_records(now: datetime | None = None) -> tuple[int, int]:
-    """Privacy (XEP-0494 §6): ended sessions older than XMPP_SESSION_RECORD_DAYS and security-log
-    entries older than XMPP_SECURITY_LOG_DAYS are deleted (0 keeps them for ever). Returns how many."""
+    """Privacy (XEP-0494, Privacy Considerations): ended sessions older than XMPP_SESSION_RECORD_DAYS
+    and security-log entries older than XMPP_SECURITY_LOG_DAYS are deleted (0 keeps them for ever).
+    Returns how many of each."""
     moment = now or timezone.now()
     sessions = events = 0
     if settings.XMPP_SESSION_RECORD_DAYS:

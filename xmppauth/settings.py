@@ -191,7 +191,7 @@ XMPP_NODE = os.environ.get("XMPP_NODE", "").strip() or socket.gethostname()
 XMPP_REVOCATION_POLL_MS = _env_int("XMPP_REVOCATION_POLL_MS", 250, minimum=20)
 # RFC 6121 §2: how many contacts a roster may hold
 XMPP_MAX_ROSTER_ITEMS = _env_int("XMPP_MAX_ROSTER_ITEMS", 1000, minimum=1)
-# Privacy (XEP-0494 §6): how long ended session records (the login history) and security-log entries are
-# kept, in days; 0 keeps them for ever. Pruned hourly by each serving process.
+# Privacy (XEP-0494, Privacy Considerations): how long ended session records (the login history) and
+# security-log entries are kept, in days; 0 keeps them for ever. Pruned hourly by each serving process.
 XMPP_SESSION_RECORD_DAYS = _env_int("XMPP_SESSION_RECORD_DAYS", 90, minimum=0)
 XMPP_SECURITY_LOG_DAYS = _env_int("XMPP_SECURITY_LOG_DAYS", 365, minimum=0)
