@@ -65,6 +65,7 @@ from xmpp_client import (
     MESSAGE_START,
     ScramCache,
     Session,
+    gather_limited,
     login,
     login2,
     make_client_tls_context,
@@ -261,17 +262,6 @@ class Ctx:
         msg = f"{where}: {type(e).__name__}: {e}"
         if len(self.errors) < 20:
             self.errors.append(msg[:600])
-
-
-async def gather_limited(n: int, limit: int, fn: Callable[[int], Awaitable[Any]]) -> list[Any]:
-    """Run fn(0..n-1) with at most ``limit`` in flight; results in order (exceptions returned)."""
-    sem = asyncio.Semaphore(limit)
-
-    async def one(i: int) -> Any:
-        async with sem:
-            return await fn(i)
-
-    return await asyncio.gather(*(one(i) for i in range(n)), return_exceptions=True)
 
 
 async def close_all(ctx: Ctx, sessions: list[Session]) -> None:

@@ -68,6 +68,7 @@ from xmpp_client import (
     Session,
     StreamEnd,
     attrs,
+    gather_limited,
     login2,
     make_client_tls_context,
     watch_close,
@@ -262,16 +263,6 @@ class Mode:
     via: str
     poll_ms: int
     redis_url: str | None
-
-
-async def gather_limited(n: int, limit: int, fn: Callable[[int], Awaitable[Any]]) -> list[Any]:
-    sem = asyncio.Semaphore(limit)
-
-    async def one(i: int) -> Any:
-        async with sem:
-            return await fn(i)
-
-    return await asyncio.gather(*(one(i) for i in range(n)), return_exceptions=True)
 
 
 async def run_mode(

@@ -32,7 +32,9 @@ import re
 import ssl
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 NS_CLIENT = "jabber:client"
 NS_STREAMS = "http://etherx.jabber.org/streams"
@@ -347,6 +349,17 @@ class Session:
             if err is not None:
                 raise XmppError(f"stream error: {err.group(0)[:300]}")
         return self.sm_consume()
+
+
+async def gather_limited(n: int, limit: int, fn: Callable[[int], Awaitable[Any]]) -> list[Any]:
+    """Run fn(0..n-1) with at most ``limit`` in flight; results in order (exceptions returned)."""
+    sem = asyncio.Semaphore(limit)
+
+    async def one(i: int) -> Any:
+        async with sem:
+            return await fn(i)
+
+    return await asyncio.gather(*(one(i) for i in range(n)), return_exceptions=True)
 
 
 async def login(

@@ -7,6 +7,8 @@ every session that holds it and kills the tokens that hang off it (see ``revocat
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -36,9 +38,9 @@ class Grant(models.Model):
     def __str__(self) -> str:
         return f"grant {self.pk} ({self.get_origin_display()}) of {self.user}"
 
-    def is_live(self, now: object | None = None) -> bool:
+    def is_live(self, now: datetime | None = None) -> bool:
         moment = now or timezone.now()
-        return self.revoked is None and (self.expires is None or self.expires > moment)  # type: ignore[operator]
+        return self.revoked is None and (self.expires is None or self.expires > moment)
 
 
 def client_label(user_agent_id: str, software: str, device: str) -> str:

@@ -540,7 +540,3 @@ def create_app_password(
 
 def expiry_from_days(days: float | None) -> datetime | None:
     return None if not days else timezone.now() + timedelta(days=days)
-
-
-def node_name() -> str:
-    return str(settings.XMPP_NODE)

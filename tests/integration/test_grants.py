@@ -394,6 +394,19 @@ def test_revoking_a_grant_closes_every_session_holding_it(server: Server) -> Non
     assert "grant was revoked" in text
 
 
+def revoke_over_xep0494(laptop: Session, software: str) -> float:
+    """``laptop`` lists its account's clients and revokes the one whose software is ``software``;
+    returns when the revoke went out."""
+    laptop.send(f"<iq type='get' id='l1'><list xmlns='{CAM}'/></iq>")
+    listing = laptop.expect("</iq>").decode()
+    found = re.search(
+        rf"<client [^>]*id=.(c\d+).[^>]*>(?:(?!</client>).)*{re.escape(software)}", listing, re.S
+    )
+    assert found, listing
+    laptop.send(f"<iq type='set' id='l2'><revoke xmlns='{CAM}' id='{found.group(1)}'/></iq>")
+    return time.monotonic()
+
+
 def test_a_client_revokes_another_over_xep0494_and_its_stream_closes_at_once(server: Server) -> None:
     phone = Session(
         server,
@@ -405,12 +418,7 @@ def test_a_client_revokes_another_over_xep0494_and_its_stream_closes_at_once(ser
     assert b"<token" in phone.reply
     token = re.search(rb"token='([^']+)'", phone.reply).group(1).decode()  # type: ignore[union-attr]
     laptop = Session(server, "alice", "wonderland", software="laptop-app")
-    laptop.send(f"<iq type='get' id='l1'><list xmlns='{CAM}'/></iq>")
-    listing = laptop.expect("</iq>").decode()
-    phone_id = re.search(r"<client [^>]*id=.(c\d+).[^>]*>(?:(?!</client>).)*phone-app", listing, re.S)
-    assert phone_id, listing
-    laptop.send(f"<iq type='set' id='l2'><revoke xmlns='{CAM}' id='{phone_id.group(1)}'/></iq>")
-    started = time.monotonic()
+    started = revoke_over_xep0494(laptop, "phone-app")
     text, _ = closed_within(phone, started)
     assert "client was revoked" in text
     assert "XEP-0494" in text
@@ -631,11 +639,6 @@ def test_a_revocation_made_in_the_serving_process_needs_no_poll(
     ) as srv:
         phone = Session(srv, "alice", "wonderland", software="phone-app")
         laptop = Session(srv, "alice", "wonderland", software="laptop-app")
-        laptop.send(f"<iq type='get' id='l1'><list xmlns='{CAM}'/></iq>")
-        listing = laptop.expect("</iq>").decode()
-        phone_id = re.search(r"<client [^>]*id=.(c\d+).[^>]*>(?:(?!</client>).)*phone-app", listing, re.S)
-        assert phone_id, listing
-        laptop.send(f"<iq type='set' id='l2'><revoke xmlns='{CAM}' id='{phone_id.group(1)}'/></iq>")
-        started = time.monotonic()
+        started = revoke_over_xep0494(laptop, "phone-app")
         text, _ = closed_within(phone, started)
         assert "client was revoked" in text
