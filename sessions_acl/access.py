@@ -7,8 +7,9 @@ can read it as a table. Every session carries exactly one grant; a grant is a se
 ================  =====================================================================
 scope             inbound (client → server)                 outbound (server → client)
 ================  =====================================================================
-messages.send     <message/> of any type; iq get/set to      -
-                  another entity (routed requests)
+messages.send     <message/> of any type, errors included;   -
+                  iq get/set to another entity (routed
+                  requests)
 messages.receive  carbons enable/disable                     <message/> (incl. carbons and
                                                              stored messages), routed iq get/set
 presence          <presence/> of any type                    <presence/>
@@ -20,18 +21,30 @@ admin             XEP-0050 commands (XEP-0133 admin)         -
 ================  =====================================================================
 
 Always allowed, whatever the grant: ping, service discovery, session and stream management,
-client state, answers (result/error) to what the session received or asked, and errors to its
-own stanzas. Everything else follows the table; a denial is ``forbidden`` with a text that names
-the missing scope, never silence (RFC 6120 §8.3.3.6: "the requesting entity does not possess the
-necessary permissions").
+client state, and errors the server itself returns to the session's own stanzas. Everything else
+follows the table; a denial is ``forbidden`` with a text that names the missing scope, never
+silence (RFC 6120 §8.3.3.6: "the requesting entity does not possess the necessary permissions").
+
+**Answers only to questions** (RFC 6120 §8.2.3: a result or an error answers a get or a set; an
+entity must never answer one with another). Each session keeps two small ledgers of routed iq
+requests, bounded in number and in time (:class:`Pending`): the requests it *asked* (sent to other
+entities) and the requests it *owes* an answer to (routed to it). An iq ``result`` or ``error``
+passes between sessions, in either direction, only when it answers such a request, same peer and
+same id, once; anything else is dropped (and logged): answering an iq is not a way around
+``messages.send`` or ``messages.receive``. Answers to the server itself end in the server.
+A ``<message type='error'/>`` reaches a session without ``messages.receive`` only as the error to a
+message it sent to that peer with that id, and then stripped to its ``<error/>``
+(:attr:`Admission.ERROR_ONLY`): an error carries no other content to it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+import logging
+import time
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass, field
 
-from xmppauth.proto.access import Denial
+from xmppauth.proto.access import Admission, Denial
 from xmppauth.proto.errors import StanzaErrorCondition
 
 MESSAGES_SEND = "messages.send"
@@ -70,6 +83,8 @@ CAM = "urn:xmpp:cam:0"  # XEP-0494
 REGISTER = "jabber:iq:register"  # XEP-0077 (in-band password change)
 COMMANDS = "http://jabber.org/protocol/commands"  # XEP-0050, for XEP-0133
 CARBONS = "urn:xmpp:carbons:2"
+
+log = logging.getLogger("xmppauth.access")
 
 _INBOUND_IQ_SCOPES: dict[tuple[str, str], str] = {
     (ROSTER, "get"): ROSTER_READ,
@@ -120,32 +135,107 @@ def _denied(scope: str, what: str) -> Denial:
     )
 
 
+class Pending:
+    """Stanzas that may be answered: ``(peer, id)`` keys, at most ``limit`` of them, each for
+    ``seconds``. When full, the oldest is forgotten (its answer would then be dropped)."""
+
+    __slots__ = ("_clock", "_entries", "limit", "seconds")
+
+    def __init__(self, limit: int, seconds: float, clock: Callable[[], float]) -> None:
+        self.limit = limit
+        self.seconds = seconds
+        self._clock = clock
+        self._entries: dict[tuple[Hashable, str], float] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(self, peer: Hashable, stanza_id: str) -> None:
+        entries = self._entries
+        key = (peer, stanza_id)
+        entries.pop(key, None)  # asked again: the newest deadline, at the end of the order
+        while len(entries) >= self.limit:
+            del entries[next(iter(entries))]
+        entries[key] = self._clock() + self.seconds
+
+    def take(self, peer: Hashable, stanza_id: str) -> bool:
+        """Whether ``(peer, id)`` was pending and has not expired; it is pending no more."""
+        deadline = self._entries.pop((peer, stanza_id), None)
+        return deadline is not None and self._clock() <= deadline
+
+    def adopt(self, other: Pending) -> None:
+        """Take over what ``other`` holds (a stream-management resume continues a session)."""
+        for (peer, stanza_id), deadline in other._entries.items():
+            if len(self._entries) >= self.limit:
+                break
+            self._entries[peer, stanza_id] = deadline
+
+
+#: Defaults for the ledgers (settings XMPP_PENDING_REQUESTS and XMPP_PENDING_REQUEST_SECONDS).
+PENDING_LIMIT = 256
+PENDING_SECONDS = 120.0
+
+
 @dataclass(slots=True)
 class SessionAccess:
-    """The access policy of one live session; ``scopes`` may be replaced while it runs."""
+    """The access policy of one live session; ``scopes`` may be replaced while it runs.
+
+    ``asked``: iq requests this session sent to other entities, and, while it may not receive
+    messages, the messages it sent (whose errors may come back). ``owed``: iq requests routed to
+    it. Peers are :class:`~xmppauth.proto.jid.JID` objects (any hashable value works), ids strings.
+    """
 
     scopes: frozenset[str]
+    limit: int = PENDING_LIMIT
+    seconds: float = PENDING_SECONDS
+    clock: Callable[[], float] = time.monotonic
+    asked: Pending = field(init=False)
+    owed: Pending = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.asked = Pending(self.limit, self.seconds, self.clock)
+        self.owed = Pending(self.limit, self.seconds, self.clock)
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes
 
     # -------------------------------------------------------------- inbound (client → server)
-    def check_inbound(self, kind: str, type: str, target: str, payload: str | None) -> Denial | None:
-        """``target``: "server", "account" (own bare JID) or "peer"; ``payload``: the iq child's tag."""
+    def check_inbound(
+        self,
+        kind: str,
+        type: str,
+        target: str,
+        payload: str | None,
+        peer: Hashable | None = None,
+        stanza_id: str | None = None,
+    ) -> Denial | None:
+        """``target``: "server", "account" (own bare JID) or "peer"; ``payload``: the iq child's
+        tag; ``peer``: the parsed ``to`` (None without one); ``stanza_id``: the ``id``."""
         scopes = self.scopes
         if kind == "message":
-            if type == "error":
-                if MESSAGES_SEND in scopes or MESSAGES_RECEIVE in scopes:
-                    return None
+            if MESSAGES_SEND not in scopes:
                 return _denied(MESSAGES_SEND, "sending messages")
-            return None if MESSAGES_SEND in scopes else _denied(MESSAGES_SEND, "sending messages")
+            if stanza_id and type != "error" and MESSAGES_RECEIVE not in scopes:
+                self.asked.add(peer, stanza_id)  # its error may come back (admit)
+            return None
         if kind == "presence":
             return None if PRESENCE in scopes else _denied(PRESENCE, "sending presence")
         # iq
         if type in ("result", "error"):
-            return None  # answers to what the session received or asked
+            if target != "peer" or self.owed.take(peer, stanza_id or ""):
+                return None  # an answer to the server ends there; one to a peer must be owed
+            log.info(
+                "dropped an iq %s to %s (id %r): it answers no request this session received",
+                type,
+                peer,
+                stanza_id,
+            )
+            return _UNSOLICITED
         if target == "peer":
-            return None if MESSAGES_SEND in scopes else _denied(MESSAGES_SEND, "requests to other entities")
+            if MESSAGES_SEND not in scopes:
+                return _denied(MESSAGES_SEND, "requests to other entities")
+            self.asked.add(peer, stanza_id or "")
+            return None
         scope = _INBOUND_IQ_SCOPES.get((_namespace(payload), type))
         if scope is None or scope in scopes:
             return None
@@ -153,7 +243,8 @@ class SessionAccess:
 
     # -------------------------------------------------------------- outbound (server → client)
     def may_receive(self, kind: str, type: str) -> bool:
-        """Whether a stanza routed to this session may be written to it."""
+        """Whether this kind of stanza routed to this session may be written to it at all (the
+        router treats a session that may not as absent); :meth:`admit` then decides answers."""
         if kind == "message":
             return type == "error" or MESSAGES_RECEIVE in self.scopes
         if kind == "presence":
@@ -162,6 +253,32 @@ class SessionAccess:
             return True
         return MESSAGES_RECEIVE in self.scopes
 
+    def admit(self, kind: str, type: str, sender: Hashable, stanza_id: str | None) -> Admission:
+        """An iq, or a message error, from ``sender`` that :meth:`may_receive` let through: is it
+        an answer this session waits for (and, for an iq request, note that it owes one)?"""
+        if kind == "iq":
+            if type in ("get", "set"):
+                self.owed.add(sender, stanza_id or "")
+                return Admission.WHOLE
+            if self.asked.take(sender, stanza_id or ""):
+                return Admission.WHOLE
+        elif kind != "message" or type != "error" or MESSAGES_RECEIVE in self.scopes:
+            return Admission.WHOLE
+        elif stanza_id and self.asked.take(sender, stanza_id):
+            return Admission.ERROR_ONLY
+        log.info("dropped an unsolicited %s %s from %s (id %r)", kind, type, sender, stanza_id)
+        return Admission.DROP
+
+    def adopt(self, previous: SessionAccess) -> None:
+        """A resumed stream continues ``previous``: the answers it waited for still pass."""
+        self.asked.adopt(previous.asked)
+        self.owed.adopt(previous.owed)
+
+
+#: An unsolicited answer: dropped, never answered (RFC 6120 §8.3.1), so the text is for the log.
+_UNSOLICITED = Denial(
+    condition=StanzaErrorCondition.NOT_ALLOWED, text="an answer to no request this session received"
+)
 
 _IQ_WHAT = {
     ROSTER_READ: "reading the roster",

@@ -29,6 +29,7 @@ from xmppauth import adhoc, register, roster, services, stanzas
 from xmppauth.control import CONTROL
 from xmppauth.proto import events as ev
 from xmppauth.proto import ns, upgrade
+from xmppauth.proto.access import Admission
 from xmppauth.proto.errors import SaslCondition, StanzaErrorCondition, StreamError, StreamErrorCondition
 from xmppauth.proto.jid import JID, InvalidJID, prep_localpart
 from xmppauth.proto.sm import MAX_UNACKED
@@ -303,7 +304,9 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             return
         self.auth = result
         self._authorized_at = authorizing
-        self.access = SessionAccess(result.scopes)
+        self.access = SessionAccess(
+            result.scopes, limit=settings.XMPP_PENDING_REQUESTS, seconds=settings.XMPP_PENDING_REQUEST_SECONDS
+        )
         stream.access = self.access
         if result.token is not None:
             stream.issue_token(result.token.token, result.token.expiry)
@@ -403,6 +406,10 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
     def may_receive(self, kind: str, stanza_type: str) -> bool:
         access = self.access
         return access is None or access.may_receive(kind, stanza_type)
+
+    def admit(self, kind: str, stanza_type: str, sender: JID | None, stanza_id: str | None) -> Admission:
+        access = self.access
+        return Admission.WHOLE if access is None else access.admit(kind, stanza_type, sender, stanza_id)
 
     @property
     def grant_id(self) -> int | None:
@@ -560,6 +567,8 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         self.session_id = old.session_id
         self.available, self.priority, self.last_presence = old.available, old.priority, old.last_presence
         self.directed_to, self._held = old.directed_to, old._held
+        if self.access is not None and old.access is not None:
+            self.access.adopt(old.access)  # answers to what it asked before the break still pass
         ROUTER.replace(old, self)
         try:
             stream.resume_succeeded(old.jid, old.stream.sm, event.h)

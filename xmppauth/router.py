@@ -11,6 +11,7 @@ registered, so two routable sessions never share a full JID.
 
 from __future__ import annotations
 
+import copy
 import hmac
 import logging
 import secrets
@@ -19,6 +20,7 @@ from typing import Protocol
 from lxml import etree
 
 from xmppauth.proto import ns
+from xmppauth.proto.access import Admission
 from xmppauth.proto.errors import StanzaErrorCondition, StreamErrorCondition
 from xmppauth.proto.events import StanzaReceived
 from xmppauth.proto.jid import JID
@@ -29,6 +31,7 @@ log = logging.getLogger("xmppauth.router")
 
 _Q_PRIORITY = ns.qname(ns.CLIENT, "priority")
 _Q_BODY = ns.qname(ns.CLIENT, "body")
+_Q_ERROR = ns.qname(ns.CLIENT, "error")
 _Q_CARBONS_PRIVATE = ns.qname(ns.CARBONS, "private")
 _Q_NO_COPY = ns.qname(ns.HINTS, "no-copy")
 
@@ -62,6 +65,11 @@ class Session(Protocol):
 
     def may_receive(self, kind: str, stanza_type: str) -> bool:
         """The session's grant lets it receive this (sessions_acl.access decides)."""
+        ...
+
+    def admit(self, kind: str, stanza_type: str, sender: JID | None, stanza_id: str | None) -> Admission:
+        """For an iq or a message error: is it an answer this session waits for (and, for a
+        request, note that it owes one)? sessions_acl.access decides."""
         ...
 
 
@@ -150,11 +158,30 @@ class Router:
         stanza = event.stanza
         data = serialize(stanza)
         # XEP-0352: presence and messages without a body (chat states) can wait for an inactive client
-        urgent = event.kind == "iq" or (event.kind == "message" and stanza.find(_Q_BODY) is not None)
+        urgent = kind == "iq" or (kind == "message" and stanza.find(_Q_BODY) is not None)
+        if kind == "iq" or (stanza_type == "error" and kind == "message"):
+            # Requests and answers are paired per session (sessions_acl.access, "answers only to
+            # questions"); other stanzas are decided by may_receive above alone.
+            recipients = [online[r] for r in decision.resources]
+            await self._deliver_paired(sender, event, data, recipients)
+            return
         for resource in decision.resources:
             await online[resource].deliver(data, urgent)
         if event.kind == "message" and event.type == "chat":
             await self._carbons(sender, to, decision.resources, data, stanza)
+
+    @staticmethod
+    async def _deliver_paired(
+        sender: Session, event: StanzaReceived, data: bytes, recipients: list[Session]
+    ) -> None:
+        stanza = event.stanza
+        stanza_id = stanza.get("id")
+        for session in recipients:
+            admission = session.admit(event.kind, event.type, sender.jid, stanza_id)
+            if admission is Admission.WHOLE:
+                await session.deliver(data)
+            elif admission is Admission.ERROR_ONLY:
+                await session.deliver(_error_only(stanza))
 
     async def _carbons(
         self, sender: Session, to: JID, delivered: tuple[str, ...], data: bytes, stanza: etree._Element
@@ -285,6 +312,20 @@ class Router:
             if other.available and other.may_receive("presence", "unavailable"):
                 await other.deliver(data)
         await self._tell_directed(session, data)
+
+
+def _error_only(stanza: etree._Element) -> bytes:
+    """The error stanza with nothing but its addresses, id, type and <error/> (RFC 6120 §8.3.1
+    lets an error carry the original payload; to a session that may not receive it, it must not)."""
+    bare = etree.Element(stanza.tag, nsmap=ns.default(ns.CLIENT))
+    for name in ("from", "to", "id", "type"):
+        value = stanza.get(name)
+        if value is not None:
+            bare.set(name, value)
+    error = stanza.find(_Q_ERROR)
+    if error is not None:
+        bare.append(copy.deepcopy(error))
+    return serialize(bare)
 
 
 def _carbon_eligible(stanza: etree._Element) -> bool:

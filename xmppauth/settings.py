@@ -191,6 +191,10 @@ XMPP_NODE = os.environ.get("XMPP_NODE", "").strip() or socket.gethostname()
 XMPP_REVOCATION_POLL_MS = _env_int("XMPP_REVOCATION_POLL_MS", 250, minimum=20)
 # RFC 6121 §2: how many contacts a roster may hold
 XMPP_MAX_ROSTER_ITEMS = _env_int("XMPP_MAX_ROSTER_ITEMS", 1000, minimum=1)
+# RFC 6120 §8.2.3 (sessions_acl/access.py): a session's routed iq requests awaiting an answer, per
+# direction, are remembered up to this many and this long; a later answer is dropped.
+XMPP_PENDING_REQUESTS = _env_int("XMPP_PENDING_REQUESTS", 256, minimum=8)
+XMPP_PENDING_REQUEST_SECONDS = _env_int("XMPP_PENDING_REQUEST_SECONDS", 120, minimum=5)
 # Privacy (XEP-0494, Privacy Considerations): how long ended session records (the login history) and
 # security-log entries are kept, in days; 0 keeps them for ever. Pruned hourly by each serving process.
 XMPP_SESSION_RECORD_DAYS = _env_int("XMPP_SESSION_RECORD_DAYS", 90, minimum=0)

@@ -26,10 +26,20 @@ class RecordingPolicy:
 
     def __init__(self, rule: Callable[[str, str, str, str | None], Denial | None] | None = None) -> None:
         self.calls: list[Call] = []
+        self.pairs: list[tuple[object, str | None]] = []  # (parsed to, id): for request/answer pairing
         self.rule = rule
 
-    def check_inbound(self, kind: str, type: str, target: str, payload: str | None) -> Denial | None:
+    def check_inbound(
+        self,
+        kind: str,
+        type: str,
+        target: str,
+        payload: str | None,
+        peer: object = None,
+        stanza_id: str | None = None,
+    ) -> Denial | None:
         self.calls.append((kind, type, target, payload))
+        self.pairs.append((peer, stanza_id))
         return self.rule(kind, type, target, payload) if self.rule else None
 
 
@@ -208,6 +218,27 @@ def test_what_the_policy_is_asked(stanza: str, call: Call) -> None:
 
 
 @pytest.mark.parametrize(
+    ("stanza", "pair"),
+    [
+        ("<iq type='result' id='r 1' to='Bob@LOCALHOST/x'/>", (JID("bob", "localhost", "x"), "r 1")),
+        (
+            "<iq type='get' id='g1' to='bob@localhost/x'><ping xmlns='urn:xmpp:ping'/></iq>",
+            (JID("bob", "localhost", "x"), "g1"),
+        ),
+        ("<message to='bob@localhost' id='m1'><body>x</body></message>", (JID("bob", "localhost"), "m1")),
+        ("<message><body>x</body></message>", (None, None)),
+    ],
+)
+def test_the_policy_gets_the_prepared_to_and_the_id(stanza: str, pair: tuple[object, str | None]) -> None:
+    """Requests and answers are paired on (to, id): the to is the prepared JID, so case or
+    normalisation differences do not break a pair."""
+    policy = RecordingPolicy()
+    t = bound(policy)
+    t.client(stanza)
+    assert policy.pairs == [pair]
+
+
+@pytest.mark.parametrize(
     ("stanza", "condition"),
     [
         ("<iq type='get'><ping xmlns='urn:xmpp:ping'/></iq>", "bad-request"),  # no id
@@ -230,7 +261,7 @@ def test_the_policy_sees_the_stamped_from() -> None:
     t = bound()
 
     class Peek:
-        def check_inbound(self, kind: str, type: str, target: str, payload: str | None) -> Denial | None:
+        def check_inbound(self, *args: object) -> Denial | None:
             seen.append(t.stream.jid and str(t.stream.jid))
             return None
 

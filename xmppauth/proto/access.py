@@ -22,16 +22,26 @@ The question is kept small and cheap on purpose, one call per stanza on the hot 
 ``payload``
     For an iq, the Clark-notation tag of its single child element (``{urn:xmpp:ping}ping``);
     None for messages, presences and an iq without (exactly one) child.
+``peer``
+    The parsed ``to`` (a :class:`~xmppauth.proto.jid.JID`), None without one.
+``stanza_id``
+    The stanza's ``id``, None without one. With ``peer`` it lets the policy pair requests with
+    their answers (RFC 6120 §8.2.3): a denied result or error is dropped, never answered.
+
+Stanzas routed *to* a session are the router's business (xmppauth/router.py); it asks the
+session's policy the same way and gets an :class:`Admission` for answers.
 """
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Protocol
 
 from .errors import StanzaErrorCondition
 
-__all__ = ["TARGETS", "AccessPolicy", "Denial"]
+__all__ = ["TARGETS", "AccessPolicy", "Admission", "Denial"]
 
 #: The values of ``target``.
 TARGETS = ("server", "account", "peer")
@@ -45,9 +55,25 @@ class Denial:
     text: str
 
 
+class Admission(enum.Enum):
+    """Whether a routed answer (an iq result/error, a message error) reaches a session."""
+
+    DROP = "drop"  #: it answers nothing the session asked: dropped and logged
+    WHOLE = "whole"  #: delivered as it is
+    ERROR_ONLY = "error-only"  #: delivered stripped to its <error/> (no other content)
+
+
 class AccessPolicy(Protocol):
     """What the driver plugs into :attr:`C2SStream.access <xmppauth.proto.stream.C2SStream.access>`."""
 
-    def check_inbound(self, kind: str, type: str, target: str, payload: str | None) -> Denial | None:
+    def check_inbound(
+        self,
+        kind: str,
+        type: str,
+        target: str,
+        payload: str | None,
+        peer: Hashable | None = None,
+        stanza_id: str | None = None,
+    ) -> Denial | None:
         """None allows the stanza; a :class:`Denial` refuses it (see the module docstring)."""
         ...

@@ -1320,7 +1320,7 @@ class C2SStream:
     ) -> bool:
         """Put the stanza to :attr:`access`; on a denial answer with its error and say True."""
         assert self.access is not None
-        denial = self.access.check_inbound(kind, stanza_type, self._target(to), payload)
+        denial = self.access.check_inbound(kind, stanza_type, self._target(to), payload, to, el.get("id"))
         if denial is None:
             return False
         self._reply_error(el, denial.condition, denial.text)  # never for error (or result) stanzas
