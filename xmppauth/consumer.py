@@ -180,7 +180,15 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         if self.stream is None:
             return
         text = message.get("text")
-        self.stream.receive_frame(text.encode() if text is not None else message.get("bytes") or b"")
+        if text is None:
+            # RFC 7395 §3.2: "Data frame messages in the XMPP subprotocol MUST be of the text type
+            # and contain UTF-8 encoded data." RFC 7395 names no condition; a binary frame is the
+            # stream "improperly encoded", RFC 6120 §4.9.3.22, which §4.9.3.1 prefers to bad-format.
+            # The error, then <close/>, then the WebSocket closes (RFC 7395 §3.5, §3.6).
+            why = "XMPP over WebSocket uses text frames (RFC 7395 §3.2)"
+            await self._close(StreamErrorCondition.UNSUPPORTED_ENCODING, why)
+            return
+        self.stream.receive_frame(text.encode())
         await self._pump()
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:

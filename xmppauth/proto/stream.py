@@ -765,6 +765,9 @@ class C2SStream:
             problem = self._parse_fast(el, name)
             if problem:
                 return self._sasl_fail(SaslCondition.MALFORMED_REQUEST, problem)
+            if self._bind2 is not None and self._bind2.tag_problem:
+                # XEP-0386 defines no bind error; XEP-0388 fails with an RFC 6120 §6.5 condition
+                return self._sasl_fail(SaslCondition.MALFORMED_REQUEST, self._bind2.tag_problem)
             initial_el = el.find(ns.qname(ns.SASL2, "initial-response"))
             if initial_el is None:
                 return self._start_mechanism(name, None)
@@ -1548,7 +1551,8 @@ class _IssuedToken:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class _Bind2Request:
-    tag: str | None
+    tag: str | None  # prepared (RFC 7622 §3.4) and cut to _MAX_BIND2_TAG characters
+    tag_problem: str = ""  # why the <tag> cannot go into a resource: the <authenticate/> is refused
     sm_enable: bool = False
     carbons: bool = False
     csi_active: bool | None = None
@@ -1585,8 +1589,10 @@ def _parse_authenticate(
             csi = True
         elif bind.find(_Q_CSI_INACTIVE) is not None:
             csi = False
+        tag, tag_problem = _bind2_tag(bind)
         bind2 = _Bind2Request(
-            tag=_child_text(bind, ns.BIND2, "tag"),
+            tag=tag,
+            tag_problem=tag_problem,
             sm_enable=bind.find(_Q_SM_ENABLE) is not None,
             carbons=bind.find(_Q_CARBONS_ENABLE) is not None,
             csi_active=csi,
@@ -1609,12 +1615,31 @@ def _bind2_resource(request: _Bind2Request, user_agent: UserAgent | None, localp
     else:
         suffix = secrets.token_urlsafe(9)
     tag = request.tag
-    if tag:
-        try:
-            tag = prep_resource(tag[:64])
-        except InvalidJID:
-            tag = None
     return f"{tag}~{suffix}" if tag else suffix
+
+
+_MAX_BIND2_TAG = 64
+
+
+def _bind2_tag(bind: etree._Element) -> tuple[str | None, str]:
+    """The Bind2 <tag>, prepared as a resourcepart, or why it cannot be one.
+
+    XEP-0386 §2.2.1: the tag "SHOULD be included as-is in the final resource identifier, subject
+    to the necessary validation for resource identifiers" (RFC 7622 §3.4, OpaqueString). A tag that
+    fails refuses the <authenticate/> with the reason, rather than binding a resource without it.
+    The whole tag is checked (so at most 1023 bytes); at most 64 characters of it go into the resource.
+    """
+    child = bind.find(ns.qname(ns.BIND2, "tag"))
+    text = (child.text or "").strip() if child is not None else ""
+    if not text:
+        return None, ""
+    try:
+        tag = prep_resource(text)
+        if len(tag) > _MAX_BIND2_TAG:
+            tag = prep_resource(tag[:_MAX_BIND2_TAG])  # a cut can strand a context-bound code point
+    except InvalidJID as exc:
+        return None, f"the Bind2 <tag> cannot be part of a resource: {exc}"
+    return tag, ""
 
 
 def _is_auth_element(el: etree._Element) -> bool:
