@@ -21,12 +21,14 @@ from django.utils import timezone
 from lxml import etree
 
 from accounts.models import User
+from xmppauth.proto.numbers import parse_uint
 
 from . import access, revocation, tokens
 from .models import AppPassword, Client, Session
 
 NS = "urn:xmpp:cam:0"
 GRANT_NS = "urn:xmppauth:grant:0"
+MAX_ID = 2**63 - 1  # the largest BigAutoField key: a longer id could not even be looked up
 
 
 def _q(local: str) -> str:
@@ -117,10 +119,10 @@ class RevokeOutcome:
 
 def revoke(user: User, client_ref: str, *, actor: str) -> RevokeOutcome:
     """Revoke ``c<id>`` or ``a<id>`` of ``user`` (ids of other accounts are simply not found)."""
-    kind, number = client_ref[:1], client_ref[1:]
-    if not number.isdigit():
+    kind = client_ref[:1]
+    pk = parse_uint(client_ref[1:], maximum=MAX_ID)
+    if pk is None:
         return RevokeOutcome(found=False)
-    pk = int(number)
     try:
         if kind == "c":
             client = revocation.revoke_client(pk, actor=actor, user=user)

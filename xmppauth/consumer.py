@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from autobahn.exception import Disconnected
@@ -25,7 +26,7 @@ from lxml import etree
 from sessions_acl.access import ADMIN, PRESENCE, ROSTER_READ, SessionAccess, session_scopes
 from sessions_acl.cam import NS as CAM
 from sessions_acl.services import Authorization, Refusal
-from xmppauth import adhoc, register, roster, services, stanzas
+from xmppauth import adhoc, register, roster, services, stanzas, tasks
 from xmppauth.control import CONTROL
 from xmppauth.proto import events as ev
 from xmppauth.proto import ns, upgrade
@@ -114,20 +115,30 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         self._transport = "websocket"
         self.roster_requested = False  # RFC 6121 §2.1.6: an "interested resource" gets roster pushes
         self._address = ""
+        self._tasks: set[asyncio.Task[Any]] = set()  # this session's background work (tasks.start)
+        self._resuming: StreamConsumer | None = None  # the hibernated session being taken over
+        self._transport_closed = False  # we closed it, or the client went away
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """The ASGI application: one message from the transport at a time, straight to its handler.
 
         Channels' loop would also listen on a channel-layer channel, wrapping every receive in a
         task to wait on both; a stream listens to its transport only, so a plain loop does.
+
+        Whatever a handler raises ends this stream, never the process's other streams: see
+        :meth:`_crash`. Afterwards the application returns (the transport then closes too).
         """
         self.scope = scope
         self.base_send = send
+        message: dict[str, Any] = {}
         try:
             while True:
-                await self.dispatch(await receive())
+                message = await receive()
+                await self.dispatch(message)
         except StopConsumer:
             pass
+        except Exception as exc:
+            await self._crash(exc, f"handling {message.get('type', 'the connection')}")
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels hops to a thread on every message to close stale DB connections; all our
@@ -206,10 +217,10 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
     def _preauth_timeout(self) -> None:
         self._timer = None
         if self.stream is not None and self.jid is None and not self._closed:
-            task = asyncio.ensure_future(
-                self._close(StreamErrorCondition.CONNECTION_TIMEOUT, "too slow to log in")
+            self._background(
+                self._close(StreamErrorCondition.CONNECTION_TIMEOUT, "too slow to log in"),
+                "closing a stream too slow to log in",
             )
-            task.add_done_callback(lambda _t: None)
 
     async def _pump(self) -> None:
         stream = self.stream
@@ -228,8 +239,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             now = asyncio.get_running_loop().time()
             if now - self._touched >= ACTIVITY_GRANULARITY and self.session_id is not None:
                 self._touched = now  # the session record's last activity, to the minute
-                touch = asyncio.ensure_future(services.touch_session(self.session_id))
-                touch.add_done_callback(lambda _t: None)
+                self._background(services.touch_session(self.session_id), "recording its activity")
             await ROUTER.route(self, event)
         elif isinstance(event, ev.CredentialsNeeded):
             creds, alternatives = await services.scram_credentials(
@@ -387,11 +397,11 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
 
     def _grant_expired(self) -> None:
         self._grant_timer = None
-        task = asyncio.ensure_future(self.revoke("this session's grant expired"))
-        task.add_done_callback(lambda _t: None)
+        self._background(self.revoke("this session's grant expired"), "ending it when its grant expired")
 
     async def revoke(self, text: str) -> None:
-        """A revocation names this session: close the stream (or end the hibernation) with ``text``."""
+        """A revocation names this session: close the stream (or end the hibernation) with ``text``.
+        (A failure in doing so ends the session all the same: see :meth:`kick`.)"""
         self._end_reason = text
         log.info("%s: %s revoked: %s", self._peer, self.jid, text)
         await self.kick(StreamErrorCondition.POLICY_VIOLATION, text)
@@ -405,8 +415,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             scopes, app_password=auth.credential == "app-password", staff=auth.staff
         )
         if PRESENCE not in self.access.scopes and self.available:
-            retract = asyncio.ensure_future(ROUTER.retract_presence(self))  # no longer shared
-            retract.add_done_callback(lambda _t: None)
+            self._background(ROUTER.retract_presence(self), "withdrawing its presence")  # no longer shared
         log.info(
             "%s: %s now has %s", self._peer, self.jid, ", ".join(sorted(self.access.scopes)) or "no scopes"
         )
@@ -565,8 +574,10 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         ):
             stream.resume_failed("no session to resume (unknown, ended or expired)")
             return
+        self._resuming = old  # until the router points here: see _crash
         await old._hand_over()
         if self._closed:  # our own stream went away meanwhile: the session hibernates on
+            self._resuming = None
             old._taken_over = False
             if not old._hibernating:
                 old._hibernate()
@@ -578,6 +589,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         if self.access is not None and old.access is not None:
             self.access.adopt(old.access)  # answers to what it asked before the break still pass
         ROUTER.replace(old, self)
+        self._resuming = None
         try:
             stream.resume_succeeded(old.jid, old.stream.sm, event.h)
         except StreamError as exc:  # the client acknowledged more than we sent
@@ -602,6 +614,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         if self._grant_timer is not None:
             self._grant_timer.cancel()
             self._grant_timer = None
+        tasks.cancel(self._tasks)
         if not self._closed:
             self._closed = True
             await self._close_transport()
@@ -612,17 +625,24 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         stream = self.stream
         if stream is None or self._closed or self._taken_over:
             return
-        if stream.request_ack():
-            loop = asyncio.get_running_loop()
-            self._ack_timer = loop.call_later(settings.XMPP_SM_ACK_REQUEST_SECONDS, self._ack_due)
-        task = asyncio.ensure_future(self._flush())
-        task.add_done_callback(lambda _t: None)
+        try:
+            if stream.request_ack():
+                loop = asyncio.get_running_loop()
+                self._ack_timer = loop.call_later(settings.XMPP_SM_ACK_REQUEST_SECONDS, self._ack_due)
+        except Exception as exc:
+            self._background_failed("asking for an acknowledgement", exc)
+            return
+        self._background(self._flush(), "asking for an acknowledgement")
 
     def _release_held(self) -> None:
         if self._held and self.stream is not None:
             held, self._held = self._held, []
-            for data in held:
-                self.stream.send_raw(data)
+            for index, data in enumerate(held):
+                try:
+                    self.stream.send_raw(data)
+                except Exception:
+                    self._held = held[index:] + self._held  # what was not sent is kept for _leave
+                    raise
 
     async def _flush(self) -> None:
         stream = self.stream
@@ -661,13 +681,18 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         await self._leave()
 
     async def _close_transport(self) -> None:
+        self._transport_closed = True
         if self._websocket:
             await self._send_websocket({"type": "websocket.close", "code": 1000})
         else:
             await self.send({"type": "xmpp.close"})
 
     async def _leave(self) -> None:
-        """The session ends for good (not on a transport loss with resumption enabled)."""
+        """The session ends for good (not on a transport loss with resumption enabled).
+
+        Each step runs even if one before it failed (the failure is logged): a session must never
+        outlive its stream in the router or as a live record.
+        """
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -683,10 +708,13 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         if self._taken_over:
             return
         self._taken_over = True  # once
-        await ROUTER.session_ended(self)
+        tasks.cancel(self._tasks)
+        if not await self._try("leaving the router", ROUTER.session_ended, self) and ROUTER.unbind(self):
+            await self._try("withdrawing its presence", ROUTER.retract_presence, self)
         if self.session_id is not None:
-            await services.close_session(self.session_id, self._end_reason or "ended")
-        await self._dispose_unacked()
+            reason = self._end_reason or "ended"
+            await self._try("closing its session record", services.close_session, self.session_id, reason)
+        await self._try("storing what it had not acknowledged", self._dispose_unacked)
 
     async def _dispose_unacked(self) -> None:
         """XEP-0198 §6: what the client never acknowledged is stored or bounced, never dropped."""
@@ -722,8 +750,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
     def _expired(self) -> None:
         self._expiry = None
         self._end_reason = self._end_reason or "not resumed in time"
-        task = asyncio.ensure_future(self._leave())
-        task.add_done_callback(lambda _t: None)
+        self._background(self._leave(), "ending a session not resumed in time")
 
     async def _close(self, condition: StreamErrorCondition, text: str) -> None:
         if self.stream is None or self._closed:
@@ -734,6 +761,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
 
     async def _gone(self, reason: str) -> None:
         self._end_reason = self._end_reason or f"connection lost ({reason})"
+        self._transport_closed = True
         if not self._closed:
             self._closed = True
             stream = self.stream
@@ -745,6 +773,67 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
                 await self._leave()
         raise StopConsumer
 
+    # ------------------------------------------------------------------ failures
+    async def _crash(self, exc: BaseException, where: str) -> None:
+        """Handling this stream raised ``exc`` (while ``where``): the stream ends, with the same
+        clean-up as any other end. Called from every way into a session: the transport loop, the
+        router's and the control listener's calls, timers and background tasks. Never raises.
+
+        RFC 6120 §4.9.3.8: "The server has experienced a misconfiguration or other internal error
+        that prevents it from servicing the stream." A StreamError from the core (say, too many
+        unacknowledged stanzas) keeps its own condition.
+        """
+        if isinstance(exc, StreamError):
+            condition, text = exc.condition, exc.text
+            log.info("%s: stream error %s while %s: %s", self._peer, condition.value, where, text)
+            reason = f"{condition.value}: {text}"
+        else:
+            condition, text = StreamErrorCondition.INTERNAL_SERVER_ERROR, "internal server error"
+            log.error("%s: %s failed while %s", self._peer, self.jid or "a stream", where, exc_info=exc)
+            reason = f"internal error while {where}"
+        self._end_reason = self._end_reason or reason
+        old, self._resuming = self._resuming, None
+        if old is not None:
+            # It failed half-way through taking over a hibernated session, which is still the old
+            # object's (in the router, in the record): that one ends, and nothing of it stays here.
+            self.jid, self.session_id, self._held = None, None, []
+            old._taken_over = False
+            old._end_reason = old._end_reason or reason
+            await old._leave()
+        stream = self.stream
+        if not self._closed:
+            self._closed = True
+            try:
+                if stream is not None:
+                    stream.close(condition, text)
+            except Exception:
+                log.exception("%s: the stream error could not be queued", self._peer)
+        if not self._transport_closed:
+            await self._try("sending the stream error", self._flush)
+            await self._try("closing the connection", self._close_transport)
+        await self._leave()
+
+    async def _try(self, what: str, step: Callable[..., Awaitable[object]], *args: Any) -> bool:
+        """One step of ending a stream; a failure is logged, and the steps after it still run."""
+        try:
+            await step(*args)
+        except Exception:
+            log.exception("%s: %s failed while ending %s", self._peer, what, self.jid or "a stream")
+            return False
+        return True
+
+    def _background(self, work: Coroutine[Any, Any, object], what: str) -> None:
+        """Run ``work`` for this session without waiting for it; if it fails, the session ends."""
+        tasks.start(
+            work,
+            name=f"{self._peer}: {what}",
+            group=self._tasks,
+            on_error=functools.partial(self._background_failed, what),
+        )
+
+    def _background_failed(self, what: str, exc: BaseException) -> None:
+        tasks.start(self._crash(exc, what), name=f"{self._peer}: ending the stream after {what} failed")
+
     # ------------------------------------------------------------------ the router's side of a session
     @property
     def carbons(self) -> bool:
@@ -755,41 +844,75 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         sm = self.stream.sm if self.stream is not None else None
         return sm.resume_id if sm is not None else None
 
+    # The router and the control listener call these from another stream's task (or their own): if
+    # this session fails while handling the call, this session ends, not the caller's.
+
     async def deliver(self, data: bytes, urgent: bool = True) -> None:
         stream = self.stream
         if stream is None or self._taken_over:
             return
-        if self._hibernating:
-            if stream.sm is None or len(stream.sm.unacked) >= MAX_UNACKED:
-                await self._leave()  # nobody is coming back for this much
+        try:
+            if self._hibernating:
+                if stream.sm is None or len(stream.sm.unacked) >= MAX_UNACKED:
+                    self._held.append(data)  # kept offline with the rest
+                    await self._leave()  # nobody is coming back for this much
+                    return
+                stream.queue_detached(data)
                 return
-            stream.queue_detached(data)
+            if self._closed:
+                self._held.append(data)  # the session is ending: kept offline or bounced by _leave
+                return
+            if not stream.csi_active and not urgent and len(self._held) < MAX_HELD:
+                self._held.append(data)
+                return
+            self._release_held()
+            stream.send_raw(data)
+        except Exception as exc:
+            self._held.append(data)  # not queued: kept offline or bounced by _leave
+            await self._crash(exc, "delivering a stanza")
             return
-        if self._closed:
-            return
-        if not stream.csi_active and not urgent and len(self._held) < MAX_HELD:
-            self._held.append(data)
-            return
-        self._release_held()
-        stream.send_raw(data)
-        await self._pump()
+        try:
+            await self._pump()
+        except Exception as exc:
+            await self._crash(exc, "delivering a stanza")
 
     async def deliver_offline(self) -> None:
-        if self.jid is None or self.jid.local is None or not self.may_receive("message", "chat"):
+        jid = self.jid
+        if jid is None or jid.local is None or not self.may_receive("message", "chat"):
             return
-        for data, stamp in await services.take_offline(self.jid.local):
-            await self.deliver(with_delay(data, self.jid, stamp))
+        stored: list[tuple[bytes, str]] = []
+        done = 0
+        try:
+            stored = await services.take_offline(jid.local)
+            for data, stamp in stored:
+                if self._taken_over:
+                    break
+                await self.deliver(with_delay(data, jid, stamp))
+                done += 1
+        except Exception as exc:
+            self._held.extend(data for data, _ in stored[done:])  # back to the store with _leave
+            await self._crash(exc, "delivering stored messages")
+            return
+        if done < len(stored):  # the session ended meanwhile: the rest waits for the next one
+            rest = [data for data, _ in stored[done:]]
+            await self._try("storing messages again", services.store_offline, jid.local, rest)
 
     async def bounce(self, stanza: etree._Element, condition: object, text: str) -> None:
         if self.stream is not None and not self._closed and isinstance(condition, StanzaErrorCondition):
-            self.stream.bounce(stanza, condition, text)
-            await self._flush()
+            try:
+                self.stream.bounce(stanza, condition, text)
+                await self._flush()
+            except Exception as exc:
+                await self._crash(exc, "returning an error")
 
     async def kick(self, condition: StreamErrorCondition, text: str) -> None:
-        if self._hibernating:
-            await self._leave()  # nothing to close: the session just ends
-            return
-        await self._close(condition, text)
+        try:
+            if self._hibernating:
+                await self._leave()  # nothing to close: the session just ends
+                return
+            await self._close(condition, text)
+        except Exception as exc:
+            await self._crash(exc, f"closing the stream ({condition.value})")
 
 
 def _localpart(username: str | None) -> str | None:

@@ -22,8 +22,10 @@ from django.conf import settings
 from django.utils import timezone
 
 from sessions_acl.revocation import CONTROL_GROUP, stamp_mtime
+from xmppauth import tasks
+from xmppauth.proto.errors import StreamErrorCondition
 from xmppauth.proto.jid import JID
-from xmppauth.router import ROUTER
+from xmppauth.router import ROUTER, Session
 
 log = logging.getLogger("xmppauth.control")
 
@@ -76,7 +78,10 @@ class Control:
         """Start listening (once per process) on the running event loop."""
         if self._tasks:
             return
-        self._tasks = [asyncio.ensure_future(self._listen()), asyncio.ensure_future(self._poll())]
+        self._tasks = [
+            tasks.start(self._listen(), name="control: channel-layer listener"),
+            tasks.start(self._poll(), name="control: revocation poll"),
+        ]
 
     async def _listen(self) -> None:
         layer = get_channel_layer()
@@ -158,12 +163,17 @@ class Control:
                 or (gid is not None and gid in grant_ids)
                 or (everything and sid != spared)
             )
-            if hit and scopes is not None:
-                closed += 1
-                session.regrant(frozenset(scopes))
-            elif hit:
-                closed += 1
-                await session.revoke(text)
+            if not hit:
+                continue
+            closed += 1
+            try:
+                if scopes is not None:
+                    session.regrant(frozenset(scopes))
+                else:
+                    await session.revoke(text)
+            except Exception:  # that session ends; the others named still get the message
+                log.exception("control message %s failed on %s", key, session.jid)
+                await _end(session)
         if closed:
             what = "changed the grant of" if scopes is not None else "closed"
             log.info("control message %s %s %d stream(s) of %s: %s", key, what, closed, bare, text)
@@ -186,6 +196,15 @@ class Control:
             if seen is not None and seen[0] >= since:
                 return seen[1]
         return None
+
+
+async def _end(session: Session) -> None:
+    """A session that could not take a control message ends: it must not go on with the access it had."""
+    try:
+        await session.kick(StreamErrorCondition.INTERNAL_SERVER_ERROR, "internal server error")
+    except Exception:
+        log.exception("ending %s failed", session.jid)
+        ROUTER.unbind(session)
 
 
 CONTROL = Control()

@@ -24,6 +24,7 @@ from xmppauth.proto.access import Admission
 from xmppauth.proto.errors import StanzaErrorCondition, StreamErrorCondition
 from xmppauth.proto.events import StanzaReceived
 from xmppauth.proto.jid import JID
+from xmppauth.proto.numbers import parse_uint
 from xmppauth.proto.routing import decide
 from xmppauth.proto.xml import escape_attr, serialize
 
@@ -347,10 +348,12 @@ def _priority(stanza: etree._Element) -> int:
     el = stanza.find(_Q_PRIORITY)
     if el is None or not el.text:
         return 0
-    try:
-        value = int(el.text.strip())
-    except ValueError:
+    text = el.text.strip()
+    negative = text.startswith("-")
+    value = parse_uint(text[1:] if negative else text, maximum=128)
+    if value is None:
         return 0
+    value = -value if negative else value
     return value if -128 <= value <= 127 else 0
 
 

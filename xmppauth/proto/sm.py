@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from . import ns
 from .errors import StreamError, StreamErrorCondition
+from .numbers import parse_uint
 
 NS = "urn:xmpp:sm:3"
 WRAP = 2**32
@@ -102,10 +103,9 @@ def failed_element(condition: str = "item-not-found", h: int | None = None, text
 
 
 def _parse_h(text: str | None) -> int:
-    try:
-        value = int(text or "")
-    except ValueError:
-        raise StreamError(StreamErrorCondition.INVALID_XML, "'h' must be a number") from None
-    if not 0 <= value < WRAP:
+    value = parse_uint(text)
+    if value is None:
+        raise StreamError(StreamErrorCondition.INVALID_XML, "'h' must be a number")
+    if value >= WRAP:
         raise StreamError(StreamErrorCondition.INVALID_XML, "'h' must be between 0 and 2^32-1")
     return value

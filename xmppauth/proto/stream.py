@@ -46,7 +46,6 @@ import binascii
 import enum
 import functools
 import hashlib
-import re
 import secrets
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -82,6 +81,7 @@ from .events import (
     UserAgent,
 )
 from .jid import JID, InvalidJID, prep_localpart, prep_resource
+from .numbers import parse_uint
 from .sasl import (
     HT_MECHANISMS,
     ChannelBindingContext,
@@ -150,7 +150,6 @@ UPGRADE_TASKS = ("UPGR-SCRAM-SHA-256", "UPGR-SCRAM-SHA-512")
 _Q_FAST = ns.qname(ns.FAST, "fast")
 _Q_FAST_REQUEST_TOKEN = ns.qname(ns.FAST, "request-token")
 # XEP-0484 <fast count=…/>: a positive integer; at most 18 digits, so it fits a signed 64-bit column
-_FAST_COUNT_RE = re.compile(r"[1-9][0-9]{0,17}")
 
 _NONZAS = frozenset({_Q_SM_R, _Q_SM_A, _Q_SM_ENABLE, _Q_SM_RESUME, _Q_CSI_ACTIVE, _Q_CSI_INACTIVE})
 
@@ -822,9 +821,9 @@ class C2SStream:
         if fast is not None:
             raw_count = fast.get("count")
             if raw_count is not None:
-                if not _FAST_COUNT_RE.fullmatch(raw_count):
+                count = parse_uint(raw_count, maximum=10**18 - 1, positive=True)  # 18 digits at most
+                if count is None:
                     return "<fast count='…'/> must be a positive integer"
-                count = int(raw_count)
             invalidate = fast.get("invalidate") in ("true", "1")
         using_token = mechanism in HT_MECHANISMS
         if using_token and not ua_id:

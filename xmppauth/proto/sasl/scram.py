@@ -27,6 +27,7 @@ import types
 from collections.abc import Callable, Mapping, Sequence
 
 from xmppauth.proto.errors import LocalProtocolError, SaslCondition
+from xmppauth.proto.numbers import parse_uint
 from xmppauth.proto.sasl.base import (
     Challenge,
     ChannelBindingContext,
@@ -72,8 +73,6 @@ _SASLNAME_RE = re.compile(r"(?:[^\x00=,]|=2C|=3D)+")
 _SASLNAME_ESCAPE_RE = re.compile(r"=2C|=3D")
 # attr-val = ALPHA "=" value; value = 1*value-char (any UTF-8 char but NUL and ",").
 _ATTR_VAL_RE = re.compile(r"([A-Za-z])=([^\x00,]+)")
-# posit-number = %x31-39 *DIGIT
-_POSIT_NUMBER_RE = re.compile(r"[1-9][0-9]*")
 
 _FAKE_SALT_LABEL = b"xmppauth-scram-salt\0"
 _FAKE_STORED_KEY_LABEL = b"xmppauth-scram-stored-key\0"
@@ -642,9 +641,9 @@ class ScramClient:
         salt = _b64decode(salt_b64)
         if not salt:
             raise ValueError("empty salt")
-        if not _POSIT_NUMBER_RE.fullmatch(iterations_text):
+        iterations = parse_uint(iterations_text, positive=True)  # RFC 5802 §7: i=posit-number
+        if iterations is None:
             raise ValueError("malformed iteration count")
-        iterations = int(iterations_text)
         if iterations < MIN_ITERATIONS:
             raise ValueError(f"iteration count {iterations} is below {MIN_ITERATIONS}")
 
