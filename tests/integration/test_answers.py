@@ -270,3 +270,29 @@ def test_a_password_reconnect_within_a_minute_does_not_revive_a_revoked_grant(se
     assert fresh != grant  # a new grant, not the revoked one
     settle(again, "f-settle")
     again.close()
+
+
+def test_roster_pushes_and_presence_skip_a_session_whose_grant_lost_the_scope(server: Server) -> None:
+    owner = Session(server, "carol", "singer", software="carol's desktop")
+    assert owner.ok, owner.reply
+    _, secret = app_password(server, "carol", "syncer", "roster.read", "presence")
+    syncer = Session(server, "carol", secret)
+    assert syncer.ok, syncer.reply
+    syncer.send(f"<iq type='get' id='s0'><query xmlns='{ROSTER}'/></iq>")  # now an interested resource
+    syncer.expect("id=.s0.")
+    syncer.send("<presence/>")
+    syncer.expect("</presence>|<presence[^>]*/>")
+    manage(server, "setscopes", _live_grant(server, syncer.jid), "messages.send")
+    time.sleep(1.5)  # applied within a second
+    owner.send("<presence><status>carol is here</status></presence>")
+    owner.send(
+        f"<iq type='set' id='g1'><query xmlns='{ROSTER}'><item jid='dave@localhost' name='Dave'/></query></iq>"
+    )
+    reply = owner.expect("id=.g1.")
+    assert b"type='result'" in reply, reply
+    settle(owner, "g-settle")
+    quiet = syncer.quiet(0.3)
+    assert b"dave@localhost" not in quiet, quiet  # roster.read gone: no pushes
+    assert b"carol is here" not in quiet, quiet  # presence gone: no broadcasts
+    syncer.close()
+    owner.close()
