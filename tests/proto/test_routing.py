@@ -68,3 +68,26 @@ def test_messages_to_an_account_with_no_available_resource(stanza_type: str, exp
 
 def test_presence_to_a_bare_jid_goes_to_every_available_resource() -> None:
     assert decide("presence", "available", None, ONLINE) == Delivery(resources=("desk", "phone", "shy"))
+
+
+def test_an_iq_to_a_bare_jid_is_never_handed_to_a_resource() -> None:
+    """The stream answers these itself; routing refuses them too rather than pick a resource."""
+    for stanza_type in ("get", "set", "result"):
+        decision = decide("iq", stanza_type, None, ONLINE)
+        assert decision == Delivery(error=StanzaErrorCondition.SERVICE_UNAVAILABLE)
+        assert decision.text == ""  # the refusal carries no <text/>
+
+
+def test_presence_to_a_full_jid_that_is_not_online_is_dropped_whatever_its_type() -> None:
+    for stanza_type in ("available", "unavailable", "subscribe", "probe", "error"):
+        assert decide("presence", stanza_type, "gone", ONLINE) == Delivery()
+
+
+def test_a_full_jid_that_is_online_gets_every_kind_and_type() -> None:
+    for kind, stanza_type in [
+        ("message", "groupchat"),
+        ("message", "error"),
+        ("iq", "result"),
+        ("presence", "probe"),
+    ]:
+        assert decide(kind, stanza_type, "shy", ONLINE) == Delivery(resources=("shy",))
