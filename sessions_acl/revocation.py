@@ -27,7 +27,7 @@ from accounts.models import User
 
 from . import access
 from .models import AppPassword, AuthEvent, Client, FastToken, Grant, Revocation, Session
-from .services import log_event
+from .services import lock_clients, log_event
 
 log = logging.getLogger("xmppauth.revocation")
 
@@ -87,12 +87,15 @@ def _describe(actor: str) -> str:
 
 
 def _revoke_grant_rows(grant: Grant, *, actor: str, reason: str) -> None:
-    now = timezone.now()
+    # One conditional UPDATE: of two revocations at once, the first says who and why (``grant`` may
+    # have been read before the other committed).
     if grant.revoked is None:
-        grant.revoked = now
-        grant.revoked_by = actor[:200]
-        grant.revoke_reason = reason[:200]
-        grant.save(update_fields=["revoked", "revoked_by", "revoke_reason"])
+        change = {"revoked": timezone.now(), "revoked_by": actor[:200], "revoke_reason": reason[:200]}
+        if Grant.objects.filter(pk=grant.pk, revoked__isnull=True).update(**change):
+            for name, value in change.items():
+                setattr(grant, name, value)
+        else:
+            grant.refresh_from_db(fields=list(change))
     FastToken.objects.filter(client__grant=grant).delete()
 
 
@@ -131,6 +134,8 @@ def _record(
 def revoke_grant(grant_id: int, *, actor: str, reason: str = "", user: User | None = None) -> Grant:
     """End every session holding the grant and kill its tokens; ``user`` limits it to one account."""
     with transaction.atomic():
+        # The clients holding it first, as logins take them (services.lock_clients).
+        lock_clients(Client.objects.filter(grant_id=grant_id))
         grant = _find(Grant.objects.select_related("user"), grant_id, user, "grant")
         _revoke_grant_rows(grant, actor=actor, reason=reason)
         _record(
@@ -147,6 +152,7 @@ def revoke_grant(grant_id: int, *, actor: str, reason: str = "", user: User | No
 def revoke_client(client_id: int, *, actor: str, reason: str = "", user: User | None = None) -> Client:
     """End the client's sessions, kill its FAST tokens and its grant (XEP-0494 revoke)."""
     with transaction.atomic():
+        lock_clients(Client.objects.filter(pk=client_id))
         client = _find(Client.objects.select_related("user", "grant"), client_id, user, "client")
         client.revoked = timezone.now()
         client.save(update_fields=["revoked"])
@@ -210,7 +216,10 @@ def change_grant_scopes(grant_id: int, scopes: list[str], *, actor: str, user: U
     an app password can never carry).
     """
     with transaction.atomic():
-        grant = _find(Grant.objects.select_related("user"), grant_id, user, "grant")
+        # The grant row held until the commit: a revocation or another change waits, then sees this one.
+        grant = _find(
+            Grant.objects.select_for_update(of=("self",)).select_related("user"), grant_id, user, "grant"
+        )
         if grant.revoked is not None:
             raise ValueError("the grant is revoked")
         chosen = access.validate_scopes(scopes, app_password=grant.origin == Grant.Origin.APP_PASSWORD)
@@ -245,6 +254,7 @@ def end_user_sessions(
     Grants and app passwords stay: clients log in again with the password or an app password.
     """
     with transaction.atomic():
+        lock_clients(Client.objects.filter(user=user))  # as logins take them (services.lock_clients)
         FastToken.objects.filter(client__user=user).delete()
         if not text:
             text = f"every session of this account was ended{_describe(actor)}" + (

@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Q
+from django.db import connection, transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from accounts import scram
@@ -167,6 +167,11 @@ def authorize(
 
     ``credential_id`` says what matched: "" the account password, "app:N" an app password,
     "fast:N" a FAST token.
+
+    Concurrent logins of one client (several connections at once, several serving processes) may
+    interleave in any way: whatever a login reads and then changes (the client's tokens and grant)
+    it reads after taking the client's turn (:func:`lock_clients`), or it changes with one
+    conditional UPDATE whose row count says whether it won.
     """
     now = timezone.now()
     if not credential_id:
@@ -200,14 +205,37 @@ def _stale(moment: datetime | None, now: datetime) -> bool:
     return moment is None or now - moment >= SEEN_GRANULARITY
 
 
+def _live_grants(grants: QuerySet[Grant], now: datetime) -> QuerySet[Grant]:
+    return grants.filter(revoked__isnull=True).filter(Q(expires__isnull=True) | Q(expires__gt=now))
+
+
+def lock_clients(clients: QuerySet[Client]) -> None:
+    """Take these clients' turn until the transaction ends: whatever reads and then changes a
+    client's tokens or grant does it in its turn, so that two logins (or a login and a revocation)
+    never decide on the same stale read.
+
+    PostgreSQL: ``SELECT … FOR UPDATE`` on the client rows, in id order (the same order everywhere,
+    so that two transactions never wait for each other in a circle); the next statements see what
+    the previous holder committed. SQLite: nothing to do, because every transaction here is already
+    the only writer from its first statement on (``transaction_mode: IMMEDIATE`` in
+    xmppauth/settings.py), and every read inside it is current.
+    """
+    if connection.features.has_select_for_update:
+        list(clients.select_for_update(of=("self",)).order_by("pk").values_list("pk", flat=True))
+
+
 def _authorize_app_password(
     user: User, credential_id: str, fast_request: str | None, now: datetime
 ) -> Authorization | Refusal:
     pk = int(credential_id.removeprefix(APP_PASSWORD_PREFIX))
     app = AppPassword.objects.select_related("grant").filter(pk=pk, user=user).first()
+    gone = Refusal(condition="credentials-expired", text="this app password was revoked or has expired")
     if app is None or not app.grant.is_live(now):
-        return Refusal(condition="credentials-expired", text="this app password was revoked or has expired")
-    Grant.objects.filter(pk=app.grant.pk).update(last_used=now)
+        return gone
+    # Marked used (its first use makes it a "session" in XEP-0494 lists) only while still live: a
+    # revocation that commits between the read above and this UPDATE makes it match no row.
+    if not _live_grants(Grant.objects.filter(pk=app.grant.pk), now).update(last_used=now):
+        return gone
     if fast_request:
         # A token belongs to a client's grant, which an app password must never reach.
         log.info("%s: no FAST token for an app-password session (%s)", user.username, app.label)
@@ -274,6 +302,9 @@ def _authorize_fast(
     now: datetime,
 ) -> Authorization | Refusal:
     pk = int(credential_id.removeprefix(FAST_PREFIX))
+    lock_clients(Client.objects.filter(user=user, fast_tokens=pk))
+    # Read in the client's turn: another login of this client may just have promoted, rotated or
+    # invalidated this very token.
     token = FastToken.objects.select_related("client__grant").filter(pk=pk, client__user=user).first()
     expired = Refusal(
         condition="credentials-expired",
@@ -286,7 +317,8 @@ def _authorize_fast(
     if client.revoked is not None or grant is None or not grant.is_live(now):
         return expired
     if count is not None:
-        # XEP-0484 §4: a count must grow with every use of a token; an old one is a replay.
+        # XEP-0484 §4: a count must grow with every use of a token; an old one is a replay. One
+        # conditional UPDATE: of two logins with the same count, only one matches the row.
         fresh = (
             FastToken.objects.filter(pk=pk)
             .filter(Q(last_count__isnull=True) | Q(last_count__lt=count))
@@ -295,9 +327,10 @@ def _authorize_fast(
         if not fresh:
             return Refusal(condition="not-authorized", text="this token count was already used")
     if token.slot == FastToken.Slot.NEW:
-        # XEP-0484 §5: the new token is in use, so the older one is retired.
-        FastToken.objects.filter(client=client, slot=FastToken.Slot.CURRENT).delete()
-        FastToken.objects.filter(pk=pk).update(slot=FastToken.Slot.CURRENT)
+        # XEP-0484 §5: the new token is in use, so the older one is retired (never this one, which
+        # the unique (client, slot) constraint needs out of the way first).
+        FastToken.objects.filter(client=client, slot=FastToken.Slot.CURRENT).exclude(pk=pk).delete()
+        FastToken.objects.filter(pk=pk, slot=FastToken.Slot.NEW).update(slot=FastToken.Slot.CURRENT)
     issued: IssuedToken | None = None
     if invalidate:
         token.delete()
@@ -307,7 +340,7 @@ def _authorize_fast(
     elif fast_request:
         issued = _issue_token(client, fast_request, now)
     elif now - token.issued >= tokens.rotate_after():
-        issued = _issue_token(client, token.mechanism, now)
+        issued = _rotate(client, token.mechanism, now)
     if _stale(client.last_seen, now) or client.last_auth != "fast":
         Client.objects.filter(pk=client.pk).update(last_seen=now, last_auth="fast")
     return _client_authorization(user, client, grant, "fast", issued, now)
@@ -354,24 +387,29 @@ def _authorize_password(
         return _from_row(localpart, row, row.grant_id, "password", user_agent_id)
     with transaction.atomic():
         user = User.objects.get(pk=row.user_id)
-        client, _ = Client.objects.get_or_create(
+        # The client row in this login's turn (lock_clients): made by exactly one of two first logins
+        # at once (the other's INSERT fails on the unique (user, user agent) constraint, inside a
+        # savepoint, and it reads the row the first one committed), and read afresh, so that two
+        # logins never both give it a new grant.
+        client, created = Client.objects.select_for_update().get_or_create(
             user=user, user_agent_id=user_agent_id, defaults={"first_seen": now, "last_seen": now}
         )
-        if not unchanged:
-            client.last_seen = client.password_seen = now
-            client.last_auth = "password"
-            client.revoked = None
-            client.software = software or client.software
-            client.device = device or client.device
         grant = client.grant
-        if grant is None or not grant.is_live(now):
+        renew = grant is None or not grant.is_live(now)
+        if renew:
             role = "admin" if user.is_staff else "full"
             grant = Grant.objects.create(
                 user=user, origin=Grant.Origin.PASSWORD, role=role, scopes=sorted(access.ROLES[role])
             )
             client.grant = grant
-        if not unchanged or client.grant_id != row.grant_id:
+        if created or renew or client.revoked is not None or not unchanged:
+            client.last_seen = client.password_seen = now
+            client.last_auth = "password"
+            client.revoked = None
+            client.software = software or client.software
+            client.device = device or client.device
             client.save()
+        assert grant is not None
         issued = _issue_token(client, fast_request, now) if fast_request and user_agent_id else None
         return _client_authorization(user, client, grant, "password", issued, now)
 
@@ -396,8 +434,21 @@ def _client_authorization(
     )
 
 
+def _rotate(client: Client, mechanism: str, now: datetime) -> IssuedToken | None:
+    """A new token for a login with a token due for rotation, unless the client already has an
+    unused one that is not due itself: another login of the client (one racing with this one, or a
+    recent one) was given it, and replacing it would take from the client the token it was told to
+    use next. This login then brings no token; the one it used still works."""
+    fresh_after = now - max(tokens.rotate_after(), SEEN_GRANULARITY)
+    if FastToken.objects.filter(client=client, slot=FastToken.Slot.NEW, issued__gt=fresh_after).exists():
+        return None
+    return _issue_token(client, mechanism, now)
+
+
 def _issue_token(client: Client, mechanism: str, now: datetime) -> IssuedToken:
-    """A new token in the client's ``new`` slot (an unused earlier one is replaced)."""
+    """A new token in the client's ``new`` slot (an unused earlier one is replaced). Called in the
+    client's turn (:func:`lock_clients`), so the DELETE and the INSERT are not interleaved with
+    another login's: the unique (client, slot) constraint is never hit."""
     token = tokens.new_token()
     masked, nonce = tokens.seal(tokens.hmac_key(token))
     expires = now + tokens.token_lifetime()
