@@ -188,6 +188,38 @@ def test_unbinding_leaves_another_session_on_the_same_full_jid_alone(router: Rou
     assert router.resources(JID("alice", "localhost")) == {"desk": registered}
 
 
+def test_registering_says_which_session_it_displaced(router: Router) -> None:
+    first, second = FakeSession("alice@localhost/desk"), FakeSession("alice@localhost/desk")
+    assert router.register(first) is None
+    assert router.register(first) is None  # itself again
+    assert router.register(second) is first
+    assert router.resources(JID("alice", "localhost")) == {"desk": second}
+
+
+async def test_the_last_login_to_claim_a_full_jid_holds_it_and_the_one_it_displaced_is_told(
+    router: Router,
+) -> None:
+    """Two logins of one full JID both passed bind() before either registered (each awaited the
+    database): the second claim replaces the first, which is kicked and whose presence is withdrawn."""
+    phone = FakeSession("alice@localhost/phone", available=True)
+    first = FakeSession("alice@localhost/dup", available=True)
+    second = FakeSession("alice@localhost/dup")
+    online(router, phone)
+    await router.claim(first)
+    assert first.kicked == []
+    await router.claim(second)
+    assert router.resources(JID("alice", "localhost")) == {"phone": phone, "dup": second}
+    assert first.kicked == [
+        (StreamErrorCondition.CONFLICT, "replaced by a new session with the same resource")
+    ]
+    assert second.kicked == []
+    assert phone.received == [
+        b'<presence xmlns="jabber:client" from="alice@localhost/dup" type="unavailable"/>'
+    ]
+    await router.claim(second)  # claiming again displaces nobody
+    assert second.kicked == []
+
+
 def test_unbinding_a_session_that_never_bound_is_a_no_op(router: Router) -> None:
     unbound = FakeSession("alice@localhost")  # no resource
     assert router.unbind(unbound) is False
@@ -452,8 +484,7 @@ MESSAGE_ERROR = (
 )
 STRIPPED_ERROR = (
     b'<message xmlns="jabber:client" from="bob@localhost/phone" to="alice@localhost/desk" id="m1" type="error">'
-    b'<error type="cancel"><item-not-found xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/>'
-    b'<text xmlns="urn:ietf:params:xml:ns:xmpp-stanzas">gone</text></error></message>'
+    b'<error type="cancel"><item-not-found xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/></error></message>'
 )
 
 
@@ -475,8 +506,49 @@ async def test_a_stripped_error_keeps_only_the_addresses_it_has(router: Router) 
     no_error = f"<message {C} to='alice@localhost/desk' type='error' id='m2'><body>secret</body></message>"
     await router.route(bob, event(no_error))  # no from, no <error/>: nothing to copy of either
     assert alice.received == [
-        b'<message xmlns="jabber:client" to="alice@localhost/desk" id="m2" type="error"/>'
+        b'<message xmlns="jabber:client" to="alice@localhost/desk" id="m2" type="error">'
+        b'<error><undefined-condition xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/></error></message>'
     ]
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        # text and an application-specific condition are the sender's words: dropped
+        (
+            f"<error type='modify'><bad-request xmlns='{STANZAS}'/><text xmlns='{STANZAS}'>TEXTDATA</text>"
+            "<app xmlns='urn:custom'>APPDATA</app></error>",
+            b'<error type="modify"><bad-request xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/></error>',
+        ),
+        # a condition's content (gone and redirect carry a URI) is dropped too
+        (
+            f"<error type='cancel'><gone xmlns='{STANZAS}'>xmpp:DATA@example.org</gone></error>",
+            b'<error type="cancel"><gone xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/></error>',
+        ),
+        # no defined condition, or one made up, or an unknown type: undefined-condition, no type
+        (
+            f"<error type='SECRET'><made-up xmlns='{STANZAS}'/><x xmlns='urn:custom'/></error>",
+            b'<error><undefined-condition xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/></error>',
+        ),
+        (
+            "<error type='wait'><resource-constraint/></error>",  # in jabber:client, not a condition
+            b'<error type="wait"><undefined-condition xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/></error>',
+        ),
+    ],
+)
+async def test_a_stripped_error_keeps_its_type_and_condition_and_nothing_else(
+    router: Router, error: str, expected: bytes
+) -> None:
+    alice, bob = FakeSession("alice@localhost/desk", NOTIFIER), FakeSession("bob@localhost/phone")
+    online(router, alice, bob)
+    alice.access.check_inbound("message", "chat", "peer", None, bob.jid, "m3")
+    await router.route(
+        bob, event(f"<message {C} to='alice@localhost/desk' type='error' id='m3'>{error}</message>")
+    )
+    (received,) = alice.received
+    assert expected in received, received
+    for leak in (b"DATA", b"SECRET", b"custom"):
+        assert leak not in received, received
 
 
 async def test_a_message_error_reaches_a_session_with_receive_whole(router: Router) -> None:

@@ -369,16 +369,13 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         if self._closed:
             await services.close_session(session_id, "connection lost while binding")
             return
-        await ROUTER.bind(self, localpart, domain, resource)  # anyone who took it meanwhile goes
-        if self._closed:
-            return
         revoked = CONTROL.revoked_since(self._authorized_at, localpart, self.auth.grant_id)
         if revoked is not None:  # while it was logging in: no router entry yet to find it by
             self._end_reason = revoked
             await self._close(StreamErrorCondition.POLICY_VIOLATION, revoked)
             return
         self.jid = stream.bind_resource(resource)
-        ROUTER.register(self)
+        await ROUTER.claim(self)  # anyone who took the JID meanwhile goes
         self._arm_grant_expiry()
         if self._timer is not None:
             self._timer.cancel()
@@ -416,6 +413,9 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         )
         if PRESENCE not in self.access.scopes and self.available:
             self._background(ROUTER.retract_presence(self), "withdrawing its presence")  # no longer shared
+        # XEP-0352: presence and chat states held for an inactive client were routed under the old
+        # scopes; what the new ones refuse is not written (none of it is kept offline anyway).
+        self._held = [data for data in self._held if self._receivable(data)]
         log.info(
             "%s: %s now has %s", self._peer, self.jid, ", ".join(sorted(self.access.scopes)) or "no scopes"
         )
@@ -423,6 +423,13 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
     def may_receive(self, kind: str, stanza_type: str) -> bool:
         access = self.access
         return access is None or access.may_receive(kind, stanza_type)
+
+    def _receivable(self, data: bytes) -> bool:
+        """may_receive() for a stanza already serialised for this session (held or unacknowledged)."""
+        stanza = etree.fromstring(data)
+        kind = etree.QName(stanza).localname
+        default = "available" if kind == "presence" else "normal"
+        return self.may_receive(kind, stanza.get("type") or default)
 
     def admit(self, kind: str, stanza_type: str, sender: JID | None, stanza_id: str | None) -> Admission:
         access = self.access
@@ -574,6 +581,17 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         ):
             stream.resume_failed("no session to resume (unknown, ended or expired)")
             return
+        if old.grant_id is None or old.grant_id != self.grant_id:
+            # A session is resumed by the client (or app password) it belongs to: another login of
+            # the account, with another grant, would take over what was routed under that grant.
+            stream.resume_failed("that session belongs to another client or app password of this account")
+            return
+        if event.h is not None:
+            try:
+                old.stream.sm.check_acknowledgement(event.h)
+            except StreamError as exc:  # XEP-0198 §4: this stream is at fault, the session is not
+                await self._close(exc.condition, exc.text)
+                return
         self._resuming = old  # until the router points here: see _crash
         await old._hand_over()
         if self._closed:  # our own stream went away meanwhile: the session hibernates on
@@ -590,11 +608,10 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             self.access.adopt(old.access)  # answers to what it asked before the break still pass
         ROUTER.replace(old, self)
         self._resuming = None
-        try:
-            stream.resume_succeeded(old.jid, old.stream.sm, event.h)
-        except StreamError as exc:  # the client acknowledged more than we sent
-            await self._close(exc.condition, exc.text)
-            return
+        # Checked above; stanzas that its grant no longer lets it receive (narrowed while it was
+        # away) are not retransmitted but stored or bounced.
+        withheld = stream.resume_succeeded(old.jid, old.stream.sm, event.h, keep=self._receivable)
+        await self._store_or_bounce(withheld, "withheld")
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -617,6 +634,9 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         tasks.cancel(self._tasks)
         if not self._closed:
             self._closed = True
+            if self.stream is not None:
+                self.stream.close(StreamErrorCondition.CONFLICT, "this session was resumed on another stream")
+            await self._flush()
             await self._close_transport()
 
     def _ack_due(self) -> None:
@@ -725,14 +745,16 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         if sm is not None:
             sm.unacked.clear()
         pending.extend(held)
+        await self._store_or_bounce(pending, "unacknowledged")
+
+    async def _store_or_bounce(self, pending: list[bytes], what: str) -> None:
+        """Messages of ``pending`` to the offline store, iq requests answered with an error."""
         if not pending or self.jid is None:
             return
         keep, bounces = unacked_disposition(pending, self.jid)
         if keep:
             stored = await services.store_offline(self.jid.local or "", keep)
-            log.info(
-                "%s: %d unacknowledged message(s) kept offline for %s", self._peer, stored, self.jid.bare
-            )
+            log.info("%s: %d %s message(s) kept offline for %s", self._peer, stored, what, self.jid.bare)
         for stanza in bounces:
             await ROUTER.return_error(
                 stanza, StanzaErrorCondition.SERVICE_UNAVAILABLE, "the recipient went away"

@@ -11,7 +11,6 @@ registered, so two routable sessions never share a full JID.
 
 from __future__ import annotations
 
-import copy
 import hmac
 import logging
 import secrets
@@ -33,6 +32,7 @@ log = logging.getLogger("xmppauth.router")
 _Q_PRIORITY = ns.qname(ns.CLIENT, "priority")
 _Q_BODY = ns.qname(ns.CLIENT, "body")
 _Q_ERROR = ns.qname(ns.CLIENT, "error")
+_REPLACED = "replaced by a new session with the same resource"
 _Q_CARBONS_PRIVATE = ns.qname(ns.CARBONS, "private")
 _Q_NO_COPY = ns.qname(ns.HINTS, "no-copy")
 
@@ -96,17 +96,32 @@ class Router:
         holder = self.resources(bare).get(resource)
         if holder is not None and holder is not session:
             log.info("resource conflict on %s/%s: the older session is replaced", bare, resource)
-            await holder.kick(
-                StreamErrorCondition.CONFLICT, "replaced by a new session with the same resource"
-            )
+            await holder.kick(StreamErrorCondition.CONFLICT, _REPLACED)
             self.unbind(holder)
         return resource
 
-    def register(self, session: Session) -> None:
+    def register(self, session: Session) -> Session | None:
+        """Route the session's full JID to it from now on; the session it displaced, if any."""
         jid = session.jid
         assert jid is not None
         assert jid.resource is not None
-        self._accounts.setdefault(jid.bare, {})[jid.resource] = session
+        online = self._accounts.setdefault(jid.bare, {})
+        older = online.get(jid.resource)
+        online[jid.resource] = session
+        return older if older is not session else None
+
+    async def claim(self, session: Session) -> None:
+        """Register a newly bound session; whoever held its full JID meanwhile is replaced.
+
+        :meth:`bind` already replaced the holder it saw, but a login awaits the database between
+        its ``bind`` and this call, and so may another login of the same full JID: registering and
+        finding the displaced session is one step here, so the last to register holds the JID and
+        every other one is told (never two routable sessions, and none left connected unrouted)."""
+        older = self.register(session)
+        if older is not None:
+            log.info("resource conflict on %s: the older session is replaced", session.jid)
+            await older.kick(StreamErrorCondition.CONFLICT, _REPLACED)
+            await self.retract_presence(older)  # it no longer ends as the JID's holder
 
     def find_resumable(self, bare: JID, resume_id: str) -> Session | None:
         """XEP-0198 §5: the session of this account (and only this one) with that resumption id."""
@@ -316,17 +331,32 @@ class Router:
 
 
 def _error_only(stanza: etree._Element) -> bytes:
-    """The error stanza with nothing but its addresses, id, type and <error/> (RFC 6120 §8.3.1
-    lets an error carry the original payload; to a session that may not receive it, it must not)."""
+    """The error stanza with nothing but its addresses, id, type and a bare ``<error/>``: its
+    ``type`` and its defined condition (RFC 6120 §8.3.2), empty. An error may carry the original
+    payload (§8.3.1), a ``<text/>`` and an application-specific condition, all of which the sender
+    chooses; to a session that may not receive messages none of it goes."""
     bare = etree.Element(stanza.tag, nsmap=ns.default(ns.CLIENT))
     for name in ("from", "to", "id", "type"):
         value = stanza.get(name)
         if value is not None:
             bare.set(name, value)
-    error = stanza.find(_Q_ERROR)
-    if error is not None:
-        bare.append(copy.deepcopy(error))
+    error = etree.SubElement(bare, _Q_ERROR)
+    original = stanza.find(_Q_ERROR)
+    condition = "undefined-condition"
+    if original is not None:
+        if original.get("type") in _ERROR_TYPES:
+            error.set("type", original.get("type", ""))
+        for child in original:
+            qname = etree.QName(child)
+            if qname.namespace == ns.STANZA_ERRORS and qname.localname in _CONDITIONS:
+                condition = qname.localname
+                break
+    etree.SubElement(error, ns.qname(ns.STANZA_ERRORS, condition), nsmap=ns.default(ns.STANZA_ERRORS))
     return serialize(bare)
+
+
+_ERROR_TYPES = frozenset({"auth", "cancel", "continue", "modify", "wait"})
+_CONDITIONS = frozenset(condition.value for condition in StanzaErrorCondition)
 
 
 def _carbon_eligible(stanza: etree._Element) -> bool:

@@ -95,13 +95,16 @@ def test_a_notifier_gets_no_unsolicited_answers_but_the_bare_error_to_its_own_me
     assert b"build status: green" in bob.expect("</message>")
     bob.send(
         f"<message type='error' id='n1' to='{notifier.jid}'><body>smuggled in an error</body>"
-        f"<error type='cancel'><service-unavailable xmlns='{STANZAS}'/></error></message>"
+        f"<error type='cancel'><service-unavailable xmlns='{STANZAS}'/>"
+        f"<text xmlns='{STANZAS}'>smuggled in the text</text><app xmlns='urn:example'>smuggled data</app>"
+        "</error></message>"
     )
     reply = notifier.expect("</message>")
     assert b"type='error'" in reply, reply
     assert b"id='n1'" in reply, reply
     assert b"<service-unavailable" in reply, reply
     assert b"smuggled" not in reply, reply
+    assert b"urn:example" not in reply, reply
     # the same error again answers nothing any more
     bob.send(
         f"<message type='error' id='n1' to='{notifier.jid}'><body>twice</body>"

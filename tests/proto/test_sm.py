@@ -137,6 +137,49 @@ def test_classic_resume_replays_what_was_not_acknowledged() -> None:
     assert str(new.stream.jid) == "alice@localhost/res"
 
 
+def test_a_resume_retransmits_only_what_the_driver_keeps_and_counts_only_that() -> None:
+    old = enabled()
+    sm = old.stream.sm
+    assert sm is not None
+    for i in range(4):
+        old.stream.send_raw(f"<message xmlns='jabber:client' id='m{i}'><body>{i}</body></message>".encode())
+    new = Transcript.tcp(secure=True)
+    new.open_secure()
+    new.login_plain()
+    new.client(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>"
+    )
+    new.output()
+    (request,) = new.client(f"<resume xmlns='{SM}' previd='{sm.resume_id}' h='1'/>")
+    withheld = new.stream.resume_succeeded(
+        JID("alice", "localhost", "res"), sm, request.h, keep=lambda data: b"id='m2'" not in data
+    )
+    assert withheld == [b"<message xmlns='jabber:client' id='m2'><body>2</body></message>"]
+    new.server(
+        f"<resumed xmlns='{SM}' h='0' previd='{sm.resume_id}'/>"
+        "<message xmlns='jabber:client' id='m1'><body>1</body></message>"
+        "<message xmlns='jabber:client' id='m3'><body>3</body></message>"
+    )
+    assert sm.outbound == 3  # the acknowledged one and the two retransmitted: the client's count too
+    new.client(f"<a xmlns='{SM}' h='3'/>")
+    assert not sm.unacked
+
+
+def test_checking_an_acknowledgement_changes_nothing() -> None:
+    sm = StreamManagement.enable(resume=True, max_seconds=60)
+    for i in range(3):
+        sm.stanza_sent(f"<m{i}/>".encode())
+    assert sm.check_acknowledgement("2") == (2, 2)
+    assert len(sm.unacked) == 3
+    with pytest.raises(StreamError, match="handled-count-too-high: h=4, send-count=3"):
+        sm.check_acknowledgement("4")
+    with pytest.raises(StreamError, match="'h' must be a number"):
+        sm.check_acknowledgement("x")
+    assert len(sm.unacked) == 3
+    assert sm.withhold(lambda _data: True) == []
+    assert len(sm.unacked) == 3
+
+
 def test_a_failed_resume_leaves_binding_open() -> None:
     t = Transcript.tcp(secure=True)
     t.open_secure()

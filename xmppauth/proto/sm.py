@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import secrets
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import ns
@@ -70,8 +71,9 @@ class StreamManagement:
             return True
         return False
 
-    def acknowledge(self, h_text: str | None) -> None:
-        """Apply the client's ``h`` (from ``<a/>`` or a resume); §4: h counts what it handled."""
+    def check_acknowledgement(self, h_text: str | None) -> tuple[int, int]:
+        """``(h, how many it newly acknowledges)``, or the StreamError :meth:`acknowledge` would
+        raise; changes nothing (a resume checks ``h`` before it takes the session over)."""
         h = _parse_h(h_text)
         newly = (h - self.outbound_acked) % WRAP
         if newly > len(self.unacked):
@@ -80,10 +82,28 @@ class StreamManagement:
                 StreamErrorCondition.UNDEFINED_CONDITION,
                 f"handled-count-too-high: h={h}, send-count={self.outbound}",
             )
+        return h, newly
+
+    def acknowledge(self, h_text: str | None) -> None:
+        """Apply the client's ``h`` (from ``<a/>`` or a resume); §4: h counts what it handled."""
+        h, newly = self.check_acknowledgement(h_text)
         for _ in range(newly):
             self.unacked.popleft()
         self.outbound_acked = h
         self._requested_at = max(0, self._requested_at - newly)
+
+    def withhold(self, keep: Callable[[bytes], bool]) -> list[bytes]:
+        """Take out of the unacknowledged queue what ``keep`` refuses, before a resume retransmits
+        it (the session may no longer receive it). The client never sees these, so the counts stay
+        in step: ours and its own both count only what is retransmitted."""
+        kept: deque[bytes] = deque()
+        withheld: list[bytes] = []
+        for data in self.unacked:
+            (kept if keep(data) else withheld).append(data)
+        if withheld:
+            self.unacked = kept
+            self._requested_at = min(self._requested_at, len(kept))
+        return withheld
 
     def ack_element(self) -> str:
         return f"<a xmlns='{NS}' h='{self.inbound}'/>"

@@ -395,11 +395,21 @@ class C2SStream:
             raise LocalProtocolError("a FAST token needs a value and an expiry")
         self._issued_token = _IssuedToken(token=token, expiry=expiry)
 
-    def resume_succeeded(self, jid: JID, sm: StreamManagement, h: str | None) -> None:
-        """XEP-0198 §5: adopt the hibernated session's JID and counters, answer, retransmit."""
+    def resume_succeeded(
+        self,
+        jid: JID,
+        sm: StreamManagement,
+        h: str | None,
+        keep: Callable[[bytes], bool] | None = None,
+    ) -> list[bytes]:
+        """XEP-0198 §5: adopt the hibernated session's JID and counters, answer, retransmit.
+
+        ``keep`` (the driver's): whether an unacknowledged stanza may still go to this session;
+        what it refuses is not retransmitted but returned, for the driver to store or bounce."""
         self._expect_waiting("resume")
         if h is not None:
             sm.acknowledge(h)
+        withheld = sm.withhold(keep) if keep is not None else []
         self.jid = jid
         self.sm = sm
         if self._resume_inline:
@@ -413,6 +423,7 @@ class C2SStream:
         if self._parser is not None:
             self._parser.max_stanza_bytes = self.config.max_stanza_bytes
         self._out.extend(sm.unacked)
+        return withheld
 
     def resume_failed(self, text: str = "") -> None:
         self._expect_waiting("resume")
