@@ -239,7 +239,7 @@ class SessionAccess:
         scope = _INBOUND_IQ_SCOPES.get((_namespace(payload), type))
         if scope is None or scope in scopes:
             return None
-        return _denied(scope, _IQ_WHAT.get(scope, "this request"))
+        return _denied(scope, _IQ_WHAT[scope])
 
     # -------------------------------------------------------------- outbound (server → client)
     def may_receive(self, kind: str, type: str) -> bool:

@@ -173,14 +173,14 @@ class Router:
             return
         stanza = event.stanza
         data = serialize(stanza)
-        # XEP-0352: presence and messages without a body (chat states) can wait for an inactive client
-        urgent = kind == "iq" or (kind == "message" and stanza.find(_Q_BODY) is not None)
         if kind == "iq" or (stanza_type == "error" and kind == "message"):
             # Requests and answers are paired per session (sessions_acl.access, "answers only to
             # questions"); other stanzas are decided by may_receive above alone.
             recipients = [online[r] for r in decision.resources]
             await self._deliver_paired(sender, event, data, recipients)
             return
+        # XEP-0352: presence and messages without a body (chat states) can wait for an inactive client
+        urgent = kind == "message" and stanza.find(_Q_BODY) is not None
         for resource in decision.resources:
             await online[resource].deliver(data, urgent)
         if event.kind == "message" and event.type == "chat":
@@ -380,11 +380,10 @@ def _priority(stanza: etree._Element) -> int:
         return 0
     text = el.text.strip()
     negative = text.startswith("-")
-    value = parse_uint(text[1:] if negative else text, maximum=128)
+    value = parse_uint(text[1:] if negative else text, maximum=128 if negative else 127)
     if value is None:
         return 0
-    value = -value if negative else value
-    return value if -128 <= value <= 127 else 0
+    return -value if negative else value
 
 
 ROUTER = Router()
