@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -25,7 +24,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import dj_database_url
-import psycopg
 import pytest
 from django.conf import settings
 from django.core.management import call_command
@@ -35,7 +33,7 @@ from django.utils import timezone
 from accounts.models import User
 from sessions_acl import revocation, services
 from sessions_acl.models import Client, FastToken, Grant
-from tests.integration.test_postgres import ADMIN_URL
+from tests.integration.server import fresh_postgres_database
 
 UA = "9d7c6a52-2b8e-4f7d-a0c1-3e5f2d4b6a18"
 LOGINS = 40
@@ -74,14 +72,8 @@ def sqlite_database(tmp_path: Path) -> Iterator[dict[str, Any]]:
 
 @contextmanager
 def postgresql_database() -> Iterator[dict[str, Any]]:
-    name = f"xmppauth_race_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield dict(dj_database_url.parse(f"postgres://postgres@127.0.0.1:5432/{name}", conn_max_age=600))
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres_database("xmppauth_race") as url:
+        yield dict(dj_database_url.parse(url, conn_max_age=600))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -7,12 +7,15 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+#: The machine's PostgreSQL (trust auth), for the multi-process configuration's tests.
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 ACCOUNTS = {"alice": "wonderland", "bob": "builder", "carol": "singer"}
 
 
@@ -66,6 +69,21 @@ def server_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XMPP_", "DJANGO_", "DATABASE_URL"))}
     env.update({"XMPP_DATA_DIR": str(data_dir), "DJANGO_SETTINGS_MODULE": "xmppauth.settings", **extra})
     return env
+
+
+@contextmanager
+def fresh_postgres_database(prefix: str = "xmppauth_test") -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test module; its URL. Dropped afterwards."""
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgres://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextmanager

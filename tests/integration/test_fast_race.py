@@ -24,9 +24,8 @@ import psycopg
 import pytest
 
 from tests.integration.rawclient import RawClient
-from tests.integration.server import ROOT, Server, running_server, server_env
+from tests.integration.server import ROOT, Server, fresh_postgres_database, running_server, server_env
 from tests.integration.test_grants import FAST, SASL2, Session, fast_login
-from tests.integration.test_postgres import ADMIN_URL
 
 pytestmark = pytest.mark.integration
 
@@ -42,14 +41,8 @@ TOKEN = re.compile(rb"<token xmlns=['\"]urn:xmpp:fast:0['\"][^>]*token=['\"]([^'
 
 @pytest.fixture(scope="module")
 def database() -> Iterator[str]:
-    name = f"xmppauth_race_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgres://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres_database("xmppauth_race") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

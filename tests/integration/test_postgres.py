@@ -16,29 +16,21 @@ import time
 import uuid
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 
 from tests.integration.rawclient import RawClient, parse_stream_error
-from tests.integration.server import ROOT, Server, running_server, server_env
+from tests.integration.server import ROOT, Server, fresh_postgres_database, running_server, server_env
 
 pytestmark = pytest.mark.integration
 
-ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 SASL2 = "urn:xmpp:sasl:2"
 FAST = "urn:xmpp:fast:0"
 
 
 @pytest.fixture(scope="module")
 def database() -> Iterator[str]:
-    name = f"xmppauth_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgres://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
