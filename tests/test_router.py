@@ -197,7 +197,7 @@ def test_registering_says_which_session_it_displaced(router: Router) -> None:
 
 
 async def test_the_last_login_to_claim_a_full_jid_holds_it_and_the_one_it_displaced_is_told(
-    router: Router,
+    router: Router, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Two logins of one full JID both passed bind() before either registered (each awaited the
     database): the second claim replaces the first, which is kicked and whose presence is withdrawn."""
@@ -207,7 +207,9 @@ async def test_the_last_login_to_claim_a_full_jid_holds_it_and_the_one_it_displa
     online(router, phone)
     await router.claim(first)
     assert first.kicked == []
-    await router.claim(second)
+    with caplog.at_level(logging.INFO, logger="xmppauth.router"):
+        await router.claim(second)
+    assert caplog.messages == ["resource conflict on alice@localhost/dup: the older session is replaced"]
     assert router.resources(JID("alice", "localhost")) == {"phone": phone, "dup": second}
     assert first.kicked == [
         (StreamErrorCondition.CONFLICT, "replaced by a new session with the same resource")

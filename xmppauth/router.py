@@ -344,8 +344,9 @@ def _error_only(stanza: etree._Element) -> bytes:
     original = stanza.find(_Q_ERROR)
     condition = "undefined-condition"
     if original is not None:
-        if original.get("type") in _ERROR_TYPES:
-            error.set("type", original.get("type", ""))
+        error_type = original.get("type")
+        if error_type is not None and error_type in _ERROR_TYPES:
+            error.set("type", error_type)
         for child in original:
             qname = etree.QName(child)
             if qname.namespace == ns.STANZA_ERRORS and qname.localname in _CONDITIONS:
