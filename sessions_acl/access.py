@@ -253,6 +253,11 @@ class SessionAccess:
             return True
         return MESSAGES_RECEIVE in self.scopes
 
+    def may_receive_everything(self) -> bool:
+        """Whether :meth:`may_receive` says yes to every kind and type (a check of stanzas queued
+        under earlier scopes can then be skipped)."""
+        return MESSAGES_RECEIVE in self.scopes and PRESENCE in self.scopes
+
     def admit(self, kind: str, type: str, sender: Hashable, stanza_id: str | None) -> Admission:
         """An iq, or a message error, from ``sender`` that :meth:`may_receive` let through: is it
         an answer this session waits for (and, for an iq request, note that it owes one)?"""

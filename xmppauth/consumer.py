@@ -415,7 +415,8 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             self._background(ROUTER.retract_presence(self), "withdrawing its presence")  # no longer shared
         # XEP-0352: presence and chat states held for an inactive client were routed under the old
         # scopes; what the new ones refuse is not written (none of it is kept offline anyway).
-        self._held = [data for data in self._held if self._receivable(data)]
+        if not self.access.may_receive_everything():
+            self._held = [data for data in self._held if self._receivable(data)]
         log.info(
             "%s: %s now has %s", self._peer, self.jid, ", ".join(sorted(self.access.scopes)) or "no scopes"
         )
@@ -610,7 +611,9 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         self._resuming = None
         # Checked above; stanzas that its grant no longer lets it receive (narrowed while it was
         # away) are not retransmitted but stored or bounced.
-        withheld = stream.resume_succeeded(old.jid, old.stream.sm, event.h, keep=self._receivable)
+        everything = self.access is None or self.access.may_receive_everything()
+        keep = None if everything else self._receivable
+        withheld = stream.resume_succeeded(old.jid, old.stream.sm, event.h, keep=keep)
         await self._store_or_bounce(withheld, "withheld")
         if self._timer is not None:
             self._timer.cancel()

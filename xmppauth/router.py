@@ -243,9 +243,9 @@ class Router:
         if session is None:
             return
         reply = etree.Element(stanza.tag, nsmap=ns.default(ns.CLIENT))
-        for attr in ("id",):
-            if stanza.get(attr) is not None:
-                reply.set(attr, stanza.get(attr, ""))
+        stanza_id = stanza.get("id")
+        if stanza_id is not None:
+            reply.set("id", stanza_id)
         reply.set("type", "error")
         reply.set("from", stanza.get("to", ""))
         reply.set("to", sender)

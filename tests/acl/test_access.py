@@ -320,3 +320,10 @@ def test_validate_scopes_refuses_unknown_names_and_app_password_extras() -> None
     with pytest.raises(access.UnknownScope, match="unknown role 'boss'; roles: full, bot"):
         access.scopes_for_role("boss")
     assert access.scopes_for_role("bot") == ROLES["bot"]
+
+
+@pytest.mark.parametrize("scopes", SCOPE_SETS, ids=_label)
+def test_it_says_it_receives_everything_only_when_it_does(scopes: frozenset[str]) -> None:
+    policy = SessionAccess(scopes)
+    kinds = [(k, t) for k, t, _ in OUTBOUND] + [("iq", "result"), ("iq", "error"), ("message", "error")]
+    assert policy.may_receive_everything() is all(policy.may_receive(k, t) for k, t in kinds)
