@@ -893,3 +893,16 @@ async def test_a_withdrawn_presence_skips_sessions_that_refuse_unavailable_prese
     await router.retract_presence(desk)
     assert phone.received == []
     assert len(tablet.received) == 1
+
+
+@pytest.mark.parametrize("error_type", ["auth", "cancel", "continue", "modify", "wait"])
+async def test_a_stripped_error_keeps_each_of_rfc_6120s_error_types(router: Router, error_type: str) -> None:
+    alice, bob = FakeSession("alice@localhost/desk", NOTIFIER), FakeSession("bob@localhost/phone")
+    online(router, alice, bob)
+    alice.access.check_inbound("message", "chat", "peer", None, bob.jid, "m4")
+    error = f"<error type='{error_type}'><not-authorized xmlns='{STANZAS}'/></error>"
+    await router.route(
+        bob, event(f"<message {C} to='alice@localhost/desk' type='error' id='m4'>{error}</message>")
+    )
+    (received,) = alice.received
+    assert f'<error type="{error_type}"><not-authorized '.encode() in received, received
