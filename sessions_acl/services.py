@@ -310,7 +310,13 @@ def _authorize_fast(
         condition="credentials-expired",
         text="this token is not valid (expired, replaced or revoked); authenticate with your password",
     )
-    if token is None or token.expires <= now or token.client.user_agent_id != user_agent_id:
+    # A token belongs to one user agent (XEP-0484), never to the shared "clients without an id".
+    if (
+        token is None
+        or token.expires <= now
+        or not user_agent_id
+        or token.client.user_agent_id != user_agent_id
+    ):
         return expired
     client = token.client
     grant = client.grant
