@@ -44,6 +44,7 @@ class Recipient:
         self.delivered = 0
         self.carbons = False
         self.resume_id = None
+        self.grant_id = None
 
     async def deliver(self, data: bytes, urgent: bool = True) -> None:
         self.delivered += 1

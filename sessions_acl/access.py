@@ -274,6 +274,11 @@ class SessionAccess:
         log.info("dropped an unsolicited %s %s from %s (id %r)", kind, type, sender, stanza_id)
         return Admission.DROP
 
+    def answered_for_it(self, sender: Hashable, stanza_id: str | None) -> None:
+        """The server answered a request routed to this session on its behalf (say, with an error
+        when the request could not be delivered after all): the session owes that answer no more."""
+        self.owed.take(sender, stanza_id or "")
+
     def adopt(self, previous: SessionAccess) -> None:
         """A resumed stream continues ``previous``: the answers it waited for still pass."""
         self.asked.adopt(previous.asked)

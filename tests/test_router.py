@@ -41,6 +41,7 @@ class FakeSession:
         resume_id: str | None = None,
         last_presence: bytes | None = None,
         refuses: frozenset[tuple[str, str]] = frozenset(),
+        grant_id: int | None = None,
     ) -> None:
         self.jid: JID | None = JID.parse(jid)
         self.available = available
@@ -49,6 +50,7 @@ class FakeSession:
         self.directed_to: set[JID] = set()
         self.carbons = carbons
         self.resume_id = resume_id
+        self.grant_id: int | None = grant_id
         self.access = SessionAccess(scopes)
         self.refuses = refuses  # (kind, type) this session's policy refuses on top of its scopes
         self.received: list[bytes] = []
@@ -220,6 +222,43 @@ async def test_the_last_login_to_claim_a_full_jid_holds_it_and_the_one_it_displa
     ]
     await router.claim(second)  # claiming again displaces nobody
     assert second.kicked == []
+
+
+async def test_a_session_of_another_grant_keeps_its_resource_and_the_new_one_gets_another(
+    router: Router,
+) -> None:
+    """RFC 6120 §7.7.2.2: the server may give the new session another resource. A narrower
+    credential of the account must not end the full client's session by asking for its resource."""
+    phone = FakeSession("alice@localhost/phone", grant_id=1, resume_id="r1")
+    bot = FakeSession("alice@localhost", grant_id=2)
+    online(router, phone)
+    resource = await router.bind(bot, "alice", "localhost", "phone")
+    assert resource != "phone"
+    assert resource
+    assert phone.kicked == []
+    assert router.resources(JID("alice", "localhost")) == {"phone": phone}
+    same_client = FakeSession("alice@localhost", grant_id=1)
+    assert await router.bind(same_client, "alice", "localhost", "phone") == "phone"  # newer wins
+    assert phone.kicked == [
+        (StreamErrorCondition.CONFLICT, "replaced by a new session with the same resource")
+    ]
+
+
+async def test_a_claim_never_takes_a_full_jid_from_another_grant(router: Router) -> None:
+    """Both bound the same resource before either registered: the session of another grant that
+    registered first keeps it, the newcomer is told and goes."""
+    phone = FakeSession("alice@localhost/dup", grant_id=1, available=True)
+    bot = FakeSession("alice@localhost/dup", grant_id=2)
+    await router.claim(phone)
+    await router.claim(bot)
+    assert router.resources(JID("alice", "localhost")) == {"dup": phone}
+    assert phone.kicked == []
+    assert bot.kicked == [
+        (
+            StreamErrorCondition.CONFLICT,
+            "that resource is held by another client or app password of this account",
+        )
+    ]
 
 
 def test_unbinding_a_session_that_never_bound_is_a_no_op(router: Router) -> None:

@@ -9,6 +9,7 @@ requests (credentials, bind, TLS) and hands stanzas to the router.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import ipaddress
 import logging
@@ -759,6 +760,9 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             stored = await services.store_offline(self.jid.local or "", keep)
             log.info("%s: %d %s message(s) kept offline for %s", self._peer, stored, what, self.jid.bare)
         for stanza in bounces:
+            if self.access is not None:  # answered here: a late answer of its own would be a second
+                with contextlib.suppress(InvalidJID):  # the sender's core stamped it
+                    self.access.answered_for_it(JID.parse(stanza.get("from", "")), stanza.get("id"))
             await ROUTER.return_error(
                 stanza, StanzaErrorCondition.SERVICE_UNAVAILABLE, "the recipient went away"
             )
@@ -933,6 +937,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
     async def kick(self, condition: StreamErrorCondition, text: str) -> None:
         try:
             if self._hibernating:
+                self._end_reason = self._end_reason or f"{condition.value}: {text}"
                 await self._leave()  # nothing to close: the session just ends
                 return
             await self._close(condition, text)

@@ -33,6 +33,7 @@ _Q_PRIORITY = ns.qname(ns.CLIENT, "priority")
 _Q_BODY = ns.qname(ns.CLIENT, "body")
 _Q_ERROR = ns.qname(ns.CLIENT, "error")
 _REPLACED = "replaced by a new session with the same resource"
+_HELD = "that resource is held by another client or app password of this account"
 _Q_CARBONS_PRIVATE = ns.qname(ns.CARBONS, "private")
 _Q_NO_COPY = ns.qname(ns.HINTS, "no-copy")
 
@@ -46,6 +47,11 @@ class Session(Protocol):
 
     @property
     def carbons(self) -> bool: ...
+
+    @property
+    def grant_id(self) -> int | None:
+        """The grant the session holds: a full JID is taken over only within one grant."""
+        ...
 
     @property
     def resume_id(self) -> str | None: ...
@@ -90,10 +96,18 @@ class Router:
         return len(self._accounts), self.session_count()
 
     async def bind(self, session: Session, localpart: str, domain: str, wish: str | None) -> str:
-        """Pick the resource for a new session and take it from any older holder."""
+        """Pick the resource for a new session and take it from an older holder of the same grant.
+
+        RFC 6120 §7.7.2.2 lets the server choose between replacing the older session and giving the
+        new one another resource. Within one grant (the same client, or the same app password) the
+        newer wins; a session of another grant keeps its resource and the new one gets a generated
+        one, so that a narrower credential cannot end (or take the place of) a wider session."""
         bare = JID(localpart, domain)
         resource = wish or secrets.token_urlsafe(9)
         holder = self.resources(bare).get(resource)
+        while holder is not None and holder is not session and holder.grant_id != session.grant_id:
+            resource = secrets.token_urlsafe(9)
+            holder = self.resources(bare).get(resource)
         if holder is not None and holder is not session:
             log.info("resource conflict on %s/%s: the older session is replaced", bare, resource)
             await holder.kick(StreamErrorCondition.CONFLICT, _REPLACED)
@@ -118,6 +132,12 @@ class Router:
         finding the displaced session is one step here, so the last to register holds the JID and
         every other one is told (never two routable sessions, and none left connected unrouted)."""
         older = self.register(session)
+        if older is not None and older.grant_id != session.grant_id:
+            # Another grant's session bound it meanwhile: it keeps it (see bind), this one goes.
+            self.register(older)
+            log.info("resource conflict on %s: held by another grant, the new session ends", session.jid)
+            await session.kick(StreamErrorCondition.CONFLICT, _HELD)
+            return
         if older is not None:
             log.info("resource conflict on %s: the older session is replaced", session.jid)
             await older.kick(StreamErrorCondition.CONFLICT, _REPLACED)

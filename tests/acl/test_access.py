@@ -327,3 +327,12 @@ def test_it_says_it_receives_everything_only_when_it_does(scopes: frozenset[str]
     policy = SessionAccess(scopes)
     kinds = [(k, t) for k, t, _ in OUTBOUND] + [("iq", "result"), ("iq", "error"), ("message", "error")]
     assert policy.may_receive_everything() is all(policy.may_receive(k, t) for k, t in kinds)
+
+
+def test_a_request_the_server_answered_for_the_session_is_owed_no_more() -> None:
+    policy = SessionAccess(frozenset({MESSAGES_RECEIVE}))
+    assert policy.admit("iq", "get", BOB, "q1") is Admission.WHOLE
+    assert policy.admit("iq", "get", BOB, "q2") is Admission.WHOLE
+    policy.answered_for_it(BOB, "q1")  # say, bounced when a narrowed session resumed
+    assert policy.check_inbound("iq", "result", "peer", None, BOB, "q1") is not None  # a second answer
+    assert policy.check_inbound("iq", "result", "peer", None, BOB, "q2") is None

@@ -226,3 +226,60 @@ def test_three_logins_at_once_for_one_full_jid_leave_exactly_one_session(server:
         alive[0].send("<iq type='get' id='still'><ping xmlns='urn:xmpp:ping'/></iq>")
         alive[0].read_until(rb"id=.still.")
         alive[0].close()
+
+
+def test_a_request_answered_by_the_server_at_a_resume_cannot_be_answered_again(server: Server) -> None:
+    ua = str(uuid.uuid4())
+    _, secret = app_password(server, "carol", "bot2", "messages.send", "messages.receive", "presence")
+    bot, jid, previd = resumable(server, "carol", secret, ua)
+    sender = RawClient(server.c2s)
+    sender_jid = sender.login("bob", "builder", f"desk-{uuid.uuid4().hex[:6]}")
+    sender.send(f"<iq to='{jid}' type='get' id='iq1'><query xmlns='jabber:iq:version'/></iq>")
+    bot.read_until(rb"id=.iq1.")
+    bot.sock.close()
+    time.sleep(0.3)
+    grant = next(
+        line.split()[6]
+        for line in manage(server, "listsessions", "--user", "carol").splitlines()
+        if jid in line
+    )
+    manage(server, "setscopes", grant, "presence")
+    time.sleep(1.2)
+    back, reply = resume(server, "carol", secret, ua, previd, 0)
+    assert b"<resumed" in reply, reply
+    bounced = sender.read_until(rb"id=.iq1.[^>]*>.*?</iq>")
+    assert b'type="error"' in bounced or b"type='error'" in bounced, bounced
+    back.send(
+        f"<iq to='{sender_jid}' type='result' id='iq1'><query xmlns='jabber:iq:version'><name>late</name></query></iq>"
+    )
+    back.send("<iq type='get' id='b-settle'><ping xmlns='urn:xmpp:ping'/></iq>")
+    back.read_until(rb"id=.b-settle.")
+    assert b"late" not in quiet(sender)  # one answer to one request: the server's
+    back.close()
+    sender.close()
+
+
+@pytest.mark.parametrize("how", ["bind2", "rfc6120"])
+def test_an_app_password_cannot_take_the_full_clients_resource(server: Server, how: str) -> None:
+    ua = str(uuid.uuid4())
+    phone, jid, _ = resumable(server, "alice", "wonderland", ua)
+    _, secret = app_password(server, "alice", f"squatter {how}", "messages.send")
+    if how == "bind2":  # the phone's user-agent id and tag give the phone's resource
+        squatter, reply = login(
+            server, "alice", secret, ua, "<bind xmlns='urn:xmpp:bind:0'><tag>t</tag></bind>"
+        )
+        other = re.search(rb"<authorization-identifier>([^<]+)<", reply)
+    else:
+        squatter, reply = login(server, "alice", secret, str(uuid.uuid4()), "")
+        resource = jid.split("/", 1)[1]
+        squatter.send(
+            f"<iq type='set' id='bd'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{resource}</resource></bind></iq>"
+        )
+        other = re.search(rb"<jid>([^<]+)</jid>", squatter.read_until(rb"id=.bd.[^>]*>.*?</iq>"))
+    assert other is not None, reply
+    assert other.group(1).decode() != jid  # it gets a resource of its own
+    phone.send("<iq type='get' id='p-alive'><ping xmlns='urn:xmpp:ping'/></iq>")
+    assert b"p-alive" in phone.read_until(rb"id=.p-alive.")  # the phone's stream goes on
+    assert jid in live_jids(server, "alice")
+    squatter.close()
+    phone.close()
