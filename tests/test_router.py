@@ -234,7 +234,7 @@ async def test_a_session_of_another_grant_keeps_its_resource_and_the_new_one_get
     online(router, phone)
     resource = await router.bind(bot, "alice", "localhost", "phone")
     assert resource != "phone"
-    assert resource
+    assert len(resource) == 12  # generated, like any resource the client does not choose
     assert phone.kicked == []
     assert router.resources(JID("alice", "localhost")) == {"phone": phone}
     same_client = FakeSession("alice@localhost", grant_id=1)
@@ -244,13 +244,19 @@ async def test_a_session_of_another_grant_keeps_its_resource_and_the_new_one_get
     ]
 
 
-async def test_a_claim_never_takes_a_full_jid_from_another_grant(router: Router) -> None:
+async def test_a_claim_never_takes_a_full_jid_from_another_grant(
+    router: Router, caplog: pytest.LogCaptureFixture
+) -> None:
     """Both bound the same resource before either registered: the session of another grant that
     registered first keeps it, the newcomer is told and goes."""
     phone = FakeSession("alice@localhost/dup", grant_id=1, available=True)
     bot = FakeSession("alice@localhost/dup", grant_id=2)
     await router.claim(phone)
-    await router.claim(bot)
+    with caplog.at_level(logging.INFO, logger="xmppauth.router"):
+        await router.claim(bot)
+    assert caplog.messages == [
+        "resource conflict on alice@localhost/dup: held by another grant, the new session ends"
+    ]
     assert router.resources(JID("alice", "localhost")) == {"dup": phone}
     assert phone.kicked == []
     assert bot.kicked == [

@@ -103,11 +103,14 @@ class Router:
         newer wins; a session of another grant keeps its resource and the new one gets a generated
         one, so that a narrower credential cannot end (or take the place of) a wider session."""
         bare = JID(localpart, domain)
-        resource = wish or secrets.token_urlsafe(9)
-        holder = self.resources(bare).get(resource)
-        while holder is not None and holder is not session and holder.grant_id != session.grant_id:
-            resource = secrets.token_urlsafe(9)
-            holder = self.resources(bare).get(resource)
+        online = self.resources(bare)
+        resource = wish or _generated_resource()
+        while (
+            (holder := online.get(resource)) is not None
+            and holder is not session
+            and holder.grant_id != session.grant_id
+        ):
+            resource = _generated_resource()
         if holder is not None and holder is not session:
             log.info("resource conflict on %s/%s: the older session is replaced", bare, resource)
             await holder.kick(StreamErrorCondition.CONFLICT, _REPLACED)
@@ -348,6 +351,11 @@ class Router:
             if other.available and other.may_receive("presence", "unavailable"):
                 await other.deliver(data)
         await self._tell_directed(session, data)
+
+
+def _generated_resource() -> str:
+    """A resource the server makes up: 9 random bytes, 12 characters of base64url."""
+    return secrets.token_urlsafe(9)
 
 
 def _error_only(stanza: etree._Element) -> bytes:

@@ -336,3 +336,6 @@ def test_a_request_the_server_answered_for_the_session_is_owed_no_more() -> None
     policy.answered_for_it(BOB, "q1")  # say, bounced when a narrowed session resumed
     assert policy.check_inbound("iq", "result", "peer", None, BOB, "q1") is not None  # a second answer
     assert policy.check_inbound("iq", "result", "peer", None, BOB, "q2") is None
+    assert policy.admit("iq", "get", BOB, None) is Admission.WHOLE  # a request without an id
+    policy.answered_for_it(BOB, None)
+    assert policy.check_inbound("iq", "result", "peer", None, BOB, None) is not None
