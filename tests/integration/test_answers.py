@@ -11,7 +11,16 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.server import Server, running_server
-from tests.integration.test_grants import CAM, ONLINE_NUM, ROSTER, Session, app_password, forbidden, manage
+from tests.integration.test_grants import (
+    CAM,
+    ONLINE_NUM,
+    ROSTER,
+    Session,
+    app_password,
+    forbidden,
+    live_grant,
+    manage,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -245,20 +254,12 @@ def test_a_demoted_staff_account_loses_admin_on_its_next_login(server: Server) -
         after.close()
 
 
-def _live_grant(server: Server, jid: str) -> str:
-    for line in manage(server, "listsessions", "--user", jid.split("@")[0]).splitlines():
-        cells = line.split()
-        if cells and cells[1] == jid:
-            return cells[6]  # session, jid, transport, address, mechanism, (credential), grant
-    raise AssertionError(f"{jid} is not listed as live")
-
-
 def test_a_password_reconnect_within_a_minute_does_not_revive_a_revoked_grant(server: Server) -> None:
     ua = "erin-laptop"
     manage(server, "adduser", "frank", "frankpass")
     first = Session(server, "frank", "frankpass", ua=ua)
     assert first.ok, first.reply
-    grant = _live_grant(server, first.jid)
+    grant = live_grant(server, first.jid)
     manage(server, "revoke", "grant", grant, "--reason", "lost laptop")
     assert b"lost laptop" in first.expect("</stream:error>")
     deadline = time.monotonic() + 5
@@ -266,7 +267,7 @@ def test_a_password_reconnect_within_a_minute_does_not_revive_a_revoked_grant(se
     assert again.ok, again.reply
     while time.monotonic() < deadline:
         try:
-            fresh = _live_grant(server, again.jid)
+            fresh = live_grant(server, again.jid)
             break
         except AssertionError:
             time.sleep(0.1)
@@ -285,7 +286,7 @@ def test_roster_pushes_and_presence_skip_a_session_whose_grant_lost_the_scope(se
     syncer.expect("id=.s0.")
     syncer.send("<presence/>")
     syncer.expect("</presence>|<presence[^>]*/>")
-    manage(server, "setscopes", _live_grant(server, syncer.jid), "messages.send")
+    manage(server, "setscopes", live_grant(server, syncer.jid), "messages.send")
     time.sleep(1.5)  # applied within a second
     owner.send("<presence><status>carol is here</status></presence>")
     owner.send(

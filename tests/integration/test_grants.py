@@ -57,6 +57,15 @@ def app_password(
     return int(match.group(1)), match.group(2)
 
 
+def live_grant(server: Server, jid: str) -> str:
+    """The grant id ``listsessions`` shows for the live session of this full JID."""
+    for line in manage(server, "listsessions", "--user", jid.split("@")[0]).splitlines():
+        cells = line.split()
+        if cells and cells[1] == jid:
+            return cells[6]  # session, jid, transport, address, mechanism, (credential), grant
+    raise AssertionError(f"{jid} is not listed as live")
+
+
 class Session:
     """A SASL2 + Bind2 session over direct TLS, authenticated with PLAIN."""
 

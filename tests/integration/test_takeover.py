@@ -14,7 +14,7 @@ import pytest
 
 from tests.integration.rawclient import RawClient, parse_stream_error
 from tests.integration.server import Server, running_server
-from tests.integration.test_grants import app_password, manage
+from tests.integration.test_grants import app_password, live_grant, manage
 
 pytestmark = pytest.mark.integration
 
@@ -74,6 +74,15 @@ def resume(
     )
 
 
+def narrow_while_away(server: Server, client: RawClient, jid: str, scopes: str) -> None:
+    """The connection drops (the session hibernates), then the operator narrows its grant."""
+    grant = live_grant(server, jid)
+    client.sock.close()
+    time.sleep(0.3)
+    manage(server, "setscopes", grant, scopes)
+    time.sleep(1.2)  # applied within a second
+
+
 def quiet(client: RawClient, seconds: float = 0.4) -> bytes:
     deadline = time.monotonic() + seconds
     data = b""
@@ -126,15 +135,7 @@ def test_a_session_narrowed_while_away_gets_only_what_its_grant_allows_and_nothi
     sender = bob(server)
     sender.send(f"<message to='{jid}' type='chat' id='n1'><body>sent before the change</body></message>")
     bot.read_until(rb"sent before the change")
-    bot.sock.close()
-    time.sleep(0.3)
-    grant = next(
-        line.split()[6]
-        for line in manage(server, "listsessions", "--user", "carol").splitlines()
-        if jid in line
-    )
-    manage(server, "setscopes", grant, "presence")
-    time.sleep(1.2)
+    narrow_while_away(server, bot, jid, "presence")
     back, reply = resume(server, "carol", secret, ua, previd, 0)
     assert b"<resumed" in reply, reply
     assert b"sent before the change" not in quiet(back)  # withheld: it may no longer receive messages
@@ -236,15 +237,7 @@ def test_a_request_answered_by_the_server_at_a_resume_cannot_be_answered_again(s
     sender_jid = sender.login("bob", "builder", f"desk-{uuid.uuid4().hex[:6]}")
     sender.send(f"<iq to='{jid}' type='get' id='iq1'><query xmlns='jabber:iq:version'/></iq>")
     bot.read_until(rb"id=.iq1.")
-    bot.sock.close()
-    time.sleep(0.3)
-    grant = next(
-        line.split()[6]
-        for line in manage(server, "listsessions", "--user", "carol").splitlines()
-        if jid in line
-    )
-    manage(server, "setscopes", grant, "presence")
-    time.sleep(1.2)
+    narrow_while_away(server, bot, jid, "presence")
     back, reply = resume(server, "carol", secret, ua, previd, 0)
     assert b"<resumed" in reply, reply
     bounced = sender.read_until(rb"id=.iq1.[^>]*>.*?</iq>")
