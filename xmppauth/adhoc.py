@@ -48,7 +48,7 @@ from sessions_acl.revocation import end_user_sessions
 from xmppauth.proto import ns
 from xmppauth.proto.errors import StanzaErrorCondition
 from xmppauth.proto.jid import JID, InvalidJID, prep_domain
-from xmppauth.stanzas import Refusal, iq_error, iq_reply
+from xmppauth.proto.replies import Refusal, iq_error, iq_reply
 
 NS = "http://jabber.org/protocol/commands"  # XEP-0050
 DATA = "jabber:x:data"  # XEP-0004

@@ -27,10 +27,11 @@ from lxml import etree
 from sessions_acl.access import ADMIN, PRESENCE, ROSTER_READ, SessionAccess, session_scopes
 from sessions_acl.cam import NS as CAM
 from sessions_acl.services import Authorization, Refusal
-from xmppauth import adhoc, register, roster, services, stanzas, tasks
+from xmppauth import adhoc, register, roster, services, tasks
 from xmppauth.control import CONTROL
 from xmppauth.proto import events as ev
 from xmppauth.proto import ns, upgrade
+from xmppauth.proto import replies as stanzas
 from xmppauth.proto.access import Admission
 from xmppauth.proto.errors import SaslCondition, StanzaErrorCondition, StreamError, StreamErrorCondition
 from xmppauth.proto.jid import JID, InvalidJID, prep_localpart

@@ -14,8 +14,8 @@ from accounts.models import User
 from sessions_acl import revocation
 from xmppauth.proto.errors import StanzaErrorCondition
 from xmppauth.proto.jid import JID
+from xmppauth.proto.replies import Refusal, iq_error, iq_reply
 from xmppauth.proto.sasl import saslprep
-from xmppauth.stanzas import Refusal, iq_error, iq_reply
 
 NS = "jabber:iq:register"
 _Q_QUERY = f"{{{NS}}}query"

@@ -45,7 +45,7 @@ from xmppauth.models import RosterItem
 from xmppauth.proto import ns
 from xmppauth.proto.errors import StanzaErrorCondition
 from xmppauth.proto.jid import JID, InvalidJID
-from xmppauth.stanzas import Refusal, iq_error, iq_reply
+from xmppauth.proto.replies import Refusal, iq_error, iq_reply
 
 NS = "jabber:iq:roster"
 

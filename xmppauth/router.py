@@ -24,6 +24,7 @@ from xmppauth.proto.errors import StanzaErrorCondition, StreamErrorCondition
 from xmppauth.proto.events import StanzaReceived
 from xmppauth.proto.jid import JID
 from xmppauth.proto.numbers import parse_uint
+from xmppauth.proto.replies import error_element
 from xmppauth.proto.routing import decide
 from xmppauth.proto.xml import escape_attr, serialize
 
@@ -368,19 +369,19 @@ def _error_only(stanza: etree._Element) -> bytes:
         value = stanza.get(name)
         if value is not None:
             bare.set(name, value)
-    error = etree.SubElement(bare, _Q_ERROR)
     original = stanza.find(_Q_ERROR)
     condition = "undefined-condition"
+    error_type = ""
     if original is not None:
-        error_type = original.get("type")
-        if error_type is not None and error_type in _ERROR_TYPES:
-            error.set("type", error_type)
+        given = original.get("type")
+        if given is not None and given in _ERROR_TYPES:
+            error_type = given
         for child in original:
             qname = etree.QName(child)
             if qname.namespace == ns.STANZA_ERRORS and qname.localname in _CONDITIONS:
                 condition = qname.localname
                 break
-    etree.SubElement(error, ns.qname(ns.STANZA_ERRORS, condition), nsmap=ns.default(ns.STANZA_ERRORS))
+    bare.append(error_element(condition, error_type=error_type))
     return serialize(bare)
 
 

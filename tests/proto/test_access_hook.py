@@ -57,7 +57,7 @@ def bound(policy: AccessPolicy | None = None, **config: Any) -> Transcript:
 
 
 def error(condition: str, error_type: str, text: str) -> str:
-    return f"<error type='{error_type}'><{condition} xmlns='{STANZAS}'/><text xmlns='{STANZAS}'>{text}</text></error>"
+    return f"<error type='{error_type}'><{condition} xmlns='{STANZAS}'/><text xmlns='{STANZAS}' xml:lang='en'>{text}</text></error>"
 
 
 # ------------------------------------------------------------------------------------ denials

@@ -57,7 +57,7 @@ def test_bind_refuses_a_resource_precis_disallows_with_bad_request(resource: str
     assert out.startswith(
         '<iq xmlns="jabber:client" type="error" id="b1"><error type="modify">'
         '<bad-request xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/>'
-        '<text xmlns="urn:ietf:params:xml:ns:xmpp-stanzas">'
+        '<text xmlns="urn:ietf:params:xml:ns:xmpp-stanzas" xml:lang="en">'
     ), out
     assert text in out
     assert not [e for e in events if isinstance(e, ev.BindRequested)]
@@ -74,7 +74,7 @@ def test_bind_error_as_a_literal_transcript() -> None:
     t.server(
         "<iq xmlns='jabber:client' type='error' id='b1'><error type='modify'>"
         "<bad-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
-        f"<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>{RLO_TEXT}</text></error></iq>"
+        f"<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas' xml:lang='en'>{RLO_TEXT}</text></error></iq>"
     )
 
 
@@ -165,7 +165,7 @@ def test_a_message_to_a_resource_with_an_override_is_jid_malformed() -> None:
     t.server(
         "<message xmlns='jabber:client' from='bob@localhost/\u202ephone' to='alice@localhost/res' id='m1'"
         " type='error'><error type='modify'><jid-malformed xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
-        f"<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>{RLO_TEXT}</text></error></message>"
+        f"<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas' xml:lang='en'>{RLO_TEXT}</text></error></message>"
     )
 
 

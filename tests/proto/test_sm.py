@@ -38,7 +38,7 @@ def test_enable_with_resume_answers_with_an_id_and_a_max() -> None:
     t.client(f"<enable xmlns='{SM}'/>")
     t.server(
         f"<failed xmlns='{SM}'><unexpected-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
-        "<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>already enabled</text></failed>"
+        "<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas' xml:lang='en'>already enabled</text></failed>"
     )
 
 
@@ -192,7 +192,7 @@ def test_a_failed_resume_leaves_binding_open() -> None:
     t.stream.resume_failed("no session to resume")
     t.server(
         f"<failed xmlns='{SM}'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
-        "<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>no session to resume</text></failed>"
+        "<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas' xml:lang='en'>no session to resume</text></failed>"
     )
     assert t.stream.state is State.EXPECT_BIND
     t.bind_to = "again"

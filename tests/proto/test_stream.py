@@ -460,7 +460,7 @@ def test_disco_info_of_the_own_account() -> None:
 
 
 def stanza_error(iq: str, condition: str, error_type: str, text: str = "*") -> str:
-    text_el = f"<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>{text}</text>" if text else ""
+    text_el = f"<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas' xml:lang='en'>{text}</text>" if text else ""
     return f"{iq}<error type='{error_type}'><{condition} xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>{text_el}</error></iq>"
 
 

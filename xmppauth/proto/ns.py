@@ -26,6 +26,16 @@ HINTS = "urn:xmpp:hints"  # XEP-0334
 DELAY = "urn:xmpp:delay"  # XEP-0203
 DISCO_INFO = "http://jabber.org/protocol/disco#info"  # XEP-0030
 DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
+ROSTER = "jabber:iq:roster"  # RFC 6121 §2
+REGISTER = "jabber:iq:register"  # XEP-0077 (in-band password change)
+COMMANDS = "http://jabber.org/protocol/commands"  # XEP-0050
+ADMIN = "http://jabber.org/protocol/admin"  # XEP-0133, also the FORM_TYPE of its forms
+DATA_FORMS = "jabber:x:data"  # XEP-0004
+CAM = "urn:xmpp:cam:0"  # XEP-0494 client access management
+GRANT = "urn:xmppauth:grant:0"  # our scopes inside XEP-0494 (docs/access.md)
+SASL_UPGRADE = "urn:xmpp:sasl:upgrade:0"  # XEP-0480 task names in <authentication/>
+SCRAM_UPGRADE = "urn:xmpp:scram-upgrade:0"  # XEP-0480 task data
+MFA = "urn:xmpp:mfa:0"  # XEP-0400
 XML = "http://www.w3.org/XML/1998/namespace"
 
 

@@ -118,7 +118,7 @@ def request_element() -> str:
 
 def failed_element(condition: str = "item-not-found", h: int | None = None, text: str = "") -> str:
     h_attr = f" h='{h}'" if h is not None else ""
-    text_el = f"<text xmlns='{ns.STANZA_ERRORS}'>{text}</text>" if text else ""
+    text_el = f"<text xmlns='{ns.STANZA_ERRORS}' xml:lang='en'>{text}</text>" if text else ""
     return f"<failed xmlns='{NS}'{h_attr}><{condition} xmlns='{ns.STANZA_ERRORS}'/>{text_el}</failed>"
 
 

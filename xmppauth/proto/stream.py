@@ -82,6 +82,7 @@ from .events import (
 )
 from .jid import JID, InvalidJID, prep_localpart, prep_resource
 from .numbers import parse_uint
+from .replies import error_element
 from .sasl import (
     HT_MECHANISMS,
     ChannelBindingContext,
@@ -1466,7 +1467,7 @@ class C2SStream:
             reply.set("from", self.domain)
         if self.jid is not None:
             reply.set("to", str(self.jid))
-        reply.append(_stanza_error(condition, text))
+        reply.append(error_element(condition, text, lang=self.config.lang))
         return reply
 
     def _iq_result(self, iq_id: str, *, to: str | None, sender: str | None = None) -> etree._Element:
@@ -1483,7 +1484,7 @@ class C2SStream:
         reply = etree.Element(_Q_IQ, nsmap=ns.default(ns.CLIENT), type="error", id=iq_id)
         if to:
             reply.set("to", to)
-        reply.append(_stanza_error(condition, text))
+        reply.append(error_element(condition, text, lang=self.config.lang))
         return reply
 
     def _send_element(self, el: etree._Element) -> None:
@@ -1679,15 +1680,6 @@ def _only_child(el: etree._Element) -> etree._Element | None:
     """The single element child of an iq, or None when there are none or several."""
     children = [child for child in el if isinstance(child.tag, str)]
     return children[0] if len(children) == 1 else None
-
-
-def _stanza_error(condition: StanzaErrorCondition, text: str) -> etree._Element:
-    error = etree.Element(_Q_ERROR, type=condition.error_type)
-    etree.SubElement(error, ns.qname(ns.STANZA_ERRORS, condition.value), nsmap=ns.default(ns.STANZA_ERRORS))
-    if text:
-        text_el = etree.SubElement(error, _Q_TEXT_STANZA, nsmap=ns.default(ns.STANZA_ERRORS))
-        text_el.text = text
-    return error
 
 
 def _localpart_or_none(username: str) -> str | None:
