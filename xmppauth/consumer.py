@@ -30,12 +30,13 @@ from sessions_acl.services import Authorization, Refusal
 from xmppauth import adhoc, register, roster, services, tasks
 from xmppauth.control import CONTROL
 from xmppauth.proto import events as ev
-from xmppauth.proto import ns, upgrade
+from xmppauth.proto import ns
+from xmppauth.proto import xep0480_upgrade as upgrade
 from xmppauth.proto import replies as stanzas
 from xmppauth.proto.access import Admission
 from xmppauth.proto.errors import SaslCondition, StanzaErrorCondition, StreamError, StreamErrorCondition
 from xmppauth.proto.jid import JID, InvalidJID, prep_localpart
-from xmppauth.proto.sm import MAX_UNACKED
+from xmppauth.proto.xep0198_sm import MAX_UNACKED
 from xmppauth.proto.stream import C2SStream, StreamConfig
 from xmppauth.proto.xml import serialize
 from xmppauth.router import ROUTER

@@ -546,7 +546,7 @@ def test_the_token_stays_out_of_reprs_and_events() -> None:
     t.client(authenticate("PLAIN", b64("\0alice\0wonderland"), USER_AGENT + request_token()))
     t.stream.issue_token("secret-token:hidden", "2026-12-16T10:00:00Z")
     assert "hidden" not in repr(vars(t.stream))
-    assert "hidden" not in repr(t.stream._issued_token)
+    assert "hidden" not in repr(t.stream.fast.issued)
     t.stream.continue_with([])
     assert "hidden" not in repr(t.events)
     assert b"secret-token:hidden" in t.output()

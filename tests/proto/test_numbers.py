@@ -12,7 +12,7 @@ from xmppauth.proto import events as ev
 from xmppauth.proto.errors import StreamError, StreamErrorCondition
 from xmppauth.proto.numbers import MAX_DIGITS, parse_uint
 from xmppauth.proto.sasl import ScramClient
-from xmppauth.proto.sm import StreamManagement
+from xmppauth.proto.xep0198_sm import StreamManagement
 
 
 @pytest.mark.parametrize(

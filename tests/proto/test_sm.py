@@ -10,7 +10,7 @@ from tests.proto.transcript import Transcript
 from xmppauth.proto import events as ev
 from xmppauth.proto.errors import StreamError
 from xmppauth.proto.jid import JID
-from xmppauth.proto.sm import WRAP, StreamManagement
+from xmppauth.proto.xep0198_sm import WRAP, StreamManagement
 from xmppauth.proto.stream import State
 
 SM = "urn:xmpp:sm:3"

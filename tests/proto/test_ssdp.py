@@ -8,7 +8,7 @@ import pytest
 
 from tests.proto.transcript import Transcript
 from xmppauth.proto.sasl import ScramClient
-from xmppauth.proto.stream import ssdp_attribute
+from xmppauth.proto.xep0474_ssdp import ssdp_attribute
 
 BINDINGS = {"tls-server-end-point": b"E" * 32, "tls-exporter": b"X" * 32}
 

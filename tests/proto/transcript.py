@@ -34,7 +34,7 @@ from typing import Any
 from lxml import etree
 
 from xmppauth.proto import events as ev
-from xmppauth.proto import upgrade
+from xmppauth.proto import xep0480_upgrade as upgrade
 from xmppauth.proto.sasl import ScramCredentials, TokenCandidate, derive_credentials, fake_credentials
 from xmppauth.proto.stream import C2SStream, StreamConfig
 

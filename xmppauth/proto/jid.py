@@ -201,3 +201,9 @@ class JID:
     def __str__(self) -> str:
         text = f"{self.local}@{self.domain}" if self.local is not None else self.domain
         return f"{text}/{self.resource}" if self.resource is not None else text
+
+
+@functools.lru_cache(maxsize=8192)
+def parse_jid(value: str) -> JID:
+    """:meth:`JID.parse`, memoised: the same few addresses recur on every stanza."""
+    return JID.parse(value)

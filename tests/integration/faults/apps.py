@@ -20,7 +20,7 @@ def _targets() -> dict[str, tuple[object, str, bool]]:
     """Fault name -> (object holding the function, attribute, whether it is a coroutine function)."""
     from xmppauth import adhoc, register, roster, services
     from xmppauth.consumer import StreamConsumer
-    from xmppauth.proto import upgrade
+    from xmppauth.proto import xep0480_upgrade as upgrade
     from xmppauth.proto.stream import C2SStream
     from xmppauth.router import ROUTER
 

@@ -1,4 +1,9 @@
-"""XEP-0198 stream management: counters, the unacknowledged queue and the nonzas (sans-IO).
+"""XEP-0198 Stream Management: counters, the unacknowledged queue and the nonzas (sans-IO).
+
+Implements §3 (enabling, also inline in Bind2 and resuming inline in SASL2, XEP-0388), §4
+(``<r/>``, ``<a/>`` and ``h``), §5 (resumption) and §6 (what is left unacknowledged goes back to
+the driver). States touched: EXPECT_BIND (``<resume/>`` instead of binding; ``<enable/>`` is too
+early), TASKS/TASK (a ``<resume/>`` in ``<authenticate/>``) → BOUND, and BOUND (the nonzas).
 
 One :class:`StreamManagement` belongs to a session, not to a connection: when a client resumes,
 the new stream adopts the old one's object with its counters and queue.
@@ -15,12 +20,28 @@ import secrets
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from lxml import etree
 
 from . import ns
-from .errors import StreamError, StreamErrorCondition
+from .errors import LocalProtocolError, StreamError, StreamErrorCondition
+from .events import ResumeRequested
+from .jid import JID
 from .numbers import parse_uint
+from .states import Waiting
+from .xml import escape_text
 
-NS = "urn:xmpp:sm:3"
+if TYPE_CHECKING:
+    from .stream import C2SStream
+
+NS = ns.SM
+R = ns.qname(NS, "r")
+A = ns.qname(NS, "a")
+ENABLE = ns.qname(NS, "enable")
+RESUME = ns.qname(NS, "resume")
+NONZAS = frozenset({R, A, ENABLE, RESUME})
+FEATURE = f"<sm xmlns='{NS}'/>"
 WRAP = 2**32
 # Ask for an acknowledgement after this many unacknowledged stanzas; the driver also asks once a
 # few seconds have passed with stanzas unacknowledged (``request_due``), so quiet sessions settle too.
@@ -129,3 +150,86 @@ def _parse_h(text: str | None) -> int:
     if value >= WRAP:
         raise StreamError(StreamErrorCondition.INVALID_XML, "'h' must be between 0 and 2^32-1")
     return value
+
+
+# ---------------------------------------------------------------------- the stream's side
+def on_bound_nonza(stream: C2SStream, el: etree._Element, tag: str) -> None:
+    """§4 ``<r/>`` and ``<a/>``, and §3/§5 elements that come too late, on a bound stream."""
+    sm = stream.sm
+    if tag in (R, A):
+        if sm is None:
+            raise StreamError(
+                StreamErrorCondition.UNSUPPORTED_STANZA_TYPE, "stream management is not enabled"
+            )
+        if tag == R:
+            stream.emit(sm.ack_element().encode())
+        else:
+            sm.acknowledge(el.get("h"))
+    elif tag == ENABLE:
+        if sm is not None:
+            stream.emit(failed_element("unexpected-request", text="already enabled").encode())
+            return
+        resume = el.get("resume") in ("true", "1")
+        stream.sm = StreamManagement.enable(resume=resume, max_seconds=stream.config.sm_resume_seconds)
+        stream.emit(stream.sm.enabled_element().encode())
+    elif tag == RESUME:
+        stream.emit(failed_element("unexpected-request", text="this stream is bound").encode())
+    else:  # pragma: no cover - the caller passes one of NONZAS
+        raise LocalProtocolError(f"not a stream management element: {tag}")
+
+
+def before_bind(stream: C2SStream, el: etree._Element) -> ResumeRequested | None:
+    """§5 ``<resume/>`` instead of binding (a request for the driver); §3 ``<enable/>`` is too early."""
+    if el.tag == ENABLE:
+        stream.emit(failed_element("unexpected-request", text="bind a resource first").encode())
+        return None
+    previd = el.get("previd")
+    if not previd:
+        stream.emit(failed_element("bad-request", text="previd is missing").encode())
+        return None
+    stream.sasl2.resume_inline = False
+    stream.wait(Waiting.RESUME)
+    return ResumeRequested(previd=previd, h=el.get("h"), inline=False)
+
+
+def inline_resume(authenticate: etree._Element) -> tuple[str, str | None] | None:
+    """XEP-0388 / §5: the ``<resume previd h/>`` child of ``<authenticate/>``, if any."""
+    resume = authenticate.find(RESUME)
+    if resume is None or not resume.get("previd"):
+        return None
+    return resume.get("previd", ""), resume.get("h")
+
+
+def resumed(
+    stream: C2SStream, jid: JID, sm: StreamManagement, h: str | None, keep: Callable[[bytes], bool] | None
+) -> list[bytes]:
+    """§5: adopt the hibernated session's JID and counters, answer, retransmit (see
+    :meth:`C2SStream.resume_succeeded`); returns what ``keep`` refused."""
+    if h is not None:
+        sm.acknowledge(h)
+    withheld = sm.withhold(keep) if keep is not None else []
+    stream.jid = jid
+    stream.sm = sm
+    if stream.sasl2.resume_inline:
+        # §9 / XEP-0388: <resumed/> inside <success/>, Bind2 skipped, no features.
+        stream.sasl2.resume_inline = False
+        stream.binding.inline = False
+        stream.sasl2.success(str(jid), sm.resumed_element())
+    else:
+        stream.emit(sm.resumed_element().encode())
+    stream.bound()
+    for data in sm.unacked:
+        stream.emit(data)
+    return withheld
+
+
+def resume_failed(stream: C2SStream, text: str) -> None:
+    """§5: ``<failed/>``; inline, the login goes on to Bind2 or to RFC 6120 binding."""
+    failed = failed_element("item-not-found", text=escape_text(text))
+    sasl2 = stream.sasl2
+    if not sasl2.resume_inline:
+        stream.emit(failed.encode())
+        return
+    sasl2.resume_inline = False
+    sasl2.failed_inline = failed
+    stream.push_event(sasl2.bind_or_succeed())

@@ -1,4 +1,9 @@
-"""XEP-0480 SASL upgrade tasks for SCRAM (``UPGR-SCRAM-SHA-256``, ``UPGR-SCRAM-SHA-512``).
+"""XEP-0480 SASL Upgrade Tasks for SCRAM (``UPGR-SCRAM-SHA-256``, ``UPGR-SCRAM-SHA-512``).
+
+Implements §2.1 (the ``<upgrade/>`` children of SASL2's ``<authentication/>``), §2.2 (the client
+asking for them in ``<authenticate/>``) and §3 (the SCRAM task data). States touched: EXPECT_AUTH
+(advertised and asked for, through :mod:`.xep0388_sasl2`); the task itself runs in TASK, driven by
+the driver with the helpers below.
 
 An account that lacks credentials for a hash (e.g. imported with SCRAM-SHA-1 only) gets them
 at its next login, without the password: the server sends a salt and an iteration count in
@@ -14,10 +19,25 @@ import hashlib
 
 from lxml import etree
 
+from . import ns
 from .sasl import ScramCredentials, credentials_from_salted_password
 
-NS = "urn:xmpp:scram-upgrade:0"
-_Q_HASH = f"{{{NS}}}hash"
+NS = ns.SCRAM_UPGRADE
+_Q_HASH = ns.qname(NS, "hash")
+_Q_UPGRADE = ns.qname(ns.SASL_UPGRADE, "upgrade")
+TASKS = ("UPGR-SCRAM-SHA-256", "UPGR-SCRAM-SHA-512")
+
+
+def advertisement() -> str:
+    """§2.1: the upgrade tasks this server offers, as children of ``<authentication/>``."""
+    return "".join(f"<upgrade xmlns='{ns.SASL_UPGRADE}'>{name}</upgrade>" for name in TASKS)
+
+
+def requested(authenticate: etree._Element) -> tuple[str, ...]:
+    """§2.2: the offered upgrades the client asks for in ``<authenticate/>``, in its order."""
+    return tuple(
+        name for up in authenticate.iterfind(_Q_UPGRADE) if (name := (up.text or "").strip()) in TASKS
+    )
 
 
 def hash_of(task: str) -> str | None:
