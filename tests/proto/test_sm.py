@@ -10,8 +10,8 @@ from tests.proto.transcript import Transcript
 from xmppauth.proto import events as ev
 from xmppauth.proto.errors import StreamError
 from xmppauth.proto.jid import JID
-from xmppauth.proto.xep0198_sm import WRAP, StreamManagement
 from xmppauth.proto.stream import State
+from xmppauth.proto.xep0198_sm import WRAP, StreamManagement
 
 SM = "urn:xmpp:sm:3"
 SASL2 = "urn:xmpp:sasl:2"
