@@ -1,0 +1,1 @@
+"""Accounts: users named by their JID localpart, their passwords and SCRAM keys."""

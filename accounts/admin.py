@@ -1,3 +1,9 @@
+"""The admin of accounts: Django's user admin, plus the XMPP fields.
+
+Its password form calls ``User.set_password``, the one password door, so a password set here ends
+the account's other sessions and FAST tokens like any other change.
+"""
+
 from __future__ import annotations
 
 from django.contrib import admin

@@ -1,3 +1,5 @@
+"""The accounts app."""
+
 from __future__ import annotations
 
 from django.apps import AppConfig

@@ -1,16 +1,19 @@
+"""Accounts: the User model (its JID localpart, its SCRAM keys, its XMPP password-login policy)."""
+
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 
 from xmppauth.proto.jid import InvalidJID, prep_localpart
 from xmppauth.proto.sasl import ScramCredentials
 
-from . import scram
+from . import scram, signals
+from .signals import PasswordChange
 
 
 def validate_localpart(value: str) -> None:
@@ -70,12 +73,28 @@ class User(AbstractUser):
         except InvalidJID:
             return username  # the field validator reports it
 
-    # Set by code that handles the consequences of a password change itself (revocation.change_password).
-    keep_sessions_on_password_change = False
+    # The change set_password() made, until save() has stored and announced it.
+    _password_change: PasswordChange | None = None
 
-    def set_password(self, raw_password: str | None) -> None:
+    def set_password(
+        self,
+        raw_password: str | None,
+        *,
+        actor: str = "",
+        except_session: int | None = None,
+        keep_other_sessions: bool = False,
+    ) -> None:
+        """The one door for a new password: the admin's forms, ``manage.py adduser`` and
+        ``changepassword``, XEP-0077 all come through here. Sets Django's hash and the SCRAM keys;
+        :meth:`save` stores them and, when they replace an earlier password, announces the change
+        once (:data:`accounts.signals.password_changed`) with who made it (``actor``, "" names
+        nobody), the session that goes on (``except_session``) and ``keep_other_sessions``."""
         # A first password is not a change: nothing can have logged in with the account yet.
-        self._replacing_password = self.pk is not None and bool(self.scram)
+        replacing = raw_password is not None and self.pk is not None and bool(self.scram)
+        change = PasswordChange(
+            actor=actor, except_session=except_session, keep_other_sessions=keep_other_sessions
+        )
+        self._password_change = change if replacing else None
         super().set_password(raw_password)
         if raw_password is None:
             self.scram = {}
@@ -86,18 +105,18 @@ class User(AbstractUser):
         self.scram = scram.derive_all(raw_password, keep_salts=keep)
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        password_changed = self._password is not None and getattr(self, "_replacing_password", False)  # type: ignore[attr-defined]
+        change = self._password_change
         if self._password is not None:  # type: ignore[attr-defined]
             self.password_changed = timezone.now()
             if kwargs.get("update_fields") is not None:
                 kwargs["update_fields"] = {*kwargs["update_fields"], "password_changed", "scram"}
-        super().save(*args, **kwargs)
-        if password_changed and not self.keep_sessions_on_password_change:
-            # Any other path (the admin, `manage.py changepassword`): end sessions and tokens.
-            from sessions_acl.revocation import end_sessions_after_password_change
-
-            end_sessions_after_password_change(self, actor="")
-        self.keep_sessions_on_password_change = False
+        if change is None:
+            super().save(*args, **kwargs)
+            return
+        with transaction.atomic():  # the new password and what the listeners do about it, or neither
+            super().save(*args, **kwargs)  # clears the raw password (Django), so the change goes too
+            self._password_change = None
+            signals.password_changed.send(sender=User, user=self, change=change)
 
     def set_unusable_password(self) -> None:
         super().set_unusable_password()

@@ -1,0 +1,1 @@
+"""Sessions and access control: clients, grants, app passwords, FAST tokens, revocation."""

@@ -44,6 +44,7 @@ import time
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 
+from xmppauth.proto import ns
 from xmppauth.proto.access import Admission, Denial
 from xmppauth.proto.errors import StanzaErrorCondition
 
@@ -78,24 +79,18 @@ ROLES: dict[str, frozenset[str]] = {
     "admin": frozenset(SCOPES),
 }
 
-ROSTER = "jabber:iq:roster"
-CAM = "urn:xmpp:cam:0"  # XEP-0494
-REGISTER = "jabber:iq:register"  # XEP-0077 (in-band password change)
-COMMANDS = "http://jabber.org/protocol/commands"  # XEP-0050, for XEP-0133
-CARBONS = "urn:xmpp:carbons:2"
-
 log = logging.getLogger("xmppauth.access")
 
 _INBOUND_IQ_SCOPES: dict[tuple[str, str], str] = {
-    (ROSTER, "get"): ROSTER_READ,
-    (ROSTER, "set"): ROSTER_WRITE,
-    (CAM, "get"): CLIENTS_MANAGE,
-    (CAM, "set"): CLIENTS_MANAGE,
-    (REGISTER, "get"): CLIENTS_MANAGE,
-    (REGISTER, "set"): CLIENTS_MANAGE,
-    (COMMANDS, "get"): ADMIN,
-    (COMMANDS, "set"): ADMIN,
-    (CARBONS, "set"): MESSAGES_RECEIVE,
+    (ns.ROSTER, "get"): ROSTER_READ,
+    (ns.ROSTER, "set"): ROSTER_WRITE,
+    (ns.CAM, "get"): CLIENTS_MANAGE,  # XEP-0494
+    (ns.CAM, "set"): CLIENTS_MANAGE,
+    (ns.REGISTER, "get"): CLIENTS_MANAGE,  # XEP-0077 (in-band password change)
+    (ns.REGISTER, "set"): CLIENTS_MANAGE,
+    (ns.COMMANDS, "get"): ADMIN,  # XEP-0050, for XEP-0133
+    (ns.COMMANDS, "set"): ADMIN,
+    (ns.CARBONS, "set"): MESSAGES_RECEIVE,
 }
 
 

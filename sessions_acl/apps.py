@@ -1,3 +1,5 @@
+"""The sessions_acl app: clients, grants, sessions, revocation; it listens for password changes."""
+
 from __future__ import annotations
 
 from django.apps import AppConfig
@@ -6,3 +8,10 @@ from django.apps import AppConfig
 class SessionsAclConfig(AppConfig):
     name = "sessions_acl"
     verbose_name = "Sessions and access control"
+
+    def ready(self) -> None:
+        from accounts.signals import password_changed
+
+        from .revocation import on_password_changed
+
+        password_changed.connect(on_password_changed, dispatch_uid="sessions_acl.on_password_changed")

@@ -23,7 +23,7 @@ from django.db import connection
 
 from accounts.models import User
 
-from .models import AppPassword, Client, FastToken, Grant
+from .models import LIVE_GRANT_SQL, AppPassword, Client, FastToken, Grant
 
 
 def _tables() -> tuple[str, str, str, str]:
@@ -53,8 +53,7 @@ def _credentials_sql() -> str:
     # still comes back, once, with NULLs.
     return (
         f"SELECT u.id, u.scram, a.id, a.scram FROM {user} u "
-        f"LEFT JOIN ({app} a JOIN {grant} g ON g.id = a.grant_id AND g.revoked IS NULL "
-        "AND (g.expires IS NULL OR g.expires > %s)) ON a.user_id = u.id "
+        f"LEFT JOIN ({app} a JOIN {grant} g ON g.id = a.grant_id AND {LIVE_GRANT_SQL}) ON a.user_id = u.id "
         "WHERE u.username = %s AND u.is_active = %s"
     )
 
@@ -84,8 +83,7 @@ def _password_login_sql() -> str:
     return (
         "SELECT u.id, u.is_active, u.is_staff, u.xmpp_password_login, "
         "c.id, c.software, c.device, c.revoked IS NULL, c.password_seen, "
-        "g.id, g.scopes, g.expires, g.last_used, "
-        "(g.revoked IS NULL AND (g.expires IS NULL OR g.expires > %s)) "
+        f"g.id, g.scopes, g.expires, g.last_used, {LIVE_GRANT_SQL} "
         f"FROM {user} u LEFT JOIN {client} c ON c.user_id = u.id AND c.user_agent_id = %s "
         f"LEFT JOIN {grant} g ON g.id = c.grant_id "
         "WHERE u.username = %s"
@@ -144,7 +142,7 @@ def _fast_tokens_sql() -> str:
         f"JOIN {client} c ON c.id = t.client_id JOIN {user} u ON u.id = c.user_id "
         f"JOIN {grant} g ON g.id = c.grant_id "
         "WHERE u.username = %s AND u.is_active = %s AND c.user_agent_id = %s AND c.revoked IS NULL "
-        "AND g.revoked IS NULL AND (g.expires IS NULL OR g.expires > %s) AND t.expires > %s"
+        f"AND {LIVE_GRANT_SQL} AND t.expires > %s"
     )
 
 
@@ -165,7 +163,7 @@ def _fast_login_sql() -> str:
         f"FROM {token} t JOIN {client} c ON c.id = t.client_id JOIN {user} u ON u.id = c.user_id "
         f"JOIN {grant} g ON g.id = c.grant_id "
         "WHERE t.id = %s AND u.username = %s AND u.is_active = %s AND c.revoked IS NULL "
-        "AND g.revoked IS NULL AND (g.expires IS NULL OR g.expires > %s) AND t.expires > %s"
+        f"AND {LIVE_GRANT_SQL} AND t.expires > %s"
     )
 
 

@@ -8,7 +8,9 @@ polls the table, which covers the in-memory layer of another process (``manage.p
 beside ``manage.py serve``). A process closes every affected stream with a
 ``<policy-violation/>`` stream error whose text says what happened and who did it.
 
-The portal, the admin, XEP-0494 and the management commands all call these functions.
+The portal, the admin, XEP-0494 and the management commands all call these functions; a password
+change, announced by the accounts app, ends the account's other sessions here too
+(:func:`on_password_changed`).
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.signals import PasswordChange
 
 from . import access
+from .login import lock_clients
 from .models import AppPassword, AuthEvent, Client, FastToken, Grant, Revocation, Session
-from .services import lock_clients, log_event
+from .securitylog import log_event
 
 log = logging.getLogger("xmppauth.revocation")
 
@@ -134,7 +138,7 @@ def _record(
 def revoke_grant(grant_id: int, *, actor: str, reason: str = "", user: User | None = None) -> Grant:
     """End every session holding the grant and kill its tokens; ``user`` limits it to one account."""
     with transaction.atomic():
-        # The clients holding it first, as logins take them (services.lock_clients).
+        # The clients holding it first, as logins take them (login.lock_clients).
         lock_clients(Client.objects.filter(grant_id=grant_id))
         grant = _find(Grant.objects.select_related("user"), grant_id, user, "grant")
         _revoke_grant_rows(grant, actor=actor, reason=reason)
@@ -254,7 +258,7 @@ def end_user_sessions(
     Grants and app passwords stay: clients log in again with the password or an app password.
     """
     with transaction.atomic():
-        lock_clients(Client.objects.filter(user=user))  # as logins take them (services.lock_clients)
+        lock_clients(Client.objects.filter(user=user))  # as logins take them (login.lock_clients)
         FastToken.objects.filter(client__user=user).delete()
         if not text:
             text = f"every session of this account was ended{_describe(actor)}" + (
@@ -272,37 +276,23 @@ def end_user_sessions(
         _publish_on_commit(revocation)
 
 
-def end_sessions_after_password_change(user: User, *, actor: str, except_session: int | None = None) -> None:
-    """A new password ends every other session and every FAST token of the account (ASVS V7.4).
+def on_password_changed(sender: object, *, user: User, change: PasswordChange, **kwargs: object) -> None:
+    """Receiver of :data:`accounts.signals.password_changed` (connected in ``apps.py``): the security
+    log says who changed it and, unless the change keeps them, every other session and every FAST
+    token of the account ends (ASVS V7.4).
 
     App passwords stay valid: they are separate credentials, listed in the portal to review.
     """
-    end_user_sessions(
+    log_event(
         user,
-        actor=actor,
-        except_session=except_session,
-        text=f"the account password was changed{_describe(actor)}",
+        AuthEvent.Kind.PASSWORD_CHANGED,
+        "sessions kept" if change.keep_other_sessions else "other sessions ended",
+        actor=change.actor,
     )
-
-
-def change_password(
-    user: User,
-    password: str,
-    *,
-    actor: str,
-    keep_other_sessions: bool = False,
-    except_session: int | None = None,
-) -> None:
-    """Set a new password; unless asked otherwise, end the account's other sessions and tokens."""
-    with transaction.atomic():
-        user.keep_sessions_on_password_change = True  # handled here, not by the save hook
-        user.set_password(password)
-        user.save()
-        log_event(
+    if not change.keep_other_sessions:
+        end_user_sessions(
             user,
-            AuthEvent.Kind.PASSWORD_CHANGED,
-            "sessions kept" if keep_other_sessions else "other sessions ended",
-            actor=actor,
+            actor=change.actor,
+            except_session=change.except_session,
+            text=f"the account password was changed{_describe(change.actor)}",
         )
-        if not keep_other_sessions:
-            end_sessions_after_password_change(user, actor=actor, except_session=except_session)

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from asgiref.sync import sync_to_async
 from django.utils import timezone
 from lxml import etree
 
 from accounts.models import User
 from sessions_acl.models import AuthEvent, Client, FastToken, Revocation
-from xmppauth import adhoc
+from tests.helpers import account, canon, db
+from xmppauth.features import xep0050_commands as adhoc
 
 # database_sync_to_async runs the ORM in a worker thread: the rows must be committed to be seen.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -23,19 +23,8 @@ ADMIN_JID = "admin@example.org/desk"
 _PARSER = etree.XMLParser(remove_blank_text=True)
 
 
-def canon(xml: str | etree._Element) -> str:
-    if not isinstance(xml, str):
-        xml = etree.tostring(xml).decode()
-    return str(etree.canonicalize(etree.tostring(etree.fromstring(xml, _PARSER)).decode(), strip_text=True))
-
-
 def assert_xml(el: etree._Element, expected: str) -> None:
     assert canon(el) == canon(expected)
-
-
-async def db(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run ORM code from an async test (Django refuses it on the event loop)."""
-    return await sync_to_async(fn)(*args, **kwargs)
 
 
 @pytest.fixture(autouse=True)
@@ -95,10 +84,6 @@ def error(
             {app}
           </error>
         </iq>"""
-
-
-def make_user(username: str, *, active: bool = True) -> User:
-    return User.objects.create(username=username, is_active=active)
 
 
 def give_fast_token(user: User) -> None:
@@ -163,7 +148,7 @@ async def test_get_online_users_num_completes_with_a_result_form() -> None:
 
 async def test_get_registered_users_num_counts_active_accounts() -> None:
     for name, active in (("alice", True), ("bob", True), ("carol", False)):
-        await db(make_user, name, active=active)
+        await db(account, name, is_active=active)
     reply = await run(command("get-registered-users-num"))  # no action: execute (XEP-0050 §4.1)
     sessionid = sessionid_of(reply)
     assert_xml(
@@ -216,7 +201,7 @@ async def test_end_user_session_first_stage_asks_for_accountjids() -> None:
 
 async def test_completing_ends_every_session_and_fast_token_of_the_accounts() -> None:
     for name in ("alice", "bob", "carol"):
-        await db(make_user, name)
+        await db(account, name)
         await db(give_fast_token, await db(User.objects.get, username=name))
     sessionid = await start_end_user_session()
     reply = await run(
@@ -250,7 +235,7 @@ async def test_completing_ends_every_session_and_fast_token_of_the_accounts() ->
 
 
 async def test_the_submission_may_use_the_default_execute_action() -> None:
-    await db(make_user, "alice")
+    await db(account, "alice")
     sessionid = await start_end_user_session()
     reply = await run(command("end-user-session", f"sessionid='{sessionid}'", submit("alice@example.org")))
     assert_xml(
@@ -273,7 +258,7 @@ async def test_the_submission_may_use_the_default_execute_action() -> None:
 
 
 async def test_unknown_accounts_and_foreign_domains_are_named_and_nothing_is_ended() -> None:
-    await db(make_user, "alice")
+    await db(account, "alice")
     sessionid = await start_end_user_session()
     reply = await run(
         command(
@@ -345,7 +330,7 @@ async def test_only_unknown_accounts_are_also_refused() -> None:
     ids=["no-form", "not-submit", "cancel-form", "no-field", "blank-value", "wrong-form-type"],
 )
 async def test_a_bad_submission_is_bad_payload(body: str, text: str) -> None:
-    await db(make_user, "alice")
+    await db(account, "alice")
     sessionid = await start_end_user_session()
     reply = await run(command("end-user-session", f"sessionid='{sessionid}' action='complete'", body))
     assert_xml(reply, error("modify", "bad-request", text, specific="bad-payload"))
@@ -389,7 +374,7 @@ async def test_an_unknown_sessionid_is_bad_sessionid() -> None:
 
 
 async def test_a_finished_session_cannot_be_used_again() -> None:
-    await db(make_user, "alice")
+    await db(account, "alice")
     sessionid = await start_end_user_session()
     body = submit("alice@example.org")
     assert (await run(command("end-user-session", f"sessionid='{sessionid}'", body))).get("type") == "result"
@@ -401,7 +386,7 @@ async def test_a_finished_session_cannot_be_used_again() -> None:
 async def test_a_session_expires_after_ten_minutes(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [1000.0]
     monkeypatch.setattr(adhoc, "_clock", lambda: now[0])
-    await db(make_user, "alice")
+    await db(account, "alice")
     sessionid = await start_end_user_session()
     now[0] += 600.0
     reply = await run(

@@ -31,7 +31,7 @@ from django.db import connections
 from django.utils import timezone
 
 from accounts.models import User
-from sessions_acl import revocation, services
+from sessions_acl import app_passwords, credentials, login, revocation
 from sessions_acl.models import Client, FastToken, Grant
 from tests.integration.server import fresh_postgres_database
 
@@ -65,7 +65,10 @@ def sqlite_database(tmp_path: Path) -> Iterator[dict[str, Any]]:
     transactions, a busy timeout)."""
     config = dict(settings.DATABASES["default"])
     if config["ENGINE"] != "django.db.backends.sqlite3":
-        pytest.skip("this run's settings are not SQLite's (DATABASE_URL)")
+        pytest.skip(
+            f"this run's database is {config['ENGINE']} (DATABASE_URL is set): unset DATABASE_URL to run "
+            "the SQLite case (the PostgreSQL case runs either way)"
+        )
     config.update(NAME=str(tmp_path / "race.sqlite3"), TEST={})
     yield config
 
@@ -103,37 +106,35 @@ def in_threads(count: int, work: Callable[[int], T]) -> list[T]:
         return list(pool.map(run, range(count)))
 
 
-def password_login(**kwargs: Any) -> services.Authorization:
-    result = services.authorize(
-        "alice", credential_id="", mechanism="SCRAM-SHA-256", user_agent_id=UA, **kwargs
-    )
-    assert isinstance(result, services.Authorization), result
+def password_login(**kwargs: Any) -> login.Authorization:
+    result = login.authorize("alice", credential_id="", mechanism="SCRAM-SHA-256", user_agent_id=UA, **kwargs)
+    assert isinstance(result, login.Authorization), result
     return result
 
 
-def fast_login(token: str, **kwargs: Any) -> services.Authorization | services.Refusal:
+def fast_login(token: str, **kwargs: Any) -> login.Authorization | login.Refusal:
     """What the stream consumer does for an HT-SHA-256-NONE login: the client's candidate tokens,
     the one whose HMAC matches, then the authorization."""
     initiator = hmac.new(token.encode(), b"Initiator", hashlib.sha256).digest()
-    for candidate in services.fast_candidates("alice", UA):
+    for candidate in credentials.fast_candidates("alice", UA):
         if hmac.compare_digest(hmac.new(candidate.key, b"Initiator", hashlib.sha256).digest(), initiator):
-            return services.authorize(
+            return login.authorize(
                 "alice",
                 credential_id=candidate.credential_id,
                 mechanism="HT-SHA-256-NONE",
                 user_agent_id=UA,
                 **kwargs,
             )
-    return services.Refusal(condition="credentials-expired", text="no such token (the mechanism failed)")
+    return login.Refusal(condition="credentials-expired", text="no such token (the mechanism failed)")
 
 
-def fast_logins(count: int, token: str) -> list[services.Authorization | services.Refusal]:
+def fast_logins(count: int, token: str) -> list[login.Authorization | login.Refusal]:
     """``count`` logins with ``token``, AT_ONCE at a time."""
     return in_threads(count, lambda _: fast_login(token))
 
 
-def failures(results: list[services.Authorization | services.Refusal]) -> list[str]:
-    return [result.condition for result in results if isinstance(result, services.Refusal)]
+def failures(results: list[login.Authorization | login.Refusal]) -> list[str]:
+    return [result.condition for result in results if isinstance(result, login.Refusal)]
 
 
 def test_concurrent_first_uses_of_a_new_token_all_succeed_and_keep_it(database: str) -> None:
@@ -142,7 +143,7 @@ def test_concurrent_first_uses_of_a_new_token_all_succeed_and_keep_it(database: 
     fresh token, because a race is a matter of luck."""
     old = password_login(fast_request="HT-SHA-256-NONE").token
     assert old is not None
-    assert isinstance(fast_login(old.token), services.Authorization)  # 'old' becomes the current token
+    assert isinstance(fast_login(old.token), login.Authorization)  # 'old' becomes the current token
     for _ in range(ROUNDS):
         new = password_login(fast_request="HT-SHA-256-NONE").token  # a new one waits in 'new'
         assert new is not None
@@ -152,8 +153,8 @@ def test_concurrent_first_uses_of_a_new_token_all_succeed_and_keep_it(database: 
 
         assert failures(results) == []
         assert list(FastToken.objects.values_list("slot", flat=True)) == ["current"]
-        assert isinstance(fast_login(new.token), services.Authorization)
-        assert isinstance(fast_login(old.token), services.Refusal)  # retired by the new one's first use
+        assert isinstance(fast_login(new.token), login.Authorization)
+        assert isinstance(fast_login(old.token), login.Refusal)  # retired by the new one's first use
         old = new
 
 
@@ -162,18 +163,18 @@ def test_concurrent_logins_with_a_token_due_for_rotation_all_succeed(database: s
     the token they used still works, and every token handed out works afterwards."""
     issued = password_login(fast_request="HT-SHA-256-NONE").token
     assert issued is not None
-    assert isinstance(fast_login(issued.token), services.Authorization)  # now 'current'
+    assert isinstance(fast_login(issued.token), login.Authorization)  # now 'current'
     FastToken.objects.update(issued=timezone.now() - timedelta(days=2))  # due for rotation
 
     results = fast_logins(LOGINS, issued.token)
 
     assert failures(results) == []
-    handed_out = [r.token.token for r in results if isinstance(r, services.Authorization) and r.token]
+    handed_out = [r.token.token for r in results if isinstance(r, login.Authorization) and r.token]
     assert handed_out, "a login with a token due for rotation brings a new one"
     assert FastToken.objects.count() == 2  # the one in use and one new one
-    assert isinstance(fast_login(issued.token), services.Authorization)
+    assert isinstance(fast_login(issued.token), login.Authorization)
     for token in handed_out:
-        assert isinstance(fast_login(token), services.Authorization), "a token handed out does not work"
+        assert isinstance(fast_login(token), login.Authorization), "a token handed out does not work"
 
 
 def test_concurrent_first_password_logins_of_one_client_make_one_client_and_one_grant(database: str) -> None:
@@ -209,7 +210,7 @@ def test_concurrent_token_requests_leave_the_client_a_working_token(database: st
     handed_out = [r.token.token for r in results if r.token is not None]
     assert len(handed_out) == AT_ONCE
     assert FastToken.objects.count() == 1
-    working = [token for token in handed_out if isinstance(fast_login(token), services.Authorization)]
+    working = [token for token in handed_out if isinstance(fast_login(token), login.Authorization)]
     assert len(working) == 1
 
 
@@ -222,7 +223,7 @@ def test_a_revocation_racing_with_a_login_leaves_no_token_behind(database: str) 
     for _ in range(ROUNDS):
         issued = password_login(fast_request="HT-SHA-256-NONE").token  # the client is live again
         assert issued is not None
-        assert isinstance(fast_login(issued.token), services.Authorization)
+        assert isinstance(fast_login(issued.token), login.Authorization)
         FastToken.objects.update(issued=timezone.now() - timedelta(days=2))  # a login brings a new one
 
         def login_or_revoke(i: int, token: str = issued.token) -> object:
@@ -234,7 +235,7 @@ def test_a_revocation_racing_with_a_login_leaves_no_token_behind(database: str) 
 
         assert list(FastToken.objects.values_list("slot", flat=True)) == []
         password_login()  # the client starts afresh, with a new grant
-        assert services.fast_candidates("alice", UA) == []
+        assert credentials.fast_candidates("alice", UA) == []
 
 
 # ---------------------------------------------------------------------- one interleaving, replayed
@@ -245,7 +246,7 @@ def test_an_app_password_revoked_after_the_login_read_it_is_refused(monkeypatch:
     alice = User.objects.create(username="alice")
     alice.set_password("wonderland")
     alice.save()
-    app = services.create_app_password(alice, "bot", ["messages.send"]).app_password
+    app = app_passwords.create_app_password(alice, "bot", ["messages.send"]).app_password
     is_live = Grant.is_live
 
     def revoked_meanwhile(grant: Grant, now: Any = None) -> bool:
@@ -255,9 +256,9 @@ def test_an_app_password_revoked_after_the_login_read_it_is_refused(monkeypatch:
         return live
 
     monkeypatch.setattr(Grant, "is_live", revoked_meanwhile)
-    result = services.authorize("alice", credential_id=f"app:{app.pk}", mechanism="PLAIN", user_agent_id=None)
+    result = login.authorize("alice", credential_id=f"app:{app.pk}", mechanism="PLAIN", user_agent_id=None)
 
-    assert isinstance(result, services.Refusal), result
+    assert isinstance(result, login.Refusal), result
     assert result.condition == "credentials-expired"
     assert Grant.objects.get(pk=app.grant_id).last_used is None  # never used
 

@@ -1,4 +1,5 @@
-"""Grants at login, app passwords, FAST token storage and rotation, revocation records (database level)."""
+"""Grants at login, app passwords, FAST token storage and rotation, revocation records, password changes
+(database level)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,27 @@ from datetime import timedelta
 from typing import Any, cast
 
 import pytest
+from asgiref.sync import sync_to_async
+from django.core.management import call_command
 from django.utils import timezone
+from lxml import etree
 
 from accounts.models import PasswordLogin, User
-from sessions_acl import access, cam, revocation, services, tokens
+from sessions_acl import (
+    access,
+    app_passwords,
+    credentials,
+    records,
+    revocation,
+    securitylog,
+    tokens,
+    xep0494,
+)
+from sessions_acl.login import Authorization, Refusal, authorize
 from sessions_acl.models import AppPassword, AuthEvent, Client, FastToken, Grant, Revocation, Session
+from xmppauth.features import xep0077_register
+from xmppauth.proto.jid import JID
+from xmppauth.proto.ns import CAM, GRANT
 from xmppauth.proto.sasl import ScramClient
 from xmppauth.proto.sasl.base import Challenge, ChannelBindingContext, Success
 from xmppauth.proto.sasl.scram import ScramServer
@@ -22,20 +39,10 @@ pytestmark = pytest.mark.django_db
 UA = "5b0f3c2e-1111-4c2e-9d3b-5f1e2a7c9b10"
 
 
-@pytest.fixture
-def alice() -> User:
-    user = User.objects.create(username="alice")
-    user.set_password("wonderland")
-    user.save()
-    return user
-
-
-def login(user: User, credential_id: str = "", **kwargs: object) -> services.Authorization:
+def login(user: User, credential_id: str = "", **kwargs: object) -> Authorization:
     kwargs.setdefault("user_agent_id", UA)
-    result = services.authorize(
-        user.username, credential_id=credential_id, mechanism="SCRAM-SHA-256", **kwargs
-    )  # type: ignore[arg-type]
-    assert isinstance(result, services.Authorization), result
+    result = authorize(user.username, credential_id=credential_id, mechanism="SCRAM-SHA-256", **kwargs)  # type: ignore[arg-type]
+    assert isinstance(result, Authorization), result
     return result
 
 
@@ -83,14 +90,14 @@ def test_a_revoked_clients_next_password_login_gets_a_fresh_grant(alice: User) -
 def test_the_account_policy_can_refuse_password_logins(alice: User, policy: str, text: str) -> None:
     alice.xmpp_password_login = policy
     alice.save()
-    result = services.authorize("alice", credential_id="", mechanism="PLAIN", user_agent_id=UA)
-    assert isinstance(result, services.Refusal)
+    result = authorize("alice", credential_id="", mechanism="PLAIN", user_agent_id=UA)
+    assert isinstance(result, Refusal)
     assert result.condition == "not-authorized"
     assert text in result.text
 
 
 def test_password_login_off_still_admits_app_passwords(alice: User) -> None:
-    created = services.create_app_password(alice, "bot", ["messages.send"])
+    created = app_passwords.create_app_password(alice, "bot", ["messages.send"])
     alice.xmpp_password_login = PasswordLogin.OFF
     alice.save()
     auth = login(alice, f"app:{created.app_password.pk}")
@@ -100,14 +107,14 @@ def test_password_login_off_still_admits_app_passwords(alice: User) -> None:
 def test_an_inactive_account_is_refused_even_after_the_mechanism(alice: User) -> None:
     alice.is_active = False
     alice.save()
-    result = services.authorize("alice", credential_id="", mechanism="PLAIN", user_agent_id=UA)
-    assert isinstance(result, services.Refusal)
+    result = authorize("alice", credential_id="", mechanism="PLAIN", user_agent_id=UA)
+    assert isinstance(result, Refusal)
     assert result.condition == "account-disabled"
 
 
 # ---------------------------------------------------------------------- app passwords
 def test_an_app_password_is_shown_once_and_stored_only_as_scram_keys(alice: User) -> None:
-    created = services.create_app_password(alice, "backup bot", ["messages.send", "presence"])
+    created = app_passwords.create_app_password(alice, "backup bot", ["messages.send", "presence"])
     app = AppPassword.objects.get(pk=created.app_password.pk)
     stored = repr(app.scram) + repr(app.__dict__)
     assert created.secret not in stored
@@ -119,7 +126,7 @@ def test_an_app_password_is_shown_once_and_stored_only_as_scram_keys(alice: User
 @pytest.mark.parametrize("scopes", [["admin"], ["clients.manage"], ["messages.send", "admin"]])
 def test_an_app_password_never_carries_admin_or_clients_manage(alice: User, scopes: list[str]) -> None:
     with pytest.raises(ValueError, match="can never carry"):
-        services.create_app_password(alice, "bot", scopes)
+        app_passwords.create_app_password(alice, "bot", scopes)
 
 
 @pytest.mark.parametrize(
@@ -134,24 +141,24 @@ def test_bad_app_password_input_gets_a_clear_error(
     alice: User, label: str, scopes: list[str], message: str
 ) -> None:
     with pytest.raises(ValueError, match=message):
-        services.create_app_password(alice, label, scopes)
+        app_passwords.create_app_password(alice, label, scopes)
 
 
 def test_plain_tells_the_account_password_from_each_app_password(alice: User) -> None:
-    bot = services.create_app_password(alice, "bot", ["messages.send"])
-    feed = services.create_app_password(alice, "feed", ["messages.receive"])
-    assert services.check_plain("alice", "alice", "wonderland") == ""
-    assert services.check_plain("alice", "alice", bot.secret) == f"app:{bot.app_password.pk}"
-    assert services.check_plain("alice", "alice", feed.secret) == f"app:{feed.app_password.pk}"
-    assert services.check_plain("alice", "alice", "nope") is None
-    assert services.check_plain("mallory", "mallory", "wonderland") is None
+    bot = app_passwords.create_app_password(alice, "bot", ["messages.send"])
+    feed = app_passwords.create_app_password(alice, "feed", ["messages.receive"])
+    assert credentials.check_plain("alice", "alice", "wonderland") == ""
+    assert credentials.check_plain("alice", "alice", bot.secret) == f"app:{bot.app_password.pk}"
+    assert credentials.check_plain("alice", "alice", feed.secret) == f"app:{feed.app_password.pk}"
+    assert credentials.check_plain("alice", "alice", "nope") is None
+    assert credentials.check_plain("mallory", "mallory", "wonderland") is None
     revocation.revoke_app_password(bot.app_password.pk, actor="test")
-    assert services.check_plain("alice", "alice", bot.secret) is None
+    assert credentials.check_plain("alice", "alice", bot.secret) is None
 
 
 def test_a_scram_exchange_finds_which_credential_the_client_used(alice: User) -> None:
-    bot = services.create_app_password(alice, "bot", ["messages.send"])
-    creds, alternatives = services.scram_lookup("alice", "alice", "SHA-256")
+    bot = app_passwords.create_app_password(alice, "bot", ["messages.send"])
+    creds, alternatives = credentials.scram_lookup("alice", "alice", "SHA-256")
     assert creds == alice.scram_credentials("SHA-256")
     assert [a.credential_id for a in alternatives] == [f"app:{bot.app_password.pk}"]
     for secret, expected in (("wonderland", ""), (bot.secret, f"app:{bot.app_password.pk}")):
@@ -167,31 +174,35 @@ def test_a_scram_exchange_finds_which_credential_the_client_used(alice: User) ->
 
 
 def test_app_passwords_survive_a_password_change(alice: User) -> None:
-    bot = services.create_app_password(alice, "bot", ["messages.send"])
-    revocation.change_password(alice, "looking-glass", actor="test")
+    bot = app_passwords.create_app_password(alice, "bot", ["messages.send"])
+    alice.set_password("looking-glass", actor="test")
+    alice.save()
     alice.refresh_from_db()
-    assert services.check_plain("alice", "alice", "looking-glass") == ""
-    assert services.check_plain("alice", "alice", bot.secret) == f"app:{bot.app_password.pk}"
-    assert len(services.scram_lookup("alice", "alice", "SHA-1")[1]) == 1
+    assert credentials.check_plain("alice", "alice", "looking-glass") == ""
+    assert credentials.check_plain("alice", "alice", bot.secret) == f"app:{bot.app_password.pk}"
+    assert len(credentials.scram_lookup("alice", "alice", "SHA-1")[1]) == 1
 
 
 def test_an_expired_app_password_no_longer_authenticates(alice: User) -> None:
-    bot = services.create_app_password(
+    bot = app_passwords.create_app_password(
         alice, "bot", ["messages.send"], expires=timezone.now() + timedelta(days=1)
     )
+    assert credentials.check_plain("alice", "alice", bot.secret) == f"app:{bot.app_password.pk}"  # control
     Grant.objects.filter(pk=bot.app_password.grant_id).update(expires=timezone.now() - timedelta(seconds=1))
-    assert services.check_plain("alice", "alice", bot.secret) is None
-    result = services.authorize(
+    assert credentials.check_plain("alice", "alice", bot.secret) is None
+    result = authorize(
         "alice", credential_id=f"app:{bot.app_password.pk}", mechanism="PLAIN", user_agent_id=None
     )
-    assert isinstance(result, services.Refusal)
+    assert isinstance(result, Refusal)
 
 
 def test_an_app_password_session_never_gets_a_fast_token(alice: User) -> None:
-    bot = services.create_app_password(alice, "bot", ["messages.send"])
+    bot = app_passwords.create_app_password(alice, "bot", ["messages.send"])
     auth = login(alice, f"app:{bot.app_password.pk}", fast_request="HT-SHA-256-NONE")
     assert auth.token is None
     assert not FastToken.objects.exists()
+    # control: the account password's login asks the same way and gets one
+    assert login(alice, fast_request="HT-SHA-256-NONE").token is not None
 
 
 # ---------------------------------------------------------------------- FAST tokens
@@ -205,11 +216,11 @@ def test_tokens_are_stored_masked_and_match_the_hmac_of_the_token(alice: User) -
     assert row.slot == "new"
     assert row.mechanism == "HT-SHA-256-NONE"
     assert bytes(row.key) != hashlib.sha256(token.encode()).digest()  # masked at rest
-    [candidate] = services.fast_candidates("alice", UA)
+    [candidate] = credentials.fast_candidates("alice", UA)
     # HMAC hashes a key longer than its block: the stored key gives the same HMAC as the token.
     assert hmac.new(candidate.key, b"Initiator", hashlib.sha256).digest() == ht_initiator(token)
-    assert services.fast_candidates("alice", "another-client") == []
-    assert services.fast_candidates("bob", UA) == []
+    assert credentials.fast_candidates("alice", "another-client") == []
+    assert credentials.fast_candidates("bob", UA) == []
 
 
 def test_rotation_keeps_the_old_token_until_the_new_one_is_used(alice: User) -> None:
@@ -243,14 +254,14 @@ def test_a_replayed_count_is_refused(alice: User) -> None:
     login(alice, f"fast:{token_id}", fast_count=1)
     login(alice, f"fast:{token_id}", fast_count=5)
     for stale in (5, 3):
-        result = services.authorize(
+        result = authorize(
             "alice",
             credential_id=f"fast:{token_id}",
             mechanism="HT-SHA-256-NONE",
             user_agent_id=UA,
             fast_count=stale,
         )
-        assert isinstance(result, services.Refusal)
+        assert isinstance(result, Refusal)
         assert result.condition == "not-authorized"
 
 
@@ -258,11 +269,11 @@ def test_expired_tokens_are_not_candidates_and_fail_as_expired(alice: User) -> N
     login(alice, fast_request="HT-SHA-256-NONE")
     token = FastToken.objects.get()
     FastToken.objects.update(expires=timezone.now() - timedelta(seconds=1))
-    assert services.fast_candidates("alice", UA) == []
-    result = services.authorize(
+    assert credentials.fast_candidates("alice", UA) == []
+    result = authorize(
         "alice", credential_id=f"fast:{token.pk}", mechanism="HT-SHA-256-NONE", user_agent_id=UA
     )
-    assert isinstance(result, services.Refusal)
+    assert isinstance(result, Refusal)
     assert result.condition == "credentials-expired"
 
 
@@ -273,8 +284,8 @@ def test_a_fast_login_gets_the_clients_grant(alice: User) -> None:
 
 
 # ---------------------------------------------------------------------- revocation records
-def open_session(auth: services.Authorization) -> int:
-    return services.open_session(
+def open_session(auth: Authorization) -> int:
+    return records.open_session(
         auth, jid="alice@localhost/x", transport="tcp-tls", address="127.0.0.1", mechanism="PLAIN", node="n1"
     )
 
@@ -304,8 +315,7 @@ def test_revoking_a_client_names_its_live_sessions(alice: User) -> None:
     assert message["grant_ids"] == [auth.grant_id]
 
 
-def test_revocation_of_another_accounts_object_is_not_found(alice: User) -> None:
-    bob = User.objects.create(username="bob")
+def test_revocation_of_another_accounts_object_is_not_found(alice: User, bob: User) -> None:
     auth = login(alice)
     with pytest.raises(revocation.NotFound):
         revocation.revoke_client(auth.client_id, actor="bob", user=bob)  # type: ignore[arg-type]
@@ -324,16 +334,76 @@ def test_any_password_change_ends_other_sessions_and_tokens(alice: User) -> None
 
 def test_a_password_change_can_keep_the_sessions(alice: User) -> None:
     login(alice, fast_request="HT-SHA-256-NONE")
-    revocation.change_password(alice, "new one", actor="alice", keep_other_sessions=True)
+    alice.set_password("new one", actor="alice", keep_other_sessions=True)
+    alice.save()
     assert FastToken.objects.exists()
     assert not Revocation.objects.exists()
     assert AuthEvent.objects.filter(kind="password-changed", detail="sessions kept").exists()
 
 
+# ---------------------------------------------------------------------- the one password door, by every path
+def changed_password(user: User, old: str, new: str, *, actor: str, except_session: int | None) -> None:
+    """What ``User.set_password`` does on a change: new SCRAM keys, no FAST token, the other
+    sessions ended (all but ``except_session``), and the security log says who."""
+    assert credentials.check_plain(user.username, user.username, new) == ""
+    assert credentials.check_plain(user.username, user.username, old) is None
+    assert not FastToken.objects.exists()
+    ended = Revocation.objects.get()
+    assert (ended.username, ended.all_sessions, ended.except_session) == (user.username, True, except_session)
+    assert ended.text == "the account password was changed" + (f" by {actor}" if actor else "")
+    event = AuthEvent.objects.get(kind=AuthEvent.Kind.PASSWORD_CHANGED)
+    assert (event.user_id, event.actor, event.detail) == (user.pk, actor, "other sessions ended")
+
+
+def test_a_password_set_in_the_admin_ends_the_other_sessions(alice: User, admin_client: Any) -> None:
+    open_session(login(alice, fast_request="HT-SHA-256-NONE"))
+    keys = dict(alice.scram)
+    answer = admin_client.post(
+        f"/admin/accounts/user/{alice.pk}/password/",
+        {"password1": "looking-glass", "password2": "looking-glass", "usable_password": "true"},
+    )
+    assert answer.status_code == 302, answer.content
+    alice.refresh_from_db()
+    assert all(alice.scram[name] != keys[name] for name in keys)
+    changed_password(alice, "wonderland", "looking-glass", actor="", except_session=None)
+
+
+def test_adduser_on_an_existing_account_ends_its_other_sessions(alice: User) -> None:
+    open_session(login(alice, fast_request="HT-SHA-256-NONE"))
+    call_command("adduser", "alice", "looking-glass")
+    changed_password(alice, "wonderland", "looking-glass", actor="", except_session=None)
+
+
+def test_adduser_gives_a_new_account_its_first_password_which_is_no_change() -> None:
+    call_command("adduser", "bob", "builder")
+    assert credentials.check_plain("bob", "bob", "builder") == ""
+    assert not Revocation.objects.exists()
+    assert not AuthEvent.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)  # the XEP-0077 door runs the ORM in a worker thread
+async def test_an_in_band_password_change_keeps_its_own_session(alice: User) -> None:
+    session_id = await sync_to_async(open_session)(
+        await sync_to_async(login)(alice, fast_request="HT-SHA-256-NONE")
+    )
+    stanza = etree.fromstring(
+        "<iq xmlns='jabber:client' type='set' id='pw1' from='alice@localhost/x'>"
+        "<query xmlns='jabber:iq:register'><username>alice</username><password>looking-glass</password>"
+        "</query></iq>"
+    )
+    reply = await xep0077_register.handle(
+        alice.pk, session_id, JID.parse("alice@localhost/x"), stanza, stanza[0]
+    )
+    assert reply.get("type") == "result", etree.tostring(reply)
+    await sync_to_async(changed_password)(
+        alice, "wonderland", "looking-glass", actor="alice@localhost/x (XEP-0077)", except_session=session_id
+    )
+
+
 def test_sessions_left_open_by_a_stopped_node_are_closed_at_start(alice: User) -> None:
     session_id = open_session(login(alice))
-    assert services.close_node_sessions("other-node") == 0
-    assert services.close_node_sessions("n1") == 1
+    assert records.close_node_sessions("other-node") == 0
+    assert records.close_node_sessions("n1") == 1
     assert Session.objects.get(pk=session_id).end_reason == "the server stopped"
 
 
@@ -341,9 +411,9 @@ def test_sessions_left_open_by_a_stopped_node_are_closed_at_start(alice: User) -
 def test_the_client_list_shows_clients_and_app_passwords_with_their_permissions(alice: User) -> None:
     auth = login(alice, software="Chat", device="phone", fast_request="HT-SHA-256-NONE")
     open_session(auth)
-    services.create_app_password(alice, "feed", ["messages.send"])
-    clients = cam.client_list(alice)
-    ns = {"c": cam.NS, "g": cam.GRANT_NS}
+    app_passwords.create_app_password(alice, "feed", ["messages.send"])
+    clients = xep0494.client_list(alice)
+    ns = {"c": CAM, "g": GRANT}
     [phone] = cast(list[Any], clients.xpath("c:client[starts-with(@id, 'c')]", namespaces=ns))
     assert (phone.get("type"), phone.get("connected")) == ("session", "true")
     assert phone.xpath("c:auth/c:password", namespaces=ns)
@@ -358,14 +428,16 @@ def test_the_client_list_shows_clients_and_app_passwords_with_their_permissions(
 
 def test_revoking_a_password_client_over_xep0494_says_a_password_reset_is_required(alice: User) -> None:
     auth = login(alice)
-    outcome = cam.revoke(alice, f"c{auth.client_id}", actor="alice")
+    outcome = xep0494.revoke(alice, f"c{auth.client_id}", actor="alice")
     assert outcome.found
     assert outcome.password_reset_required
     assert Client.objects.get(pk=cast(int, auth.client_id)).revoked is not None
-    assert not cam.revoke(alice, "c999", actor="alice").found
-    assert not cam.revoke(alice, "x1", actor="alice").found
-    bot = services.create_app_password(alice, "bot", ["presence"])
-    assert cam.revoke(alice, f"a{bot.app_password.pk}", actor="alice") == cam.RevokeOutcome(found=True)
+    assert not xep0494.revoke(alice, "c999", actor="alice").found
+    assert not xep0494.revoke(alice, "x1", actor="alice").found
+    bot = app_passwords.create_app_password(alice, "bot", ["presence"])
+    assert xep0494.revoke(alice, f"a{bot.app_password.pk}", actor="alice") == xep0494.RevokeOutcome(
+        found=True
+    )
 
 
 def test_token_helpers_round_trip() -> None:
@@ -403,7 +475,7 @@ def test_the_security_log_cannot_be_edited_from_the_admin_site(alice: User, admi
 
 
 def test_changing_scopes_is_logged_published_and_validated(alice: User) -> None:
-    bot = services.create_app_password(alice, "bot", ["messages.send", "presence"])
+    bot = app_passwords.create_app_password(alice, "bot", ["messages.send", "presence"])
     grant_id = bot.app_password.grant_id
     revocation.change_grant_scopes(grant_id, ["messages.send"], actor="alice (portal)")
     assert Grant.objects.get(pk=grant_id).scopes == ["messages.send"]
@@ -441,12 +513,12 @@ def test_old_records_are_forgotten_after_the_configured_days(alice: User, settin
     long_ago = timezone.now() - timedelta(days=91)
     Session.objects.filter(pk=old).update(ended=long_ago)
     Session.objects.filter(pk=recent).update(ended=timezone.now())
-    services.log_event(alice, AuthEvent.Kind.LOGIN_FAILED, "old")
+    securitylog.log_event(alice, AuthEvent.Kind.LOGIN_FAILED, "old")
     AuthEvent.objects.filter(detail="old").update(created=timezone.now() - timedelta(days=366))
-    services.log_event(alice, AuthEvent.Kind.LOGIN_FAILED, "new")
-    assert services.forget_old_records() == (1, 1)
+    securitylog.log_event(alice, AuthEvent.Kind.LOGIN_FAILED, "new")
+    assert records.forget_old_records() == (1, 1)
     assert set(Session.objects.values_list("pk", flat=True)) == {recent, live}  # a live one is never pruned
     assert list(AuthEvent.objects.filter(kind="login-failed").values_list("detail", flat=True)) == ["new"]
     settings.XMPP_SESSION_RECORD_DAYS = 0
     Session.objects.filter(pk=recent).update(ended=long_ago)
-    assert services.forget_old_records() == (0, 0)
+    assert records.forget_old_records() == (0, 0)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from asgiref.sync import sync_to_async
 from lxml import etree
 
 from accounts.models import User
-from xmppauth import roster
+from tests.helpers import canon, db
+from xmppauth.features import rfc6121_roster as roster
 from xmppauth.models import RosterItem
 from xmppauth.proto.jid import JID
 
@@ -19,12 +18,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 ACCOUNT = JID("alice", "example.org", "phone")
 _PARSER = etree.XMLParser(remove_blank_text=True)
-
-
-def canon(xml: str | etree._Element) -> str:
-    if not isinstance(xml, str):
-        xml = etree.tostring(xml).decode()
-    return str(etree.canonicalize(etree.tostring(etree.fromstring(xml, _PARSER)).decode(), strip_text=True))
 
 
 def assert_xml(el: etree._Element | None, expected: str) -> None:
@@ -37,22 +30,12 @@ def request(xml: str) -> tuple[etree._Element, etree._Element]:
     return stanza, stanza[0]
 
 
-async def db(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run ORM code from an async test (Django refuses it on the event loop)."""
-    return await sync_to_async(fn)(*args, **kwargs)
-
-
 def rows(**filters: Any) -> list[tuple[Any, ...]]:
     return list(
         RosterItem.objects.filter(**filters)
         .order_by("user_id", "jid")
         .values_list("jid", "name", "groups", "subscription", "ask")
     )
-
-
-@pytest.fixture
-def alice() -> User:
-    return User.objects.create(username="alice")
 
 
 async def send(user: User, xml: str) -> roster.RosterOutcome:
@@ -93,7 +76,7 @@ async def test_an_empty_roster_is_an_empty_query_without_ver(alice: User) -> Non
     assert outcome.push is None
 
 
-async def test_get_lists_every_item_sorted_by_jid_and_ignores_ver(alice: User) -> None:
+async def test_get_lists_every_item_sorted_by_jid_and_ignores_ver(alice: User, bob: User) -> None:
     await db(
         RosterItem.objects.create,
         user=alice,
@@ -110,7 +93,6 @@ async def test_get_lists_every_item_sorted_by_jid_and_ignores_ver(alice: User) -
         groups=["Servants"],
         ask=True,
     )
-    bob = await db(User.objects.create, username="bob")
     await db(RosterItem.objects.create, user=bob, jid="tybalt@example.net")
     outcome = await send(
         alice,
@@ -255,8 +237,7 @@ async def test_removing_an_item_deletes_it_and_pushes_subscription_remove(alice:
     assert await db(rows) == []
 
 
-async def test_removing_an_unknown_item_is_item_not_found(alice: User) -> None:
-    bob = await db(User.objects.create, username="bob")
+async def test_removing_an_unknown_item_is_item_not_found(alice: User, bob: User) -> None:
     await db(RosterItem.objects.create, user=bob, jid="nurse@example.com")
     outcome = await send(
         alice, roster_set("<item jid='nurse@example.com' subscription='remove'/>", "uj4b1ca8")
@@ -353,10 +334,9 @@ async def test_more_than_32_groups_is_not_acceptable(alice: User) -> None:
 
 
 async def test_a_full_roster_is_resource_constraint_but_updates_and_removals_still_work(
-    alice: User, settings: object
+    alice: User, bob: User, settings: object
 ) -> None:
     settings.XMPP_MAX_ROSTER_ITEMS = 2  # type: ignore[attr-defined]
-    bob = await db(User.objects.create, username="bob")
     await db(RosterItem.objects.create, user=bob, jid="other@example.net")
     for jid in ("a@example.net", "b@example.net"):
         assert (await send(alice, roster_set(f"<item jid='{jid}'/>"))).reply.get("type") == "result"

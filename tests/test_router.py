@@ -384,6 +384,11 @@ async def test_a_headline_to_nobody_is_dropped_without_an_error(router: Router) 
     await router.route(alice, event(xml))
     assert alice.bounced == []
     assert alice.received == []
+    # control: the same message as a chat is bounced, so the router did look for bob and found nobody
+    await router.route(alice, event(xml.replace("type='headline'", "type='chat' id='h1'")))
+    assert [(stanza_id, condition) for stanza_id, condition, _ in alice.bounced] == [
+        ("h1", StanzaErrorCondition.SERVICE_UNAVAILABLE)
+    ]
 
 
 # ------------------------------------------------------------------ carbons (XEP-0280)
@@ -768,6 +773,10 @@ async def test_a_directed_contact_without_presence_is_not_told_by_bare_jid(route
     desk.directed_to = {JID("dave", "localhost")}
     await router.route(desk, event(UNAVAILABLE))
     assert dave.received == []
+    # control: the unavailable presence did go out: the sender hears its own
+    assert desk.received == [
+        b'<presence xmlns="jabber:client" from="alice@localhost/desk" type="unavailable"/>'
+    ]
 
 
 @pytest.mark.parametrize("presence_type", ["subscribe", "probe", "error"])
@@ -928,6 +937,10 @@ async def test_directed_contacts_that_refuse_unavailable_presence_are_not_told(r
     desk.directed_to = {JID("bob", "localhost", "phone"), JID("carol", "localhost")}
     await router.route(desk, event(UNAVAILABLE))
     assert by_full_jid.received == by_bare_jid.received == []
+    # control: the unavailable presence did go out: the sender hears its own
+    assert desk.received == [
+        b'<presence xmlns="jabber:client" from="alice@localhost/desk" type="unavailable"/>'
+    ]
 
 
 async def test_a_withdrawn_presence_skips_sessions_that_refuse_unavailable_presence(router: Router) -> None:

@@ -14,12 +14,17 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 from django.urls import path  # noqa: E402
 
 from xmppauth.consumer import StreamConsumer  # noqa: E402
+from xmppauth.transport.websocket import WebSocketTransport  # noqa: E402
+
+stream_application = StreamConsumer.as_asgi()  # the ``xmpp`` scope, whatever transport carries it
 
 application = ProtocolTypeRouter(
     {
         # Static files are served by the app itself so the embedded default needs no web server in front.
         "http": ASGIStaticFilesHandler(django_asgi_app),
-        "websocket": URLRouter([path("xmpp-websocket", StreamConsumer.as_asgi())]),
-        "xmpp": StreamConsumer.as_asgi(),
+        # RFC 7395: the WebSocket transport turns the route's WebSockets into ``xmpp`` scopes.
+        # (Channels' URLRouter takes ASGI applications where django-stubs' path() expects views.)
+        "websocket": URLRouter([path("xmpp-websocket", WebSocketTransport(stream_application))]),  # type: ignore[arg-type]
+        "xmpp": stream_application,
     }
 )

@@ -1,55 +1,52 @@
-"""The Channels consumer that runs one XMPP client stream, over TCP or WebSocket.
+"""The Channels consumer that runs one XMPP client stream, whatever transport carries it.
 
-The transport is either the raw TCP server (scope type ``xmpp``, see transport/tcp.py) or a
-WebSocket on ``/xmpp-websocket`` (RFC 7395, subprotocol ``xmpp``). Both feed the same sans-IO
-:class:`~xmppauth.proto.stream.C2SStream`; this class only moves bytes, answers the machine's
-requests (credentials, bind, TLS) and hands stanzas to the router.
+The application of the ``xmpp`` ASGI scope: the TCP and WebSocket transports both speak its
+message set (xmppauth/transport/__init__.py); the scope says only how the stream is framed. It
+feeds the sans-IO :class:`~xmppauth.proto.stream.C2SStream`, answers the machine's
+requests (credentials, grants, bind, resumption) and hands stanzas to the router. The requests
+that protocols beyond the core bring go to their modules: iq namespaces to
+:mod:`xmppauth.features`, SASL2 tasks to :mod:`xmppauth.sasl2_tasks`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-import ipaddress
 import logging
-import secrets
-import time
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
-from autobahn.exception import Disconnected
 from channels.consumer import AsyncConsumer, get_handler_name
 from channels.exceptions import StopConsumer
 from django.conf import settings
 from lxml import etree
 
-from sessions_acl.access import ADMIN, PRESENCE, ROSTER_READ, SessionAccess, session_scopes
-from sessions_acl.cam import NS as CAM
-from sessions_acl.services import Authorization, Refusal
-from xmppauth import adhoc, register, roster, services, tasks
+from sessions_acl.access import PRESENCE, SessionAccess, session_scopes
+from sessions_acl.login import Authorization
+from xmppauth import features, login_answers, offline, services, tasks
 from xmppauth.control import CONTROL
 from xmppauth.proto import events as ev
-from xmppauth.proto import ns
-from xmppauth.proto import xep0480_upgrade as upgrade
-from xmppauth.proto import replies as stanzas
 from xmppauth.proto.access import Admission
-from xmppauth.proto.errors import SaslCondition, StanzaErrorCondition, StreamError, StreamErrorCondition
-from xmppauth.proto.jid import JID, InvalidJID, prep_localpart
-from xmppauth.proto.xep0198_sm import MAX_UNACKED
+from xmppauth.proto.errors import StanzaErrorCondition, StreamError, StreamErrorCondition
+from xmppauth.proto.jid import JID
 from xmppauth.proto.stream import C2SStream, StreamConfig
-from xmppauth.proto.xml import serialize
+from xmppauth.proto.xep0198_sm import MAX_UNACKED, StreamManagement
 from xmppauth.router import ROUTER
 
 log = logging.getLogger("xmppauth.c2s")
 
-WEBSOCKET_SUBPROTOCOL = "xmpp"
 MAX_HELD = 256  # XEP-0352: held stanzas beyond this go out anyway
 ACTIVITY_GRANULARITY = 60.0  # seconds: how often a busy session's record is told it is still active
 
 
+# The transport's name in the session record (sessions_acl.Session.transport), by scope "transport".
+_RECORDED_TRANSPORT = {"starttls": "tcp-starttls", "directtls": "tcp-tls", "websocket": "websocket"}
+
+
 @functools.cache
 def stream_config() -> StreamConfig:
+    served = features.advertised()
     return StreamConfig(
         domains=frozenset({settings.XMPP_DOMAIN}),
         max_stanza_bytes=settings.XMPP_MAX_STANZA_BYTES,
@@ -58,28 +55,26 @@ def stream_config() -> StreamConfig:
         allow_plain=settings.XMPP_SASL_PLAIN,
         sm_resume_seconds=settings.XMPP_SM_RESUME_SECONDS,
         fast=True,
-        driver_iq_namespaces=frozenset({CAM, roster.NS, adhoc.NS, register.NS}),
-        driver_disco_nodes=frozenset({adhoc.NS}),
-        extra_server_features=(adhoc.NS,),
-        extra_account_features=(CAM,),
+        driver_iq_namespaces=served.iq_namespaces,
+        driver_disco_nodes=served.disco_nodes,
+        extra_server_features=served.server_features,
+        extra_account_features=served.account_features,
     )
 
 
-@functools.cache
-def _tls_terminating_networks() -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    return tuple(ipaddress.ip_network(net, strict=False) for net in settings.XMPP_WS_TLS_TERMINATED_BY)
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ResumeState:
+    """What a hibernated session hands to the stream that resumes it (XEP-0198 §5)."""
 
-
-def websocket_is_encrypted(scope: dict[str, Any]) -> bool:
-    """A WebSocket counts as encrypted over wss, or from a proxy trusted to have terminated TLS."""
-    if scope.get("scheme") == "wss":
-        return True
-    client = scope.get("client") or ("", 0)
-    try:
-        address = ipaddress.ip_address(str(client[0]))
-    except (TypeError, ValueError):
-        return False
-    return any(address in net for net in _tls_terminating_networks())
+    jid: JID
+    session_id: int | None
+    available: bool
+    priority: int
+    last_presence: bytes | None
+    directed_to: set[JID]
+    held: list[bytes]  # XEP-0352: what waits while the client is inactive
+    access: SessionAccess | None
+    sm: StreamManagement
 
 
 class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
@@ -98,7 +93,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.directed_to: set[JID] = set()
-        self._websocket = False
+        self._feed: Callable[[bytes], None] | None = None  # the stream's receive_data or receive_frame
         self._closed = False
         self._timer: asyncio.TimerHandle | None = None
         self._peer = "?"
@@ -106,7 +101,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         self._hibernating = False  # XEP-0198: transport gone, session kept for a resume
         self._taken_over = False  # resumed on another stream: this object no longer owns the session
         self._expiry: asyncio.TimerHandle | None = None
-        self._upgrade_salt = b""
+        self._login: login_answers.Login | None = None  # the answers to the core's login requests
         self._ack_timer: asyncio.TimerHandle | None = None
         self.auth: Authorization | None = None  # the grant this stream holds, once authenticated
         self.access: SessionAccess | None = None
@@ -115,8 +110,8 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         self._touched = 0.0
         self._authorized_at = 0.0
         self._grant_timer: asyncio.TimerHandle | None = None
-        self._transport = "websocket"
-        self.roster_requested = False  # RFC 6121 §2.1.6: an "interested resource" gets roster pushes
+        self._transport = ""
+        self.feature_state: dict[str, object] = {}  # xmppauth.features' per-session state
         self._address = ""
         self._tasks: set[asyncio.Task[Any]] = set()  # this session's background work (tasks.start)
         self._resuming: StreamConsumer | None = None  # the hibernated session being taken over
@@ -151,23 +146,24 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             raise ValueError(f"no handler for message type {message['type']}")
         await handler(message)
 
-    # ------------------------------------------------------------------ TCP transport (scope "xmpp")
+    # ------------------------------------------------------------------ the transport (scope "xmpp")
     async def xmpp_connect(self, message: dict[str, Any]) -> None:
         tls = message.get("tls")
-        self._transport = "tcp-starttls" if self.scope.get("transport") == "starttls" else "tcp-tls"
-        self._start(
-            C2SStream(
-                stream_config(),
-                framed=False,
-                secure=tls is not None,
-                starttls=self.scope.get("transport") == "starttls",
-                channel_bindings=(tls or {}).get("channel_bindings"),
-            )
+        transport = str(self.scope.get("transport"))
+        self._transport = _RECORDED_TRANSPORT.get(transport, transport)
+        stream = C2SStream(
+            stream_config(),
+            framed=self.scope.get("xmpp_framing") == "websocket",
+            secure=bool(message.get("encrypted", tls is not None)),
+            starttls=transport == "starttls",
+            channel_bindings=(tls or {}).get("channel_bindings"),
         )
+        self._feed = stream.receive_frame if stream.framed else stream.receive_data
+        self._start(stream)
 
     async def xmpp_receive(self, message: dict[str, Any]) -> None:
-        if self.stream is not None:
-            self.stream.receive_data(message["bytes"])
+        if self._feed is not None:
+            self._feed(message["bytes"])
             await self._pump()
 
     async def xmpp_tls_established(self, message: dict[str, Any]) -> None:
@@ -178,35 +174,8 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
     async def xmpp_disconnect(self, message: dict[str, Any]) -> None:
         await self._gone(message.get("reason", "disconnected"))
 
-    # ------------------------------------------------------------------ WebSocket transport (RFC 7395)
-    async def websocket_connect(self, message: dict[str, Any]) -> None:
-        if WEBSOCKET_SUBPROTOCOL not in self.scope.get("subprotocols", ()):
-            # RFC 7395 §3.3: the client MUST offer 'xmpp'; refusing before accept answers HTTP 403.
-            await self.send({"type": "websocket.close"})
-            return
-        await self.send({"type": "websocket.accept", "subprotocol": WEBSOCKET_SUBPROTOCOL})
-        self._websocket = True
-        self._start(
-            C2SStream(stream_config(), framed=True, secure=websocket_is_encrypted(self.scope), starttls=False)
-        )
-
-    async def websocket_receive(self, message: dict[str, Any]) -> None:
-        if self.stream is None:
-            return
-        text = message.get("text")
-        if text is None:
-            # RFC 7395 §3.2: "Data frame messages in the XMPP subprotocol MUST be of the text type
-            # and contain UTF-8 encoded data." RFC 7395 names no condition; a binary frame is the
-            # stream "improperly encoded", RFC 6120 §4.9.3.22, which §4.9.3.1 prefers to bad-format.
-            # The error, then <close/>, then the WebSocket closes (RFC 7395 §3.5, §3.6).
-            why = "XMPP over WebSocket uses text frames (RFC 7395 §3.2)"
-            await self._close(StreamErrorCondition.UNSUPPORTED_ENCODING, why)
-            return
-        self.stream.receive_frame(text.encode())
-        await self._pump()
-
-    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
-        await self._gone(f"websocket closed ({message.get('code')})")
+    async def xmpp_stream_error(self, message: dict[str, Any]) -> None:
+        await self._close(StreamErrorCondition(message["condition"]), message["text"])
 
     # ------------------------------------------------------------------ the pump
     def _start(self, stream: C2SStream) -> None:
@@ -214,8 +183,14 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         client = self.scope.get("client") or ("?", 0)
         self._peer = f"{client[0]}:{client[1]}"
         self._address = str(client[0])
+        self._login = login_answers.Login(
+            stream, address=self._address, peer=self._peer, is_open=self._is_open, admitted=self._admitted
+        )
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(settings.XMPP_PREAUTH_TIMEOUT, self._preauth_timeout)
+
+    def _is_open(self) -> bool:
+        return not self._closed
 
     def _preauth_timeout(self) -> None:
         self._timer = None
@@ -244,20 +219,9 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
                 self._touched = now  # the session record's last activity, to the minute
                 self._background(services.touch_session(self.session_id), "recording its activity")
             await ROUTER.route(self, event)
-        elif isinstance(event, ev.CredentialsNeeded):
-            creds, alternatives = await services.scram_credentials(
-                event.localpart, event.username, event.hash_name
-            )
-            if not self._closed:
-                stream.provide_credentials(creds, alternatives)
-        elif isinstance(event, ev.PasswordCheckNeeded):
-            credential = await services.check_password(event.localpart, event.username, event.password)
-            if not self._closed:
-                stream.password_checked(credential is not None, credential or "")
-        elif isinstance(event, ev.TokenCheckNeeded):
-            candidates = await services.fast_candidates(event.localpart, event.user_agent_id)
-            if not self._closed:
-                stream.provide_tokens(candidates)
+        elif isinstance(event, login_answers.EVENTS):
+            assert self._login is not None
+            await self._login.answer(event)
         elif isinstance(event, ev.IqRequest):
             await self._iq_request(event)
         elif isinstance(event, ev.StartTlsRequested):
@@ -270,26 +234,6 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         elif isinstance(event, ev.ClientStateChanged):
             if event.active:
                 self._release_held()
-        elif isinstance(event, (ev.TaskStarted, ev.TaskData)):
-            await self._task(event)
-        elif isinstance(event, ev.Authenticated):
-            await self._authorize(event)
-        elif isinstance(event, ev.AuthFailed):
-            log.info(
-                "%s failed to authenticate as %r with %s: %s",
-                self._peer,
-                event.username,
-                event.mechanism,
-                event.condition.value,
-            )
-            if event.condition is not SaslCondition.ABORTED:
-                localpart = stream.stream_from.local if stream.stream_from is not None else None
-                await services.login_failed(
-                    _localpart(event.username) or localpart,
-                    event.mechanism,
-                    event.condition.value,
-                    self._address,
-                )
         elif isinstance(event, ev.StreamClosed):
             if event.condition is not None:
                 log.info("%s stream error %s: %s", self._peer, event.condition.value, event.text)
@@ -298,56 +242,9 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
                 self._end_reason = self._end_reason or "closed by the client"
             await self._finish(by_peer=event.by_peer)
 
-    async def _authorize(self, event: ev.Authenticated) -> None:
-        """The mechanism succeeded: find the grant this login gets (or refuse it), then tasks."""
-        stream = self.stream
-        assert stream is not None
-        agent = event.user_agent
-        authorizing = time.monotonic()  # a revocation applied from now on may have been missed by the read
-        result = await services.authorize(
-            event.localpart,
-            credential_id=event.credential_id,
-            mechanism=event.mechanism,
-            user_agent_id=agent.id if agent is not None else None,
-            software=agent.software if agent is not None else None,
-            device=agent.device if agent is not None else None,
-            fast_request=event.fast_request,
-            fast_invalidate=event.fast_invalidate,
-            fast_count=event.fast_count,
-            address=self._address,
-        )
-        if self._closed:
-            return
-        if isinstance(result, Refusal):
-            log.info("%s: login of %s refused: %s", self._peer, event.localpart, result.text)
-            if not self._closed:  # the AuthFailed that follows goes to the security log
-                stream.refuse(SaslCondition(result.condition), result.text)
-            return
-        self.auth = result
-        self._authorized_at = authorizing
-        self.access = SessionAccess(
-            result.scopes, limit=settings.XMPP_PENDING_REQUESTS, seconds=settings.XMPP_PENDING_REQUEST_SECONDS
-        )
-        stream.access = self.access
-        if result.token is not None:
-            stream.issue_token(result.token.token, result.token.expiry)
-        steps: list[list[str]] = []
-        if event.upgrades and result.credential == "password":
-            # XEP-0480 upgrades derive the account's keys from the password: never from an app
-            # password or a token.
-            missing = await services.missing_hashes(event.localpart)
-            steps = [[task] for task in event.upgrades if upgrade.hash_of(task) in missing]
-        if not self._closed:
-            stream.continue_with(steps)
-        log.info(
-            "%s authenticated as %s with %s (%s, %s%s)",
-            self._peer,
-            event.localpart,
-            event.mechanism,
-            "SASL2" if event.profile == "sasl2" else "RFC 6120 SASL",
-            result.credential if result.credential != "app-password" else f"app password {result.label!r}",
-            f", {agent.software or '?'} on {agent.device or '?'}" if agent is not None else "",
-        )
+    def _admitted(self, auth: Authorization, access: SessionAccess, authorized_at: float) -> None:
+        """The login got the grant ``auth`` (read at ``authorized_at``), limited to ``access``."""
+        self.auth, self.access, self._authorized_at = auth, access, authorized_at
 
     async def _bind(self, event: ev.BindRequested) -> None:
         stream = self.stream
@@ -380,9 +277,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         self.jid = stream.bind_resource(resource)
         await ROUTER.claim(self)  # anyone who took the JID meanwhile goes
         self._arm_grant_expiry()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer = _cancelled(self._timer)
         log.info("%s bound %s", self._peer, self.jid)
 
     def _arm_grant_expiry(self) -> None:
@@ -444,131 +339,32 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         return self.auth.grant_id if self.auth is not None else None
 
     async def _iq_request(self, event: ev.IqRequest) -> None:
-        """Requests the core hands over: roster, XEP-0494 client management, XEP-0077 password
-        change, XEP-0133 commands."""
-        stream = self.stream
-        assert stream is not None
+        """A request in a namespace (or disco node) of xmppauth.features: its handler answers."""
         assert self.auth is not None
+        assert self.access is not None
         assert self.jid is not None
-        stanza, payload = event.stanza, event.payload
-        namespace = etree.QName(payload).namespace
-        if namespace == roster.NS:
-            outcome = await roster.handle(self.auth.user_id, self.jid, stanza, payload)
-            if stanza.get("type") == "get" and outcome.reply.get("type") == "result":
-                self.roster_requested = True
-            await self._answer(outcome.reply)
-            if outcome.push is not None:
-                await self._roster_push(outcome.push)
-            return
-        if payload.get("node") == adhoc.NS and namespace in (ns.DISCO_ITEMS, ns.DISCO_INFO):
-            await self._answer(self._command_discovery(stanza, payload, namespace))
-            return
-        if namespace == register.NS:
-            await self._answer(
-                await register.handle(self.auth.user_id, self.session_id, self.jid, stanza, payload)
-            )
-            return
-        if namespace == adhoc.NS:
-            reply = await adhoc.handle(
-                stanza, payload, actor=f"{self.jid} (XEP-0133)", online=ROUTER.online_counts
-            )
-            await self._answer(reply)
-            return
-        await self._client_management(stanza, payload)
-
-    def _command_discovery(
-        self, stanza: etree._Element, payload: etree._Element, namespace: str
-    ) -> etree._Element:
-        """XEP-0050 §2: the command list (the XEP-0133 commands, to sessions that may run them)."""
-        reply = stanzas.iq_reply(stanza, "result")
-        query = etree.SubElement(reply, ns.qname(namespace, "query"), nsmap=ns.default(namespace))
-        query.set("node", adhoc.NS)
-        if namespace == ns.DISCO_INFO:
-            etree.SubElement(
-                query, ns.qname(namespace, "identity"), category="automation", type="command-list"
-            )
-            return reply
-        if self.access is not None and self.access.allows(ADMIN):
-            for node, name in adhoc.command_items():
-                etree.SubElement(
-                    query, ns.qname(namespace, "item"), jid=settings.XMPP_DOMAIN, node=node, name=name
-                )
-        return reply
+        handler = features.handler_for(event.payload)
+        assert handler is not None  # the core hands over only what the features registered
+        context = features.IqContext(
+            user_id=self.auth.user_id,
+            jid=self.jid,
+            session_id=self.session_id,
+            access=self.access,
+            state=self.feature_state,
+            answer=self._answer,
+            account_sessions=self._account_sessions,
+        )
+        await handler(context, event.stanza, event.payload)
 
     async def _answer(self, reply: etree._Element) -> None:
         if self.stream is not None and not self._closed:
             self.stream.send_stanza(reply)
             await self._flush()
 
-    async def _roster_push(self, push: etree._Element) -> None:
-        """RFC 6121 §2.1.6: every interested resource of the account hears of the change."""
+    def _account_sessions(self) -> list[features.AccountSession]:
+        """The account's bound sessions in this process (this one included)."""
         assert self.jid is not None
-        for session in list(ROUTER.resources(self.jid.bare).values()):
-            if (
-                isinstance(session, StreamConsumer)
-                and session.roster_requested
-                and session.access is not None
-                and session.access.allows(ROSTER_READ)
-                and session.jid is not None
-            ):
-                iq = roster.push_iq(push, session.jid, f"push-{secrets.token_hex(6)}")
-                await session.deliver(serialize(iq))
-
-    async def _client_management(self, stanza: etree._Element, payload: etree._Element) -> None:
-        """XEP-0494: list the account's clients, or revoke one."""
-        assert self.auth is not None
-        local = etree.QName(payload).localname
-        reply = stanzas.iq_reply(stanza, "result")
-        if local == "list" and stanza.get("type") == "get":
-            reply.append(await services.cam_list(self.auth.user_id))
-        elif local == "revoke" and payload.get("id"):
-            # XEP-0494 says set; slixmpp 1.17 sends its revoke as a get, so both are accepted.
-            outcome = await services.cam_revoke(
-                self.auth.user_id, payload.get("id", ""), f"{self.jid} (XEP-0494)"
-            )
-            if not outcome.found:
-                reply = stanzas.iq_error(
-                    stanza, stanzas.Refusal(StanzaErrorCondition.ITEM_NOT_FOUND, "no client with that id")
-                )
-            elif outcome.password_reset_required:
-                text = (
-                    "the client's sessions, tokens and grant were revoked, but it has used the "
-                    "account password: change the password to keep it out"
-                )
-                refusal = stanzas.Refusal(
-                    StanzaErrorCondition.SERVICE_UNAVAILABLE,
-                    text,
-                    application=(CAM, "password-reset-required"),
-                )
-                reply = stanzas.iq_error(stanza, refusal)
-        else:
-            expected = "expected <list/> (get) or <revoke id='…'/>"
-            reply = stanzas.iq_error(stanza, stanzas.Refusal(StanzaErrorCondition.BAD_REQUEST, expected))
-        await self._answer(reply)
-
-    async def _task(self, event: ev.TaskStarted | ev.TaskData) -> None:
-        """XEP-0388 tasks; today the XEP-0480 SCRAM upgrades (second factors plug in here)."""
-        stream = self.stream
-        assert stream is not None
-        hash_name = upgrade.hash_of(event.task)
-        if hash_name is None:
-            stream.task_failed(SaslCondition.MALFORMED_REQUEST, f"no task {event.task}")
-            return
-        if isinstance(event, ev.TaskStarted):
-            self._upgrade_salt = secrets.token_bytes(16)
-            stream.task_challenge(upgrade.salt_challenge(self._upgrade_salt, settings.XMPP_SCRAM_ITERATIONS))
-            return
-        creds = upgrade.credentials_from_answer(
-            event.payload, hash_name, salt=self._upgrade_salt, iterations=settings.XMPP_SCRAM_ITERATIONS
-        )
-        if creds is None:
-            stream.task_failed(SaslCondition.MALFORMED_REQUEST, "expected <hash/> with the SaltedPassword")
-            return
-        assert stream.authenticated_localpart is not None
-        await services.store_scram(stream.authenticated_localpart, hash_name, creds)
-        log.info("%s: %s upgraded to SCRAM-%s", self._peer, stream.authenticated_localpart, hash_name)
-        if not self._closed:
-            stream.task_succeeded()
+        return [s for s in list(ROUTER.resources(self.jid.bare).values()) if isinstance(s, StreamConsumer)]
 
     async def _resume(self, event: ev.ResumeRequested) -> None:
         """XEP-0198 §5: continue a session of this account on this stream."""
@@ -577,12 +373,8 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         assert stream.authenticated_localpart is not None
         assert stream.domain is not None
         old = ROUTER.find_resumable(JID(stream.authenticated_localpart, stream.domain), event.previd)
-        if (
-            not isinstance(old, StreamConsumer)
-            or old.stream is None
-            or old.stream.sm is None
-            or old.jid is None
-        ):
+        sm = old.stream.sm if isinstance(old, StreamConsumer) and old.stream is not None else None
+        if not isinstance(old, StreamConsumer) or sm is None or old.jid is None:
             stream.resume_failed("no session to resume (unknown, ended or expired)")
             return
         if old.grant_id is None or old.grant_id != self.grant_id:
@@ -592,35 +384,30 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             return
         if event.h is not None:
             try:
-                old.stream.sm.check_acknowledgement(event.h)
+                sm.check_acknowledgement(event.h)
             except StreamError as exc:  # XEP-0198 §4: this stream is at fault, the session is not
                 await self._close(exc.condition, exc.text)
                 return
         self._resuming = old  # until the router points here: see _crash
-        await old._hand_over()
+        taken = await old.take_over()
         if self._closed:  # our own stream went away meanwhile: the session hibernates on
             self._resuming = None
-            old._taken_over = False
-            if not old._hibernating:
-                old._hibernate()
+            old.release()
             return
-        self.jid = old.jid
-        self.session_id = old.session_id
-        self.available, self.priority, self.last_presence = old.available, old.priority, old.last_presence
-        self.directed_to, self._held = old.directed_to, old._held
-        if self.access is not None and old.access is not None:
-            self.access.adopt(old.access)  # answers to what it asked before the break still pass
+        self.jid, self.session_id, self._held = taken.jid, taken.session_id, taken.held
+        self.available, self.priority = taken.available, taken.priority
+        self.last_presence, self.directed_to = taken.last_presence, taken.directed_to
+        if self.access is not None and taken.access is not None:
+            self.access.adopt(taken.access)  # answers to what it asked before the break still pass
         ROUTER.replace(old, self)
         self._resuming = None
         # Checked above; stanzas that its grant no longer lets it receive (narrowed while it was
         # away) are not retransmitted but stored or bounced.
         everything = self.access is None or self.access.may_receive_everything()
         keep = None if everything else self._receivable
-        withheld = stream.resume_succeeded(old.jid, old.stream.sm, event.h, keep=keep)
+        withheld = stream.resume_succeeded(taken.jid, taken.sm, event.h, keep=keep)
         await self._store_or_bounce(withheld, "withheld")
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer = _cancelled(self._timer)
         self._arm_grant_expiry()
         if self.session_id is not None and self.auth is not None:
             await services.resume_session(
@@ -628,15 +415,13 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             )
         log.info("%s resumed %s", self._peer, self.jid)
 
-    async def _hand_over(self) -> None:
-        """Another stream resumes this session: stop owning it, close our transport if still open."""
+    # ------------------------------------------------------------------ being taken over (XEP-0198 §5)
+    async def take_over(self) -> ResumeState:
+        """Another stream resumes this hibernated session: this object stops owning it, closes its
+        transport if still open, and hands over what the session is. The taker then either takes
+        its place in the router, or gives it back with :meth:`release` or :meth:`fail_take_over`."""
         self._taken_over = True
-        if self._expiry is not None:
-            self._expiry.cancel()
-            self._expiry = None
-        if self._grant_timer is not None:
-            self._grant_timer.cancel()
-            self._grant_timer = None
+        self._expiry = self._grant_timer = _cancelled(self._expiry, self._grant_timer)
         tasks.cancel(self._tasks)
         if not self._closed:
             self._closed = True
@@ -644,6 +429,33 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
                 self.stream.close(StreamErrorCondition.CONFLICT, "this session was resumed on another stream")
             await self._flush()
             await self._close_transport()
+        stream = self.stream
+        assert stream is not None
+        assert stream.sm is not None
+        assert self.jid is not None
+        return ResumeState(
+            jid=self.jid,
+            session_id=self.session_id,
+            available=self.available,
+            priority=self.priority,
+            last_presence=self.last_presence,
+            directed_to=self.directed_to,
+            held=self._held,
+            access=self.access,
+            sm=stream.sm,
+        )
+
+    def release(self) -> None:
+        """The stream that was taking this session over went away first: it hibernates on."""
+        self._taken_over = False
+        if not self._hibernating:
+            self._hibernate()
+
+    async def fail_take_over(self, reason: str) -> None:
+        """The stream taking this session over failed half-way: the session ends, like any other."""
+        self._taken_over = False
+        self._end_reason = self._end_reason or reason
+        await self._leave()
 
     def _ack_due(self) -> None:
         """XEP-0198: stanzas have waited a while unacknowledged; ask (again) for an <a/>."""
@@ -680,22 +492,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         if self._ack_timer is None and stream.sm is not None and stream.sm.unacked:
             loop = asyncio.get_running_loop()
             self._ack_timer = loop.call_later(settings.XMPP_SM_ACK_REQUEST_SECONDS, self._ack_due)
-        if self._websocket:
-            for frame in frames:
-                if not await self._send_websocket({"type": "websocket.send", "text": frame.decode()}):
-                    return
-        else:
-            await self.send({"type": "xmpp.send", "bytes": b"".join(frames)})
-
-    async def _send_websocket(self, message: dict[str, Any]) -> bool:
-        """Send to the WebSocket; False when the client has already gone (Daphne's protocol then
-        raises autobahn's Disconnected, e.g. for our answer to a <close/> the client sent just
-        before closing the socket). The disconnect message that follows ends the stream."""
-        try:
-            await self.send(message)
-        except Disconnected:
-            return False
-        return True
+        await self.send({"type": "xmpp.send", "frames": frames})
 
     async def _finish(self, *, by_peer: bool) -> None:
         """The stream is over: write what is left, close the transport, leave the router."""
@@ -708,10 +505,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
 
     async def _close_transport(self) -> None:
         self._transport_closed = True
-        if self._websocket:
-            await self._send_websocket({"type": "websocket.close", "code": 1000})
-        else:
-            await self.send({"type": "xmpp.close"})
+        await self.send({"type": "xmpp.close"})
 
     async def _leave(self) -> None:
         """The session ends for good (not on a transport loss with resumption enabled).
@@ -719,18 +513,8 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         Each step runs even if one before it failed (the failure is logged): a session must never
         outlive its stream in the router or as a live record.
         """
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._expiry is not None:
-            self._expiry.cancel()
-            self._expiry = None
-        if self._ack_timer is not None:
-            self._ack_timer.cancel()
-            self._ack_timer = None
-        if self._grant_timer is not None:
-            self._grant_timer.cancel()
-            self._grant_timer = None
+        timers = (self._timer, self._expiry, self._ack_timer, self._grant_timer)
+        self._timer = self._expiry = self._ack_timer = self._grant_timer = _cancelled(*timers)
         if self._taken_over:
             return
         self._taken_over = True  # once
@@ -754,20 +538,8 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         await self._store_or_bounce(pending, "unacknowledged")
 
     async def _store_or_bounce(self, pending: list[bytes], what: str) -> None:
-        """Messages of ``pending`` to the offline store, iq requests answered with an error."""
-        if not pending or self.jid is None:
-            return
-        keep, bounces = unacked_disposition(pending, self.jid)
-        if keep:
-            stored = await services.store_offline(self.jid.local or "", keep)
-            log.info("%s: %d %s message(s) kept offline for %s", self._peer, stored, what, self.jid.bare)
-        for stanza in bounces:
-            if self.access is not None:  # answered here: a late answer of its own would be a second
-                with contextlib.suppress(InvalidJID):  # the sender's core stamped it
-                    self.access.answered_for_it(JID.parse(stanza.get("from", "")), stanza.get("id"))
-            await ROUTER.return_error(
-                stanza, StanzaErrorCondition.SERVICE_UNAVAILABLE, "the recipient went away"
-            )
+        if self.jid is not None:
+            await offline.store_or_bounce(pending, self.jid, self.access, what=what, peer=self._peer)
 
     def _hibernate(self) -> None:
         stream = self.stream
@@ -828,9 +600,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             # It failed half-way through taking over a hibernated session, which is still the old
             # object's (in the router, in the record): that one ends, and nothing of it stays here.
             self.jid, self.session_id, self._held = None, None, []
-            old._taken_over = False
-            old._end_reason = old._end_reason or reason
-            await old._leave()
+            await old.fail_take_over(reason)
         stream = self.stream
         if not self._closed:
             self._closed = True
@@ -918,7 +688,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             for data, stamp in stored:
                 if self._taken_over:
                     break
-                await self.deliver(with_delay(data, jid, stamp))
+                await self.deliver(offline.with_delay(data, jid, stamp))
                 done += 1
         except Exception as exc:
             self._held.extend(data for data, _ in stored[done:])  # back to the store with _leave
@@ -947,39 +717,9 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             await self._crash(exc, f"closing the stream ({condition.value})")
 
 
-def _localpart(username: str | None) -> str | None:
-    try:
-        return prep_localpart(username) if username else None
-    except InvalidJID:
-        return None
-
-
-def unacked_disposition(pending: list[bytes], jid: JID) -> tuple[list[bytes], list[etree._Element]]:
-    """Split unacknowledged stanzas: messages to keep offline (readdressed to the bare JID),
-    iq requests to answer with an error; presence and errors are dropped, as RFC 6121 allows."""
-    keep: list[bytes] = []
-    bounces: list[etree._Element] = []
-    for data in pending:
-        try:
-            stanza = etree.fromstring(data)
-        except etree.XMLSyntaxError:  # pragma: no cover - we serialised it ourselves
-            continue
-        kind = etree.QName(stanza).localname
-        stanza_type = stanza.get("type", "normal")
-        if kind == "message" and stanza_type not in ("error", "groupchat"):
-            if stanza.find(ns.qname(ns.CLIENT, "body")) is None:
-                continue  # chat states and receipts without a body are not worth keeping
-            stanza.set("to", str(jid.bare))
-            keep.append(serialize(stanza))
-        elif kind == "iq" and stanza_type in ("get", "set"):
-            bounces.append(stanza)
-    return keep, bounces
-
-
-def with_delay(data: bytes, jid: JID, stamp: str) -> bytes:
-    """XEP-0203: mark a stored message with when the server received it."""
-    stanza = etree.fromstring(data)
-    delay = etree.SubElement(stanza, ns.qname(ns.DELAY, "delay"), nsmap=ns.default(ns.DELAY))
-    delay.set("from", jid.domain)
-    delay.set("stamp", stamp)
-    return serialize(stanza)
+def _cancelled(*timers: asyncio.TimerHandle | None) -> asyncio.TimerHandle | None:
+    """Cancel the timers that are set; returns None, to forget them by."""
+    for timer in timers:
+        if timer is not None:
+            timer.cancel()
+    return None

@@ -16,13 +16,13 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
 from sessions_acl.revocation import CONTROL_GROUP, stamp_mtime
 from xmppauth import tasks
+from xmppauth.offloop import off_loop
 from xmppauth.proto.errors import StreamErrorCondition
 from xmppauth.proto.jid import JID
 from xmppauth.router import ROUTER, Session
@@ -53,13 +53,13 @@ def _recent_sync(since: Any) -> list[dict[str, object]]:
     return [r.message() for r in Revocation.objects.filter(id__in=ids).order_by("id")]
 
 
-_recent = database_sync_to_async(_recent_sync)
+_recent = off_loop(_recent_sync)
 
 
-@database_sync_to_async  # type: ignore[untyped-decorator]
+@off_loop
 def _prune() -> None:
     from sessions_acl.models import Revocation
-    from sessions_acl.services import forget_old_records
+    from sessions_acl.records import forget_old_records
 
     Revocation.objects.filter(created__lt=timezone.now() - timedelta(days=1)).delete()
     forget_old_records()

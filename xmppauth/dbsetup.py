@@ -10,17 +10,17 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 
 
-def pending_migrations() -> bool:
-    connection = connections[DEFAULT_DB_ALIAS]
-    executor = MigrationExecutor(connection)
-    return bool(executor.migration_plan(executor.loader.graph.leaf_nodes()))
+def pending_migrations() -> int:
+    """How many migrations the default database still lacks (the one check; ``serve`` uses it too)."""
+    executor = MigrationExecutor(connections[DEFAULT_DB_ALIAS])
+    return len(executor.migration_plan(executor.loader.graph.leaf_nodes()))
 
 
 def ensure_migrated(out: Any) -> None:
-    connection = connections[DEFAULT_DB_ALIAS]
+    """For the management commands: migrate an SQLite database, refuse to run on another one."""
     if not pending_migrations():
         return
-    if connection.vendor != "sqlite":
+    if connections[DEFAULT_DB_ALIAS].vendor != "sqlite":
         raise CommandError(
             "the database has unapplied migrations: run `.venv/bin/python manage.py migrate` first "
             "(automatic migration is only done for the embedded SQLite database)"

@@ -15,8 +15,9 @@ from lxml import etree
 
 from accounts import scram
 from accounts.models import PasswordLogin, User
-from sessions_acl import access, cam, loginreads, revocation, services, tokens
+from sessions_acl import access, app_passwords, credentials, login, loginreads, revocation, tokens, xep0494
 from sessions_acl.models import AuthEvent, Client, FastToken, Grant
+from xmppauth.proto.ns import CAM, GRANT
 
 pytestmark = pytest.mark.django_db
 
@@ -30,7 +31,7 @@ MINUTE = timedelta(seconds=60)
 DAY = timedelta(days=1)  # XMPP_FAST_ROTATE_SECONDS, by default
 EXPIRED = "this token is not valid (expired, replaced or revoked); authenticate with your password"
 APP_GONE = "this app password was revoked or has expired"
-NS = {"c": cam.NS, "g": cam.GRANT_NS}
+NS = {"c": CAM, "g": GRANT}
 
 
 class Clock:
@@ -53,38 +54,21 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     return c
 
 
-_KEYS: dict[str, Any] = {}
-
-
-def account(username: str) -> User:
-    """An account whose password is "wonderland" (hashed once per process: hashing is slow)."""
-    if not _KEYS:
-        probe = User(username="alice")
-        probe.set_password("wonderland")
-        _KEYS.update(password=probe.password, scram=probe.scram)
-    return User.objects.create(username=username, password=_KEYS["password"], scram=_KEYS["scram"])
-
-
-@pytest.fixture
-def alice() -> User:
-    return account("alice")
-
-
-def authorize(credential_id: str = "", **kwargs: Any) -> services.Authorization | services.Refusal:
+def authorize(credential_id: str = "", **kwargs: Any) -> login.Authorization | login.Refusal:
     kwargs.setdefault("user_agent_id", UA)
     localpart = kwargs.pop("localpart", "alice")
-    return services.authorize(localpart, credential_id=credential_id, mechanism="SCRAM-SHA-256", **kwargs)
+    return login.authorize(localpart, credential_id=credential_id, mechanism="SCRAM-SHA-256", **kwargs)
 
 
-def ok(credential_id: str = "", **kwargs: Any) -> services.Authorization:
+def ok(credential_id: str = "", **kwargs: Any) -> login.Authorization:
     result = authorize(credential_id, **kwargs)
-    assert isinstance(result, services.Authorization), result
+    assert isinstance(result, login.Authorization), result
     return result
 
 
-def refused(credential_id: str = "", **kwargs: Any) -> services.Refusal:
+def refused(credential_id: str = "", **kwargs: Any) -> login.Refusal:
     result = authorize(credential_id, **kwargs)
-    assert isinstance(result, services.Refusal), result
+    assert isinstance(result, login.Refusal), result
     return result
 
 
@@ -92,7 +76,7 @@ def fast(pk: int) -> str:
     return f"fast:{pk}"
 
 
-def token_pk(auth: services.Authorization) -> int:
+def token_pk(auth: login.Authorization) -> int:
     assert auth.token is not None
     assert auth.client_id is not None
     return FastToken.objects.get(slot="new", client_id=auth.client_id).pk
@@ -247,9 +231,8 @@ def test_a_token_presented_by_another_user_agent_is_refused(alice: User, clock: 
     assert refused(fast(pk), user_agent_id=None).condition == "credentials-expired"
 
 
-def test_a_token_of_another_account_is_refused(alice: User, clock: Clock) -> None:
+def test_a_token_of_another_account_is_refused(alice: User, bob: User, clock: Clock) -> None:
     pk = current_token()
-    account("bob")
     result = refused(fast(pk), localpart="bob")
     assert (result.condition, result.text) == ("credentials-expired", EXPIRED)
 
@@ -296,7 +279,7 @@ def test_an_unknown_account_is_disabled_for_every_credential(alice: User, clock:
 
 def test_an_inactive_account_cannot_use_its_app_password_or_token(alice: User, clock: Clock) -> None:
     pk = current_token()
-    app = services.create_app_password(alice, "bot", ["presence"]).app_password
+    app = app_passwords.create_app_password(alice, "bot", ["presence"]).app_password
     User.objects.filter(pk=alice.pk).update(is_active=False)
     clock.now = T0 + TICK
     for credential in (f"app:{app.pk}", fast(pk)):
@@ -311,7 +294,7 @@ def test_invalidating_a_token_on_a_quick_reconnect_kills_it(alice: User, clock: 
     auth = ok(fast(pk), fast_invalidate=True)
     assert auth.token is None
     assert refused(fast(pk)).condition == "credentials-expired"
-    assert services.fast_candidates("alice", UA) == []
+    assert credentials.fast_candidates("alice", UA) == []
     event = AuthEvent.objects.get(kind="token-invalidated")
     assert (event.user_id, event.detail) == (alice.pk, "by Chat on phone")
 
@@ -505,7 +488,8 @@ def test_a_login_without_a_user_agent_gets_no_token(alice: User, clock: Clock) -
     auth = ok(user_agent_id=None, fast_request=NONE)
     assert auth.token is None
     assert not FastToken.objects.exists()
-    assert services.fast_candidates("alice", "") == []
+    assert credentials.fast_candidates("alice", "") == []
+    assert ok(fast_request=NONE).token is not None  # control: with a user agent, the same login gets one
 
 
 @pytest.mark.parametrize(("expires", "renewed"), [(T0 + MINUTE, True), (T0 + MINUTE + TICK, False)])
@@ -541,7 +525,7 @@ def test_a_revoked_client_comes_back_with_its_password(alice: User, clock: Clock
     assert again.client_id == first.client_id
     assert client().revoked is None
     assert client().password_seen == T0 + TICK
-    listed = cast(list[Any], cam.client_list(alice).xpath("c:client/@id", namespaces=NS))
+    listed = cast(list[Any], xep0494.client_list(alice).xpath("c:client/@id", namespaces=NS))
     assert listed == [f"c{first.client_id}"]
 
 
@@ -558,7 +542,7 @@ def test_a_client_marked_revoked_under_a_live_grant_is_brought_back(alice: User,
 def test_an_app_password_login_holds_its_own_grant_and_marks_it_used(alice: User, clock: Clock) -> None:
     alice.is_staff = True
     alice.save()
-    app = services.create_app_password(alice, "backup bot", ["messages.send", "presence"]).app_password
+    app = app_passwords.create_app_password(alice, "backup bot", ["messages.send", "presence"]).app_password
     Grant.objects.filter(pk=app.grant_id).update(expires=T0 + DAY)
     clock.now = T0 + MINUTE
     auth = ok(f"app:{app.pk}", fast_request=NONE)
@@ -575,7 +559,7 @@ def test_an_app_password_login_holds_its_own_grant_and_marks_it_used(alice: User
 
 
 def test_an_app_password_without_expiry_works(alice: User, clock: Clock) -> None:
-    app = services.create_app_password(alice, "bot", ["presence"]).app_password
+    app = app_passwords.create_app_password(alice, "bot", ["presence"]).app_password
     assert ok(f"app:{app.pk}").grant_expires is None
 
 
@@ -583,19 +567,18 @@ def test_an_app_password_without_expiry_works(alice: User, clock: Clock) -> None
 def test_an_app_password_stops_at_its_expiry(
     alice: User, clock: Clock, expires: datetime, works: bool
 ) -> None:
-    app = services.create_app_password(alice, "bot", ["presence"]).app_password
+    app = app_passwords.create_app_password(alice, "bot", ["presence"]).app_password
     Grant.objects.filter(pk=app.grant_id).update(expires=expires)
     clock.now = T0 + MINUTE
     result = authorize(f"app:{app.pk}")
     if works:
-        assert isinstance(result, services.Authorization)
+        assert isinstance(result, login.Authorization)
     else:
-        assert result == services.Refusal(condition="credentials-expired", text=APP_GONE)
+        assert result == login.Refusal(condition="credentials-expired", text=APP_GONE)
 
 
-def test_another_accounts_app_password_is_refused(alice: User, clock: Clock) -> None:
-    bob = account("bob")
-    app = services.create_app_password(bob, "bot", ["presence"]).app_password
+def test_another_accounts_app_password_is_refused(alice: User, bob: User, clock: Clock) -> None:
+    app = app_passwords.create_app_password(bob, "bot", ["presence"]).app_password
     result = refused(f"app:{app.pk}")
     assert (result.condition, result.text) == ("credentials-expired", APP_GONE)
 
@@ -603,7 +586,7 @@ def test_another_accounts_app_password_is_refused(alice: User, clock: Clock) -> 
 def test_an_app_password_that_expires_after_the_login_read_it_is_refused(
     alice: User, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    app = services.create_app_password(alice, "bot", ["presence"]).app_password
+    app = app_passwords.create_app_password(alice, "bot", ["presence"]).app_password
     is_live = Grant.is_live
 
     def expired_meanwhile(grant: Grant, now: Any = None) -> bool:
@@ -619,26 +602,27 @@ def test_an_app_password_that_expires_after_the_login_read_it_is_refused(
 
 # ---------------------------------------------------------------------- PLAIN and FAST candidates
 def test_plain_refuses_a_password_that_is_not_a_valid_string(alice: User) -> None:
-    assert services.check_plain("alice", "alice", "wonder\u0007land") is None
-    assert services.check_plain(None, "alice", "wonderland") is None
+    assert credentials.check_plain("alice", "alice", "wonder\u0007land") is None
+    assert credentials.check_plain(None, "alice", "wonderland") is None
+    assert credentials.check_plain("alice", "alice", "wonderland") == ""  # control: the valid one matches
 
 
 def test_plain_names_the_app_password_that_matched(alice: User) -> None:
-    first = services.create_app_password(alice, "one", ["presence"])
-    second = services.create_app_password(alice, "two", ["presence"])
-    assert services.check_plain("alice", "alice", second.secret) == f"app:{second.app_password.pk}"
-    assert services.check_plain("alice", "alice", first.secret) == f"app:{first.app_password.pk}"
+    first = app_passwords.create_app_password(alice, "one", ["presence"])
+    second = app_passwords.create_app_password(alice, "two", ["presence"])
+    assert credentials.check_plain("alice", "alice", second.secret) == f"app:{second.app_password.pk}"
+    assert credentials.check_plain("alice", "alice", first.secret) == f"app:{first.app_password.pk}"
 
 
 def test_fast_candidates_need_an_account_and_a_user_agent(alice: User, clock: Clock) -> None:
     ok(user_agent_id=None)
     nameless = Client.objects.get(user_agent_id="")
-    services._issue_token(nameless, NONE, T0)  # a token no login could have asked for
-    assert services.fast_candidates("alice", "") == []
-    assert services.fast_candidates("alice", None) == []
+    login._issue_token(nameless, NONE, T0)  # a token no login could have asked for
+    assert credentials.fast_candidates("alice", "") == []
+    assert credentials.fast_candidates("alice", None) == []
     pk = current_token(EXPR)
-    assert services.fast_candidates(None, UA) == []
-    [candidate] = services.fast_candidates("alice", UA)
+    assert credentials.fast_candidates(None, UA) == []
+    [candidate] = credentials.fast_candidates("alice", UA)
     assert (candidate.credential_id, candidate.mechanism) == (fast(pk), EXPR)
 
 
@@ -646,7 +630,7 @@ def test_fast_candidates_need_an_account_and_a_user_agent(alice: User, clock: Cl
 def permission(alice: User, scopes: list[str]) -> tuple[str, list[str]]:
     ok()
     Grant.objects.update(scopes=scopes)
-    [entry] = cast(list[Any], cam.client_list(alice).xpath("c:client", namespaces=NS))
+    [entry] = cast(list[Any], xep0494.client_list(alice).xpath("c:client", namespaces=NS))
     status = cast(str, entry.xpath("string(c:permission/@status)", namespaces=NS))
     listed = cast(list[str], entry.xpath("c:permission/g:scopes/g:scope/text()", namespaces=NS))
     assert bool(entry.xpath("c:permission/*", namespaces=NS)) == (status == "restricted")
@@ -746,7 +730,7 @@ def test_a_login_is_judged_at_the_moment_it_started(alice: User, clock: Clock, c
     """A grant that expires a microsecond after the login started is still live for that login,
     however long the login takes (here every reading of the clock moves it on)."""
     if credential == "app password":
-        app = services.create_app_password(alice, "bot", ["presence"]).app_password
+        app = app_passwords.create_app_password(alice, "bot", ["presence"]).app_password
         grant_id, credential_id = app.grant_id, f"app:{app.pk}"
     else:
         first = ok(fast_request=NONE)
@@ -760,9 +744,9 @@ def test_a_login_is_judged_at_the_moment_it_started(alice: User, clock: Clock, c
 
 
 def test_the_app_password_used_is_the_one_that_matched(alice: User, clock: Clock) -> None:
-    older = services.create_app_password(alice, "older", ["presence"]).app_password
+    older = app_passwords.create_app_password(alice, "older", ["presence"]).app_password
     clock.now = T0 + MINUTE
-    newer = services.create_app_password(alice, "newer", ["messages.send"]).app_password
+    newer = app_passwords.create_app_password(alice, "newer", ["messages.send"]).app_password
     auth = ok(f"app:{older.pk}")
     assert (auth.label, auth.grant_id, auth.scopes) == ("older", older.grant_id, {"presence"})
     assert ok(f"app:{newer.pk}").label == "newer"
@@ -773,7 +757,7 @@ def test_an_app_password_never_gets_admin_or_clients_manage_even_if_its_grant_sa
 ) -> None:
     alice.is_staff = True
     alice.save()
-    app = services.create_app_password(alice, "bot", ["presence"]).app_password
+    app = app_passwords.create_app_password(alice, "bot", ["presence"]).app_password
     Grant.objects.filter(pk=app.grant_id).update(scopes=["presence", "admin", "clients.manage"])
     assert ok(f"app:{app.pk}").scopes == {"presence"}
 
@@ -781,7 +765,7 @@ def test_an_app_password_never_gets_admin_or_clients_manage_even_if_its_grant_sa
 def test_an_app_password_login_asking_for_a_token_is_logged_without_one(
     alice: User, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = services.create_app_password(alice, "backup bot", ["presence"]).app_password
+    app = app_passwords.create_app_password(alice, "backup bot", ["presence"]).app_password
     with caplog.at_level("INFO", logger="xmppauth.grants"):
         assert ok(f"app:{app.pk}", fast_request=NONE).token is None
     assert [r.getMessage() for r in caplog.records if r.name == "xmppauth.grants"] == [
@@ -813,7 +797,7 @@ def test_restricted_scopes_are_listed_in_the_grant_namespace_as_its_default(
 ) -> None:
     ok()
     Grant.objects.update(scopes=["presence"])
-    [entry] = cast(list[Any], cam.client_list(alice).xpath("c:client", namespaces=NS))
+    [entry] = cast(list[Any], xep0494.client_list(alice).xpath("c:client", namespaces=NS))
     [scopes] = cast(list[Any], entry.xpath("c:permission/g:scopes", namespaces=NS))
     assert etree.tostring(scopes).decode() == (
         '<scopes xmlns="urn:xmppauth:grant:0"><scope>presence</scope></scopes>'
@@ -825,9 +809,9 @@ def test_an_unknown_account_never_matches_even_if_its_stand_in_keys_did(
 ) -> None:
     real = alice.scram_credentials("SHA-256")
     monkeypatch.setattr(scram, "fake_for", lambda username, hash_name: real)
-    assert services.check_plain("mallory", "mallory", "wonderland") is None
-    assert services.check_plain(None, "alice", "wonderland") is None
-    assert services.check_plain("alice", "alice", "wonderland") == ""
+    assert credentials.check_plain("mallory", "mallory", "wonderland") is None
+    assert credentials.check_plain(None, "alice", "wonderland") is None
+    assert credentials.check_plain("alice", "alice", "wonderland") == ""
 
 
 def test_first_use_of_a_new_token_leaves_other_clients_tokens_alone(alice: User, clock: Clock) -> None:
@@ -896,7 +880,7 @@ def test_a_token_of_the_clients_without_an_id_is_refused_without_a_user_agent(
     that names no user agent must still not use it (a token belongs to one installation)."""
     ok(user_agent_id=None)  # the account's client without an id
     nameless = Client.objects.get(user=alice, user_agent_id="")
-    issued = services._issue_token(nameless, NONE, T0)
+    issued = login._issue_token(nameless, NONE, T0)
     pk = FastToken.objects.get(client=nameless).pk
     assert issued.token
     clock.now = T0 + TICK

@@ -6,20 +6,25 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import re
 import select
 import socket
 import time
+import uuid
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree
 from OpenSSL import SSL
 
+from tests.integration.server import Server
 from xmppauth.proto.sasl import ScramClient
 
 STREAMS = "http://etherx.jabber.org/streams"
 SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
+SASL2 = "urn:xmpp:sasl:2"
+_control_ids = itertools.count(1)
 
 
 def client_header(to: str = "localhost") -> bytes:
@@ -85,6 +90,48 @@ class RawClient:
             if self.closed or time.monotonic() > deadline:
                 raise AssertionError(f"no {pattern!r} in {self.buffer!r} (closed={self.closed})")
             self.buffer += self._recv_some(max(0.0, deadline - time.monotonic()))
+
+    def read_for(self, seconds: float) -> bytes:
+        """Everything that arrives within ``seconds`` (less if the server closes the stream), with what
+        was already buffered; consumed. For a test that reads what came, not one that expects nothing:
+        that is ``quiet()``."""
+        deadline = time.monotonic() + seconds
+        data = b""
+        while time.monotonic() < deadline and not self.closed:
+            data += self._recv_some(max(0.0, deadline - time.monotonic()))
+        data, self.buffer = self.buffer + data, b""
+        return data
+
+    def quiet(self, seconds: float = 0.4) -> bytes:
+        """What arrives within ``seconds``, for a test that expects something NOT to arrive; then the
+        positive control that makes that silence mean something.
+
+        An empty window proves nothing by itself: the stream may be dead, or the window shorter than
+        the server takes to deliver. So after the window this stream pings its server (XEP-0199; always
+        allowed, whatever the grant) and the answer must arrive within the same ``seconds``: the stream
+        is alive and a stanza the server sends it gets through in less time than the window gave the
+        unwanted one. Returned: the window and whatever came before the answer (so a late arrival is
+        caught too), without the answer itself.
+        """
+        window = self.read_for(seconds)
+        assert not self.closed, f"the stream ended during the quiet window; it got {window!r}"
+        control = f"quiet-{next(_control_ids)}"
+        sent = time.monotonic()
+        self.send(f"<iq type='get' id='{control}'><ping xmlns='urn:xmpp:ping'/></iq>")
+        answer = re.compile(rf"<iq(?=[^>]*\bid=['\"]{control}['\"])[^>]*?(/>|>.*?</iq>)".encode(), re.S)
+        deadline = sent + seconds
+        while (match := answer.search(self.buffer)) is None:
+            assert not self.closed, (
+                f"control: the stream ended instead of answering a ping; got {window + self.buffer!r}"
+            )
+            assert time.monotonic() <= deadline, (
+                f"control: no answer to a ping within {seconds} s, so a {seconds} s window proves no "
+                f"absence; got {window + self.buffer!r}"
+            )
+            self.buffer += self._recv_some(max(0.0, deadline - time.monotonic()))
+        assert re.search(rb"type=['\"]result['\"]", match.group(0)), match.group(0)
+        before, self.buffer = self.buffer[: match.start()], self.buffer[match.end() :]
+        return window + before
 
     def read_to_close(self, timeout: float = 10.0) -> bytes:
         deadline = time.monotonic() + timeout
@@ -161,6 +208,18 @@ class RawClient:
         assert jid is not None, reply
         return jid.group(1).decode()
 
+    def authenticate_plain(
+        self, user: str, secret: str, *, ua: str | None = None, software: str | None = None, inline: str = ""
+    ) -> None:
+        """Send a XEP-0388 ``<authenticate/>`` with PLAIN, a ``<user-agent/>`` (with ``<software/>`` if
+        given) and the ``inline`` requests (Bind2, SM, FAST…); reading the outcome is the caller's."""
+        token = base64.b64encode(f"\0{user}\0{secret}".encode()).decode()
+        agent = f"<software>{software}</software>" if software is not None else ""
+        self.send(
+            f"<authenticate xmlns='{SASL2}' mechanism='PLAIN'><initial-response>{token}</initial-response>"
+            f"<user-agent id='{ua or uuid.uuid4()}'>{agent}</user-agent>{inline}</authenticate>"
+        )
+
     def login(
         self, user: str, password: str, resource: str | None = None, mech: str = "SCRAM-SHA-256"
     ) -> str:
@@ -171,6 +230,58 @@ class RawClient:
         reply = self.scram(mech, user, password)
         assert b"<success" in reply, reply
         return self.bind(resource)
+
+
+class Session:
+    """A SASL2 + Bind2 session over direct TLS, authenticated with PLAIN."""
+
+    def __init__(
+        self,
+        server: Server,
+        user: str,
+        secret: str,
+        *,
+        ua: str | None = None,
+        software: str = "grant tests",
+        extra: str = "",
+    ) -> None:
+        self.raw = RawClient(server.c2s_tls, direct_tls=True)
+        self.raw.open_stream()
+        self.ua = ua or str(uuid.uuid4())
+        self.raw.authenticate_plain(
+            user,
+            secret,
+            ua=self.ua,
+            software=software,
+            inline=f"<bind xmlns='urn:xmpp:bind:0'><tag>t</tag></bind>{extra}",
+        )
+        self.reply = self.raw.read_until(rb"</stream:features>|</failure>")
+        self.ok = b"<success" in self.reply
+        match = re.search(rb"<authorization-identifier>([^<]+)</authorization-identifier>", self.reply)
+        self.jid = match.group(1).decode() if match else ""
+
+    def send(self, data: str) -> None:
+        self.raw.send(data)
+
+    def expect(self, pattern: str, timeout: float = 5.0) -> bytes:
+        """Read up to ``pattern``; attribute quotes are normalised to ' for the checks."""
+        return self.raw.read_until(pattern.encode(), timeout=timeout).replace(b'"', b"'")
+
+    def quiet(self, seconds: float = 0.4) -> bytes:
+        """``RawClient.quiet()``: what arrives within ``seconds`` (expected: nothing), checked by a ping
+        answered within as long; quotes normalised like ``expect()``."""
+        return self.raw.quiet(seconds).replace(b'"', b"'")
+
+    def mark(self, to: Session, text: str) -> bytes:
+        """The positive control of "what this session sent was not delivered to ``to``": a directed
+        presence with ``text`` (the ``presence`` scope allows it) sent the same way; returns all ``to``
+        got up to and with it. One sender's stanzas reach one receiver in order (RFC 6120 §10.1), so
+        what did not come before the mark was not delivered."""
+        self.send(f"<presence to='{to.jid}'><status>{text}</status></presence>")
+        return to.expect(text)
+
+    def close(self) -> None:
+        self.raw.close()
 
 
 def b64(data: bytes) -> str:

@@ -10,12 +10,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.integration.rawclient import Session
 from tests.integration.server import Server, running_server
 from tests.integration.test_grants import (
     CAM,
     ONLINE_NUM,
     ROSTER,
-    Session,
     app_password,
     forbidden,
     live_grant,
@@ -33,16 +33,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with running_server(tmp_path_factory.mktemp("answers")) as srv:
         manage(srv, "adduser", "root", "rootpass", "--staff")
         yield srv
-
-
-@pytest.fixture
-def bob(server: Server) -> Iterator[Session]:
-    session = Session(server, "bob", "builder")
-    assert session.ok, session.reply
-    session.send("<presence/>")
-    session.expect("</presence>|<presence[^>]*/>")
-    yield session
-    session.close()
 
 
 def role_password(server: Server, user: str, label: str, role: str) -> str:
@@ -84,8 +74,7 @@ def test_a_presence_only_session_cannot_send_data_as_unsolicited_answers(
     status = Session(server, "alice", secret)
     assert status.ok, status.reply
     status.send(leaks(bob.jid, "exfiltrated by a presence-only session", 1))
-    status.send(f"<presence to='{bob.jid}'><status>after the leaks</status></presence>")
-    arrived = bob.expect("after the leaks")  # directed presence is allowed and arrives after them
+    arrived = status.mark(bob, "after the leaks")  # directed presence is allowed and arrives after them
     assert b"exfiltrated" not in arrived, arrived
     assert b"exfiltrated" not in status.quiet(0.2)  # and nobody answers a result or an error
     status.close()
@@ -158,6 +147,13 @@ def test_an_answer_to_a_request_that_was_never_routed_to_the_session_is_dropped(
     )
     settle(carol, "c-settle")
     assert b"carol" not in alice.quiet(0.3)
+    # control: the peer the request went to answers it the same way, and that answer arrives
+    bob.send(
+        f"<iq type='result' id='q1' to='{alice.jid}'><query xmlns='{VERSION}'><name>bob</name></query></iq>"
+    )
+    answer = alice.expect("</iq>")
+    assert b"<name>bob</name>" in answer, answer
+    assert b"carol" not in answer, answer
     alice.close()
     carol.close()
 
@@ -182,6 +178,8 @@ def test_a_presence_only_session_cannot_send_iq_requests_to_peers(server: Server
     status = Session(server, "alice", secret)
     status.send(f"<iq type='get' id='p1' to='{bob.jid}'><query xmlns='{VERSION}'/></iq>")
     forbidden(status.expect("</iq>"), "messages.send")
+    arrived = status.mark(bob, "presence only")  # control: what the session may send does arrive
+    assert b"<iq" not in arrived, arrived
     assert b"<iq" not in bob.quiet(0.3)
     status.close()
 

@@ -23,7 +23,6 @@ step is provoked with the fault ``services.cam_revoke`` instead.
 
 from __future__ import annotations
 
-import base64
 import itertools
 import re
 import time
@@ -35,7 +34,7 @@ import pytest
 from tests.integration.rawclient import SASL, RawClient, b64, parse_stream_error
 from tests.integration.server import Server, running_server
 from tests.integration.test_grants import CAM, ONLINE_NUM, ROSTER, manage, session_ids
-from tests.integration.test_session_features import bodies, drain
+from tests.integration.test_session_features import bodies
 from xmppauth.proto.sasl import ScramClient
 
 pytestmark = pytest.mark.integration
@@ -149,11 +148,8 @@ def resume(server: Server, user: str, previd: str) -> RawClient:
 def sasl2_plain(server: Server, user: str, extra: str = "") -> RawClient:
     raw = RawClient(server.c2s_tls, direct_tls=True)
     raw.open_stream()
-    token = base64.b64encode(f"\0{user}\0{PASSWORD}".encode()).decode()
-    raw.send(
-        f"<authenticate xmlns='{SASL2}' mechanism='PLAIN'><initial-response>{token}</initial-response>"
-        f"<user-agent id='0f4c8e1a-6b55-4f3e-9d7e-2a1b3c4d5e6f'><software>crash test</software></user-agent>"
-        f"{extra}</authenticate>"
+    raw.authenticate_plain(
+        user, PASSWORD, ua="0f4c8e1a-6b55-4f3e-9d7e-2a1b3c4d5e6f", software="crash test", inline=extra
     )
     return raw
 
@@ -223,7 +219,7 @@ def test_a_xep0494_revoke_of_an_id_that_is_no_number_is_item_not_found(
     laptop.raw.send("<iq type='get' id='p1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
     assert re.search(f"type={Q}result{Q}".encode(), iq_reply(laptop.raw, "p1"))  # the stream lives on
     assert laptop.jid in session_ids(server, user)
-    assert re.search(presence_of(laptop.jid, unavailable=True).encode(), drain(watcher.raw, 0.3)) is None
+    assert re.search(presence_of(laptop.jid, unavailable=True).encode(), watcher.raw.quiet(0.3)) is None
     laptop.raw.close()
     watcher.raw.close()
 
@@ -359,7 +355,7 @@ def _hibernate(server: Server, user: str) -> tuple[Client, Client]:
 
 
 @pytest.mark.parametrize(
-    "fault", ["StreamConsumer._hand_over", "services.resume_session", "services.touch_session"]
+    "fault", ["StreamConsumer.take_over", "services.resume_session", "services.touch_session"]
 )
 def test_a_fault_while_resuming_ends_the_session(
     server: Server, bob: RawClient, user: str, fault: str
@@ -406,7 +402,9 @@ def test_a_fault_in_the_clean_up_still_takes_the_session_out_of_the_router(
     watcher.raw.read_until(presence_of(victim.jid, unavailable=False))
     inject(server, fault)
     victim.raw.send("</stream:stream>")  # an ordinary goodbye; leaving the router fails
-    assert stream_error(victim.raw) is None
+    goodbye = victim.raw.read_to_close(timeout=5)
+    assert parse_stream_error(goodbye) is None, goodbye
+    assert goodbye.endswith(b"</stream:stream>"), goodbye  # closed with the footer, not dropped
     assert_fired(server, fault)
     assert_logged_once(server, fault)
     assert_gone(server, bob, user, victim.jid, watcher=watcher, was_available=True)

@@ -23,9 +23,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.integration.rawclient import RawClient
+from tests.integration.rawclient import RawClient, Session
 from tests.integration.server import ROOT, Server, fresh_postgres_database, running_server, server_env
-from tests.integration.test_grants import FAST, SASL2, Session, fast_login
+from tests.integration.test_grants import FAST, SASL2, fast_login
 
 pytestmark = pytest.mark.integration
 

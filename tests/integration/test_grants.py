@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.rawclient import RawClient, parse_stream_error
+from tests.integration.rawclient import RawClient, Session, parse_stream_error
 from tests.integration.server import ROOT, Server, running_server, server_env
 
 pytestmark = pytest.mark.integration
@@ -66,67 +66,10 @@ def live_grant(server: Server, jid: str) -> str:
     raise AssertionError(f"{jid} is not listed as live")
 
 
-class Session:
-    """A SASL2 + Bind2 session over direct TLS, authenticated with PLAIN."""
-
-    def __init__(
-        self,
-        server: Server,
-        user: str,
-        secret: str,
-        *,
-        ua: str | None = None,
-        software: str = "grant tests",
-        extra: str = "",
-    ) -> None:
-        self.raw = RawClient(server.c2s_tls, direct_tls=True)
-        self.raw.open_stream()
-        self.ua = ua or str(uuid.uuid4())
-        token = base64.b64encode(f"\0{user}\0{secret}".encode()).decode()
-        self.raw.send(
-            f"<authenticate xmlns='{SASL2}' mechanism='PLAIN'><initial-response>{token}</initial-response>"
-            f"<user-agent id='{self.ua}'><software>{software}</software></user-agent>"
-            f"<bind xmlns='urn:xmpp:bind:0'><tag>t</tag></bind>{extra}</authenticate>"
-        )
-        self.reply = self.raw.read_until(rb"</stream:features>|</failure>")
-        self.ok = b"<success" in self.reply
-        match = re.search(rb"<authorization-identifier>([^<]+)</authorization-identifier>", self.reply)
-        self.jid = match.group(1).decode() if match else ""
-
-    def send(self, data: str) -> None:
-        self.raw.send(data)
-
-    def expect(self, pattern: str, timeout: float = 5.0) -> bytes:
-        """Read up to ``pattern``; attribute quotes are normalised to ' for the checks."""
-        return self.raw.read_until(pattern.encode(), timeout=timeout).replace(b'"', b"'")
-
-    def quiet(self, seconds: float = 0.4) -> bytes:
-        """What arrives within ``seconds`` (expected: nothing)."""
-        deadline = time.monotonic() + seconds
-        data = b""
-        while time.monotonic() < deadline:
-            data += self.raw._recv_some(deadline - time.monotonic())
-        data, self.raw.buffer = self.raw.buffer + data, b""
-        return data
-
-    def close(self) -> None:
-        self.raw.close()
-
-
 def forbidden(reply: bytes, scope: str) -> None:
     assert b"type='error'" in reply, reply
     assert b"<forbidden" in reply, reply
     assert scope.encode() in reply, reply  # the text names the missing scope
-
-
-@pytest.fixture
-def bob(server: Server) -> Iterator[Session]:
-    session = Session(server, "bob", "builder")
-    assert session.ok, session.reply
-    session.send("<presence/>")
-    session.expect("</presence>|<presence[^>]*/>")
-    yield session
-    session.close()
 
 
 # ---------------------------------------------------------------------- one positive, one negative per scope
@@ -144,6 +87,8 @@ def test_without_messages_send_a_message_is_refused_and_not_delivered(server: Se
     bot = Session(server, "alice", secret)
     bot.send(f"<message to='{bob.jid}' type='chat' id='m2'><body>should not arrive</body></message>")
     forbidden(bot.expect("</message>"), "messages.send")
+    arrived = bot.mark(bob, "the bot's presence")  # control: what the bot may send does arrive
+    assert b"should not arrive" not in arrived, arrived
     assert b"should not arrive" not in bob.quiet()
     bot.close()
 
@@ -166,6 +111,16 @@ def test_without_messages_receive_nothing_is_delivered_and_the_sender_is_told(
     assert b"service-unavailable" in reply, reply
     assert b"type='error'" in reply, reply
     assert b"unheard" not in deaf.quiet()
+    # control: what deaf may receive from bob does arrive: the error to a message deaf sent him
+    deaf.send(f"<message to='{bob.jid}' type='chat' id='d1'><body>from deaf</body></message>")
+    bob.expect("from deaf")
+    bob.send(
+        f"<message to='{deaf.jid}' type='error' id='d1'><error type='cancel'>"
+        f"<service-unavailable xmlns='{STANZA_ERRORS}'/></error></message>"
+    )
+    bounced = deaf.expect("</message>")
+    assert b"id='d1'" in bounced, bounced
+    assert b"unheard" not in bounced, bounced
     deaf.close()
 
 
@@ -321,7 +276,9 @@ def test_a_bot_limited_to_messages_send_is_refused_everything_else(server: Serve
     for scope, stanza in refused.items():
         bot.send(stanza)
         forbidden(bot.expect("</presence>|</iq>"), scope)
-    bob.send(f"<message to='{bot.jid}' type='chat'><body>no reply expected</body></message>")
+    bob.send(f"<message to='{bot.jid}' type='chat' id='b9'><body>no reply expected</body></message>")
+    reply = bob.expect("</message>")
+    assert b"service-unavailable" in reply, reply  # routed: the bot is there for nothing bob sends
     assert b"no reply expected" not in bot.quiet()
     bot.close()
 

@@ -59,10 +59,8 @@ def sasl2_plain(
 ) -> tuple[RawClient, bytes]:
     client = RawClient(server.c2s_tls, direct_tls=True)
     client.open_stream()
-    initial = base64.b64encode(f"\0{user}\0{secret}".encode()).decode()
-    client.send(
-        f"<authenticate xmlns='{SASL2}' mechanism='PLAIN'><initial-response>{initial}</initial-response>"
-        f"<user-agent id='{ua}'/><bind xmlns='urn:xmpp:bind:0'><tag>{tag}</tag></bind>{extra}</authenticate>"
+    client.authenticate_plain(
+        user, secret, ua=ua, inline=f"<bind xmlns='urn:xmpp:bind:0'><tag>{tag}</tag></bind>{extra}"
     )
     return client, client.read_until(rb"</stream:features>|</failure>")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import re
 import time
 from collections.abc import Iterator
@@ -28,25 +27,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 def sasl2_plain(client: RawClient, user: str, password: str, inline: str) -> bytes:
     client.open_stream()
-    token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
-    client.send(
-        f"<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><initial-response>{token}</initial-response>"
-        f"<user-agent id='{UA}'><software>test</software></user-agent>{inline}</authenticate>"
-    )
+    client.authenticate_plain(user, password, ua=UA, software="test", inline=inline)
     return client.read_until(rb"</success>(<stream:features>.*?</stream:features>)?|</failure>")
 
 
 def bodies(data: bytes) -> list[str]:
     return [b.decode() for b in re.findall(rb"<body>([^<]*)</body>", data)]
-
-
-def drain(client: RawClient, seconds: float = 0.5) -> bytes:
-    deadline = time.monotonic() + seconds
-    out = b""
-    while time.monotonic() < deadline:
-        out += client._recv_some(deadline - time.monotonic())
-    everything, client.buffer = client.buffer + out, b""
-    return everything
 
 
 def test_a_dropped_connection_resumes_inline_and_loses_nothing(server: Server) -> None:
@@ -89,7 +75,7 @@ def test_a_dropped_connection_resumes_inline_and_loses_nothing(server: Server) -
     assert b"<bound" not in reply
     assert b"<stream:features" not in reply
     assert f"<authorization-identifier>{jid}</authorization-identifier>".encode() in reply
-    replay = drain(back)
+    replay = back.read_for(0.5)
     # every message exactly once: the two unacknowledged ones from before, then the three sent meanwhile
     assert bodies(replay) == ["before 1", "before 2", "during 0", "during 1", "during 2"]
     # and the session lives on: new messages arrive on the resumed stream
@@ -146,7 +132,7 @@ def test_carbons_copy_chats_to_the_other_resources(server: Server) -> None:
         "<message to='bob@localhost/c' type='chat'><body>secret</body><private xmlns='urn:xmpp:carbons:2'/></message>"
     )
     bob.read_until(rb"secret")
-    assert b"secret" not in drain(desk, 0.3)
+    assert b"secret" not in desk.quiet(0.3)
     for c in (desk, phone, bob):
         c.close()
 
@@ -161,7 +147,7 @@ def test_an_inactive_client_gets_messages_at_once_and_presence_later(server: Ser
     other.login("carol", "singer", "other")
     other.send("<presence/>")  # broadcast to carol's resources: can wait
     time.sleep(0.3)
-    assert b"carol@localhost/other" not in drain(quiet, 0.3)
+    assert b"carol@localhost/other" not in quiet.quiet(0.3)
     bob = RawClient(server.c2s)
     bob.login("bob", "builder", "csi")
     bob.send("<message to='carol@localhost/quiet' type='chat'><body>now</body></message>")
@@ -184,5 +170,5 @@ def test_a_quiet_session_is_asked_for_an_acknowledgement(server: Server) -> None
     client.read_until(rb"<r xmlns='urn:xmpp:sm:3'/>", timeout=5)
     assert time.monotonic() - started < 4
     client.send(f"<a xmlns='{SM}' h='1'/>")
-    assert b"<r " not in drain(client, 1.5)  # acknowledged: no more requests
+    assert b"<r " not in client.quiet(1.5)  # acknowledged: no more requests
     client.close()

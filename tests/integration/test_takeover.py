@@ -3,7 +3,6 @@ by another login of the account, a resume with a bad h, three logins racing for 
 
 from __future__ import annotations
 
-import base64
 import re
 import threading
 import time
@@ -19,7 +18,6 @@ from tests.integration.test_grants import app_password, live_grant, manage
 pytestmark = pytest.mark.integration
 
 SM = "urn:xmpp:sm:3"
-SASL2 = "urn:xmpp:sasl:2"
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +27,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def authenticate(client: RawClient, user: str, secret: str, ua: str, inline: str) -> bytes:
-    token = base64.b64encode(f"\0{user}\0{secret}".encode()).decode()
-    client.send(
-        f"<authenticate xmlns='{SASL2}' mechanism='PLAIN'><initial-response>{token}</initial-response>"
-        f"<user-agent id='{ua}'><software>takeover tests</software></user-agent>{inline}</authenticate>"
-    )
+    client.authenticate_plain(user, secret, ua=ua, software="takeover tests", inline=inline)
     return client.read_until(
         rb"</success>(<stream:features>.*?</stream:features>)?|</failure>|</stream:stream>"
     )
@@ -83,15 +77,6 @@ def narrow_while_away(server: Server, client: RawClient, jid: str, scopes: str) 
     time.sleep(1.2)  # applied within a second
 
 
-def quiet(client: RawClient, seconds: float = 0.4) -> bytes:
-    deadline = time.monotonic() + seconds
-    data = b""
-    while time.monotonic() < deadline and not client.closed:
-        data += client._recv_some(deadline - time.monotonic())
-    data, client.buffer = client.buffer + data, b""
-    return data
-
-
 def live_jids(server: Server, user: str) -> list[str]:
     lines = manage(server, "listsessions", "--user", user).splitlines()[1:]
     return [line.split()[1] for line in lines if line.split()]
@@ -117,7 +102,7 @@ def test_another_login_of_the_account_cannot_resume_a_session(server: Server) ->
         assert b"<success" in reply, reply  # the app password is right: it logs in and binds anew
         assert b"<resumed" not in reply, reply
         assert b"belongs to another client or app password" in reply, reply
-        assert b"for alice's phone only" not in quiet(thief)
+        assert b"for alice's phone only" not in thief.quiet()
         thief.close()
     back, reply = resume(server, "alice", "wonderland", ua, previd, 0)  # the phone itself
     assert b"<resumed" in reply, reply
@@ -138,7 +123,7 @@ def test_a_session_narrowed_while_away_gets_only_what_its_grant_allows_and_nothi
     narrow_while_away(server, bot, jid, "presence")
     back, reply = resume(server, "carol", secret, ua, previd, 0)
     assert b"<resumed" in reply, reply
-    assert b"sent before the change" not in quiet(back)  # withheld: it may no longer receive messages
+    assert b"sent before the change" not in back.quiet()  # withheld: it may no longer receive messages
     back.close()
     owner, _ = login(server, "carol", "singer", str(uuid.uuid4()), "<bind xmlns='urn:xmpp:bind:0'/>")
     owner.send("<presence/>")
@@ -216,7 +201,7 @@ def test_three_logins_at_once_for_one_full_jid_leave_exactly_one_session(server:
         time.sleep(0.5)
         alive = []
         for client in clients:
-            data = quiet(client, 0.2)
+            data = client.read_for(0.2)
             if client.closed:
                 assert parse_stream_error(data) == "conflict", data
             else:
@@ -247,7 +232,7 @@ def test_a_request_answered_by_the_server_at_a_resume_cannot_be_answered_again(s
     )
     back.send("<iq type='get' id='b-settle'><ping xmlns='urn:xmpp:ping'/></iq>")
     back.read_until(rb"id=.b-settle.")
-    assert b"late" not in quiet(sender)  # one answer to one request: the server's
+    assert b"late" not in sender.quiet()  # one answer to one request: the server's
     back.close()
     sender.close()
 

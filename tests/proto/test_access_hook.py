@@ -339,6 +339,9 @@ def test_results_in_a_driver_namespace_end_here() -> None:
     t = cam_stream()
     assert t.client(f"<iq type='result' id='l1'><clients xmlns='{CAM}'/></iq>") == []
     t.silent()
+    # control: a request in that namespace is handed over to the driver
+    (request,) = t.client(f"<iq type='get' id='l2'><list xmlns='{CAM}'/></iq>")
+    assert isinstance(request, ev.IqRequest)
 
 
 def test_the_policy_is_asked_before_the_driver() -> None:

@@ -98,7 +98,9 @@ def features(t: Transcript) -> etree._Element:
 def test_fast_is_not_advertised_by_default() -> None:
     t = Transcript.tcp(secure=True, bindings=BINDINGS)
     t.client(header())
-    assert FAST.encode() not in t.output()
+    out = t.output()
+    assert f"<authentication xmlns='{SASL2}'>".encode() in out, out  # SASL2 is offered ...
+    assert FAST.encode() not in out  # ... without FAST inline
 
 
 def test_fast_is_advertised_inline_strongest_binding_first() -> None:
@@ -275,7 +277,9 @@ def test_a_binding_mechanism_without_its_binding_is_malformed(
 ) -> None:
     t = Transcript.tcp(secure=True, bindings=bindings, fast=True)
     t.client(header())
-    assert mechanism.encode() not in t.output()  # not advertised ...
+    out = t.output()
+    assert b"<mechanism>HT-SHA-256-NONE</mechanism>" in out, out  # FAST is advertised ...
+    assert mechanism.encode() not in out  # ... but not this mechanism ...
     t.client(fast_login(mechanism))  # ... and refused with a reason
     t.server(
         failure(
@@ -444,7 +448,9 @@ def test_request_token_with_an_inline_resume() -> None:
 def test_no_token_unless_the_driver_issues_one() -> None:
     t = stream()
     t.client(authenticate("PLAIN", b64("\0alice\0wonderland"), USER_AGENT + request_token()))
-    assert b"<token" not in t.output()
+    out = t.output()
+    assert out.startswith(f"<success xmlns='{SASL2}'>".encode()), out  # logged in ...
+    assert b"<token" not in out  # ... without a token
 
 
 @pytest.mark.parametrize("wanted", ["HT-SHA-256-EXPR", "HT-SHA-256-UNIQ", "SCRAM-SHA-256", ""])
@@ -532,7 +538,9 @@ def test_a_failed_task_discards_the_token() -> None:
     t.client(f"<next xmlns='{SASL2}' task='TOTP'/>")
     t.stream.task_failed(SaslCondition.NOT_AUTHORIZED, "wrong code")
     t.pump()
-    assert b"secret-token:never" not in t.output()
+    failed = t.output()
+    assert failed.endswith(b"<text xml:lang='en'>wrong code</text></failure>"), failed  # the task ran
+    assert b"secret-token:never" not in failed
     t.client(authenticate("PLAIN", b64("\0alice\0wonderland"), USER_AGENT))
     t.stream.continue_with([])
     out = t.output()
@@ -547,8 +555,10 @@ def test_the_token_stays_out_of_reprs_and_events() -> None:
     t.stream.issue_token("secret-token:hidden", "2026-12-16T10:00:00Z")
     assert "hidden" not in repr(vars(t.stream))
     assert "hidden" not in repr(t.stream.fast.issued)
+    assert "2026-12-16T10:00:00Z" in repr(t.stream.fast.issued)  # the token is there, its expiry shown
     t.stream.continue_with([])
     assert "hidden" not in repr(t.events)
     assert b"secret-token:hidden" in t.output()
     candidate = TokenCandidate(credential_id="x", key=TOKEN.encode(), mechanism="HT-SHA-256-NONE")
     assert TOKEN not in repr(candidate)
+    assert "HT-SHA-256-NONE" in repr(candidate)

@@ -123,6 +123,7 @@ def test_password_not_in_repr() -> None:
     result = PlainServer().start(b"\0user\0s3cr3t-pw")
     assert isinstance(result, NeedPasswordCheck)
     assert "s3cr3t-pw" not in repr(result)
+    assert "username='user'" in repr(result)
 
 
 def test_call_order_is_enforced() -> None:

@@ -1056,6 +1056,7 @@ def test_reprs_hide_secrets() -> None:
 
     client = ScramClient("SHA-256", "user", "s3cr3t-pw")
     assert "s3cr3t-pw" not in repr(client)
+    assert "'user'" in repr(client)
 
 
 def test_channel_binding_context_copies_its_mapping() -> None:

@@ -103,3 +103,4 @@ def test_error_message_does_not_echo_the_value() -> None:
     with pytest.raises(ValueError) as excinfo:
         saslprep(secret)
     assert "hunter2" not in str(excinfo.value)
+    assert "prohibited ASCII control character" in str(excinfo.value)  # it says what is wrong instead

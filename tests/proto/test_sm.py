@@ -69,7 +69,9 @@ def test_acks_release_the_queue_and_the_server_asks_every_five_stanzas() -> None
     t = enabled()
     for i in range(4):
         t.stream.send_raw(f"<message xmlns='jabber:client' id='m{i}'/>".encode())
-    assert b"<r " not in t.output()
+    out = t.output()
+    assert out.count(b"<message ") == 4, out  # the four went out ...
+    assert b"<r " not in out  # ... without a request for an ack yet
     t.stream.send_raw(b"<message xmlns='jabber:client' id='m4'/>")
     assert t.output().endswith(f"<r xmlns='{SM}'/>".encode())
     sm = t.stream.sm
@@ -312,5 +314,7 @@ def test_request_ack_asks_once_for_what_was_sent_since_the_last_request() -> Non
 
 def test_request_ack_needs_sm() -> None:
     t = bound()
-    assert not t.stream.request_ack()
+    t.stream.send_raw(b"<message xmlns='jabber:client' id='x'/>")
+    assert t.output() == b"<message xmlns='jabber:client' id='x'/>"  # sent on a live stream ...
+    assert not t.stream.request_ack()  # ... but without SM there is nothing to ask with
     t.silent()

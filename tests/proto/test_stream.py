@@ -166,7 +166,9 @@ def test_secure_stream_features_list_plus_mechanisms_and_binding_types() -> None
 def test_plain_can_be_switched_off() -> None:
     t = Transcript.tcp(secure=True, allow_plain=False)
     t.client(header())
-    assert b"PLAIN" not in t.output()
+    out = t.output()
+    assert b"<mechanism>SCRAM-SHA-256</mechanism>" in out, out  # the mechanisms did arrive ...
+    assert b"PLAIN" not in out  # ... without PLAIN
 
 
 def test_unencrypted_websocket_is_refused_before_any_mechanism() -> None:
@@ -541,6 +543,9 @@ def test_results_to_the_server_are_not_answered() -> None:
     t = bound()
     assert t.client("<iq type='result' id='r1'/>") == []
     t.silent()
+    # control: the same stream answers a request to the server at once
+    t.client("<iq type='get' id='r2'><ping xmlns='urn:xmpp:ping'/></iq>")
+    t.server("<iq xmlns='jabber:client' type='result' id='r2' to='alice@localhost/res'/>")
 
 
 def test_iq_to_a_full_jid_is_routed() -> None:

@@ -20,8 +20,9 @@ Transport -> application (``receive``):
 
 Application -> transport (``send``):
 
-- ``{"type": "xmpp.send", "bytes": b"..."}`` write (never blocks; TCP_NODELAY is on). One message is one TLS
-  write and, when nothing is queued in the TCP transport, goes to the socket at once.
+- ``{"type": "xmpp.send", "frames": [b"...", ...]}`` or ``{"type": "xmpp.send", "bytes": b"..."}`` write
+  (never blocks; TCP_NODELAY is on). What the messages of one loop iteration carry is one TLS write and,
+  when nothing is queued in the TCP transport, goes to the socket at once.
 - ``{"type": "xmpp.starttls"}`` start server-side TLS now (just after ``<proceed/>`` was sent). Plaintext that
   was read but not yet handed to the application is dropped from the queue; everything read afterwards goes
   into the TLS layer. A failed handshake closes the connection.
@@ -50,7 +51,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Literal
 
 from OpenSSL import SSL
@@ -59,12 +59,11 @@ from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 
+from xmppauth.transport import ASGIApp, Message
 from xmppauth.transport.tls import ServerTLS, TLSInfo, describe_tls_error
 
 logger = logging.getLogger(__name__)
 
-Message = MutableMapping[str, Any]
-ASGIApp = Callable[..., Awaitable[None]]  # application(scope, receive, send)
 TransportName = Literal["starttls", "directtls"]
 
 HIGH_WATER = 64  # receive-queue length at which reading pauses
@@ -313,6 +312,10 @@ class XMPPServerProtocol(Protocol):
         }
         self.queue = collections.deque()
         coro = self.factory.application(scope, self._receive, self._send)
+        # Not xmppauth.tasks.start: the application runs on the factory's loop (not necessarily the
+        # running one), and its end closes the connection. The reference is kept in factory.tasks
+        # until it ends, _application_done logs its failure with the peer's address, and shutdown()
+        # cancels what is left.
         self.task = self.factory.loop.create_task(coro)  # type: ignore[arg-type]
         self.factory.tasks.add(self.task)
         self.task.add_done_callback(self._application_done)
@@ -356,11 +359,16 @@ class XMPPServerProtocol(Protocol):
             return
         kind = message.get("type")
         if kind == "xmpp.send":
-            data = message.get("bytes")
-            if not isinstance(data, bytes | bytearray | memoryview):
-                raise TypeError(f"xmpp.send needs bytes, got {type(data).__name__}")
-            if data:
-                self._out_pending.append(bytes(data))
+            frames = message.get("frames")
+            if frames is None:
+                data = message.get("bytes")
+                if not isinstance(data, bytes | bytearray | memoryview):
+                    raise TypeError(f"xmpp.send needs bytes, got {type(data).__name__}")
+                frames = [bytes(data)] if data else []
+            elif not isinstance(frames, list) or not all(type(frame) is bytes for frame in frames):
+                raise TypeError("xmpp.send needs frames as a list of bytes")
+            if frames:
+                self._out_pending.extend(frames)
                 if not self._out_scheduled:
                     self._out_scheduled = True
                     self.factory.loop.call_soon(self._flush_out)
@@ -559,6 +567,8 @@ class XMPPServerFactory(Factory[XMPPServerProtocol]):
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
+        # A raw task, for Twisted: the Deferred holds it and reports its failure (wait() gathers the
+        # applications with return_exceptions, so it has none of its own).
         return defer.Deferred.fromFuture(self.loop.create_task(wait()))
 
 

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from accounts.lookup import BadName, existing_user
-from sessions_acl import access, services
+from sessions_acl import access, app_passwords
 from sessions_acl.models import AppPassword
 from xmppauth.dbsetup import ensure_migrated
 
@@ -47,11 +47,11 @@ class Command(BaseCommand):
         try:
             if role:
                 scopes = sorted(access.scopes_for_role(role))
-            created = services.create_app_password(
+            created = app_passwords.create_app_password(
                 user,
                 options["label"],
                 scopes,
-                expires=services.expiry_from_days(options["expires_days"]),
+                expires=app_passwords.expiry_from_days(options["expires_days"]),
                 role=role,
                 actor="the operator (manage.py apppassword)",
             )

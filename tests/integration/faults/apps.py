@@ -18,8 +18,11 @@ class InjectedFault(RuntimeError):
 
 def _targets() -> dict[str, tuple[object, str, bool]]:
     """Fault name -> (object holding the function, attribute, whether it is a coroutine function)."""
-    from xmppauth import adhoc, register, roster, services
+    from xmppauth import services
     from xmppauth.consumer import StreamConsumer
+    from xmppauth.features import rfc6121_roster as roster
+    from xmppauth.features import xep0050_commands as adhoc
+    from xmppauth.features import xep0077_register as register
     from xmppauth.proto import xep0480_upgrade as upgrade
     from xmppauth.proto.stream import C2SStream
     from xmppauth.router import ROUTER
@@ -33,7 +36,7 @@ def _targets() -> dict[str, tuple[object, str, bool]]:
         # binding and resuming
         "services.open_session": (services, "open_session", True),
         "StreamConsumer._bind": (StreamConsumer, "_bind", True),
-        "StreamConsumer._hand_over": (StreamConsumer, "_hand_over", True),
+        "StreamConsumer.take_over": (StreamConsumer, "take_over", True),
         "services.resume_session": (services, "resume_session", True),
         # stanzas from the client, and the requests the driver answers
         "ROUTER.route": (ROUTER, "route", True),

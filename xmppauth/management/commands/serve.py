@@ -156,7 +156,8 @@ class Command(BaseCommand):
 
     def _migrate(self, verbosity: int) -> None:
         from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
-        from django.db.migrations.executor import MigrationExecutor
+
+        from xmppauth.dbsetup import pending_migrations
 
         connection = connections[DEFAULT_DB_ALIAS]
         sqlite = connection.vendor == "sqlite"
@@ -165,26 +166,25 @@ class Command(BaseCommand):
             if name and name != ":memory:" and not name.startswith("file:"):
                 Path(name).parent.mkdir(parents=True, exist_ok=True)
         try:
-            executor = MigrationExecutor(connection)
-            plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
-            if plan and sqlite:
+            pending = pending_migrations()
+            if pending and sqlite:
                 if verbosity >= 1:
-                    self.stdout.write(f"Applying {len(plan)} pending migration(s) to the SQLite database")
+                    self.stdout.write(f"Applying {pending} pending migration(s) to the SQLite database")
                 call_command("migrate", interactive=False, verbosity=max(0, verbosity - 1))
         except DatabaseError as exc:
             raise CommandError(f"cannot check the database migrations: {exc}") from exc
         finally:
             connections.close_all()
-        if plan and not sqlite:
+        if pending and not sqlite:
             raise CommandError(
-                f"the database has {len(plan)} unapplied migration(s); run `python manage.py migrate` first "
+                f"the database has {pending} unapplied migration(s); run `python manage.py migrate` first "
                 "(serve applies migrations by itself only on SQLite), or start with --no-migrate"
             )
 
     def _close_stale_sessions(self) -> None:
         from django.db import DatabaseError, connections
 
-        from sessions_acl.services import close_node_sessions
+        from sessions_acl.records import close_node_sessions
 
         try:
             closed = close_node_sessions(settings.XMPP_NODE)

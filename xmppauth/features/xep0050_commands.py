@@ -1,6 +1,10 @@
 """XEP-0050 ad-hoc commands carrying XEP-0133 service administration.
 
-The stream consumer hands over iq requests with a ``<command xmlns='http://jabber.org/protocol/commands'/>``
+Registered (:mod:`xmppauth.features`) for ``http://jabber.org/protocol/commands``, listed among the
+server's features, and for disco#info and disco#items of the server's node of that name (XEP-0050
+§2.1, §2.2: the command list, whose items only sessions with the ``admin`` scope see).
+
+The driver hands over iq requests with a ``<command xmlns='http://jabber.org/protocol/commands'/>``
 payload addressed to the server; only sessions whose grant carries the ``admin`` scope get here
 (checked before :func:`handle` runs). Three XEP-0133 commands are offered:
 
@@ -34,25 +38,27 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ParamSpec, TypeVar, cast
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import transaction
 from lxml import etree
 
 from accounts.models import User
+from sessions_acl.access import ADMIN as ADMIN_SCOPE
 from sessions_acl.revocation import end_user_sessions
+from xmppauth import features
+from xmppauth.offloop import off_loop
 from xmppauth.proto import ns
 from xmppauth.proto.errors import StanzaErrorCondition
 from xmppauth.proto.jid import JID, InvalidJID, prep_domain
 from xmppauth.proto.replies import Refusal, iq_error, iq_reply
+from xmppauth.router import ROUTER
 
-NS = "http://jabber.org/protocol/commands"  # XEP-0050
-DATA = "jabber:x:data"  # XEP-0004
-ADMIN = "http://jabber.org/protocol/admin"  # XEP-0133, also the FORM_TYPE of its forms
+NS = ns.COMMANDS  # XEP-0050
+DATA = ns.DATA_FORMS  # XEP-0004
+ADMIN = ns.ADMIN  # XEP-0133, also the FORM_TYPE of its forms
 
 NODE_ONLINE_USERS_NUM = f"{ADMIN}#get-online-users-num"
 NODE_REGISTERED_USERS_NUM = f"{ADMIN}#get-registered-users-num"
@@ -74,20 +80,10 @@ _COMMANDS: dict[str, str] = {
 # XEP-0050 §4.1: the actions a requester may name.
 _ACTIONS = frozenset({"execute", "cancel", "complete", "next", "prev"})
 
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
-
 _Q_COMMAND = ns.qname(NS, "command")
 _Q_X = ns.qname(DATA, "x")
 _Q_FIELD = ns.qname(DATA, "field")
 _Q_VALUE = ns.qname(DATA, "value")
-_Q_IQ = ns.qname(ns.CLIENT, "iq")
-
-
-def _off_loop(fn: Callable[_P, _T]) -> Callable[_P, Awaitable[_T]]:
-    """``database_sync_to_async`` keeping the signature for the type checker: the ORM runs in
-    the worker thread, never on the event loop."""
-    return cast(Callable[_P, Awaitable[_T]], database_sync_to_async(fn))
 
 
 @dataclass(frozen=True)
@@ -101,6 +97,33 @@ class _Session:
 _sessions: dict[str, _Session] = {}
 #: The clock sessions expire by (a module attribute so tests can move time on).
 _clock: Callable[[], float] = time.monotonic
+
+
+# ---------------------------------------------------------------------------------- the handlers
+async def _on_command(context: features.IqContext, stanza: etree._Element, payload: etree._Element) -> None:
+    await context.answer(
+        await handle(stanza, payload, actor=f"{context.jid} (XEP-0133)", online=ROUTER.online_counts)
+    )
+
+
+async def _on_discovery(context: features.IqContext, stanza: etree._Element, payload: etree._Element) -> None:
+    """XEP-0050 §2: the command list (the XEP-0133 commands, to sessions that may run them)."""
+    namespace = etree.QName(payload).namespace or ""
+    reply = iq_reply(stanza, "result")
+    query = etree.SubElement(reply, ns.qname(namespace, "query"), nsmap=ns.default(namespace))
+    query.set("node", NS)
+    if namespace == ns.DISCO_INFO:
+        etree.SubElement(query, ns.qname(namespace, "identity"), category="automation", type="command-list")
+    elif context.access.allows(ADMIN_SCOPE):
+        for node, name in command_items():
+            etree.SubElement(
+                query, ns.qname(namespace, "item"), jid=settings.XMPP_DOMAIN, node=node, name=name
+            )
+    await context.answer(reply)
+
+
+features.register(NS, _on_command, server_feature=True)
+features.register_node(NS, _on_discovery)
 
 
 # ---------------------------------------------------------------------------------- public API
@@ -283,8 +306,8 @@ def _registered_count_sync() -> int:
     return User.objects.filter(is_active=True).count()
 
 
-_end_sessions = _off_loop(_end_sessions_sync)
-_registered_count = _off_loop(_registered_count_sync)
+_end_sessions = off_loop(_end_sessions_sync)
+_registered_count = off_loop(_registered_count_sync)
 
 
 # ---------------------------------------------------------------------------------- sessions

@@ -16,27 +16,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Q
 from django.utils import timezone
 from lxml import etree
 
 from accounts.models import User
+from xmppauth.proto import ns
 from xmppauth.proto.numbers import parse_uint
 
 from . import access, revocation, tokens
-from .models import AppPassword, Client, Session
+from .models import AppPassword, Client, Grant, Session
 
-NS = "urn:xmpp:cam:0"
-GRANT_NS = "urn:xmppauth:grant:0"
 MAX_ID = 2**63 - 1  # the largest BigAutoField key: a longer id could not even be looked up
 
 
-def _q(local: str) -> str:
-    return f"{{{NS}}}{local}"
-
-
 def _sub(parent: etree._Element, local: str, text: str | None = None) -> etree._Element:
-    el = etree.SubElement(parent, _q(local))
+    el = etree.SubElement(parent, ns.qname(ns.CAM, local))
     if text is not None:
         el.text = text
     return el
@@ -51,15 +45,15 @@ def _permission(parent: etree._Element, scopes: frozenset[str], staff: bool) -> 
         permission.set("status", "normal")
     else:
         permission.set("status", "restricted")
-        detail = etree.SubElement(permission, f"{{{GRANT_NS}}}scopes", nsmap={None: GRANT_NS})  # type: ignore[dict-item]
+        detail = etree.SubElement(permission, ns.qname(ns.GRANT, "scopes"), nsmap=ns.default(ns.GRANT))
         for scope in sorted(scopes):
-            etree.SubElement(detail, f"{{{GRANT_NS}}}scope").text = scope
+            etree.SubElement(detail, ns.qname(ns.GRANT, "scope")).text = scope
 
 
 def client_list(user: User) -> etree._Element:
     """The ``<clients/>`` payload for ``user``."""
     now = timezone.now()
-    clients_el = etree.Element(_q("clients"), nsmap={None: NS})  # type: ignore[dict-item]
+    clients_el = etree.Element(ns.qname(ns.CAM, "clients"), nsmap=ns.default(ns.CAM))
     live = set(Session.objects.filter(user=user, ended__isnull=True).values_list("client_id", "grant_id"))
     live_clients = {c for c, _ in live}
     live_grants = {g for _, g in live}
@@ -86,9 +80,7 @@ def client_list(user: User) -> etree._Element:
         )
         if client.device:
             _sub(agent, "device", client.device)
-    apps = AppPassword.objects.filter(user=user, grant__revoked__isnull=True).filter(
-        Q(grant__expires__isnull=True) | Q(grant__expires__gt=now)
-    )
+    apps = AppPassword.objects.filter(user=user, grant__in=Grant.objects.live(now))
     for app in apps.select_related("grant"):
         grant = app.grant
         el = _sub(clients_el, "client")

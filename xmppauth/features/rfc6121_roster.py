@@ -1,8 +1,8 @@
 """Roster management, RFC 6121 §2: roster get, roster set (add, update, remove) and roster pushes.
 
-The stream consumer hands over iq get/set requests with a ``jabber:iq:roster`` payload that are
-addressed to the server or to the account's own bare JID; whether the session may read or change
-the roster (its scopes) was decided before :func:`handle` is called.
+Registered for ``jabber:iq:roster`` (:mod:`xmppauth.features`): the driver hands over iq get/set
+requests with that payload addressed to the server or to the account's own bare JID; whether the
+session may read or change the roster (its scopes) was decided before :func:`handle` is called.
 
 What is supported and what is not:
 
@@ -25,29 +25,34 @@ the ``XMPP_MAX_ROSTER_ITEMS`` setting (default 1000); adding an item beyond it i
 ``resource-constraint`` (see :func:`_apply_set` for why that condition).
 
 A successful set is answered with an empty result and yields the payload of a roster push
-(§2.1.6) that the consumer sends to every session of the account (:func:`push_iq` wraps it).
+(§2.1.6), which goes to every interested resource of the account (:func:`push_iq` wraps it): each
+session that has asked for the roster and may still read it.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Awaitable, Callable, Sequence
+import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import transaction
 from lxml import etree
 
 from accounts.models import User
+from sessions_acl.access import ROSTER_READ
+from xmppauth import features
 from xmppauth.models import RosterItem
+from xmppauth.offloop import off_loop
 from xmppauth.proto import ns
 from xmppauth.proto.errors import StanzaErrorCondition
 from xmppauth.proto.jid import JID, InvalidJID
 from xmppauth.proto.replies import Refusal, iq_error, iq_reply
+from xmppauth.proto.xml import serialize
 
-NS = "jabber:iq:roster"
+NS = ns.ROSTER
 
 #: Longest item name accepted, in UTF-8 bytes (RFC 6121 §2.3.3 "server-configured limit"; the
 #: same bound RFC 7622 puts on each JID part, and what ``RosterItem.name`` stores).
@@ -58,9 +63,6 @@ MAX_GROUP_BYTES = 1023
 MAX_GROUPS = 32
 #: Items per account when ``settings.XMPP_MAX_ROSTER_ITEMS`` is not set.
 DEFAULT_MAX_ITEMS = 1000
-
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
 
 _Q_QUERY = ns.qname(NS, "query")
 _Q_ITEM = ns.qname(NS, "item")
@@ -93,10 +95,35 @@ class _Item:
     ask: bool
 
 
-def _off_loop(fn: Callable[_P, _T]) -> Callable[_P, Awaitable[_T]]:
-    """``database_sync_to_async`` keeping the signature for the type checker: the ORM runs in
-    the worker thread, never on the event loop."""
-    return cast(Callable[_P, Awaitable[_T]], database_sync_to_async(fn))
+#: ``IqContext.state`` key: the session asked for the roster, so it is an "interested resource"
+#: that hears of every change (RFC 6121 §2.1.6).
+INTERESTED = "rfc6121_roster.interested"
+
+
+# ---------------------------------------------------------------------------------- the handler
+async def _on_iq(context: features.IqContext, stanza: etree._Element, payload: etree._Element) -> None:
+    outcome = await handle(context.user_id, context.jid, stanza, payload)
+    if stanza.get("type") == "get" and outcome.reply.get("type") == "result":
+        context.state[INTERESTED] = True
+    await context.answer(outcome.reply)
+    if outcome.push is not None:
+        await _push(context, outcome.push)
+
+
+async def _push(context: features.IqContext, push: etree._Element) -> None:
+    """RFC 6121 §2.1.6: every interested resource of the account hears of the change."""
+    for session in context.account_sessions():
+        if (
+            session.feature_state.get(INTERESTED)
+            and session.access is not None
+            and session.access.allows(ROSTER_READ)
+            and session.jid is not None
+        ):
+            iq = push_iq(push, session.jid, f"push-{secrets.token_hex(6)}")
+            await session.deliver(serialize(iq))
+
+
+features.register(NS, _on_iq)
 
 
 # ---------------------------------------------------------------------------------- public API
@@ -121,7 +148,7 @@ async def handle(
     """Answer a roster get or set (RFC 6121 §2.1.3, §2.1.5) of the account ``user_id``.
 
     ``account`` is the account's JID (its bare form is what a roster may not contain),
-    ``stanza`` the request as the consumer received it (``from`` stamped with the sender's full
+    ``stanza`` the request as the driver received it (``from`` stamped with the sender's full
     JID), ``payload`` its single child. Never raises for a client's mistake: every refusal is an
     error reply.
     """
@@ -156,7 +183,7 @@ def _items_of(user_id: int) -> list[_Item]:
     return [_snapshot(row) for row in RosterItem.objects.filter(user_id=user_id).order_by("jid")]
 
 
-_load_items = _off_loop(_items_of)
+_load_items = off_loop(_items_of)
 
 
 # ---------------------------------------------------------------------------------- set
@@ -271,7 +298,7 @@ def _apply_set(user_id: int, request: _SetRequest) -> _Item:
         return _snapshot(existing)
 
 
-_apply_set_async = _off_loop(_apply_set)
+_apply_set_async = off_loop(_apply_set)
 
 
 async def _apply(user_id: int, request: _SetRequest) -> etree._Element:

@@ -1,39 +1,37 @@
-"""Grants at login, session records, FAST tokens, app passwords and the security log.
+"""What a stream that just authenticated may do: the grant a login holds, its client, its FAST token.
 
-Synchronous Django code: the portal, the admin and the management commands call it directly;
-the stream consumer calls it through ``database_sync_to_async`` (see ``xmppauth/services.py``).
+A SASL mechanism has matched a credential (:mod:`sessions_acl.credentials`); :func:`authorize` now
+decides: the account password gets the client's grant (made or renewed here), an app password its
+own grant, a FAST token its client's grant, and a token is issued, rotated (XEP-0484) or
+invalidated on the way. The usual reconnect is one read (``loginreads.py``) and no write.
+Synchronous Django code; the stream consumer calls it off the event loop (``xmppauth/services.py``).
 Nothing here ever logs or stores a secret.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from accounts import scram
 from accounts.models import PasswordLogin, User
-from xmppauth.proto.sasl import ScramCredentials, derive_credentials
-from xmppauth.proto.sasl.base import TokenCandidate
 
 from . import access, loginreads, tokens
-from .models import AppPassword, AuthEvent, Client, FastToken, Grant, Session, client_label
+from .credentials import APP_PASSWORD_PREFIX, FAST_PREFIX
+from .models import AppPassword, AuthEvent, Client, FastToken, Grant, client_label
+from .securitylog import log_event
 
 log = logging.getLogger("xmppauth.grants")
-
-APP_PASSWORD_PREFIX = "app:"  # noqa: S105 - a credential id prefix, not a secret
-FAST_PREFIX = "fast:"
 
 
 @dataclass(frozen=True, kw_only=True)
 class IssuedToken:
+    """A new XEP-0484 token for the client, shown to it once in the SASL2 success."""
+
     token: str = field(repr=False)
     expiry: str
     mechanism: str
@@ -63,93 +61,6 @@ class Refusal:
     text: str
 
 
-def log_event(user: User | int | None, kind: str, detail: str, *, actor: str = "", address: str = "") -> None:
-    AuthEvent.objects.create(
-        user_id=user if isinstance(user, int) or user is None else user.pk,
-        kind=kind,
-        detail=detail[:500],
-        actor=actor[:200],
-        address=address[:100],
-    )
-
-
-# ---------------------------------------------------------------------- credentials for SASL
-def scram_lookup(
-    localpart: str | None, username: str, hash_name: str
-) -> tuple[ScramCredentials, list[ScramCredentials]]:
-    """SCRAM: the account's stored credentials and, as alternatives, those of its live app
-    passwords that share their salt and iteration count; for no such account, deterministic fake
-    credentials (and none), so that the exchange looks the same."""
-    creds, alternatives, _ = _lookup(localpart, username, hash_name)
-    return creds, alternatives
-
-
-def _lookup(
-    localpart: str | None, username: str, hash_name: str
-) -> tuple[ScramCredentials, list[ScramCredentials], bool]:
-    found = loginreads.credentials(localpart, timezone.now()) if localpart is not None else None
-    entry = found.scram.get(hash_name) if found is not None else None
-    if found is None or not entry:
-        return scram.fake_for(username, hash_name), [], False
-    creds = scram.from_json(entry)
-    return creds, _alternatives(found, hash_name, creds), True
-
-
-def _alternatives(
-    found: loginreads.Credentials, hash_name: str, reference: ScramCredentials
-) -> list[ScramCredentials]:
-    result = []
-    for pk, data in found.app_passwords:
-        entry = data.get(hash_name)
-        if not entry:
-            continue
-        creds = scram.from_json(entry)
-        if creds.salt != reference.salt or creds.iterations != reference.iterations:
-            continue  # keys from another salt cannot answer this exchange's challenge
-        result.append(
-            ScramCredentials(
-                salt=creds.salt,
-                iterations=creds.iterations,
-                stored_key=creds.stored_key,
-                server_key=creds.server_key,
-                credential_id=f"{APP_PASSWORD_PREFIX}{pk}",
-            )
-        )
-    return result
-
-
-def check_plain(localpart: str | None, username: str, password: str) -> str | None:
-    """PLAIN: which credential ``password`` is ("" account password, "app:N"), or None.
-
-    One SCRAM-SHA-256 derivation with the account's salt, then a constant-time comparison with
-    the account's StoredKey and every live app password's (all of them, whatever matches first).
-    Unknown accounts run the same derivation against fake credentials, so timing does not tell.
-    """
-    reference, alternatives, real = _lookup(localpart, username, "SHA-256")
-    try:
-        derived = derive_credentials(
-            password, "SHA-256", salt=reference.salt, iterations=reference.iterations
-        )
-    except ValueError:  # not a valid SASLprep string
-        return None
-    found = None
-    for candidate in [reference, *alternatives]:
-        if hmac.compare_digest(derived.stored_key, candidate.stored_key) and found is None:
-            found = candidate.credential_id
-    return found if real else None
-
-
-def fast_candidates(localpart: str | None, user_agent_id: str | None) -> list[TokenCandidate]:
-    """The live FAST tokens of this account's client ``user_agent_id`` (none for anyone else)."""
-    if localpart is None or not user_agent_id:
-        return []
-    return [
-        TokenCandidate(credential_id=f"{FAST_PREFIX}{pk}", key=tokens.unseal(key, nonce), mechanism=mechanism)
-        for pk, key, nonce, mechanism in loginreads.fast_tokens(localpart, user_agent_id, timezone.now())
-    ]
-
-
-# ---------------------------------------------------------------------- login
 def authorize(
     localpart: str,
     *,
@@ -205,10 +116,6 @@ def _stale(moment: datetime | None, now: datetime) -> bool:
     return moment is None or now - moment >= SEEN_GRANULARITY
 
 
-def _live_grants(grants: QuerySet[Grant], now: datetime) -> QuerySet[Grant]:
-    return grants.filter(revoked__isnull=True).filter(Q(expires__isnull=True) | Q(expires__gt=now))
-
-
 def lock_clients(clients: QuerySet[Client]) -> None:
     """Take these clients' turn until the transaction ends: whatever reads and then changes a
     client's tokens or grant does it in its turn, so that two logins (or a login and a revocation)
@@ -234,7 +141,7 @@ def _authorize_app_password(
         return gone
     # Marked used (its first use makes it a "session" in XEP-0494 lists) only while still live: a
     # revocation that commits between the read above and this UPDATE makes it match no row.
-    if not _live_grants(Grant.objects.filter(pk=app.grant.pk), now).update(last_used=now):
+    if not Grant.objects.filter(pk=app.grant.pk).live(now).update(last_used=now):
         return gone
     if fast_request:
         # A token belongs to a client's grant, which an app password must never reach.
@@ -470,130 +377,3 @@ def _issue_token(client: Client, mechanism: str, now: datetime) -> IssuedToken:
     )
     log_event(client.user_id, AuthEvent.Kind.TOKEN_ISSUED, f"{mechanism} token for {client}")
     return IssuedToken(token=token, expiry=tokens.xep0082(expires), mechanism=mechanism)
-
-
-def login_failed(localpart: str | None, mechanism: str, condition: str, address: str) -> None:
-    """Security log entry for a failed login of an existing account (unknown names are not kept)."""
-    if localpart is None:
-        return
-    user_id = User.objects.filter(username=localpart).values_list("id", flat=True).first()
-    if user_id is not None:
-        log_event(user_id, AuthEvent.Kind.LOGIN_FAILED, f"{mechanism}: {condition}", address=address)
-
-
-# ---------------------------------------------------------------------- sessions
-def open_session(
-    auth: Authorization,
-    *,
-    jid: str,
-    transport: str,
-    address: str,
-    mechanism: str,
-    node: str,
-    factors: list[str] | None = None,
-) -> int:
-    """Record a bound stream; returns the session id. The session rows are the login history of the
-    security log (AuthEvent keeps everything else: failures, tokens, revocations, changes)."""
-    session = Session.objects.create(
-        user_id=auth.user_id,
-        grant_id=auth.grant_id,
-        client_id=auth.client_id,
-        jid=jid,
-        transport=transport,
-        address=address,
-        mechanism=mechanism,
-        credential=auth.credential,
-        factors=factors or [],
-        node=node,
-    )
-    return session.pk
-
-
-def close_session(session_id: int, reason: str) -> None:
-    now = timezone.now()
-    Session.objects.filter(pk=session_id, ended__isnull=True).update(
-        ended=now, last_activity=now, end_reason=reason[:200]
-    )
-
-
-def touch_session(session_id: int) -> None:
-    Session.objects.filter(pk=session_id).update(last_activity=timezone.now())
-
-
-def forget_old_records(now: datetime | None = None) -> tuple[int, int]:
-    """Privacy (XEP-0494, Privacy Considerations): ended sessions older than XMPP_SESSION_RECORD_DAYS
-    and security-log entries older than XMPP_SECURITY_LOG_DAYS are deleted (0 keeps them for ever).
-    Returns how many of each."""
-    moment = now or timezone.now()
-    sessions = events = 0
-    if settings.XMPP_SESSION_RECORD_DAYS:
-        horizon = moment - timedelta(days=settings.XMPP_SESSION_RECORD_DAYS)
-        sessions, _ = Session.objects.filter(ended__lt=horizon).delete()
-    if settings.XMPP_SECURITY_LOG_DAYS:
-        horizon = moment - timedelta(days=settings.XMPP_SECURITY_LOG_DAYS)
-        events, _ = AuthEvent.objects.filter(created__lt=horizon).delete()
-    return sessions, events
-
-
-def close_node_sessions(node: str, reason: str = "the server stopped") -> int:
-    """At start-up: sessions this node left open when it last stopped are over."""
-    now = timezone.now()
-    return Session.objects.filter(node=node, ended__isnull=True).update(ended=now, end_reason=reason)
-
-
-# ---------------------------------------------------------------------- app passwords
-@dataclass(frozen=True, kw_only=True)
-class NewAppPassword:
-    app_password: AppPassword
-    secret: str = field(repr=False)  # shown once, never stored
-
-
-def create_app_password(
-    user: User,
-    label: str,
-    scopes: list[str] | frozenset[str],
-    *,
-    expires: datetime | None = None,
-    role: str = "",
-    actor: str = "",
-) -> NewAppPassword:
-    """A new app password with exactly ``scopes`` (never ``admin`` or ``clients.manage``).
-
-    Raises ValueError with a message for a person for bad input.
-    """
-    label = label.strip()
-    if not label:
-        raise ValueError("an app password needs a label (what it is for, e.g. 'backup bot')")
-    if len(label) > 100:
-        raise ValueError("the label is longer than 100 characters")
-    chosen = access.validate_scopes(scopes, app_password=True)
-    if not chosen:
-        raise ValueError("an app password needs at least one scope")
-    if expires is not None and expires <= timezone.now():
-        raise ValueError("the expiry is in the past")
-    if not user.scram:
-        raise ValueError("the account has no password yet; set one first")
-    secret = tokens.new_app_password()
-    keys: dict[str, Any] = {}
-    for hash_name, entry in user.scram.items():
-        reference = scram.from_json(entry)
-        keys[hash_name] = scram.to_json(
-            derive_credentials(secret, hash_name, salt=reference.salt, iterations=reference.iterations)
-        )
-    with transaction.atomic():
-        grant = Grant.objects.create(
-            user=user, origin=Grant.Origin.APP_PASSWORD, role=role, scopes=sorted(chosen), expires=expires
-        )
-        app = AppPassword.objects.create(user=user, grant=grant, label=label, scram=keys)
-        log_event(
-            user,
-            AuthEvent.Kind.APP_PASSWORD_CREATED,
-            f"{label!r} with {', '.join(sorted(chosen))}"
-            + (f", expires {expires:%Y-%m-%d %H:%M} UTC" if expires else ""),
-            actor=actor,
-        )
-    return NewAppPassword(app_password=app, secret=secret)
-
-
-def expiry_from_days(days: float | None) -> datetime | None:
-    return None if not days else timezone.now() + timedelta(days=days)

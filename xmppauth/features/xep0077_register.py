@@ -1,23 +1,26 @@
 """XEP-0077 in-band registration, the part a logged-in account uses: changing its password (§3.3).
 
 Allowed to sessions holding ``clients.manage`` (checked before this runs). A new password ends every
-other session of the account and every FAST token (sessions_acl.revocation.change_password); the
+other session of the account and every FAST token (``User.set_password``, the one password door); the
 session that changed it goes on. Registering new accounts and cancelling one in band are not offered.
+
+Registered for ``jabber:iq:register`` (:mod:`xmppauth.features`).
 """
 
 from __future__ import annotations
 
-from channels.db import database_sync_to_async
 from lxml import etree
 
 from accounts.models import User
-from sessions_acl import revocation
+from xmppauth import features
+from xmppauth.offloop import off_loop
+from xmppauth.proto import ns
 from xmppauth.proto.errors import StanzaErrorCondition
 from xmppauth.proto.jid import JID
 from xmppauth.proto.replies import Refusal, iq_error, iq_reply
 from xmppauth.proto.sasl import saslprep
 
-NS = "jabber:iq:register"
+NS = ns.REGISTER
 _Q_QUERY = f"{{{NS}}}query"
 
 
@@ -26,10 +29,11 @@ def _child_text(payload: etree._Element, local: str) -> str | None:
     return None if el is None else (el.text or "")
 
 
-@database_sync_to_async  # type: ignore[untyped-decorator]
+@off_loop
 def _change(user_id: int, password: str, actor: str, session_id: int | None) -> None:
     user = User.objects.get(pk=user_id)
-    revocation.change_password(user, password, actor=actor, except_session=session_id)
+    user.set_password(password, actor=actor, except_session=session_id)
+    user.save()
 
 
 async def handle(
@@ -42,7 +46,7 @@ async def handle(
         if stanza.get("type") == "get":
             # XEP-0077 §3.2: already registered; the fields that can be changed.
             reply = iq_reply(stanza, "result")
-            query = etree.SubElement(reply, _Q_QUERY, nsmap={None: NS})  # type: ignore[dict-item]
+            query = etree.SubElement(reply, _Q_QUERY, nsmap=ns.default(NS))
             etree.SubElement(query, f"{{{NS}}}registered")
             etree.SubElement(query, f"{{{NS}}}username").text = account.local
             etree.SubElement(query, f"{{{NS}}}password")
@@ -70,3 +74,10 @@ async def handle(
         return iq_reply(stanza, "result")
     except Refusal as refusal:
         return iq_error(stanza, refusal)
+
+
+async def _on_iq(context: features.IqContext, stanza: etree._Element, payload: etree._Element) -> None:
+    await context.answer(await handle(context.user_id, context.session_id, context.jid, stanza, payload))
+
+
+features.register(NS, _on_iq)

@@ -1,0 +1,28 @@
+"""What the accounts app announces to the apps above it: a password change, once, when it is stored.
+
+The accounts app knows nothing of sessions, tokens or the security log: the sessions and access
+control app listens (from its ``AppConfig.ready``), writes the security log and ends the account's
+other sessions and FAST tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.dispatch import Signal
+
+
+@dataclass(frozen=True, kw_only=True)
+class PasswordChange:
+    """How a password was changed: by whom (for the security log, "" if nobody is named), from
+    which session (which goes on), and whether the other sessions go on too."""
+
+    actor: str = ""
+    except_session: int | None = None
+    keep_other_sessions: bool = False
+
+
+#: Sent by ``User.save()`` once a new password (Django's hash and the SCRAM keys, set by
+#: ``User.set_password``) has replaced an earlier one, inside the transaction that stores it;
+#: arguments ``user`` and ``change`` (a :class:`PasswordChange`). A first password is no change.
+password_changed = Signal()

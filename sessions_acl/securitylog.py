@@ -1,0 +1,31 @@
+"""The security log: what happened to an account, who did it, from where (never a secret).
+
+Everything but the logins themselves, which are the session records (``records.py``): failed
+logins, FAST tokens issued and invalidated, app passwords, grant changes, revocations, password
+and policy changes. Kept ``XMPP_SECURITY_LOG_DAYS`` (``records.forget_old_records``).
+"""
+
+from __future__ import annotations
+
+from accounts.models import User
+
+from .models import AuthEvent
+
+
+def log_event(user: User | int | None, kind: str, detail: str, *, actor: str = "", address: str = "") -> None:
+    AuthEvent.objects.create(
+        user_id=user if isinstance(user, int) or user is None else user.pk,
+        kind=kind,
+        detail=detail[:500],
+        actor=actor[:200],
+        address=address[:100],
+    )
+
+
+def login_failed(localpart: str | None, mechanism: str, condition: str, address: str) -> None:
+    """Security log entry for a failed login of an existing account (unknown names are not kept)."""
+    if localpart is None:
+        return
+    user_id = User.objects.filter(username=localpart).values_list("id", flat=True).first()
+    if user_id is not None:
+        log_event(user_id, AuthEvent.Kind.LOGIN_FAILED, f"{mechanism}: {condition}", address=address)

@@ -1,0 +1,158 @@
+"""The driver's answers to the core's login requests, for one stream (RFC 6120 §6, XEP-0388, XEP-0484).
+
+The core asks and this answers: SCRAM credentials (``CredentialsNeeded``), PLAIN password checks
+(``PasswordCheckNeeded``) and FAST tokens (``TokenCheckNeeded``) through :mod:`xmppauth.services`,
+off the event loop; then, once the mechanism has succeeded (``Authenticated``), the grant the
+login gets or its refusal, and the SASL2 tasks it must do (:mod:`xmppauth.sasl2_tasks`, which
+also runs them: ``TaskStarted``, ``TaskData``). A failed attempt (``AuthFailed``) goes to the
+security log. The consumer hands these events to :meth:`Login.answer` and learns of an admitted
+login through its ``admitted`` callback, before any task runs.
+
+An answer that comes back after the stream has ended is dropped (``is_open``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from django.conf import settings
+
+from sessions_acl.access import SessionAccess
+from sessions_acl.login import Authorization, Refusal
+from xmppauth import sasl2_tasks, services
+from xmppauth.proto import events as ev
+from xmppauth.proto.errors import SaslCondition
+from xmppauth.proto.jid import InvalidJID, prep_localpart
+from xmppauth.proto.stream import C2SStream
+
+log = logging.getLogger("xmppauth.c2s")
+
+#: The events :meth:`Login.answer` takes.
+EVENTS = (
+    ev.CredentialsNeeded,
+    ev.PasswordCheckNeeded,
+    ev.TokenCheckNeeded,
+    ev.Authenticated,
+    ev.AuthFailed,
+    ev.TaskStarted,
+    ev.TaskData,
+)
+
+
+class Login:
+    """The login conversation of one stream (there may be several attempts)."""
+
+    def __init__(
+        self,
+        stream: C2SStream,
+        *,
+        address: str,
+        peer: str,
+        is_open: Callable[[], bool],
+        admitted: Callable[[Authorization, SessionAccess, float], None],
+    ) -> None:
+        self.stream = stream
+        self.address = address  # the client's IP address, for the records
+        self.peer = peer  # address and port, for the log
+        self.is_open = is_open
+        self.admitted = admitted  # (grant, access, when the grant was read): the login may go on
+        self._tasks: sasl2_tasks.TaskContext | None = None  # the SASL2 tasks of the current attempt
+
+    async def answer(self, event: ev.Event) -> None:
+        """Answer one of :data:`EVENTS`."""
+        stream = self.stream
+        if isinstance(event, ev.CredentialsNeeded):
+            creds, alternatives = await services.scram_credentials(
+                event.localpart, event.username, event.hash_name
+            )
+            if self.is_open():
+                stream.provide_credentials(creds, alternatives)
+        elif isinstance(event, ev.PasswordCheckNeeded):
+            credential = await services.check_password(event.localpart, event.username, event.password)
+            if self.is_open():
+                stream.password_checked(credential is not None, credential or "")
+        elif isinstance(event, ev.TokenCheckNeeded):
+            candidates = await services.fast_candidates(event.localpart, event.user_agent_id)
+            if self.is_open():
+                stream.provide_tokens(candidates)
+        elif isinstance(event, ev.Authenticated):
+            await self._authorize(event)
+        elif isinstance(event, ev.AuthFailed):
+            await self._failed(event)
+        elif isinstance(event, (ev.TaskStarted, ev.TaskData)):
+            assert self._tasks is not None  # the core runs tasks only after continue_with()
+            await sasl2_tasks.run(self._tasks, event)
+        else:
+            raise TypeError(f"not a login event: {event!r}")
+
+    async def _authorize(self, event: ev.Authenticated) -> None:
+        """The mechanism succeeded: find the grant this login gets (or refuse it), then tasks."""
+        stream = self.stream
+        agent = event.user_agent
+        authorizing = time.monotonic()  # a revocation applied from now on may have been missed by the read
+        result = await services.authorize(
+            event.localpart,
+            credential_id=event.credential_id,
+            mechanism=event.mechanism,
+            user_agent_id=agent.id if agent is not None else None,
+            software=agent.software if agent is not None else None,
+            device=agent.device if agent is not None else None,
+            fast_request=event.fast_request,
+            fast_invalidate=event.fast_invalidate,
+            fast_count=event.fast_count,
+            address=self.address,
+        )
+        if not self.is_open():
+            return
+        if isinstance(result, Refusal):
+            log.info("%s: login of %s refused: %s", self.peer, event.localpart, result.text)
+            # the AuthFailed that follows goes to the security log
+            stream.refuse(SaslCondition(result.condition), result.text)
+            return
+        access = SessionAccess(
+            result.scopes, limit=settings.XMPP_PENDING_REQUESTS, seconds=settings.XMPP_PENDING_REQUEST_SECONDS
+        )
+        self.admitted(result, access, authorizing)
+        stream.access = access
+        if result.token is not None:
+            stream.issue_token(result.token.token, result.token.expiry)
+        self._tasks = sasl2_tasks.TaskContext(
+            localpart=event.localpart, peer=self.peer, stream=stream, is_open=self.is_open
+        )
+        steps = await sasl2_tasks.offer(self._tasks, event, result)
+        if self.is_open():
+            stream.continue_with(steps)
+        log.info(
+            "%s authenticated as %s with %s (%s, %s%s)",
+            self.peer,
+            event.localpart,
+            event.mechanism,
+            "SASL2" if event.profile == "sasl2" else "RFC 6120 SASL",
+            result.credential if result.credential != "app-password" else f"app password {result.label!r}",
+            f", {agent.software or '?'} on {agent.device or '?'}" if agent is not None else "",
+        )
+
+    async def _failed(self, event: ev.AuthFailed) -> None:
+        log.info(
+            "%s failed to authenticate as %r with %s: %s",
+            self.peer,
+            event.username,
+            event.mechanism,
+            event.condition.value,
+        )
+        if event.condition is SaslCondition.ABORTED:
+            return
+        stream_from = self.stream.stream_from
+        localpart = stream_from.local if stream_from is not None else None
+        await services.login_failed(
+            _localpart(event.username) or localpart, event.mechanism, event.condition.value, self.address
+        )
+
+
+def _localpart(username: str | None) -> str | None:
+    try:
+        return prep_localpart(username) if username else None
+    except InvalidJID:
+        return None

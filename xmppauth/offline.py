@@ -1,0 +1,75 @@
+"""What becomes of stanzas a session can no longer take: kept offline, or answered with an error.
+
+When a session ends with stanzas the client never acknowledged (XEP-0198 §6) or that were held
+for an inactive client (XEP-0352), and when a resumed session's grant no longer lets it receive
+some of them, they are not dropped: a message with a body goes to the offline store, readdressed
+to the account's bare JID, and comes out marked with when the server received it (XEP-0203); an
+iq request is answered ``service-unavailable`` for its sender. Presence, errors, groupchat and
+messages without a body (chat states, receipts) are dropped, as RFC 6121 allows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from lxml import etree
+
+from sessions_acl.access import SessionAccess
+from xmppauth import services
+from xmppauth.proto import ns
+from xmppauth.proto.errors import StanzaErrorCondition
+from xmppauth.proto.jid import JID, InvalidJID
+from xmppauth.proto.xml import serialize
+from xmppauth.router import ROUTER
+
+log = logging.getLogger("xmppauth.c2s")
+
+
+async def store_or_bounce(
+    pending: list[bytes], jid: JID, access: SessionAccess | None, *, what: str, peer: str
+) -> None:
+    """Messages of ``pending`` (serialised for the session ``jid``) to the offline store, iq
+    requests answered with an error; ``what`` and ``peer`` are for the log."""
+    if not pending:
+        return
+    keep, bounces = unacked_disposition(pending, jid)
+    if keep:
+        stored = await services.store_offline(jid.local or "", keep)
+        log.info("%s: %d %s message(s) kept offline for %s", peer, stored, what, jid.bare)
+    for stanza in bounces:
+        if access is not None:  # answered here: a late answer of the session's own would be a second
+            with contextlib.suppress(InvalidJID):  # the sender's core stamped it
+                access.answered_for_it(JID.parse(stanza.get("from", "")), stanza.get("id"))
+        await ROUTER.return_error(stanza, StanzaErrorCondition.SERVICE_UNAVAILABLE, "the recipient went away")
+
+
+def unacked_disposition(pending: list[bytes], jid: JID) -> tuple[list[bytes], list[etree._Element]]:
+    """Split unacknowledged stanzas: messages to keep offline (readdressed to the bare JID),
+    iq requests to answer with an error; presence and errors are dropped, as RFC 6121 allows."""
+    keep: list[bytes] = []
+    bounces: list[etree._Element] = []
+    for data in pending:
+        try:
+            stanza = etree.fromstring(data)
+        except etree.XMLSyntaxError:  # pragma: no cover - we serialised it ourselves
+            continue
+        kind = etree.QName(stanza).localname
+        stanza_type = stanza.get("type", "normal")
+        if kind == "message" and stanza_type not in ("error", "groupchat"):
+            if stanza.find(ns.qname(ns.CLIENT, "body")) is None:
+                continue  # chat states and receipts without a body are not worth keeping
+            stanza.set("to", str(jid.bare))
+            keep.append(serialize(stanza))
+        elif kind == "iq" and stanza_type in ("get", "set"):
+            bounces.append(stanza)
+    return keep, bounces
+
+
+def with_delay(data: bytes, jid: JID, stamp: str) -> bytes:
+    """XEP-0203: mark a stored message with when the server received it."""
+    stanza = etree.fromstring(data)
+    delay = etree.SubElement(stanza, ns.qname(ns.DELAY, "delay"), nsmap=ns.default(ns.DELAY))
+    delay.set("from", jid.domain)
+    delay.set("stamp", stamp)
+    return serialize(stanza)

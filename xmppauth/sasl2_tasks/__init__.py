@@ -1,0 +1,122 @@
+"""SASL2 tasks (XEP-0388 §2.7), one module per task family, behind one small interface.
+
+When the mechanism has succeeded and the login is authorized, the core waits for the driver's
+list of steps (``C2SStream.continue_with``): each step is a list of alternative task names, of
+which the client picks one with ``<next task='…'/>``. The driver asks every task module here
+(:func:`offer`) and concatenates what they want, in the modules' ``order``. The core then emits
+:class:`~xmppauth.proto.events.TaskStarted` for the client's pick and
+:class:`~xmppauth.proto.events.TaskData` for each ``<task-data/>`` that follows; the driver hands
+them to the module that declared the name (:func:`run`), which answers through
+the :class:`TaskContext` with a challenge, success or failure. A name that no module declares
+fails the task with ``malformed-request``.
+
+A task module (``xep0480_upgrade``; second factors come as ``xep0400_totp`` and the like) calls
+:func:`register` once, at import. Every module of this package is imported the first time a
+login needs the tasks: adding a task family is one new module, with no change to the consumer or
+to the stream core.
+
+Order: a step list is offered in ascending ``order``. The XEP-0480 upgrades take 100 and run last:
+they store new credentials, which only a login that has passed everything else should do; second
+factors belong below that (e.g. 10, leaving room on both sides).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from lxml import etree
+
+from sessions_acl.login import Authorization
+from xmppauth.plugins import import_submodules
+from xmppauth.proto import events as ev
+from xmppauth.proto.errors import SaslCondition
+
+
+class TaskAnswers(Protocol):
+    """How a task answers the client: the stream's driver API (``C2SStream``) for tasks."""
+
+    def task_challenge(self, payload: str) -> None: ...
+    def task_succeeded(self) -> None: ...
+    def task_failed(self, condition: SaslCondition, text: str) -> None: ...
+
+
+@dataclass(kw_only=True)
+class TaskContext:
+    """One login's tasks: who logs in, how to answer, and each task's own state for this login."""
+
+    localpart: str  # the account that authenticated
+    peer: str  # the client's address, for the log
+    stream: TaskAnswers
+    is_open: Callable[[], bool]  # False once the stream has ended: answers are dropped then
+    state: dict[str, object] = field(default_factory=dict)  # by task module, for this login only
+
+    def challenge(self, payload: str) -> None:
+        """``<task-data/>`` with ``payload`` (XML text); the client's answer comes to :func:`data`."""
+        if self.is_open():
+            self.stream.task_challenge(payload)
+
+    def succeeded(self) -> None:
+        if self.is_open():
+            self.stream.task_succeeded()
+
+    def failed(self, condition: SaslCondition, text: str) -> None:
+        if self.is_open():
+            self.stream.task_failed(condition, text)
+
+
+Offer = Callable[[TaskContext, ev.Authenticated, Authorization], Awaitable[list[list[str]]]]
+"""``offer(context, authenticated, authorization)``: the steps this module wants the login to do
+(each a list of alternative task names of its own), or ``[]``."""
+Step = Callable[[TaskContext, str, etree._Element | None], Awaitable[None]]
+"""``start(context, name, payload)`` / ``data(context, name, payload)``: run task ``name`` on the
+client's ``<next/>`` or ``<task-data/>`` (``payload``: its first child, if any) and answer it
+through ``context`` (once)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TaskFamily:
+    names: frozenset[str]
+    offer: Offer
+    start: Step
+    data: Step
+    order: int
+
+
+_families: list[TaskFamily] = []
+_by_name: dict[str, TaskFamily] = {}
+
+
+def register(*, names: frozenset[str], offer: Offer, start: Step, data: Step, order: int) -> None:
+    """Run the tasks ``names`` with these functions; ``order`` places its steps (module docstring)."""
+    family = TaskFamily(names=names, offer=offer, start=start, data=data, order=order)
+    taken = names & _by_name.keys()
+    if taken:
+        raise ValueError(f"two modules for the tasks {', '.join(sorted(taken))}")
+    _families.append(family)
+    _families.sort(key=lambda f: f.order)
+    _by_name.update(dict.fromkeys(names, family))
+
+
+async def offer(
+    context: TaskContext, event: ev.Authenticated, authorization: Authorization
+) -> list[list[str]]:
+    """Every module's steps for this login, in their order."""
+    import_submodules(__name__)
+    steps: list[list[str]] = []
+    for family in _families:
+        steps.extend(await family.offer(context, event, authorization))
+    return steps
+
+
+async def run(context: TaskContext, event: ev.TaskStarted | ev.TaskData) -> None:
+    """The client picked a task (``<next/>``) or answered it (``<task-data/>``): to its module."""
+    import_submodules(__name__)
+    family = _by_name.get(event.task)
+    if family is None:
+        context.failed(SaslCondition.MALFORMED_REQUEST, f"no task {event.task}")
+    elif isinstance(event, ev.TaskStarted):
+        await family.start(context, event.task, event.payload)
+    else:
+        await family.data(context, event.task, event.payload)
