@@ -1,9 +1,14 @@
-"""XEP-0050 ad-hoc commands with XEP-0133 service administration: the three commands, sessions, errors."""
+"""XEP-0050 ad-hoc commands (xep0050_commands) running the three XEP-0133 administration commands
+(xep0133_admin): the commands, sessions, errors."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +19,9 @@ from accounts.models import User
 from sessions_acl.models import AuthEvent, Client, FastToken, Revocation
 from tests.helpers import account, canon, db
 from xmppauth.features import xep0050_commands as adhoc
+from xmppauth.features import xep0133_admin
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # database_sync_to_async runs the ORM in a worker thread: the rows must be committed to be seen.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -118,6 +126,45 @@ def test_command_items_list_the_three_admin_commands() -> None:
         (f"{ADMIN}#get-registered-users-num", "Get Number of Registered Users"),
         (f"{ADMIN}#end-user-session", "End User Session"),
     ]
+
+
+_ONLINE_NUM_IN_A_FRESH_PROCESS = (
+    "stanza = etree.fromstring(\"<iq xmlns='jabber:client' type='set' id='c1' from='a@localhost/r'>"
+    "<command xmlns='http://jabber.org/protocol/commands' node='http://jabber.org/protocol/admin"
+    "#get-online-users-num'/></iq>\"); "
+    "print(asyncio.run(adhoc.handle(stanza, stanza[0], actor='a', online=lambda: (3, 5)))[0].get('status'))"
+)
+
+
+@pytest.mark.parametrize(
+    ("first_call", "found"),
+    [("print(len(adhoc.command_items()))", "3"), (_ONLINE_NUM_IN_A_FRESH_PROCESS, "completed")],
+    ids=["command_items", "handle"],
+)
+def test_the_commands_are_registered_before_the_first_lookup_in_a_fresh_process(
+    first_call: str, found: str
+) -> None:
+    """A fresh interpreter that imported only the framework: the first call loads xep0133_admin."""
+    code = (
+        "import asyncio, sys, django; from lxml import etree; django.setup(); "
+        "from xmppauth.features import xep0050_commands as adhoc; "
+        f"print('xmppauth.features.xep0133_admin' in sys.modules); {first_call}"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "xmppauth.settings"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    loaded_before, printed = out.stdout.strip().splitlines()
+    assert loaded_before == "False"
+    assert printed == found
+
+
+def test_a_node_has_one_command() -> None:
+    with pytest.raises(ValueError, match="two commands"):
+        adhoc.register_command(
+            xep0133_admin.NODE_END_USER_SESSION, "End User Session", start=xep0133_admin._online_users_num
+        )
+    assert len(adhoc.command_items()) == 3
 
 
 # ---------------------------------------------------------------------------------- one-stage commands

@@ -32,6 +32,7 @@ from xmppauth.proto.errors import StanzaErrorCondition, StreamError, StreamError
 from xmppauth.proto.jid import JID
 from xmppauth.proto.stream import C2SStream, StreamConfig
 from xmppauth.proto.xep0198_sm import MAX_UNACKED, StreamManagement
+from xmppauth.proto.xep0203_delay import with_delay
 from xmppauth.router import ROUTER
 
 log = logging.getLogger("xmppauth.c2s")
@@ -688,7 +689,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             for data, stamp in stored:
                 if self._taken_over:
                     break
-                await self.deliver(offline.with_delay(data, jid, stamp))
+                await self.deliver(with_delay(data, jid.domain, stamp))
                 done += 1
         except Exception as exc:
             self._held.extend(data for data, _ in stored[done:])  # back to the store with _leave

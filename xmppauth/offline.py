@@ -64,12 +64,3 @@ def unacked_disposition(pending: list[bytes], jid: JID) -> tuple[list[bytes], li
         elif kind == "iq" and stanza_type in ("get", "set"):
             bounces.append(stanza)
     return keep, bounces
-
-
-def with_delay(data: bytes, jid: JID, stamp: str) -> bytes:
-    """XEP-0203: mark a stored message with when the server received it."""
-    stanza = etree.fromstring(data)
-    delay = etree.SubElement(stanza, ns.qname(ns.DELAY, "delay"), nsmap=ns.default(ns.DELAY))
-    delay.set("from", jid.domain)
-    delay.set("stamp", stamp)
-    return serialize(stanza)

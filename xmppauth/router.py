@@ -18,7 +18,7 @@ from typing import Protocol
 
 from lxml import etree
 
-from xmppauth.proto import ns
+from xmppauth.proto import ns, xep0280_carbons
 from xmppauth.proto.access import Admission
 from xmppauth.proto.errors import StanzaErrorCondition, StreamErrorCondition
 from xmppauth.proto.events import StanzaReceived
@@ -26,7 +26,7 @@ from xmppauth.proto.jid import JID
 from xmppauth.proto.numbers import parse_uint
 from xmppauth.proto.replies import error_element
 from xmppauth.proto.routing import decide
-from xmppauth.proto.xml import escape_attr, serialize
+from xmppauth.proto.xml import serialize
 
 log = logging.getLogger("xmppauth.router")
 
@@ -35,8 +35,6 @@ _Q_BODY = ns.qname(ns.CLIENT, "body")
 _Q_ERROR = ns.qname(ns.CLIENT, "error")
 _REPLACED = "replaced by a new session with the same resource"
 _HELD = "that resource is held by another client or app password of this account"
-_Q_CARBONS_PRIVATE = ns.qname(ns.CARBONS, "private")
-_Q_NO_COPY = ns.qname(ns.HINTS, "no-copy")
 
 
 class Session(Protocol):
@@ -247,12 +245,16 @@ class Router:
                 if r not in delivered and s.carbons and s.may_receive("message", "chat")
             ]
         )
-        if not (sent or received) or not _carbon_eligible(stanza):
+        if not (sent or received) or not xep0280_carbons.eligible(stanza):
             return  # the usual case: nobody asked for copies
         for resource, session in sent:
-            await session.deliver(_wrap_carbon("sent", jid.bare, jid.bare.with_resource(resource), data))
+            await session.deliver(
+                xep0280_carbons.wrap("sent", jid.bare, jid.bare.with_resource(resource), data)
+            )
         for resource, session in received:
-            await session.deliver(_wrap_carbon("received", to.bare, to.bare.with_resource(resource), data))
+            await session.deliver(
+                xep0280_carbons.wrap("received", to.bare, to.bare.with_resource(resource), data)
+            )
 
     async def return_error(self, stanza: etree._Element, condition: StanzaErrorCondition, text: str) -> None:
         """Answer a stanza that could not be handled with an error to its (local) sender."""
@@ -387,20 +389,6 @@ def _error_only(stanza: etree._Element) -> bytes:
 
 _ERROR_TYPES = frozenset({"auth", "cancel", "continue", "modify", "wait"})
 _CONDITIONS = frozenset(condition.value for condition in StanzaErrorCondition)
-
-
-def _carbon_eligible(stanza: etree._Element) -> bool:
-    """XEP-0280 §6: chat messages, unless marked private or no-copy (XEP-0334)."""
-    return stanza.find(_Q_CARBONS_PRIVATE) is None and stanza.find(_Q_NO_COPY) is None
-
-
-def _wrap_carbon(kind: str, bare: JID, to: JID, data: bytes) -> bytes:
-    return (
-        f"<message xmlns='{ns.CLIENT}' from='{bare}' to='{escape_attr(str(to))}' type='chat'>"
-        f"<{kind} xmlns='{ns.CARBONS}'><forwarded xmlns='{ns.FORWARD}'>".encode()
-        + data
-        + f"</forwarded></{kind}></message>".encode()
-    )
 
 
 def _priority(stanza: etree._Element) -> int:

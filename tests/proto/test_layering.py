@@ -76,3 +76,15 @@ def test_every_core_module_says_what_it_is_on_its_first_line() -> None:
         first = path.read_text().splitlines()[0]
         assert first.startswith('"""'), path
         assert len(first) > 10, path
+
+
+def test_accounts_import_nothing_of_grants_and_sessions() -> None:
+    """accounts sits below sessions_acl: a password change is announced (accounts.signals), and
+    sessions_acl reacts. Migrations included: they are code of the app too."""
+    files = sorted((ROOT / "accounts").rglob("*.py"))
+    assert any(path.name == "models.py" for path in files)
+    for path in files:
+        upward = {name for name in _imports(path) if name.split(".")[0] in ("sessions_acl", "xmppauth")}
+        # below accounts: the pure core; beside it: the project's database set-up (for commands)
+        allowed = {name for name in upward if name.startswith("xmppauth.proto") or name == "xmppauth.dbsetup"}
+        assert upward <= allowed, f"{path.relative_to(ROOT)} imports {sorted(upward - allowed)}"

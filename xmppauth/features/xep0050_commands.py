@@ -1,81 +1,60 @@
-"""XEP-0050 ad-hoc commands carrying XEP-0133 service administration.
+"""XEP-0050 ad-hoc commands: the command registry, command sessions, and the dispatch of each stage.
+
+Implements XEP-0050 §2.1, §2.2 (disco of the command list), §2.4 (execution with ``execute``,
+``complete`` and ``cancel``; §4.1 actions and ``sessionid``; §4.4 errors) and the XEP-0004 §3.1
+forms the commands answer with. The commands themselves live in their own modules and register
+here with :func:`register_command` at import (XEP-0133 administration: :mod:`.xep0133_admin`).
 
 Registered (:mod:`xmppauth.features`) for ``http://jabber.org/protocol/commands``, listed among the
-server's features, and for disco#info and disco#items of the server's node of that name (XEP-0050
-§2.1, §2.2: the command list, whose items only sessions with the ``admin`` scope see).
+server's features, and for disco#info and disco#items of the server's node of that name: the
+command list, whose items only sessions with the ``admin`` scope see. Only those sessions get to
+run a command at all: ``sessions_acl.access`` requires ``admin`` for the whole namespace before
+:func:`handle` runs.
 
-The driver hands over iq requests with a ``<command xmlns='http://jabber.org/protocol/commands'/>``
-payload addressed to the server; only sessions whose grant carries the ``admin`` scope get here
-(checked before :func:`handle` runs). Three XEP-0133 commands are offered:
-
-* ``get-online-users-num`` (XEP-0133 §4.15) and ``get-registered-users-num`` (§4.13): one stage,
-  answered at once with ``status='completed'`` and a ``jabber:x:data`` result form (XEP-0004
-  §3.1) whose hidden ``FORM_TYPE`` is ``http://jabber.org/protocol/admin`` (XEP-0068).
-  Registered users are the active accounts; online users are the accounts with at least one
-  session in this process, and the form adds the number of sessions as ``x-onlinesessionsnum``
-  (an unregistered field, hence the ``x-`` prefix XEP-0068 asks for).
-* ``end-user-session`` (XEP-0133 §4.5): two stages. ``execute`` answers ``status='executing'``
-  with a form asking for ``accountjids``; submitting it (``complete``, or ``execute``, the
-  default action of the form's ``<actions execute='complete'/>``, XEP-0050 §4.2) ends every
-  session and FAST token of each account named and completes with an info note. All accounts
-  are checked before any is touched: one unknown account or foreign domain refuses the whole
-  request with ``bad-request`` naming them. A full JID names its account: every session of the
-  account ends, not only that resource's.
+A command has one or two stages. ``start`` answers the first ``execute``: at once with
+``status='completed'``, or, for a command that also has a ``submit``, with ``status='executing'``
+and a form; the submission (``complete``, or ``execute``, the default action of the form's
+``<actions execute='complete'/>``, XEP-0050 §4.2) is handed to ``submit``. ``next`` and ``prev``
+are ``bad-action``: no command has more than one form.
 
 Command sessions (XEP-0050 §3.3, §4.1 ``sessionid``) are random (:mod:`secrets`), bound to the node
 and to the full JID that started them, and kept in memory for :data:`SESSION_LIFETIME` seconds
-(at most :data:`MAX_SESSIONS`, the oldest dropped first). A sessionid that is unknown, expired,
+(at most :data:`MAX_SESSIONS`, the oldest dropped first); only a command with a ``submit`` opens
+one, the others get a sessionid nobody can continue. A sessionid that is unknown, expired,
 already used, or presented by someone else is ``bad-request`` with ``<bad-sessionid/>``
 (XEP-0050 §4.4). Ended and expired sessions are forgotten, so they cannot be told apart from
 unknown ones, and the ``not-allowed``/``<session-expired/>`` that §4.4 defines for them is not
 used. A refused submission leaves its session open, so the administrator can correct the form
-and submit again. A submitted ``<x type='cancel'/>`` is refused as a bad payload, although
-XEP-0050 §3.5.1 says to treat it as a submission: for a command that ends sessions, a form the
-client meant to cancel must not act.
+and submit again. A submitted ``<x type='cancel'/>`` is refused as a bad payload
+(:func:`submitted_form`), although XEP-0050 §3.5.1 says to treat it as a submission: for a
+command that ends sessions, a form the client meant to cancel must not act.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import transaction
 from lxml import etree
 
-from accounts.models import User
 from sessions_acl.access import ADMIN as ADMIN_SCOPE
-from sessions_acl.revocation import end_user_sessions
 from xmppauth import features
-from xmppauth.offloop import off_loop
+from xmppauth.plugins import import_submodules
 from xmppauth.proto import ns
 from xmppauth.proto.errors import StanzaErrorCondition
-from xmppauth.proto.jid import JID, InvalidJID, prep_domain
 from xmppauth.proto.replies import Refusal, iq_error, iq_reply
 from xmppauth.router import ROUTER
 
 NS = ns.COMMANDS  # XEP-0050
 DATA = ns.DATA_FORMS  # XEP-0004
-ADMIN = ns.ADMIN  # XEP-0133, also the FORM_TYPE of its forms
-
-NODE_ONLINE_USERS_NUM = f"{ADMIN}#get-online-users-num"
-NODE_REGISTERED_USERS_NUM = f"{ADMIN}#get-registered-users-num"
-NODE_END_USER_SESSION = f"{ADMIN}#end-user-session"
 
 #: Seconds a multi-stage command session stays open (XEP-0050 leaves the timeout to the responder).
 SESSION_LIFETIME = 600.0
 #: Open command sessions kept at most; beyond it the oldest is dropped.
 MAX_SESSIONS = 256
-
-END_SESSION_REASON = "ended by a server administrator"
-
-_COMMANDS: dict[str, str] = {
-    NODE_ONLINE_USERS_NUM: "Get Number of Online Users",
-    NODE_REGISTERED_USERS_NUM: "Get Number of Registered Users",
-    NODE_END_USER_SESSION: "End User Session",
-}
 
 # XEP-0050 §4.1: the actions a requester may name.
 _ACTIONS = frozenset({"execute", "cancel", "complete", "next", "prev"})
@@ -86,13 +65,40 @@ _Q_FIELD = ns.qname(DATA, "field")
 _Q_VALUE = ns.qname(DATA, "value")
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CommandRequest:
+    """One stage of a command, as the command's code sees it."""
+
+    stanza: etree._Element  # the iq, ``from`` stamped with the sender's full JID
+    payload: etree._Element  # its ``<command/>``
+    node: str  # the command
+    sessionid: str  # of this execution; open only while a command with a later stage waits for it
+    actor: str  # names the administrator in the security log and in the texts the commands write
+    online: Callable[[], tuple[int, int]]  # (online accounts, online sessions) of the in-process router
+
+
+Stage = Callable[[CommandRequest], Awaitable[etree._Element]]
+"""``stage(request)``: the reply iq (built with :func:`command_reply`). A client's mistake is a
+:class:`~xmppauth.proto.replies.Refusal`, which :func:`handle` answers as an error."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Command:
+    name: str
+    start: Stage
+    submit: Stage | None
+
+
 @dataclass(frozen=True)
 class _Session:
     node: str
     owner: str
     expires: float
+    submit: Stage
 
 
+#: The commands by node, in the order they were registered (the order of the command list).
+_commands: dict[str, _Command] = {}
 #: Open command sessions by sessionid (this process only; a session lives on one stream anyway).
 _sessions: dict[str, _Session] = {}
 #: The clock sessions expire by (a module attribute so tests can move time on).
@@ -107,7 +113,7 @@ async def _on_command(context: features.IqContext, stanza: etree._Element, paylo
 
 
 async def _on_discovery(context: features.IqContext, stanza: etree._Element, payload: etree._Element) -> None:
-    """XEP-0050 §2: the command list (the XEP-0133 commands, to sessions that may run them)."""
+    """XEP-0050 §2: the command list (the registered commands, to sessions that may run them)."""
     namespace = etree.QName(payload).namespace or ""
     reply = iq_reply(stanza, "result")
     query = etree.SubElement(reply, ns.qname(namespace, "query"), nsmap=ns.default(namespace))
@@ -127,10 +133,18 @@ features.register_node(NS, _on_discovery)
 
 
 # ---------------------------------------------------------------------------------- public API
+def register_command(node: str, name: str, *, start: Stage, submit: Stage | None = None) -> None:
+    """Offer the command ``node``, listed as ``name``: ``start`` answers its first stage and, if
+    given, ``submit`` the form that stage asked for (the first stage then opens a session)."""
+    if node in _commands:
+        raise ValueError(f"two commands {node}")
+    _commands[node] = _Command(name, start, submit)
+
+
 def command_items() -> list[tuple[str, str]]:
     """``(node, name)`` of every command, for disco#items on node
     ``http://jabber.org/protocol/commands`` (XEP-0050 §2.2; the item's jid is the server)."""
-    return list(_COMMANDS.items())
+    return [(node, command.name) for node, command in _registered().items()]
 
 
 async def handle(
@@ -154,6 +168,12 @@ async def handle(
 
 
 # ---------------------------------------------------------------------------------- dispatch
+def _registered() -> dict[str, _Command]:
+    """The commands, once every module of :mod:`xmppauth.features` (each registers its own) is imported."""
+    import_submodules(features.__name__)
+    return _commands
+
+
 async def _dispatch(
     stanza: etree._Element,
     payload: etree._Element,
@@ -167,7 +187,8 @@ async def _dispatch(
         # XEP-0050 §2.4: commands are executed with iq type='set'.
         raise Refusal(StanzaErrorCondition.BAD_REQUEST, "commands are executed with an iq of type set")
     node = payload.get("node", "")
-    if node not in _COMMANDS:
+    command = _registered().get(node)
+    if command is None:
         raise Refusal(StanzaErrorCondition.ITEM_NOT_FOUND, f"no command {node!r}" if node else "no node")
     action = payload.get("action") or "execute"  # XEP-0050 §4.1: execute is the default
     if action not in _ACTIONS:
@@ -178,7 +199,7 @@ async def _dispatch(
         )
     sender = stanza.get("from", "")
     sessionid = payload.get("sessionid")
-
+    session: _Session | None = None
     if sessionid is None:
         if action != "execute":
             raise Refusal(
@@ -186,12 +207,21 @@ async def _dispatch(
                 f"the {action!r} action continues a command and needs its sessionid",
                 application=(NS, "bad-sessionid"),
             )
-        return await _start(stanza, node, online)
-
-    session = _claim(sessionid, node, sender)
+        # The first stage: a command with a later stage opens a session for it.
+        sessionid = (
+            secrets.token_urlsafe(16) if command.submit is None else _open(node, sender, command.submit)
+        )
+    else:
+        session = _claim(sessionid, node, sender)
+    request = CommandRequest(
+        stanza=stanza, payload=payload, node=node, sessionid=sessionid, actor=actor, online=online
+    )
+    if session is None:
+        return await command.start(request)
+    # A later stage of the session just claimed.
     if action == "cancel":
         # XEP-0050 §2.4.3: the session ends, the answer says so.
-        reply, _command = _command_reply(stanza, node, sessionid, "canceled")
+        reply, _command = command_reply(request, "canceled")
         return reply
     if action in ("next", "prev"):
         _keep(sessionid, session)
@@ -200,114 +230,11 @@ async def _dispatch(
             "this command has a single form: complete it or cancel it",
             application=(NS, "bad-action"),
         )
-    # Only end-user-session opens sessions, so the node is that one here.
     try:
-        return await _end_user_session_submit(stanza, payload, sessionid, actor=actor)
+        return await session.submit(request)
     except Refusal:
         _keep(sessionid, session)
         raise
-
-
-async def _start(stanza: etree._Element, node: str, online: Callable[[], tuple[int, int]]) -> etree._Element:
-    """The first (for two commands the only) stage of a command."""
-    if node == NODE_END_USER_SESSION:
-        sessionid = _open(node, stanza.get("from", ""))
-        reply, command = _command_reply(stanza, node, sessionid, "executing")
-        actions = etree.SubElement(command, ns.qname(NS, "actions"), execute="complete")
-        etree.SubElement(actions, ns.qname(NS, "complete"))
-        form = _form(command, "form")
-        etree.SubElement(form, ns.qname(DATA, "title")).text = "Ending a User Session"
-        etree.SubElement(
-            form, ns.qname(DATA, "instructions")
-        ).text = "Fill out this form to end every session and FAST token of the accounts."
-        _hidden_form_type(form)
-        field = _field(form, "accountjids", "jid-multi", "The Jabber ID(s) for which to end sessions")
-        etree.SubElement(field, ns.qname(DATA, "required"))
-        return reply
-
-    reply, command = _command_reply(stanza, node, secrets.token_urlsafe(16), "completed")
-    form = _form(command, "result")
-    _hidden_form_type(form)
-    if node == NODE_ONLINE_USERS_NUM:
-        accounts, sessions = online()
-        _field(form, "onlineusersnum", "text-single", "The number of online users", str(accounts))
-        _field(form, "x-onlinesessionsnum", "text-single", "The number of online sessions", str(sessions))
-    else:  # NODE_REGISTERED_USERS_NUM
-        count = await _registered_count()
-        _field(form, "registeredusersnum", "text-single", "The number of registered users", str(count))
-    return reply
-
-
-# ---------------------------------------------------------------------------------- end-user-session
-async def _end_user_session_submit(
-    stanza: etree._Element, payload: etree._Element, sessionid: str, *, actor: str
-) -> etree._Element:
-    """XEP-0133 §4.5, second stage: end the sessions of the accounts in ``accountjids``."""
-    form = payload.find(_Q_X)
-    if form is None or form.get("type") != "submit":
-        raise Refusal(
-            StanzaErrorCondition.BAD_REQUEST,
-            "submit the form (jabber:x:data type='submit')",
-            application=(NS, "bad-payload"),
-        )
-    form_type = _values(form, "FORM_TYPE")
-    if form_type and form_type != [ADMIN]:
-        raise Refusal(
-            StanzaErrorCondition.BAD_REQUEST, f"the FORM_TYPE is not {ADMIN}", application=(NS, "bad-payload")
-        )
-    raw = _values(form, "accountjids")
-    if not raw:
-        raise Refusal(
-            StanzaErrorCondition.BAD_REQUEST, "accountjids is required", application=(NS, "bad-payload")
-        )
-
-    domain = prep_domain(settings.XMPP_DOMAIN)
-    problems: list[str] = []
-    accounts: dict[str, JID] = {}  # localpart -> bare JID, in the order given, without repeats
-    for value in raw:
-        try:
-            jid = JID.parse(value).bare
-        except InvalidJID:
-            problems.append(f"{value} (not a valid JID)")
-            continue
-        if jid.local is None or jid.domain != domain:
-            problems.append(f"{value} (not an account of {domain})")
-            continue
-        accounts.setdefault(jid.local, jid)
-
-    unknown = await _end_sessions(list(accounts), actor, proceed=not problems)
-    problems.extend(f"{accounts[local]} (no such account)" for local in unknown)
-    if problems:
-        raise Refusal(StanzaErrorCondition.BAD_REQUEST, "cannot end the sessions of " + ", ".join(problems))
-
-    reply, command = _command_reply(stanza, NODE_END_USER_SESSION, sessionid, "completed")
-    count = len(accounts)
-    names = ", ".join(str(jid) for jid in accounts.values())
-    note = etree.SubElement(command, ns.qname(NS, "note"), type="info")
-    note.text = f"Ended every session and FAST token of {count} account{'' if count == 1 else 's'}: {names}."
-    return reply
-
-
-def _end_sessions_sync(localparts: list[str], actor: str, *, proceed: bool) -> list[str]:
-    """End every session and FAST token of the accounts and return [], or return the names that
-    are no account and do nothing; with ``proceed`` false only look. One transaction: the
-    revocations are published when all of them are written."""
-    with transaction.atomic():
-        users = {user.username: user for user in User.objects.filter(username__in=localparts)}
-        unknown = [local for local in localparts if local not in users]
-        if unknown or not proceed:
-            return unknown
-        for local in localparts:
-            end_user_sessions(users[local], actor=actor, reason=END_SESSION_REASON)
-    return []
-
-
-def _registered_count_sync() -> int:
-    return User.objects.filter(is_active=True).count()
-
-
-_end_sessions = off_loop(_end_sessions_sync)
-_registered_count = off_loop(_registered_count_sync)
 
 
 # ---------------------------------------------------------------------------------- sessions
@@ -316,13 +243,13 @@ def _sweep(now: float) -> None:
         del _sessions[sessionid]
 
 
-def _open(node: str, owner: str) -> str:
+def _open(node: str, owner: str, submit: Stage) -> str:
     now = _clock()
     _sweep(now)
     while len(_sessions) >= MAX_SESSIONS:
         del _sessions[min(_sessions, key=lambda sid: _sessions[sid].expires)]
     sessionid = secrets.token_urlsafe(16)
-    _sessions[sessionid] = _Session(node, owner, now + SESSION_LIFETIME)
+    _sessions[sessionid] = _Session(node, owner, now + SESSION_LIFETIME, submit)
     return sessionid
 
 
@@ -347,40 +274,62 @@ def _keep(sessionid: str, session: _Session) -> None:
 
 
 # ---------------------------------------------------------------------------------- builders
-def _command_reply(
-    stanza: etree._Element, node: str, sessionid: str, status: str
-) -> tuple[etree._Element, etree._Element]:
-    reply = iq_reply(stanza, "result")
+def command_reply(request: CommandRequest, status: str) -> tuple[etree._Element, etree._Element]:
+    """The result iq of ``request`` and its ``<command/>`` (node, sessionid, ``status``), to fill in."""
+    reply = iq_reply(request.stanza, "result")
     command = etree.SubElement(reply, _Q_COMMAND, nsmap=ns.default(NS))
-    command.set("node", node)
-    command.set("sessionid", sessionid)
+    command.set("node", request.node)
+    command.set("sessionid", request.sessionid)
     command.set("status", status)
     return reply, command
 
 
-def _form(parent: etree._Element, form_type: str) -> etree._Element:
+def data_form(parent: etree._Element, form_type: str) -> etree._Element:
+    """An empty ``jabber:x:data`` form of ``form_type`` (XEP-0004 §3.1: form, result…) in ``parent``."""
     form = etree.SubElement(parent, _Q_X, nsmap=ns.default(DATA))
     form.set("type", form_type)
     return form
 
 
-def _hidden_form_type(form: etree._Element) -> None:
+def hidden_form_type(form: etree._Element, registered_as: str) -> None:
+    """The hidden ``FORM_TYPE`` field (XEP-0068): the namespace that says what the form's fields mean."""
     field = etree.SubElement(form, _Q_FIELD, type="hidden", var="FORM_TYPE")
-    etree.SubElement(field, _Q_VALUE).text = ADMIN
+    etree.SubElement(field, _Q_VALUE).text = registered_as
 
 
-def _field(
+def data_field(
     form: etree._Element, var: str, field_type: str, label: str, value: str | None = None
 ) -> etree._Element:
+    """A field of ``form`` (XEP-0004 §3.2), with its value if given."""
     field = etree.SubElement(form, _Q_FIELD, type=field_type, label=label, var=var)
     if value is not None:
         etree.SubElement(field, _Q_VALUE).text = value
     return field
 
 
-def _values(form: etree._Element, var: str) -> list[str]:
+def field_values(form: etree._Element, var: str) -> list[str]:
     """The non-empty values of the form's field ``var`` (XEP-0004 §3.2), stripped."""
     for field in form.iter(_Q_FIELD):
         if field.get("var") == var:
             return [text for value in field.iter(_Q_VALUE) if (text := (value.text or "").strip())]
     return []
+
+
+def submitted_form(payload: etree._Element, registered_as: str) -> etree._Element:
+    """The form a later stage submits in ``payload``, or a ``bad-payload`` refusal: no form, one not
+    of type ``submit`` (``cancel`` too, see the module's header), or another ``FORM_TYPE``."""
+    form = payload.find(_Q_X)
+    if form is None or form.get("type") != "submit":
+        raise Refusal(
+            StanzaErrorCondition.BAD_REQUEST,
+            "submit the form (jabber:x:data type='submit')",
+            application=(NS, "bad-payload"),
+        )
+    form_type = field_values(form, "FORM_TYPE")
+    if form_type and form_type != [registered_as]:
+        raise Refusal(
+            StanzaErrorCondition.BAD_REQUEST,
+            f"the FORM_TYPE is not {registered_as}",
+            application=(NS, "bad-payload"),
+        )
+    return form

@@ -19,6 +19,7 @@ state it arrives in. The states, what each accepts and the moves between them ar
 :mod:`.xep0388_sasl2`   XEP-0388 SASL2 and its tasks
 :mod:`.xep0484_fast`    XEP-0484 FAST tokens
 :mod:`.xep0474_ssdp`    XEP-0474 SCRAM downgrade protection
+:mod:`.xep0440_channel_binding` XEP-0440 channel-binding types
 :mod:`.xep0480_upgrade` XEP-0480 SCRAM upgrade tasks
 :mod:`.rfc6120_bind`    RFC 6120 §7 resource binding (and the legacy session iq)
 :mod:`.xep0386_bind2`   XEP-0386 Bind2
@@ -43,7 +44,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from . import ns, xep0198_sm, xep0352_csi
+from . import ns, xep0198_sm, xep0352_csi, xep0440_channel_binding
 from .access import AccessPolicy
 from .errors import (
     LocalProtocolError,
@@ -540,13 +541,12 @@ class C2SStream:
             self._out.append(self.features(f"<starttls xmlns='{ns.TLS}'><required/></starttls>"))
             return
         self.move(State.EXPECT_AUTH)
-        parts = [self.sasl.advertisement(), self.sasl2.advertisement()]
-        if self.channel_bindings:
-            # XEP-0440: a sibling feature listing the channel-binding types usable on this stream.
-            types = "".join(
-                f"<channel-binding type='{escape_attr(cb)}'/>" for cb in sorted(self.channel_bindings)
-            )
-            parts.append(f"<sasl-channel-binding xmlns='{ns.SASL_CB}'>{types}</sasl-channel-binding>")
+        # RFC 6120 SASL, XEP-0388 SASL2 beside it, XEP-0440's channel-binding types beside both
+        parts = (
+            self.sasl.advertisement(),
+            self.sasl2.advertisement(),
+            xep0440_channel_binding.advertisement(self.channel_bindings),
+        )
         self._out.append(self.features("".join(parts)))
 
     def _on_peer_close(self) -> Event:
