@@ -76,6 +76,7 @@ class ResumeState:
     held: list[bytes]  # XEP-0352: what waits while the client is inactive
     access: SessionAccess | None
     sm: StreamManagement
+    feature_state: dict[str, object]  # the server features' state of the session (roster interest)
 
 
 class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
@@ -398,6 +399,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         self.jid, self.session_id, self._held = taken.jid, taken.session_id, taken.held
         self.available, self.priority = taken.available, taken.priority
         self.last_presence, self.directed_to = taken.last_presence, taken.directed_to
+        self.feature_state = taken.feature_state  # still an interested resource (RFC 6121 §2.1.6)
         if self.access is not None and taken.access is not None:
             self.access.adopt(taken.access)  # answers to what it asked before the break still pass
         ROUTER.replace(old, self)
@@ -444,6 +446,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             held=self._held,
             access=self.access,
             sm=stream.sm,
+            feature_state=self.feature_state,
         )
 
     def release(self) -> None:

@@ -261,3 +261,25 @@ def test_an_app_password_cannot_take_the_full_clients_resource(server: Server, h
     assert jid in live_jids(server, "alice")
     squatter.close()
     phone.close()
+
+
+def test_a_resumed_session_keeps_receiving_roster_pushes(server: Server) -> None:
+    """RFC 6121 §2.1.6: a resource that asked for the roster is an interested resource and hears of
+    every change. A resume continues the session (XEP-0198 §5): it stays interested."""
+    ua = str(uuid.uuid4())
+    phone, _, previd = resumable(server, "alice", "wonderland", ua)
+    phone.send("<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>")
+    phone.read_until(rb"id=.r1.")
+    phone.sock.close()
+    time.sleep(0.3)
+    back, reply = resume(server, "alice", "wonderland", ua, previd, 0)
+    assert b"<resumed" in reply, reply
+    laptop = RawClient(server.c2s)
+    laptop.login("alice", "wonderland", f"laptop-{uuid.uuid4().hex[:6]}")
+    contact = f"friend-{uuid.uuid4().hex[:6]}@localhost"
+    laptop.send(f"<iq type='set' id='s1'><query xmlns='jabber:iq:roster'><item jid='{contact}'/></query></iq>")
+    laptop.read_until(rb"id=.s1.")
+    push = back.read_until(rf"<item[^>]*{re.escape(contact)}".encode())
+    assert b"jabber:iq:roster" in push, push
+    back.close()
+    laptop.close()
