@@ -277,7 +277,9 @@ def test_a_resumed_session_keeps_receiving_roster_pushes(server: Server) -> None
     laptop = RawClient(server.c2s)
     laptop.login("alice", "wonderland", f"laptop-{uuid.uuid4().hex[:6]}")
     contact = f"friend-{uuid.uuid4().hex[:6]}@localhost"
-    laptop.send(f"<iq type='set' id='s1'><query xmlns='jabber:iq:roster'><item jid='{contact}'/></query></iq>")
+    laptop.send(
+        f"<iq type='set' id='s1'><query xmlns='jabber:iq:roster'><item jid='{contact}'/></query></iq>"
+    )
     laptop.read_until(rb"id=.s1.")
     push = back.read_until(rf"<item[^>]*{re.escape(contact)}".encode())
     assert b"jabber:iq:roster" in push, push
