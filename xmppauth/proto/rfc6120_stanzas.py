@@ -36,6 +36,8 @@ _PRESENCE_TYPES = frozenset(
 )
 _SUBSCRIPTION_TYPES = frozenset({"subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe"})
 NONZAS = xep0198_sm.NONZAS | xep0352_csi.NONZAS
+_CLIENT = "{" + ns.CLIENT + "}"  # the stanza kinds' namespace, as a Clark-notation prefix
+_CLIENT_LENGTH = len(_CLIENT)
 
 SERVER_FEATURES = (xep0280_carbons.FEATURE, ns.DISCO_INFO, ns.DISCO_ITEMS, xep0199_ping.FEATURE)
 ACCOUNT_FEATURES = (ns.DISCO_INFO, xep0199_ping.FEATURE)
@@ -60,11 +62,11 @@ class StanzaHandler:
             return self.on_nonza(el, tag)
         if stream.sm is not None:
             stream.sm.stanza_received()
-        if not isinstance(tag, str) or not tag.startswith("{jabber:client}"):
+        if not isinstance(tag, str) or not tag.startswith(_CLIENT):
             if is_auth_element(el):
                 raise StreamError(StreamErrorCondition.POLICY_VIOLATION, "already authenticated")
             raise StreamError(StreamErrorCondition.UNSUPPORTED_STANZA_TYPE, f"unexpected element {tag}")
-        kind = tag[15:]
+        kind = tag[_CLIENT_LENGTH:]
         if kind not in _STANZA_KINDS:
             raise StreamError(StreamErrorCondition.UNSUPPORTED_STANZA_TYPE, f"<{kind}/> is not a stanza")
         jid = stream.jid
