@@ -1,13 +1,16 @@
-"""Accounts: the User model (its JID localpart, its SCRAM keys, its XMPP password-login policy)."""
+"""Accounts: the User model (its JID localpart, its SCRAM keys, its XMPP password-login policy) and its
+second factors (TotpDevice)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.utils import timezone
+from django_otp.models import Device, DeviceManager, ThrottlingMixin
 
 from xmppauth.proto.jid import InvalidJID, prep_localpart
 from xmppauth.proto.sasl import ScramCredentials
@@ -41,7 +44,8 @@ class PasswordLogin(models.TextChoices):
     OFF = "off", "Off: app passwords and FAST tokens only"
 
 
-class User(AbstractUser):
+# django-stubs cannot type the reverse manager (user.totpdevice_set) of a model on django-otp's untyped base
+class User(AbstractUser):  # type: ignore[django-manager-missing]
     """An account; ``username`` is the localpart of the account's JID."""
 
     username = models.CharField(
@@ -125,3 +129,61 @@ class User(AbstractUser):
     def scram_credentials(self, hash_name: str) -> ScramCredentials | None:
         data = self.scram.get(hash_name)
         return scram.from_json(data) if data else None
+
+
+class TotpDeviceManager(DeviceManager, models.Manager["TotpDevice"]):  # type: ignore[misc]
+    """django-otp's manager (``devices_for_user``), typed."""
+
+
+class TotpDevice(ThrottlingMixin, Device):  # type: ignore[misc]  # django-otp ships no type hints
+    """An authenticator app (RFC 6238 TOTP, XEP-0400): a django-otp device. The logic, and the only
+    code that reads the secret or moves ``last_t``, is in :mod:`accounts.totp`.
+
+    Device gives ``user``, ``name`` and ``confirmed`` (False while it is being set up);
+    ThrottlingMixin gives the persisted back-off after wrong codes."""
+
+    # The 20-byte secret, sealed with the factor key (accounts/secretbox.py): never in clear here.
+    encrypted_key = models.BinaryField(editable=False)
+    # The last time step accepted (-1: none yet). Only ever raised, by a conditional UPDATE.
+    last_t = models.BigIntegerField(default=-1, editable=False)
+    created = models.DateTimeField(auto_now_add=True)
+
+    objects = TotpDeviceManager()
+
+    class Meta:
+        verbose_name = "TOTP authenticator"
+
+    def get_throttle_factor(self) -> int:
+        return int(settings.XMPP_TOTP_THROTTLE_FACTOR)
+
+    def verify_token(self, token: object) -> bool:
+        """django-otp's contract: True once per accepted time step (replays fail), False otherwise."""
+        from .totp import verify_device  # accounts.totp imports this module
+
+        return verify_device(self, str(token)).ok
+
+    # ThrottlingMixin saves the whole row, which would write back a stale last_t and undo a step
+    # another process has accepted meanwhile: these write their own fields, the count atomically.
+    def throttle_increment(self, commit: bool = True) -> None:
+        super().throttle_increment(commit=False)
+        if commit:
+            TotpDevice.objects.filter(pk=self.pk).update(
+                throttling_failure_count=models.F("throttling_failure_count") + 1,
+                throttling_failure_timestamp=self.throttling_failure_timestamp,
+            )
+            self.refresh_from_db(fields=["throttling_failure_count"])
+
+    def throttle_reset(self, commit: bool = True) -> None:
+        super().throttle_reset(commit=False)
+        if commit:
+            TotpDevice.objects.filter(pk=self.pk).update(
+                throttling_failure_count=0, throttling_failure_timestamp=None
+            )
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding and kwargs.get("update_fields") is None:
+            # last_t moves only forward, only through accounts.totp's conditional UPDATE
+            kwargs["update_fields"] = [
+                f.name for f in self._meta.concrete_fields if not f.primary_key and f.name != "last_t"
+            ]
+        super().save(*args, **kwargs)

@@ -1,4 +1,5 @@
-"""What the accounts app announces to the apps above it: a password change, once, when it is stored.
+"""What the accounts app announces to the apps above it: a password change, once, when it is stored,
+and a second factor added or removed.
 
 The accounts app knows nothing of sessions, tokens or the security log: the sessions and access
 control app listens (from its ``AppConfig.ready``), writes the security log and ends the account's
@@ -26,3 +27,10 @@ class PasswordChange:
 #: ``User.set_password``) has replaced an earlier one, inside the transaction that stores it;
 #: arguments ``user`` and ``change`` (a :class:`PasswordChange`). A first password is no change.
 password_changed = Signal()
+
+#: Sent when a second factor of an account is added or removed, inside the transaction that stores
+#: the change; arguments ``user``, ``kind`` (the factor type: "totp"), ``action`` ("enrolled": a
+#: confirmed factor the account logs in with from now on; "removed": every factor of that kind is
+#: gone) and ``actor`` (who did it, for the security log; "" names nobody, i.e. the account itself).
+#: An authenticator being set up and not yet confirmed is no factor and is not announced.
+factor_changed = Signal()

@@ -91,6 +91,8 @@ _INBOUND_IQ_SCOPES: dict[tuple[str, str], str] = {
     (ns.COMMANDS, "get"): ADMIN,  # XEP-0050, for XEP-0133
     (ns.COMMANDS, "set"): ADMIN,
     (ns.CARBONS, "set"): MESSAGES_RECEIVE,
+    (ns.MFA, "get"): CLIENTS_MANAGE,  # XEP-0400 enrolment: how the account logs in
+    (ns.MFA, "set"): CLIENTS_MANAGE,
 }
 
 

@@ -1,4 +1,4 @@
-"""The sessions_acl app: clients, grants, sessions, revocation; it listens for password changes."""
+"""The sessions_acl app: clients, grants, sessions, revocation; it hears of password and factor changes."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ class SessionsAclConfig(AppConfig):
     verbose_name = "Sessions and access control"
 
     def ready(self) -> None:
-        from accounts.signals import password_changed
+        from accounts.signals import factor_changed, password_changed
 
         from .revocation import on_password_changed
+        from .securitylog import on_factor_changed
 
         password_changed.connect(on_password_changed, dispatch_uid="sessions_acl.on_password_changed")
+        factor_changed.connect(on_factor_changed, dispatch_uid="sessions_acl.on_factor_changed")

@@ -11,7 +11,7 @@ Nothing here ever logs or stores a secret.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
@@ -51,6 +51,12 @@ class Authorization:
     credential: str  # "password" | "app-password" | "fast"
     label: str  # the app password's label or the client's description, for logs and the portal
     token: IssuedToken | None = None
+    #: The second factors the account has confirmed, when this login must pass one of them as a
+    #: SASL2 task (a password login; app passwords and FAST tokens are exempt): "totp".
+    second_factors: tuple[str, ...] = ()
+    #: A FAST token the client asked for (its mechanism), to be issued only once the tasks are
+    #: passed (XEP-0484: "only after full authentication, including all tasks"): issue_after_tasks().
+    token_request: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,11 +79,13 @@ def authorize(
     fast_invalidate: bool = False,
     fast_count: int | None = None,
     address: str = "",
+    tasks: bool = True,
 ) -> Authorization | Refusal:
     """Decide what a stream that just authenticated may do, and record the client and grant.
 
     ``credential_id`` says what matched: "" the account password, "app:N" an app password,
-    "fast:N" a FAST token.
+    "fast:N" a FAST token. ``tasks`` says whether the login can be asked for SASL2 tasks (False for
+    RFC 6120 SASL): a password login of an account with a second factor is refused without them.
 
     Concurrent logins of one client (several connections at once, several serving processes) may
     interleave in any way: whatever a login reads and then changes (the client's tokens and grant)
@@ -87,7 +95,9 @@ def authorize(
     now = timezone.now()
     if not credential_id:
         # The common case, kept to one read when nothing changed since the client's last login.
-        return _authorize_password(localpart, user_agent_id or "", software, device, fast_request, now)
+        return _authorize_password(
+            localpart, user_agent_id or "", software, device, fast_request, now, tasks=tasks
+        )
     if credential_id.startswith(FAST_PREFIX) and not (
         fast_request or fast_invalidate or fast_count is not None
     ):
@@ -106,6 +116,19 @@ def authorize(
 
 
 _DISABLED = Refusal(condition="account-disabled", text="this account is disabled")
+
+
+def issue_after_tasks(client_id: int, mechanism: str) -> IssuedToken | None:
+    """The FAST token a login asked for, now that it passed its tasks (see Authorization.token_request).
+    None when the client or its grant was revoked meanwhile."""
+    now = timezone.now()
+    with transaction.atomic():
+        lock_clients(Client.objects.filter(pk=client_id))
+        client = Client.objects.select_related("grant").filter(pk=client_id, revoked__isnull=True).first()
+        if client is None or client.grant is None or not client.grant.is_live(now):
+            return None
+        return _issue_token(client, mechanism, now)
+
 
 # Last seen / last used are kept to the minute: a login within a minute of the previous one writes
 # nothing (one write per login cost a third of a login's CPU, see docs/performance.md).
@@ -266,6 +289,8 @@ def _authorize_password(
     device: str | None,
     fast_request: str | None,
     now: datetime,
+    *,
+    tasks: bool,
 ) -> Authorization | Refusal:
     row = loginreads.password_login(localpart, user_agent_id, now)
     if row is None or not row.active:
@@ -276,13 +301,24 @@ def _authorize_password(
             text="password logins over XMPP are turned off for this account: "
             "use an app password, or a client that already holds a FAST token",
         )
-    if row.policy == PasswordLogin.SECOND_FACTOR:
-        # Enforced for real once second factors exist as SASL2 tasks (the MFA issue).
+    second_factors = ("totp",) if row.has_totp else ()
+    if second_factors and not tasks:
         return Refusal(
             condition="not-authorized",
-            text="this account allows password logins only with a second factor, "
-            "and no second factor can be asked for on this server yet",
+            text="this account has a second factor, which RFC 6120 SASL cannot ask for: log in with a "
+            "client that speaks SASL2 tasks (XEP-0388, XEP-0400), or use an app password",
         )
+    if not second_factors and row.policy == PasswordLogin.SECOND_FACTOR:
+        return Refusal(
+            condition="not-authorized",
+            text="this account allows password logins only with a second factor, and it has none yet: "
+            "enrol one first (an authenticator app), or use an app password",
+        )
+    if second_factors:
+        # The token waits for the tasks (XEP-0484): nothing is handed out before the second factor.
+        token_request, fast_request = fast_request, None
+    else:
+        token_request = None
     software = software[:256] if software else None
     device = device[:256] if device else None
     unchanged = (
@@ -297,7 +333,8 @@ def _authorize_password(
     if unchanged and not fast_request:
         # The usual reconnect: nothing to write (last seen and last used are kept to the minute).
         assert row.grant_id is not None
-        return _from_row(localpart, row, row.grant_id, "password", user_agent_id)
+        authorization = _from_row(localpart, row, row.grant_id, "password", user_agent_id)
+        return replace(authorization, second_factors=second_factors, token_request=token_request)
     with transaction.atomic():
         user = User.objects.get(pk=row.user_id)
         # The client row in this login's turn (lock_clients): made by exactly one of two first logins
@@ -324,7 +361,8 @@ def _authorize_password(
             client.save()
         assert grant is not None
         issued = _issue_token(client, fast_request, now) if fast_request and user_agent_id else None
-        return _client_authorization(user, client, grant, "password", issued, now)
+        authorization = _client_authorization(user, client, grant, "password", issued, now)
+        return replace(authorization, second_factors=second_factors, token_request=token_request)
 
 
 def _client_authorization(

@@ -21,7 +21,7 @@ from typing import Any
 
 from django.db import connection
 
-from accounts.models import User
+from accounts.models import TotpDevice, User
 
 from .models import LIVE_GRANT_SQL, AppPassword, Client, FastToken, Grant
 
@@ -83,7 +83,9 @@ def _password_login_sql() -> str:
     return (
         "SELECT u.id, u.is_active, u.is_staff, u.xmpp_password_login, "
         "c.id, c.software, c.device, c.revoked IS NULL, c.password_seen, "
-        f"g.id, g.scopes, g.expires, g.last_used, {LIVE_GRANT_SQL} "
+        f"g.id, g.scopes, g.expires, g.last_used, {LIVE_GRANT_SQL}, "
+        # a confirmed second factor (accounts.TotpDevice): the login must pass it as a task
+        f"EXISTS (SELECT 1 FROM {TotpDevice._meta.db_table} d WHERE d.user_id = u.id AND d.confirmed) "
         f"FROM {user} u LEFT JOIN {client} c ON c.user_id = u.id AND c.user_agent_id = %s "
         f"LEFT JOIN {grant} g ON g.id = c.grant_id "
         "WHERE u.username = %s"
@@ -108,6 +110,7 @@ class PasswordLogin:
     grant_expires: datetime | None
     grant_last_used: datetime | None
     grant_live: bool
+    has_totp: bool
 
 
 def password_login(localpart: str, user_agent_id: str, now: datetime) -> PasswordLogin | None:
@@ -131,6 +134,7 @@ def password_login(localpart: str, user_agent_id: str, now: datetime) -> Passwor
         grant_expires=_aware(row[11]),
         grant_last_used=_aware(row[12]),
         grant_live=bool(row[13]),
+        has_totp=bool(row[14]),
     )
 
 

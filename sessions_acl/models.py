@@ -188,6 +188,7 @@ class AuthEvent(models.Model):
         REVOKED = "revoked", "Revoked"
         PASSWORD_CHANGED = "password-changed", "Password changed"
         POLICY_CHANGED = "policy-changed", "Login policy changed"
+        FACTOR_CHANGED = "factor-changed", "Second factor enrolled or removed"
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.CASCADE, related_name="auth_events"

@@ -29,3 +29,11 @@ def login_failed(localpart: str | None, mechanism: str, condition: str, address:
     user_id = User.objects.filter(username=localpart).values_list("id", flat=True).first()
     if user_id is not None:
         log_event(user_id, AuthEvent.Kind.LOGIN_FAILED, f"{mechanism}: {condition}", address=address)
+
+
+def on_factor_changed(
+    sender: object, *, user: User, kind: str, action: str, actor: str = "", **kwargs: object
+) -> None:
+    """Receiver of :data:`accounts.signals.factor_changed` (connected in ``apps.py``): a second factor
+    was enrolled or removed, in the security log with who did it."""
+    log_event(user, AuthEvent.Kind.FACTOR_CHANGED, f"{kind} {action}", actor=actor)

@@ -3,107 +3,37 @@ rotation, a client's first password logins, token requests and a revocation race
 each have their own database connection, as the logins of several serving processes would. At the
 end, two interleavings that threads hit rarely are replayed step by step on the test database.
 
-Each test gets a fresh database (a SQLite file with the embedded default's options, or a new
-PostgreSQL database on 127.0.0.1:5432, as tests/integration/test_postgres.py uses) and points
-Django's default connection at it for its duration, in every thread: like
-``django_db(transaction=True)``, nothing is wrapped in a test transaction, but not on the test
-database, which is SQLite in memory (where the shared cache locks whole tables and does not wait
-for them) and cannot be PostgreSQL in the same run.
+Each test gets a fresh database, SQLite and PostgreSQL in turn (tests/races.py says how).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import dj_database_url
 import pytest
-from django.conf import settings
-from django.core.management import call_command
-from django.db import connections
 from django.utils import timezone
 
 from accounts.models import User
 from sessions_acl import app_passwords, credentials, login, revocation
 from sessions_acl.models import Client, FastToken, Grant
-from tests.integration.server import fresh_postgres_database
+from tests.races import AT_ONCE, VENDORS, fresh_database, in_threads
 
 UA = "9d7c6a52-2b8e-4f7d-a0c1-3e5f2d4b6a18"
 LOGINS = 40
-AT_ONCE = 8
 ROUNDS = 4
 
-T = TypeVar("T")
 
-
-@contextmanager
-def default_database(config: dict[str, Any]) -> Iterator[None]:
-    """Django's default connection, in this thread and in every thread started meanwhile, opens
-    ``config`` instead of the test database."""
-    saved = connections.settings["default"]
-    connections["default"].close()
-    del connections["default"]
-    connections.settings["default"] = connections.configure_settings({"default": config})["default"]
-    try:
-        yield
-    finally:
-        connections["default"].close()
-        del connections["default"]
-        connections.settings["default"] = saved
-
-
-@contextmanager
-def sqlite_database(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """A SQLite file with the embedded default's options (xmppauth/settings.py: WAL mode, IMMEDIATE
-    transactions, a busy timeout)."""
-    config = dict(settings.DATABASES["default"])
-    if config["ENGINE"] != "django.db.backends.sqlite3":
-        pytest.skip(
-            f"this run's database is {config['ENGINE']} (DATABASE_URL is set): unset DATABASE_URL to run "
-            "the SQLite case (the PostgreSQL case runs either way)"
-        )
-    config.update(NAME=str(tmp_path / "race.sqlite3"), TEST={})
-    yield config
-
-
-@contextmanager
-def postgresql_database() -> Iterator[dict[str, Any]]:
-    with fresh_postgres_database("xmppauth_race") as url:
-        yield dict(dj_database_url.parse(url, conn_max_age=600))
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=VENDORS)
 def database(request: pytest.FixtureRequest, tmp_path: Path, django_db_blocker: Any) -> Iterator[str]:
     """A fresh, migrated database for this test, with the account ``alice``; yields its vendor."""
-    fresh = sqlite_database(tmp_path) if request.param == "sqlite" else postgresql_database()
-    with fresh as config, django_db_blocker.unblock(), default_database(config):
-        call_command("migrate", verbosity=0)
+    with fresh_database(request.param, tmp_path, django_db_blocker) as vendor:
         User.objects.create(username="alice")
-        yield str(connections["default"].vendor)
-
-
-def in_threads(count: int, work: Callable[[int], T]) -> list[T]:
-    """``work(i)`` for i < count, AT_ONCE at a time, started together; each thread closes its
-    connection when it ends."""
-    barrier = threading.Barrier(min(count, AT_ONCE))
-
-    def run(i: int) -> T:
-        try:
-            if i < AT_ONCE:
-                barrier.wait(timeout=30)
-            return work(i)
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(max_workers=AT_ONCE) as pool:
-        return list(pool.map(run, range(count)))
+        yield vendor
 
 
 def password_login(**kwargs: Any) -> login.Authorization:

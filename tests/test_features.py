@@ -3,6 +3,7 @@ SASL2 tasks by name (xmppauth.sasl2_tasks)."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -28,9 +29,9 @@ def payload(xml: str) -> etree._Element:
 # ---------------------------------------------------------------------------------- iq features
 def test_the_core_is_told_the_namespaces_nodes_and_features_of_every_module() -> None:
     served = features.advertised()
-    assert served.iq_namespaces == {ns.ROSTER, ns.REGISTER, ns.COMMANDS, ns.CAM}
+    assert served.iq_namespaces == {ns.ROSTER, ns.REGISTER, ns.COMMANDS, ns.CAM, ns.MFA}
     assert served.disco_nodes == {ns.COMMANDS}
-    assert served.server_features == (ns.COMMANDS,)
+    assert served.server_features == (ns.COMMANDS, ns.MFA)
     assert served.account_features == (ns.CAM,)
 
 
@@ -80,6 +81,8 @@ def _context(scopes: frozenset[str], answers: list[etree._Element]) -> features.
         state={},
         answer=answer,
         account_sessions=list,
+        credential="password",
+        authenticated_ago=lambda: 0.0,
     )
 
 
@@ -127,15 +130,15 @@ class Answers:
 
 def _login(answers: Answers, *, is_open: bool = True) -> sasl2_tasks.TaskContext:
     return sasl2_tasks.TaskContext(
-        localpart="alice", peer="127.0.0.1:1", stream=answers, is_open=lambda: is_open
+        localpart="alice", user_id=1, peer="127.0.0.1:1", stream=answers, is_open=lambda: is_open
     )
 
 
 @pytest.mark.parametrize("event", [TaskStarted, TaskData])
 async def test_an_unknown_task_fails_with_malformed_request(event: Any) -> None:
     answers = Answers()
-    await sasl2_tasks.run(_login(answers), event(task="TOTP", payload=None))
-    assert answers.said == [("failed", SaslCondition.MALFORMED_REQUEST, "no task TOTP")]
+    await sasl2_tasks.run(_login(answers), event(task="X-NOBODY", payload=None))
+    assert answers.said == [("failed", SaslCondition.MALFORMED_REQUEST, "no task X-NOBODY")]
 
 
 async def test_a_task_module_runs_the_names_it_declares(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -152,7 +155,7 @@ async def test_a_task_module_runs_the_names_it_declares(monkeypatch: pytest.Monk
 
     async def data(context: sasl2_tasks.TaskContext, name: str, payload: Any) -> None:
         ran.append(f"data {name}")
-        context.succeeded()
+        await context.succeeded()
 
     sasl2_tasks.register(names=frozenset({"TEST-A", "TEST-B"}), offer=offer, start=start, data=data, order=1)
     answers = Answers()
@@ -174,7 +177,7 @@ def test_the_upgrade_task_declares_every_scram_upgrade() -> None:
 
 async def test_a_task_answers_nothing_once_the_stream_has_ended() -> None:
     answers = Answers()
-    await sasl2_tasks.run(_login(answers, is_open=False), TaskStarted(task="TOTP", payload=None))
+    await sasl2_tasks.run(_login(answers, is_open=False), TaskStarted(task="X-NOBODY", payload=None))
     assert answers.said == []
 
 
@@ -183,7 +186,6 @@ async def test_the_upgrade_task_adds_the_missing_scram_credentials(settings: Any
     import base64
     import hashlib
     import re
-    from types import SimpleNamespace
 
     from asgiref.sync import sync_to_async
 
@@ -202,9 +204,9 @@ async def test_the_upgrade_task_adds_the_missing_scram_credentials(settings: Any
     answers = Answers()
     login = _login(answers)
     asked = Authenticated(localpart="alice", mechanism="PLAIN", upgrades=("UPGR-SCRAM-SHA-256",))
-    by_token = SimpleNamespace(credential="fast-token")
+    by_token = SimpleNamespace(credential="fast-token", second_factors=())
     assert await sasl2_tasks.offer(login, asked, by_token) == []  # never from a token or app password
-    by_password = SimpleNamespace(credential="password")
+    by_password = SimpleNamespace(credential="password", second_factors=())
     assert await sasl2_tasks.offer(login, asked, by_password) == [["UPGR-SCRAM-SHA-256"]]
 
     await sasl2_tasks.run(login, TaskStarted(task="UPGR-SCRAM-SHA-256", payload=None))
@@ -237,3 +239,47 @@ def test_every_iq_namespace_a_feature_claims_is_in_the_scope_table() -> None:
         if (namespace, iq_type) not in _INBOUND_IQ_SCOPES
     )
     assert not missing, f"no scope decided for {missing} in sessions_acl/access.py"
+
+
+async def test_second_factors_of_several_modules_are_one_step_of_alternatives(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import_submodules(sasl2_tasks.__name__)
+    monkeypatch.setattr(sasl2_tasks, "_families", list(sasl2_tasks._families))
+    monkeypatch.setattr(sasl2_tasks, "_by_name", dict(sasl2_tasks._by_name))
+
+    async def key(context: Any, event: Any, authorization: Any) -> list[list[str]]:
+        return [["X-KEY"]]
+
+    async def nothing(context: Any, name: str, payload: Any) -> None:
+        return None
+
+    sasl2_tasks.register(
+        names=frozenset({"X-KEY"}), offer=key, start=nothing, data=nothing, order=11, group="second-factor"
+    )
+    from xmppauth.proto.events import Authenticated
+
+    asked = Authenticated(localpart="alice", mechanism="PLAIN")
+    with_totp = SimpleNamespace(credential="password", second_factors=("totp",))
+    # one step with both factors: the client picks one
+    assert await sasl2_tasks.offer(_login(Answers()), asked, with_totp) == [["TOTP", "X-KEY"]]
+    without = SimpleNamespace(credential="fast", second_factors=())
+    assert await sasl2_tasks.offer(_login(Answers()), asked, without) == [["X-KEY"]]
+
+
+async def test_the_hook_before_success_runs_once_after_the_last_task() -> None:
+    answers = Answers()
+    login = _login(answers)
+    login.remaining = 2
+    ran: list[list[tuple[Any, ...]]] = []
+
+    async def hook() -> None:
+        ran.append(list(answers.said))  # what the stream had been told when the hook ran
+
+    login.before_success = hook
+    await login.succeeded("TOTP")
+    assert ran == []  # one step still to go
+    await login.succeeded()
+    assert ran == [[("succeeded",)]]  # after the last task passed, before the stream is told
+    assert answers.said == [("succeeded",), ("succeeded",)]
+    assert login.passed == ["TOTP"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -263,7 +264,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             jid=str(JID(localpart, domain).with_resource(resource)),
             transport=self._transport,
             address=self._address,
-            mechanism=stream.mechanism_name or "",
+            mechanism=self._how_authenticated(),
             node=settings.XMPP_NODE,
         )
         self.session_id = session_id
@@ -281,6 +282,12 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         self._arm_grant_expiry()
         self._timer = _cancelled(self._timer)
         log.info("%s bound %s", self._peer, self.jid)
+
+    def _how_authenticated(self) -> str:
+        """The mechanism, and the second factors passed after it, for the session record: "PLAIN+TOTP"."""
+        mechanism = self.stream.mechanism_name if self.stream is not None else None
+        factors = self._login.factors if self._login is not None else ()
+        return "+".join((mechanism or "", *factors))
 
     def _arm_grant_expiry(self) -> None:
         expires = self.auth.grant_expires if self.auth is not None else None
@@ -355,6 +362,8 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             state=self.feature_state,
             answer=self._answer,
             account_sessions=self._account_sessions,
+            credential=self.auth.credential,
+            authenticated_ago=lambda: time.monotonic() - self._authorized_at,
         )
         await handler(context, event.stanza, event.payload)
 
@@ -414,7 +423,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         self._arm_grant_expiry()
         if self.session_id is not None and self.auth is not None:
             await services.resume_session(
-                self.session_id, self.auth, stream.mechanism_name or "", self._address
+                self.session_id, self.auth, self._how_authenticated(), self._address
             )
         log.info("%s resumed %s", self._peer, self.jid)
 

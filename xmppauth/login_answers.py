@@ -13,6 +13,7 @@ An answer that comes back after the stream has ended is dropped (``is_open``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -60,6 +61,11 @@ class Login:
         self.admitted = admitted  # (grant, access, when the grant was read): the login may go on
         self._tasks: sasl2_tasks.TaskContext | None = None  # the SASL2 tasks of the current attempt
 
+    @property
+    def factors(self) -> tuple[str, ...]:
+        """The second factors (task names) the current attempt passed: for the session record."""
+        return tuple(self._tasks.passed) if self._tasks is not None else ()
+
     async def answer(self, event: ev.Event) -> None:
         """Answer one of :data:`EVENTS`."""
         stream = self.stream
@@ -103,6 +109,7 @@ class Login:
             fast_invalidate=event.fast_invalidate,
             fast_count=event.fast_count,
             address=self.address,
+            tasks=event.profile == "sasl2",
         )
         if not self.is_open():
             return
@@ -119,9 +126,20 @@ class Login:
         if result.token is not None:
             stream.issue_token(result.token.token, result.token.expiry)
         self._tasks = sasl2_tasks.TaskContext(
-            localpart=event.localpart, peer=self.peer, stream=stream, is_open=self.is_open
+            localpart=event.localpart,
+            user_id=result.user_id,
+            peer=self.peer,
+            stream=stream,
+            is_open=self.is_open,
         )
+        if result.token_request is not None and result.client_id is not None:
+            self._tasks.before_success = functools.partial(
+                self._issue_after_tasks, result.client_id, result.token_request
+            )
         steps = await sasl2_tasks.offer(self._tasks, event, result)
+        self._tasks.remaining = len(steps)
+        if not steps and self._tasks.before_success is not None:  # no task after all: issue it now
+            await self._tasks.before_success()
         if self.is_open():
             stream.continue_with(steps)
         log.info(
@@ -133,6 +151,12 @@ class Login:
             result.credential if result.credential != "app-password" else f"app password {result.label!r}",
             f", {agent.software or '?'} on {agent.device or '?'}" if agent is not None else "",
         )
+
+    async def _issue_after_tasks(self, client_id: int, mechanism: str) -> None:
+        """XEP-0484: the token the client asked for, now that every task is passed."""
+        issued = await services.issue_after_tasks(client_id, mechanism)
+        if issued is not None and self.is_open():
+            self.stream.issue_token(issued.token, issued.expiry)
 
     async def _failed(self, event: ev.AuthFailed) -> None:
         log.info(

@@ -1,12 +1,13 @@
 """Async ports from the stream consumer to Django: credentials, logins, session records, XEP-0494,
-offline messages and SCRAM upgrades, each run off the event loop (:func:`xmppauth.offloop.off_loop`)."""
+offline messages, SCRAM upgrades and second factors, each run off the event loop
+(:func:`xmppauth.offloop.off_loop`)."""
 
 from __future__ import annotations
 
 from django.db import transaction
 from lxml import etree
 
-from accounts import scram
+from accounts import scram, totp
 from accounts.models import User
 from sessions_acl import credentials, login, records, securitylog, xep0494
 from xmppauth.models import OfflineMessage
@@ -18,7 +19,9 @@ check_password = off_loop(credentials.check_plain)  # PLAIN: "" / "app:N" / None
 fast_candidates = off_loop(credentials.fast_candidates)
 
 authorize = off_loop(login.authorize)
+issue_after_tasks = off_loop(login.issue_after_tasks)  # XEP-0484: the token once the tasks are passed
 login_failed = off_loop(securitylog.login_failed)
+verify_totp = off_loop(totp.verify_totp)  # XEP-0400: a code, accepted once per time step
 
 open_session = off_loop(records.open_session)
 resume_session = off_loop(records.resume_session)

@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "django_otp",  # the Device contract and throttling only; our TOTP device is accounts.TotpDevice
     "xmppauth",
     "accounts",
     "sessions_acl",
@@ -199,3 +200,17 @@ XMPP_PENDING_REQUEST_SECONDS = _env_int("XMPP_PENDING_REQUEST_SECONDS", 120, min
 # security-log entries are kept, in days; 0 keeps them for ever. Pruned hourly by each serving process.
 XMPP_SESSION_RECORD_DAYS = _env_int("XMPP_SESSION_RECORD_DAYS", 90, minimum=0)
 XMPP_SECURITY_LOG_DAYS = _env_int("XMPP_SECURITY_LOG_DAYS", 365, minimum=0)
+# Second factors (XEP-0400). TOTP secrets are stored encrypted (accounts/secretbox.py) with a key kept
+# apart from the database: XMPP_FACTOR_KEY (a Fernet key: urlsafe base64 of 32 bytes), else the file
+# XMPP_FACTOR_KEY_FILE, created (mode 0600) when the first secret is sealed. Back the key up apart from
+# the database, never inside its backup: without it every TOTP factor must be enrolled again.
+XMPP_FACTOR_KEY = os.environ.get("XMPP_FACTOR_KEY", "").strip()
+XMPP_FACTOR_KEY_FILE = Path(os.environ.get("XMPP_FACTOR_KEY_FILE", DATA_DIR / "factor.key"))
+# The issuer shown by authenticator apps (the otpauth:// URI); default: the domain
+XMPP_TOTP_ISSUER = os.environ.get("XMPP_TOTP_ISSUER", "").strip() or XMPP_DOMAIN
+# After n wrong TOTP codes in a row, the next check waits factor * 2^(n-1) seconds (django-otp's
+# ThrottlingMixin, persisted in the database so every process sees it); 0 turns the wait off.
+XMPP_TOTP_THROTTLE_FACTOR = _env_int("XMPP_TOTP_THROTTLE_FACTOR", 1, minimum=0)
+# Changing how the account logs in from an XMPP session (enrolling a second factor, XEP-0400) needs a
+# login with the account password at most this many seconds before.
+XMPP_REAUTH_SECONDS = _env_int("XMPP_REAUTH_SECONDS", 300, minimum=10)

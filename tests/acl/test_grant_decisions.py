@@ -380,8 +380,8 @@ def test_a_second_request_replaces_the_unused_new_token(alice: User, clock: Cloc
         ),
         (
             PasswordLogin.SECOND_FACTOR,
-            "this account allows password logins only with a second factor, "
-            "and no second factor can be asked for on this server yet",
+            "this account allows password logins only with a second factor, and it has none yet: "
+            "enrol one first (an authenticator app), or use an app password",
         ),
     ],
 )
@@ -888,3 +888,59 @@ def test_a_token_of_the_clients_without_an_id_is_refused_without_a_user_agent(
     assert (result.condition, result.text) == ("credentials-expired", EXPIRED)
     result = refused(fast(pk), user_agent_id="")
     assert (result.condition, result.text) == ("credentials-expired", EXPIRED)
+
+
+# ---------------------------------------------------------------------- second factors (issue 10)
+def _with_totp(user: User) -> None:
+    from accounts import totp
+
+    totp.enrol(user)
+
+
+@pytest.mark.parametrize("policy", [PasswordLogin.ALLOWED, PasswordLogin.SECOND_FACTOR])
+def test_a_password_login_of_an_account_with_a_factor_must_pass_it(
+    alice: User, clock: Clock, policy: str
+) -> None:
+    alice.xmpp_password_login = policy
+    alice.save(update_fields=["xmpp_password_login"])
+    if policy == PasswordLogin.ALLOWED:
+        assert ok().second_factors == ()  # control: without a factor the password is enough
+    else:
+        assert "has none yet" in refused().text  # control: this policy wants a factor first
+    _with_totp(alice)
+    first = ok()
+    assert first.second_factors == ("totp",)
+    assert ok().second_factors == ("totp",)  # the read-only reconnect path says so too
+
+
+def test_a_factor_is_never_asked_of_an_app_password_or_a_fast_token(alice: User, clock: Clock) -> None:
+    pk = current_token()
+    _with_totp(alice)
+    assert ok(fast(pk)).second_factors == ()
+    created = app_passwords.create_app_password(alice, "bot", ["messages.send"])
+    assert ok(f"app:{created.app_password.pk}").second_factors == ()
+
+
+def test_rfc6120_sasl_cannot_ask_for_the_factor_and_is_refused_with_what_to_do(
+    alice: User, clock: Clock
+) -> None:
+    assert isinstance(authorize(tasks=False), login.Authorization)  # control: no factor, no refusal
+    _with_totp(alice)
+    result = refused(tasks=False)
+    assert result.condition == "not-authorized"
+    assert "second factor" in result.text
+    assert "app password" in result.text
+
+
+def test_a_token_asked_for_with_a_factor_waits_for_the_task(alice: User, clock: Clock) -> None:
+    _with_totp(alice)
+    result = ok(fast_request=NONE)
+    assert result.token is None  # nothing is handed out before the second factor
+    assert result.token_request == NONE
+    assert not FastToken.objects.filter(client__user=alice).exists()
+    assert result.client_id is not None
+    issued = login.issue_after_tasks(result.client_id, NONE)
+    assert issued is not None
+    assert FastToken.objects.get(client_id=result.client_id, slot="new").mechanism == NONE
+    revocation.revoke_client(result.client_id, actor="test")
+    assert login.issue_after_tasks(result.client_id, NONE) is None  # revoked meanwhile: no token

@@ -51,11 +51,15 @@ class IqContext:
     jid: JID  # the session's full JID
     session_id: int | None  # its ``sessions_acl.Session`` row
     access: SessionAccess  # its grant's scopes, as limited for this login
-    # The features' own state for this session, by key (a stream's: a resumed session starts empty).
+    # The features' own state for this session, by key (kept across a stream-management resume).
     state: dict[str, object]
     answer: Callable[[etree._Element], Awaitable[None]]  # send the reply to the request
     # The account's bound sessions in this process (this one included), to push to.
     account_sessions: Callable[[], list[AccountSession]]
+    # How this stream authenticated ("password", "app-password", "fast") and how many seconds ago:
+    # a feature that changes how the account logs in asks for a fresh password login.
+    credential: str
+    authenticated_ago: Callable[[], float]
 
 
 Handler = Callable[[IqContext, etree._Element, etree._Element], Awaitable[None]]

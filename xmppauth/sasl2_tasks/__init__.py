@@ -47,17 +47,32 @@ class TaskContext:
     """One login's tasks: who logs in, how to answer, and each task's own state for this login."""
 
     localpart: str  # the account that authenticated
+    user_id: int  # its row
     peer: str  # the client's address, for the log
     stream: TaskAnswers
     is_open: Callable[[], bool]  # False once the stream has ended: answers are dropped then
     state: dict[str, object] = field(default_factory=dict)  # by task module, for this login only
+    #: Steps offered and not yet passed (set by the driver from what :func:`offer` returned).
+    remaining: int = 0
+    #: Run once, after the last task has succeeded and before the stream sends <success/> (the
+    #: driver issues a FAST token there: XEP-0484 hands one out only after every task).
+    before_success: Callable[[], Awaitable[None]] | None = None
+    #: The second factors this login passed (their task names), for the session record and the log.
+    passed: list[str] = field(default_factory=list)
 
     def challenge(self, payload: str) -> None:
         """``<task-data/>`` with ``payload`` (XML text); the client's answer comes to :func:`data`."""
         if self.is_open():
             self.stream.task_challenge(payload)
 
-    def succeeded(self) -> None:
+    async def succeeded(self, name: str = "") -> None:
+        """The task ``name`` is passed: the next step, or (after the last) ``<success/>``."""
+        if name:
+            self.passed.append(name)
+        self.remaining -= 1
+        if self.remaining <= 0 and self.before_success is not None:
+            hook, self.before_success = self.before_success, None
+            await hook()
         if self.is_open():
             self.stream.task_succeeded()
 
@@ -82,15 +97,22 @@ class TaskFamily:
     start: Step
     data: Step
     order: int
+    group: str | None = None
 
 
 _families: list[TaskFamily] = []
 _by_name: dict[str, TaskFamily] = {}
 
 
-def register(*, names: frozenset[str], offer: Offer, start: Step, data: Step, order: int) -> None:
-    """Run the tasks ``names`` with these functions; ``order`` places its steps (module docstring)."""
-    family = TaskFamily(names=names, offer=offer, start=start, data=data, order=order)
+def register(
+    *, names: frozenset[str], offer: Offer, start: Step, data: Step, order: int, group: str | None = None
+) -> None:
+    """Run the tasks ``names`` with these functions; ``order`` places its steps (module docstring).
+
+    Families of one ``group`` are alternatives to each other: what they offer becomes one step whose
+    tasks the client picks from (the second factors: any one of TOTP, a security key, a recovery
+    code will do), placed at the group's first family."""
+    family = TaskFamily(names=names, offer=offer, start=start, data=data, order=order, group=group)
     taken = names & _by_name.keys()
     if taken:
         raise ValueError(f"two modules for the tasks {', '.join(sorted(taken))}")
@@ -105,8 +127,19 @@ async def offer(
     """Every module's steps for this login, in their order."""
     import_submodules(__name__)
     steps: list[list[str]] = []
+    grouped: dict[str, list[str]] = {}  # group -> the one step its families share
     for family in _families:
-        steps.extend(await family.offer(context, event, authorization))
+        offered = await family.offer(context, event, authorization)
+        if family.group is None:
+            steps.extend(offered)
+            continue
+        names = [name for step in offered for name in step]
+        if not names:
+            continue
+        if family.group not in grouped:
+            grouped[family.group] = []
+            steps.append(grouped[family.group])
+        grouped[family.group].extend(names)
     return steps
 
 

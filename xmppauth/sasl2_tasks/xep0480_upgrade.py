@@ -58,7 +58,7 @@ async def data(context: sasl2_tasks.TaskContext, name: str, payload: etree._Elem
         return
     await services.store_scram(context.localpart, hash_name, creds)
     log.info("%s: %s upgraded to SCRAM-%s", context.peer, context.localpart, hash_name)
-    context.succeeded()
+    await context.succeeded()
 
 
 sasl2_tasks.register(names=NAMES, offer=offer, start=start, data=data, order=100)

@@ -1,0 +1,185 @@
+"""Second factors inside SASL2 over real sockets (issue 10): XEP-0400 TOTP as a task, the policy
+around it (RFC 6120 SASL refused with a text, app passwords and FAST tokens exempt, the FAST token
+only after the task), replay and enrolment over XMPP."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import struct
+import time
+import uuid
+from collections.abc import Iterator
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from tests.integration.rawclient import RawClient
+from tests.integration.server import Server, running_server
+from tests.integration.test_grants import app_password, fast_login, manage
+
+pytestmark = pytest.mark.integration
+
+SASL2 = "urn:xmpp:sasl:2"
+MFA = "urn:xmpp:mfa:0"
+FAST = "urn:xmpp:fast:0"
+BIND2 = "<bind xmlns='urn:xmpp:bind:0'><tag>mfa</tag></bind>"
+
+
+def totp_code(secret: bytes, moment: float, step_offset: int = 0) -> str:
+    """RFC 6238 (SHA-1, 30 s, 6 digits), written here apart from the server's code."""
+    counter = int(moment // 30) + step_offset
+    digest = hmac.new(secret, struct.pack(">Q", counter), hashlib.sha1).digest()
+    offset = digest[-1] & 0x0F
+    value = struct.unpack(">I", digest[offset : offset + 4])[0] & 0x7FFFFFFF
+    return f"{value % 1_000_000:06d}"
+
+
+def secret_of(uri: str) -> bytes:
+    query = parse_qs(urlparse(uri).query)
+    text = query["secret"][0]
+    return base64.b32decode(text + "=" * (-len(text) % 8))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with running_server(tmp_path_factory.mktemp("mfa")) as srv:
+        yield srv
+
+
+def enrolled(server: Server) -> tuple[str, bytes]:
+    """A fresh account with a confirmed authenticator app, enrolled by the operator."""
+    name = f"mfa{uuid.uuid4().hex[:8]}"
+    manage(server, "adduser", name, "correct-horse")
+    out = manage(server, "totp", "add", name)
+    uri = re.search(r"otpauth://totp/\S+", out)
+    assert uri, out
+    return name, secret_of(uri.group(0))
+
+
+def fresh_code(secret: bytes) -> str:
+    """A code of a time step no earlier test used: wait for the next step when this one is half gone."""
+    now = time.time()
+    if now % 30 > 25:
+        time.sleep(30 - now % 30 + 0.2)
+    return totp_code(secret, time.time())
+
+
+def password_login(
+    server: Server, name: str, *, inline: str = BIND2, ua: str | None = None
+) -> tuple[RawClient, bytes]:
+    client = RawClient(server.c2s_tls, direct_tls=True)
+    features = client.open_stream()
+    assert b"<authentication xmlns='urn:xmpp:sasl:2'>" in features
+    client.authenticate_plain(name, "correct-horse", ua=ua, software="mfa tests", inline=inline)
+    return client, client.read_until(rb"</continue>|</success>|</failure>")
+
+
+def test_a_password_alone_opens_nothing_the_totp_task_does(server: Server) -> None:
+    name, secret = enrolled(server)
+    client, reply = password_login(server, name)
+    assert b"<continue" in reply, reply
+    assert b"<task>TOTP</task>" in reply, reply
+    assert b"<success" not in reply
+    client.send(f"<next xmlns='{SASL2}' task='TOTP'/>")
+    challenge = client.read_until(rb"</task-data>|<task-data[^>]*/>")
+    assert f"<totp xmlns='{MFA}'/>".encode() in challenge, challenge
+    client.send(f"<task-data xmlns='{SASL2}'><totp xmlns='{MFA}'>{fresh_code(secret)}</totp></task-data>")
+    success = client.read_until(rb"</success>")
+    assert re.search(rb"<authorization-identifier>" + name.encode() + rb"@localhost/mfa~", success), success
+    assert b"<bound" in success
+    client.send("<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+    client.read_until(rb"id=.p1.")
+    sessions = manage(server, "listsessions", "--user", name)
+    assert "PLAIN+TOTP" in sessions, sessions  # the session record says which factor the login used
+    client.close()
+
+
+def test_a_wrong_code_fails_the_login_with_a_text(server: Server) -> None:
+    name, secret = enrolled(server)
+    client, reply = password_login(server, name)
+    assert b"<task>TOTP</task>" in reply, reply
+    code = fresh_code(secret)
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    client.send(f"<next xmlns='{SASL2}' task='TOTP'><totp xmlns='{MFA}'>{wrong}</totp></next>")
+    failure = client.read_until(rb"</failure>")
+    assert b"<not-authorized" in failure, failure
+    assert b"<text" in failure
+    assert b"<success" not in failure
+    client.close()
+
+
+def test_a_code_is_accepted_once_per_time_step(server: Server) -> None:
+    name, secret = enrolled(server)
+    code = fresh_code(secret)
+    first, _ = password_login(server, name)
+    first.send(f"<next xmlns='{SASL2}' task='TOTP'><totp xmlns='{MFA}'>{code}</totp></next>")
+    assert b"<success" in first.read_until(rb"</success>|</failure>")
+    again, _ = password_login(server, name)
+    again.send(f"<next xmlns='{SASL2}' task='TOTP'><totp xmlns='{MFA}'>{code}</totp></next>")
+    replay = again.read_until(rb"</success>|</failure>")
+    assert b"<failure" in replay, replay
+    assert b"already used" in replay, replay
+    first.close()
+    again.close()
+
+
+def test_rfc6120_sasl_is_refused_with_a_text_that_says_what_to_do(server: Server) -> None:
+    name, _secret = enrolled(server)
+    client = RawClient(server.c2s)
+    client.starttls()
+    reply = client.scram("SCRAM-SHA-256", name, "correct-horse")
+    assert b"<failure" in reply, reply
+    assert b"second factor" in reply, reply
+    assert b"app password" in reply, reply
+    client.close()
+
+
+def test_an_app_password_is_exempt(server: Server) -> None:
+    name, _secret = enrolled(server)
+    _, secret = app_password(server, name, "bot", "messages.send")
+    client = RawClient(server.c2s_tls, direct_tls=True)
+    client.open_stream()
+    client.authenticate_plain(name, secret, inline=BIND2)
+    reply = client.read_until(rb"</continue>|</success>|</failure>")
+    assert b"<success" in reply, reply
+    assert b"<continue" not in reply
+    client.close()
+
+
+def test_the_fast_token_comes_after_the_task_and_a_fast_login_asks_for_none(server: Server) -> None:
+    name, secret = enrolled(server)
+    ua = str(uuid.uuid4())
+    request = f"<request-token xmlns='{FAST}' mechanism='HT-SHA-256-NONE'/>"
+    client, reply = password_login(server, name, inline=BIND2 + request, ua=ua)
+    assert b"<continue" in reply, reply
+    assert b"<token" not in reply  # nothing is handed out before the second factor
+    client.send(f"<next xmlns='{SASL2}' task='TOTP'><totp xmlns='{MFA}'>{fresh_code(secret)}</totp></next>")
+    success = client.read_until(rb"</success>")
+    token = re.search(rb"<token xmlns='urn:xmpp:fast:0' token='([^']+)'", success)
+    assert token, success
+    client.close()
+    again = fast_login(server, name, token.group(1).decode(), ua)
+    assert b"<success" in again, again
+    assert b"<continue" not in again
+
+
+def test_enrolment_over_xmpp_makes_the_task_mandatory(server: Server) -> None:
+    name = f"mfa{uuid.uuid4().hex[:8]}"
+    manage(server, "adduser", name, "correct-horse")
+    client, reply = password_login(server, name)
+    assert b"<success" in reply, reply  # no factor yet: the password is enough
+    client.send(f"<iq type='set' id='s1'><setup xmlns='{MFA}'/></iq>")
+    answer = client.read_until(rb"id=.s1.[^>]*>.*?</iq>")
+    uri = re.search(rb"otpauth://totp/[^<]+", answer)
+    assert uri, answer
+    secret = secret_of(uri.group(0).decode().replace("&amp;", "&"))
+    client.send(f"<iq type='set' id='s2'><setup xmlns='{MFA}'>{fresh_code(secret)}</setup></iq>")
+    confirmed = client.read_until(rb"id=.s2.[^>]*/?>")
+    assert b"type='result'" in confirmed or b'type="result"' in confirmed, confirmed
+    client.close()
+    after, reply = password_login(server, name)
+    assert b"<task>TOTP</task>" in reply, reply  # from now on the password alone opens nothing
+    after.close()
