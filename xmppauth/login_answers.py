@@ -141,7 +141,7 @@ class Login:
         if not steps and self._tasks.before_success is not None:  # no task after all: issue it now
             await self._tasks.before_success()
         if self.is_open():
-            stream.continue_with(steps)
+            stream.continue_with(steps, [sasl2_tasks.text_of(step) for step in steps])
         log.info(
             "%s authenticated as %s with %s (%s, %s%s)",
             self.peer,

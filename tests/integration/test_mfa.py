@@ -82,6 +82,7 @@ def test_a_password_alone_opens_nothing_the_totp_task_does(server: Server) -> No
     client, reply = password_login(server, name)
     assert b"<continue" in reply, reply
     assert b"<task>TOTP</task>" in reply, reply
+    assert b"second factor" in reply  # the <text/>, for a client that cannot do tasks
     assert b"<success" not in reply
     client.send(f"<next xmlns='{SASL2}' task='TOTP'/>")
     challenge = client.read_until(rb"</task-data>|<task-data[^>]*/>")

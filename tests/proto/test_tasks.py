@@ -170,3 +170,27 @@ def test_upgrade_tasks_are_advertised_under_authentication() -> None:
     inline = authentication.split("<inline>", 1)[1].rsplit("</inline>", 1)[0]
     assert f"<upgrade xmlns='{UPGRADE}'>UPGR-SCRAM-SHA-256</upgrade>" in authentication
     assert "upgrade" not in inline  # XEP-0480 §2.1: direct children, not inline features
+
+
+def test_a_step_can_say_why_in_its_continue() -> None:
+    """XEP-0388 "Continue": an optional <text/> after the tasks, one per step."""
+    t = Transcript.tcp(secure=True)
+    t.auto_tasks = False
+    t.open_secure()
+    t.client(
+        f"<authenticate xmlns='{SASL2}' mechanism='PLAIN'><initial-response>AGFsaWNlAHdvbmRlcmxhbmQ="
+        "</initial-response></authenticate>"
+    )
+    t.output()
+    t.stream.continue_with([["TOTP", "X-RECOVERY"], ["UPGR-SCRAM-SHA-256"]], ["a second factor <please>"])
+    assert t.output().decode() == (
+        f"<continue xmlns='{SASL2}'><tasks><task>TOTP</task><task>X-RECOVERY</task></tasks>"
+        "<text xml:lang='en'>a second factor &lt;please&gt;</text></continue>"
+    )
+    t.client(f"<next xmlns='{SASL2}' task='X-RECOVERY'/>")
+    t.stream.task_succeeded()
+    # the second step has no text
+    assert (
+        t.output().decode()
+        == f"<continue xmlns='{SASL2}'><tasks><task>UPGR-SCRAM-SHA-256</task></tasks></continue>"
+    )

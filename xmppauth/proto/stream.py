@@ -264,12 +264,13 @@ class C2SStream:
             )
         self.fast.issue(token, expiry, self.sasl2.user_agent)
 
-    def continue_with(self, steps: Sequence[Sequence[str]]) -> None:
+    def continue_with(self, steps: Sequence[Sequence[str]], texts: Sequence[str] = ()) -> None:
         """Answer :class:`Authenticated`: the tasks still to do, in order (or :meth:`refuse`).
 
         Each step lists alternatives (the client picks one with ``<next/>``); an upgrade task
-        (XEP-0480) is a step with exactly one. No steps: authentication is complete. An RFC 6120
-        SASL login has no tasks: ``continue_with([])`` sends its ``<success/>``.
+        (XEP-0480) is a step with exactly one. ``texts`` (one per step, optional) go into each
+        step's ``<continue/>`` as its ``<text/>``, for a person. No steps: authentication is
+        complete. An RFC 6120 SASL login has no tasks: ``continue_with([])`` sends its ``<success/>``.
         """
         if self.waiting is Waiting.AUTHORIZE:
             if any(steps):
@@ -278,7 +279,7 @@ class C2SStream:
             self.sasl.accept()
             return
         self._expect_waiting(Waiting.TASKS)
-        self.sasl2.continue_with(steps)
+        self.sasl2.continue_with(steps, texts)
 
     def refuse(self, condition: SaslCondition, text: str) -> None:
         """Answer :class:`Authenticated` with a failure after all: the mechanism succeeded, but

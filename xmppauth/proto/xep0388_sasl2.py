@@ -65,7 +65,7 @@ class Sasl2:
         self.resume_inline = False  # the ResumeRequested came from <authenticate/>
         self.failed_inline = ""  # XEP-0198 <failed/> for <success/> after a failed inline resume
         self.upgrades: tuple[str, ...] = ()
-        self.steps: list[tuple[str, ...]] = []
+        self.steps: list[tuple[tuple[str, ...], str]] = []  # (alternatives, the <text/> of their <continue/>)
         self.alternatives: tuple[str, ...] = ()
         self.task = ""
         self.success_pending = False  # issue_token() may be called until <success/>
@@ -156,8 +156,9 @@ class Sasl2:
         self.success_pending = False
 
     # ------------------------------------------------------------------ tasks (§2.7)
-    def continue_with(self, steps: Sequence[Sequence[str]]) -> None:
-        self.steps = [tuple(step) for step in steps if step]
+    def continue_with(self, steps: Sequence[Sequence[str]], texts: Sequence[str] = ()) -> None:
+        texts = list(texts) + [""] * (len(steps) - len(texts))
+        self.steps = [(tuple(step), text) for step, text in zip(steps, texts, strict=False) if step]
         self.stream.push_event(self.next_step())
 
     def task_challenge(self, payload: str) -> None:
@@ -167,12 +168,14 @@ class Sasl2:
         if not self.steps:
             return self.finish()
         stream = self.stream
-        alternatives = self.steps.pop(0)
+        alternatives, text = self.steps.pop(0)
         self.alternatives = alternatives
         extra, stream.sasl.additional_data = stream.sasl.additional_data, None
         data = f"<additional-data>{b64(extra)}</additional-data>" if extra else ""
         tasks = "".join(f"<task>{escape_text(name)}</task>" for name in alternatives)
-        stream.emit(f"<continue xmlns='{ns.SASL2}'>{data}<tasks>{tasks}</tasks></continue>".encode())
+        # XEP-0388 "Continue": an optional human-readable <text/> explaining the step
+        said = f"<text xml:lang='en'>{escape_text(text)}</text>" if text else ""
+        stream.emit(f"<continue xmlns='{ns.SASL2}'>{data}<tasks>{tasks}</tasks>{said}</continue>".encode())
         stream.move(State.TASKS)
         return None
 

@@ -143,6 +143,23 @@ async def offer(
     return steps
 
 
+#: What a person is told in the <continue/> of a grouped step (XEP-0388 "Continue" <text/>): a client
+#: that cannot do tasks at least shows why its login stops there.
+GROUP_TEXTS = {
+    "second-factor": "this account has a second factor: answer one of these tasks, or log in with an app "
+    "password if this client cannot",
+}
+
+
+def text_of(step: list[str]) -> str:
+    """The <text/> for ``step``: its group's, when every task of it belongs to one group; else ""."""
+    groups = {family.group for name in step if (family := _by_name.get(name)) is not None}
+    if len(groups) == 1:
+        (group,) = groups
+        return GROUP_TEXTS.get(group or "", "")
+    return ""
+
+
 async def run(context: TaskContext, event: ev.TaskStarted | ev.TaskData) -> None:
     """The client picked a task (``<next/>``) or answered it (``<task-data/>``): to its module."""
     import_submodules(__name__)
