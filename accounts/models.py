@@ -1,8 +1,10 @@
 """Accounts: the User model (its JID localpart, its SCRAM keys, its XMPP password-login policy) and its
-second factors (TotpDevice)."""
+second factors (TotpDevice; RecoveryCodes holding RecoveryCode rows)."""
 
 from __future__ import annotations
 
+import math
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -135,12 +137,51 @@ class TotpDeviceManager(DeviceManager, models.Manager["TotpDevice"]):  # type: i
     """django-otp's manager (``devices_for_user``), typed."""
 
 
-class TotpDevice(ThrottlingMixin, Device):  # type: ignore[misc]  # django-otp ships no type hints
+class AtomicThrottlingMixin(ThrottlingMixin):  # type: ignore[misc]  # django-otp ships no type hints
+    """django-otp's persisted back-off after wrong codes (``XMPP_TOTP_THROTTLE_FACTOR`` · 2^(n-1) s
+    after n in a row), written safely from several processes.
+
+    ThrottlingMixin saves the whole row, which would write back stale columns (a TOTP step or a name
+    another process has changed meanwhile): these write their own two fields, the count atomically,
+    so that two processes counting a wrong code each count two."""
+
+    class Meta:
+        abstract = True
+
+    def get_throttle_factor(self) -> int:
+        return int(settings.XMPP_TOTP_THROTTLE_FACTOR)
+
+    def throttle_wait(self) -> int:
+        """Whole seconds until this device checks a code again (at least 1 while it waits); 0 if now."""
+        allowed, info = self.verify_is_allowed()
+        if allowed:
+            return 0
+        locked_until: datetime = info["locked_until"]
+        return max(1, math.ceil((locked_until - timezone.now()).total_seconds()))
+
+    def throttle_increment(self, commit: bool = True) -> None:
+        super().throttle_increment(commit=False)
+        if commit:
+            type(self)._default_manager.filter(pk=self.pk).update(
+                throttling_failure_count=models.F("throttling_failure_count") + 1,
+                throttling_failure_timestamp=self.throttling_failure_timestamp,
+            )
+            self.refresh_from_db(fields=["throttling_failure_count"])
+
+    def throttle_reset(self, commit: bool = True) -> None:
+        super().throttle_reset(commit=False)
+        if commit:
+            type(self)._default_manager.filter(pk=self.pk).update(
+                throttling_failure_count=0, throttling_failure_timestamp=None
+            )
+
+
+class TotpDevice(AtomicThrottlingMixin, Device):  # type: ignore[misc]  # django-otp ships no type hints
     """An authenticator app (RFC 6238 TOTP, XEP-0400): a django-otp device. The logic, and the only
     code that reads the secret or moves ``last_t``, is in :mod:`accounts.totp`.
 
     Device gives ``user``, ``name`` and ``confirmed`` (False while it is being set up);
-    ThrottlingMixin gives the persisted back-off after wrong codes."""
+    AtomicThrottlingMixin gives the persisted back-off after wrong codes."""
 
     # The 20-byte secret, sealed with the factor key (accounts/secretbox.py): never in clear here.
     encrypted_key = models.BinaryField(editable=False)
@@ -153,32 +194,11 @@ class TotpDevice(ThrottlingMixin, Device):  # type: ignore[misc]  # django-otp s
     class Meta:
         verbose_name = "TOTP authenticator"
 
-    def get_throttle_factor(self) -> int:
-        return int(settings.XMPP_TOTP_THROTTLE_FACTOR)
-
     def verify_token(self, token: object) -> bool:
         """django-otp's contract: True once per accepted time step (replays fail), False otherwise."""
         from .totp import verify_device  # accounts.totp imports this module
 
         return verify_device(self, str(token)).ok
-
-    # ThrottlingMixin saves the whole row, which would write back a stale last_t and undo a step
-    # another process has accepted meanwhile: these write their own fields, the count atomically.
-    def throttle_increment(self, commit: bool = True) -> None:
-        super().throttle_increment(commit=False)
-        if commit:
-            TotpDevice.objects.filter(pk=self.pk).update(
-                throttling_failure_count=models.F("throttling_failure_count") + 1,
-                throttling_failure_timestamp=self.throttling_failure_timestamp,
-            )
-            self.refresh_from_db(fields=["throttling_failure_count"])
-
-    def throttle_reset(self, commit: bool = True) -> None:
-        super().throttle_reset(commit=False)
-        if commit:
-            TotpDevice.objects.filter(pk=self.pk).update(
-                throttling_failure_count=0, throttling_failure_timestamp=None
-            )
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding and kwargs.get("update_fields") is None:
@@ -187,3 +207,44 @@ class TotpDevice(ThrottlingMixin, Device):  # type: ignore[misc]  # django-otp s
                 f.name for f in self._meta.concrete_fields if not f.primary_key and f.name != "last_t"
             ]
         super().save(*args, **kwargs)
+
+
+class RecoveryCodesManager(DeviceManager, models.Manager["RecoveryCodes"]):  # type: ignore[misc]
+    """django-otp's manager (``devices_for_user``), typed."""
+
+
+class RecoveryCodes(AtomicThrottlingMixin, Device):  # type: ignore[misc]  # django-otp ships no type hints
+    """An account's set of single-use recovery codes: one django-otp device per account, confirmed
+    from the start, holding the codes (:class:`RecoveryCode`) of the last set generated. The logic is
+    in :mod:`accounts.recovery`; the device's throttling counts wrong codes for the whole set."""
+
+    # When the current set was generated (a new set keeps the device and its throttling).
+    generated = models.DateTimeField(default=timezone.now)
+
+    objects = RecoveryCodesManager()
+
+    class Meta:
+        verbose_name = "recovery codes"
+        verbose_name_plural = "recovery codes"
+        constraints = [models.UniqueConstraint(fields=["user"], name="one_recovery_code_set_per_account")]
+
+    def verify_token(self, token: object) -> bool:
+        """django-otp's contract: True for an unused code of the set, which is used up by it."""
+        from .recovery import use_code  # accounts.recovery imports this module
+
+        return use_code(self.user_id, str(token)).ok
+
+
+class RecoveryCode(models.Model):
+    """One code of a set, stored only as the SHA-256 (hex) of its normalised text; ``used`` is set
+    once, by :mod:`accounts.recovery`'s conditional UPDATE."""
+
+    device = models.ForeignKey(RecoveryCodes, on_delete=models.CASCADE, related_name="codes")
+    digest = models.CharField(max_length=64, editable=False)
+    used = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["device", "digest"], name="unique_recovery_code")]
+
+    def __str__(self) -> str:
+        return f"recovery code {self.pk} ({'used' if self.used else 'unused'})"

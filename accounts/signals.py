@@ -29,8 +29,9 @@ class PasswordChange:
 password_changed = Signal()
 
 #: Sent when a second factor of an account is added or removed, inside the transaction that stores
-#: the change; arguments ``user``, ``kind`` (the factor type: "totp"), ``action`` ("enrolled": a
-#: confirmed factor the account logs in with from now on; "removed": every factor of that kind is
-#: gone) and ``actor`` (who did it, for the security log; "" names nobody, i.e. the account itself).
+#: the change; arguments ``user``, ``kind`` (the factor type: "totp" or "recovery"), ``action``
+#: ("enrolled": a confirmed factor the account logs in with from now on; "generated": a new set of
+#: recovery codes, the old set void; "removed": every factor of that kind is gone) and ``actor`` (who
+#: did it, for the security log; "" names nobody, i.e. the account itself).
 #: An authenticator being set up and not yet confirmed is no factor and is not announced.
 factor_changed = Signal()

@@ -28,7 +28,6 @@ from __future__ import annotations
 import base64
 import hmac
 import logging
-import math
 import secrets
 import time
 from dataclasses import dataclass
@@ -37,7 +36,6 @@ from urllib.parse import quote, urlencode
 from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
-from django.utils import timezone
 from django_otp.oath import hotp
 
 from . import signals
@@ -204,14 +202,8 @@ def _accept(device: TotpDevice, step: int) -> bool:
 
 
 def _throttle_wait(devices: list[TotpDevice]) -> int:
-    """Seconds until every device accepts a check again (ThrottlingMixin), 0 if they all do."""
-    longest = 0
-    for device in devices:
-        allowed, info = device.verify_is_allowed()
-        if not allowed:
-            remaining = (info["locked_until"] - timezone.now()).total_seconds()
-            longest = max(longest, 1, math.ceil(remaining))
-    return longest
+    """Seconds until every device accepts a check again (AtomicThrottlingMixin), 0 if they all do."""
+    return max((device.throttle_wait() for device in devices), default=0)
 
 
 def _refused(reason: str) -> TotpCheck:

@@ -52,7 +52,7 @@ class Authorization:
     label: str  # the app password's label or the client's description, for logs and the portal
     token: IssuedToken | None = None
     #: The second factors the account has confirmed, when this login must pass one of them as a
-    #: SASL2 task (a password login; app passwords and FAST tokens are exempt): "totp".
+    #: SASL2 task (a password login; app passwords and FAST tokens are exempt): "totp", "recovery".
     second_factors: tuple[str, ...] = ()
     #: A FAST token the client asked for (its mechanism), to be issued only once the tasks are
     #: passed (XEP-0484: "only after full authentication, including all tasks"): issue_after_tasks().
@@ -301,7 +301,7 @@ def _authorize_password(
             text="password logins over XMPP are turned off for this account: "
             "use an app password, or a client that already holds a FAST token",
         )
-    second_factors = ("totp",) if row.has_totp else ()
+    second_factors = (("totp",) if row.has_totp else ()) + (("recovery",) if row.has_recovery_codes else ())
     if second_factors and not tasks:
         return Refusal(
             condition="not-authorized",

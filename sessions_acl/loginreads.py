@@ -21,7 +21,7 @@ from typing import Any
 
 from django.db import connection
 
-from accounts.models import TotpDevice, User
+from accounts.models import RecoveryCode, RecoveryCodes, TotpDevice, User
 
 from .models import LIVE_GRANT_SQL, AppPassword, Client, FastToken, Grant
 
@@ -84,8 +84,11 @@ def _password_login_sql() -> str:
         "SELECT u.id, u.is_active, u.is_staff, u.xmpp_password_login, "
         "c.id, c.software, c.device, c.revoked IS NULL, c.password_seen, "
         f"g.id, g.scopes, g.expires, g.last_used, {LIVE_GRANT_SQL}, "
-        # a confirmed second factor (accounts.TotpDevice): the login must pass it as a task
-        f"EXISTS (SELECT 1 FROM {TotpDevice._meta.db_table} d WHERE d.user_id = u.id AND d.confirmed) "
+        # the second factors the login must pass one of as a task: a confirmed authenticator app
+        # (accounts.TotpDevice), unused recovery codes (accounts.RecoveryCodes)
+        f"EXISTS (SELECT 1 FROM {TotpDevice._meta.db_table} d WHERE d.user_id = u.id AND d.confirmed), "
+        f"EXISTS (SELECT 1 FROM {RecoveryCode._meta.db_table} r JOIN {RecoveryCodes._meta.db_table} s "
+        "ON s.id = r.device_id WHERE s.user_id = u.id AND s.confirmed AND r.used IS NULL) "
         f"FROM {user} u LEFT JOIN {client} c ON c.user_id = u.id AND c.user_agent_id = %s "
         f"LEFT JOIN {grant} g ON g.id = c.grant_id "
         "WHERE u.username = %s"
@@ -111,6 +114,7 @@ class PasswordLogin:
     grant_last_used: datetime | None
     grant_live: bool
     has_totp: bool
+    has_recovery_codes: bool
 
 
 def password_login(localpart: str, user_agent_id: str, now: datetime) -> PasswordLogin | None:
@@ -135,6 +139,7 @@ def password_login(localpart: str, user_agent_id: str, now: datetime) -> Passwor
         grant_last_used=_aware(row[12]),
         grant_live=bool(row[13]),
         has_totp=bool(row[14]),
+        has_recovery_codes=bool(row[15]),
     )
 
 

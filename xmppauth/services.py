@@ -7,7 +7,7 @@ from __future__ import annotations
 from django.db import transaction
 from lxml import etree
 
-from accounts import scram, totp
+from accounts import recovery, scram, totp
 from accounts.models import User
 from sessions_acl import credentials, login, records, securitylog, xep0494
 from xmppauth.models import OfflineMessage
@@ -22,6 +22,7 @@ authorize = off_loop(login.authorize)
 issue_after_tasks = off_loop(login.issue_after_tasks)  # XEP-0484: the token once the tasks are passed
 login_failed = off_loop(securitylog.login_failed)
 verify_totp = off_loop(totp.verify_totp)  # XEP-0400: a code, accepted once per time step
+use_recovery_code = off_loop(recovery.use_code)  # each code once
 
 open_session = off_loop(records.open_session)
 resume_session = off_loop(records.resume_session)

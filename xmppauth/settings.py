@@ -208,8 +208,8 @@ XMPP_FACTOR_KEY = os.environ.get("XMPP_FACTOR_KEY", "").strip()
 XMPP_FACTOR_KEY_FILE = Path(os.environ.get("XMPP_FACTOR_KEY_FILE", DATA_DIR / "factor.key"))
 # The issuer shown by authenticator apps (the otpauth:// URI); default: the domain
 XMPP_TOTP_ISSUER = os.environ.get("XMPP_TOTP_ISSUER", "").strip() or XMPP_DOMAIN
-# After n wrong TOTP codes in a row, the next check waits factor * 2^(n-1) seconds (django-otp's
-# ThrottlingMixin, persisted in the database so every process sees it); 0 turns the wait off.
+# After n wrong TOTP codes (or recovery codes) in a row, the next check waits factor * 2^(n-1) seconds
+# (django-otp's ThrottlingMixin, persisted in the database so every process sees it); 0 turns the wait off.
 XMPP_TOTP_THROTTLE_FACTOR = _env_int("XMPP_TOTP_THROTTLE_FACTOR", 1, minimum=0)
 # Changing how the account logs in from an XMPP session (enrolling a second factor, XEP-0400) needs a
 # login with the account password at most this many seconds before.

@@ -944,3 +944,14 @@ def test_a_token_asked_for_with_a_factor_waits_for_the_task(alice: User, clock: 
     assert FastToken.objects.get(client_id=result.client_id, slot="new").mechanism == NONE
     revocation.revoke_client(result.client_id, actor="test")
     assert login.issue_after_tasks(result.client_id, NONE) is None  # revoked meanwhile: no token
+
+
+def test_unused_recovery_codes_are_a_factor_and_used_up_ones_are_not(alice: User, clock: Clock) -> None:
+    from accounts import recovery
+
+    codes = recovery.generate(alice, count=1)
+    assert ok().second_factors == ("recovery",)
+    _with_totp(alice)
+    assert ok().second_factors == ("totp", "recovery")
+    assert recovery.use_code(alice.pk, codes[0]).ok
+    assert ok().second_factors == ("totp",)  # the last code is used: only the app remains

@@ -184,3 +184,31 @@ def test_enrolment_over_xmpp_makes_the_task_mandatory(server: Server) -> None:
     after, reply = password_login(server, name)
     assert b"<task>TOTP</task>" in reply, reply  # from now on the password alone opens nothing
     after.close()
+
+
+CODE = re.compile(r"\b[2-9a-z]{4}-[2-9a-z]{4}-[2-9a-z]{4}-[2-9a-z]{4}\b")
+
+
+def test_a_recovery_code_opens_the_account_once(server: Server) -> None:
+    name, _secret = enrolled(server)
+    codes = CODE.findall(manage(server, "mfa", "recovery", name))
+    assert len(codes) == 10, codes
+    client, reply = password_login(server, name)
+    # one step: the client picks one of the second factors
+    assert b"<tasks><task>TOTP</task><task>X-RECOVERY</task></tasks>" in reply, reply
+    recovery = "urn:xmppauth:recovery:0"
+    client.send(
+        f"<next xmlns='{SASL2}' task='X-RECOVERY'><code xmlns='{recovery}'>{codes[0].upper()}</code></next>"
+    )
+    assert b"<success" in client.read_until(rb"</success>|</failure>")
+    client.close()
+    again, _ = password_login(server, name)
+    again.send(f"<next xmlns='{SASL2}' task='X-RECOVERY'/>")
+    assert f"<code xmlns='{recovery}'/>".encode() in again.read_until(rb"</task-data>")
+    again.send(f"<task-data xmlns='{SASL2}'><code xmlns='{recovery}'>{codes[0]}</code></task-data>")
+    used = again.read_until(rb"</success>|</failure>")
+    assert b"<failure" in used, used
+    assert b"already used" in used, used
+    again.close()
+    listed = manage(server, "mfa", "list", name)
+    assert "9" in listed, listed  # nine left

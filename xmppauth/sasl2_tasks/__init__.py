@@ -22,6 +22,7 @@ factors belong below that (e.g. 10, leaving room on both sides).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -32,6 +33,8 @@ from sessions_acl.login import Authorization
 from xmppauth.plugins import import_submodules
 from xmppauth.proto import events as ev
 from xmppauth.proto.errors import SaslCondition
+
+log = logging.getLogger("xmppauth.c2s")
 
 
 class TaskAnswers(Protocol):
@@ -158,6 +161,57 @@ def text_of(step: list[str]) -> str:
         (group,) = groups
         return GROUP_TEXTS.get(group or "", "")
     return ""
+
+
+class CodeCheck(Protocol):
+    """What checking a code says (``accounts.totp.TotpCheck``, ``accounts.recovery.CodeCheck``)."""
+
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def text(self) -> str: ...
+
+
+def register_code_factor(
+    *,
+    name: str,
+    kind: str,
+    element: str,
+    check: Callable[[int, str], Awaitable[CodeCheck]],
+    order: int,
+    max_length: int = 64,
+) -> None:
+    """A second factor answered with one code (TOTP, a recovery code): task ``name``, offered when the
+    login's ``second_factors`` include ``kind``; the code is the text of ``element`` (Clark name), sent
+    with ``<next/>`` or after the server's empty ``element``; ``check(user_id, code)`` decides. A
+    failure fails the authentication with not-authorized and the check's text."""
+    namespace, _, local = element[1:].partition("}")
+    expected = f"expected <{local} xmlns='{namespace}'>CODE</{local}>"
+
+    async def offer(context: TaskContext, event: ev.Authenticated, result: Authorization) -> list[list[str]]:
+        return [[name]] if kind in result.second_factors else []
+
+    async def answer(context: TaskContext, payload: etree._Element | None) -> None:
+        if payload is None or payload.tag != element or len(payload):
+            context.failed(SaslCondition.MALFORMED_REQUEST, expected)
+            return
+        result = await check(context.user_id, (payload.text or "").strip()[:max_length])
+        if not result.ok:
+            log.info("%s: %s failed the %s task: %s", context.peer, context.localpart, name, result.text)
+            context.failed(SaslCondition.NOT_AUTHORIZED, result.text)
+            return
+        await context.succeeded(name)
+
+    async def start(context: TaskContext, task: str, payload: etree._Element | None) -> None:
+        if payload is None:
+            context.challenge(f"<{local} xmlns='{namespace}'/>")
+            return
+        await answer(context, payload)
+
+    async def data(context: TaskContext, task: str, payload: etree._Element | None) -> None:
+        await answer(context, payload)
+
+    register(names=frozenset({name}), offer=offer, start=start, data=data, order=order, group="second-factor")
 
 
 async def run(context: TaskContext, event: ev.TaskStarted | ev.TaskData) -> None:

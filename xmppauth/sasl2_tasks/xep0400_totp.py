@@ -18,53 +18,16 @@ task, and with it the authentication (XEP-0388 §2.7), with ``not-authorized`` a
 
 from __future__ import annotations
 
-import logging
-
-from lxml import etree
-
-from sessions_acl.login import Authorization
 from xmppauth import sasl2_tasks, services
-from xmppauth.proto import events as ev
 from xmppauth.proto import ns
-from xmppauth.proto.errors import SaslCondition
-
-log = logging.getLogger("xmppauth.c2s")
 
 TOTP = "TOTP"
-_Q_TOTP = ns.qname(ns.MFA, "totp")
-_MAX_CODE = 16  # longer text is no code (and is not passed on)
 
-
-async def offer(
-    context: sasl2_tasks.TaskContext, event: ev.Authenticated, result: Authorization
-) -> list[list[str]]:
-    return [[TOTP]] if "totp" in result.second_factors else []
-
-
-async def start(context: sasl2_tasks.TaskContext, name: str, payload: etree._Element | None) -> None:
-    if payload is not None:
-        await _check(context, payload)
-        return
-    context.challenge(f"<totp xmlns='{ns.MFA}'/>")
-
-
-async def data(context: sasl2_tasks.TaskContext, name: str, payload: etree._Element | None) -> None:
-    await _check(context, payload)
-
-
-async def _check(context: sasl2_tasks.TaskContext, payload: etree._Element | None) -> None:
-    if payload is None or payload.tag != _Q_TOTP or len(payload):
-        context.failed(SaslCondition.MALFORMED_REQUEST, f"expected <totp xmlns='{ns.MFA}'>CODE</totp>")
-        return
-    code = (payload.text or "").strip()[:_MAX_CODE]
-    check = await services.verify_totp(context.user_id, code)
-    if not check.ok:
-        log.info("%s: %s gave a wrong second factor (TOTP): %s", context.peer, context.localpart, check.text)
-        context.failed(SaslCondition.NOT_AUTHORIZED, check.text)
-        return
-    await context.succeeded(TOTP)
-
-
-sasl2_tasks.register(
-    names=frozenset({TOTP}), offer=offer, start=start, data=data, order=10, group="second-factor"
+sasl2_tasks.register_code_factor(
+    name=TOTP,
+    kind="totp",
+    element=ns.qname(ns.MFA, "totp"),
+    check=services.verify_totp,
+    order=10,
+    max_length=16,
 )
