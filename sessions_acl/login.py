@@ -52,7 +52,8 @@ class Authorization:
     label: str  # the app password's label or the client's description, for logs and the portal
     token: IssuedToken | None = None
     #: The second factors the account has confirmed, when this login must pass one of them as a
-    #: SASL2 task (a password login; app passwords and FAST tokens are exempt): "totp", "recovery".
+    #: SASL2 task (a password login; app passwords and FAST tokens are exempt): "totp", "recovery";
+    #: "totp-init" when the account's policy demands a factor it does not have yet (XEP-0400 TOTP-INIT).
     second_factors: tuple[str, ...] = ()
     #: A FAST token the client asked for (its mechanism), to be issued only once the tasks are
     #: passed (XEP-0484: "only after full authentication, including all tasks"): issue_after_tasks().
@@ -309,11 +310,14 @@ def _authorize_password(
             "client that speaks SASL2 tasks (XEP-0388, XEP-0400), or use an app password",
         )
     if not second_factors and row.policy == PasswordLogin.SECOND_FACTOR:
-        return Refusal(
-            condition="not-authorized",
-            text="this account allows password logins only with a second factor, and it has none yet: "
-            "enrol one first (an authenticator app), or use an app password",
-        )
+        if not tasks:
+            return Refusal(
+                condition="not-authorized",
+                text="this account allows password logins only with a second factor, and it has none yet: "
+                "enrol one with a client that speaks SASL2 tasks (XEP-0400 TOTP-INIT), or use an app password",
+            )
+        # XEP-0400 TOTP-INIT: the login sets up an authenticator app, and passes only once it works.
+        second_factors = ("totp-init",)
     if second_factors:
         # The token waits for the tasks (XEP-0484): nothing is handed out before the second factor.
         token_request, fast_request = fast_request, None

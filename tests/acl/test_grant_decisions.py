@@ -381,7 +381,7 @@ def test_a_second_request_replaces_the_unused_new_token(alice: User, clock: Cloc
         (
             PasswordLogin.SECOND_FACTOR,
             "this account allows password logins only with a second factor, and it has none yet: "
-            "enrol one first (an authenticator app), or use an app password",
+            "enrol one with a client that speaks SASL2 tasks (XEP-0400 TOTP-INIT), or use an app password",
         ),
     ],
 )
@@ -391,7 +391,7 @@ def test_the_password_login_policy_refuses_with_its_reason(
     pk = current_token()
     alice.xmpp_password_login = policy
     alice.save(update_fields=["xmpp_password_login"])
-    result = refused()
+    result = refused(tasks=False)  # RFC 6120 SASL: no task can help
     assert (result.condition, result.text) == ("not-authorized", text)
     clock.now = T0 + TICK
     ok(fast(pk))
@@ -906,7 +906,7 @@ def test_a_password_login_of_an_account_with_a_factor_must_pass_it(
     if policy == PasswordLogin.ALLOWED:
         assert ok().second_factors == ()  # control: without a factor the password is enough
     else:
-        assert "has none yet" in refused().text  # control: this policy wants a factor first
+        assert ok().second_factors == ("totp-init",)  # control: this policy wants a factor set up first
     _with_totp(alice)
     first = ok()
     assert first.second_factors == ("totp",)
@@ -955,3 +955,15 @@ def test_unused_recovery_codes_are_a_factor_and_used_up_ones_are_not(alice: User
     assert ok().second_factors == ("totp", "recovery")
     assert recovery.use_code(alice.pk, codes[0]).ok
     assert ok().second_factors == ("totp",)  # the last code is used: only the app remains
+
+
+def test_the_second_factor_policy_sets_up_an_app_during_the_login(alice: User, clock: Clock) -> None:
+    """XEP-0400 TOTP-INIT: an account whose policy demands a factor it lacks sets one up in SASL2."""
+    alice.xmpp_password_login = PasswordLogin.SECOND_FACTOR
+    alice.save(update_fields=["xmpp_password_login"])
+    result = ok(fast_request=NONE)
+    assert result.second_factors == ("totp-init",)
+    assert result.token is None  # the token waits for the task here too
+    alice.xmpp_password_login = PasswordLogin.OFF
+    alice.save(update_fields=["xmpp_password_login"])
+    assert "turned off" in refused().text  # OFF never sets anything up

@@ -212,3 +212,41 @@ def test_a_recovery_code_opens_the_account_once(server: Server) -> None:
     again.close()
     listed = manage(server, "mfa", "list", name)
     assert "9" in listed, listed  # nine left
+
+
+def test_the_second_factor_policy_sets_up_an_app_during_the_login(server: Server) -> None:
+    """XEP-0400 TOTP-INIT: the policy demands a factor the account lacks; the login sets one up."""
+    name = f"mfa{uuid.uuid4().hex[:8]}"
+    manage(server, "adduser", name, "correct-horse", "--password-login", "second-factor")
+    client, reply = password_login(server, name)
+    assert b"<tasks><task>TOTP-INIT</task></tasks>" in reply, reply
+    client.send(f"<next xmlns='{SASL2}' task='TOTP-INIT'/>")
+    challenge = client.read_until(rb"</task-data>")
+    uri = re.search(rb"<setup xmlns='urn:xmpp:mfa:0'>(otpauth://totp/[^<]+)</setup>", challenge)
+    assert uri, challenge
+    secret = secret_of(uri.group(1).decode().replace("&amp;", "&"))
+    client.send(f"<task-data xmlns='{SASL2}'><totp xmlns='{MFA}'>{fresh_code(secret)}</totp></task-data>")
+    assert b"<success" in client.read_until(rb"</success>|</failure>")
+    client.close()
+    after, reply = password_login(server, name)
+    assert b"<tasks><task>TOTP</task></tasks>" in reply, reply  # set up: from now on, the TOTP task
+    after.send(
+        f"<next xmlns='{SASL2}' task='TOTP'><totp xmlns='{MFA}'>{totp_code(secret, time.time(), 1)}</totp></next>"
+    )
+    assert b"<success" in after.read_until(rb"</success>|</failure>")  # the next step's code (drift)
+    after.close()
+
+
+def test_totp_init_with_a_wrong_code_leaves_nothing_set_up(server: Server) -> None:
+    name = f"mfa{uuid.uuid4().hex[:8]}"
+    manage(server, "adduser", name, "correct-horse", "--password-login", "second-factor")
+    client, _ = password_login(server, name)
+    client.send(f"<next xmlns='{SASL2}' task='TOTP-INIT'/>")
+    client.read_until(rb"</task-data>")
+    client.send(f"<task-data xmlns='{SASL2}'><totp xmlns='{MFA}'>000000</totp></task-data>")
+    failure = client.read_until(rb"</failure>")
+    assert b"<not-authorized" in failure, failure
+    client.close()
+    again, reply = password_login(server, name)
+    assert b"<task>TOTP-INIT</task>" in reply, reply  # still nothing confirmed
+    again.close()

@@ -149,7 +149,7 @@ async def offer(
 #: What a person is told in the <continue/> of a grouped step (XEP-0388 "Continue" <text/>): a client
 #: that cannot do tasks at least shows why its login stops there.
 GROUP_TEXTS = {
-    "second-factor": "this account has a second factor: answer one of these tasks, or log in with an app "
+    "second-factor": "this account needs a second factor: answer one of these tasks, or log in with an app "
     "password if this client cannot",
 }
 
