@@ -313,8 +313,9 @@ def _authorize_password(
         if not tasks:
             return Refusal(
                 condition="not-authorized",
-                text="this account allows password logins only with a second factor, and it has none yet: "
-                "enrol one with a client that speaks SASL2 tasks (XEP-0400 TOTP-INIT), or use an app password",
+                text="this account allows password logins only with a second factor, and it has none "
+                "yet: enrol one with a client that speaks SASL2 tasks (XEP-0400 TOTP-INIT), or use an "
+                "app password",
             )
         # XEP-0400 TOTP-INIT: the login sets up an authenticator app, and passes only once it works.
         second_factors = ("totp-init",)

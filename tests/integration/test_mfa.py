@@ -8,6 +8,7 @@ import base64
 import hashlib
 import hmac
 import re
+import shutil
 import struct
 import time
 import uuid
@@ -250,3 +251,47 @@ def test_totp_init_with_a_wrong_code_leaves_nothing_set_up(server: Server) -> No
     again, reply = password_login(server, name)
     assert b"<task>TOTP-INIT</task>" in reply, reply  # still nothing confirmed
     again.close()
+
+
+# ------------------------------------------------------------------ clients that cannot do tasks
+async def test_slixmpp_is_refused_with_the_text_that_says_what_to_do(server: Server) -> None:
+    import asyncio
+
+    import slixmpp
+
+    name, _secret = enrolled(server)
+    bot = slixmpp.ClientXMPP(f"{name}@localhost/slix", "correct-horse")
+    bot.ca_certs = server.cert
+    bot.enable_starttls, bot.enable_direct_tls = True, False
+    failed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    online: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+    def on_failure(stanza: object) -> None:
+        if not failed.done():
+            failed.set_result(str(stanza))
+
+    bot.add_event_handler("failed_auth", on_failure)
+    bot.add_event_handler("session_start", lambda _e: online.done() or online.set_result(True))
+    bot.connect("127.0.0.1", server.c2s)
+    try:
+        failure = await asyncio.wait_for(failed, 20)  # RFC 6120 SASL: no task can be asked for
+    finally:
+        bot.disconnect()
+    assert "second factor" in failure, failure
+    assert "app password" in failure, failure
+    assert not online.done()
+
+
+@pytest.mark.skipif(
+    shutil.which("node") is None, reason="node is not on the PATH (Node.js 20+; `make setup`)"
+)
+async def test_xmppjs_stops_at_the_task_and_is_told_why(server: Server) -> None:
+    from tests.integration.test_xmppjs import xmppjs
+
+    name, _secret = enrolled(server)
+    run = await xmppjs(server, "direct-tls", name, "presence", password="correct-horse")
+    assert run.returncode == 1, run.explain()
+    assert not run.of("online"), run.explain()
+    [continued] = [e for e in run.of("nonza") if e["name"] == "continue"]
+    assert "{urn:xmpp:sasl:2}text" in continued["children"], run.explain()  # the <text/> that says why
+    assert "{urn:xmpp:sasl:2}tasks" in continued["children"], run.explain()

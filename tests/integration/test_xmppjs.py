@@ -164,7 +164,7 @@ class Client:
     """client.mjs as a child process whose JSON lines are read as they come."""
 
     def __init__(self, server: Server, transport: str, user: str, *actions: str, **opts: str) -> None:
-        password = opts.pop("password", ACCOUNTS[user])
+        password = opts.pop("password") if "password" in opts else ACCOUNTS[user]
         args = ["--service", service(server, transport), "--username", user, "--password", password]
         for name, value in opts.items():
             if name in ("no_sasl2", "trace"):  # flags
