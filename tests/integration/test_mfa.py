@@ -270,8 +270,12 @@ async def test_slixmpp_is_refused_with_the_text_that_says_what_to_do(server: Ser
         if not failed.done():
             failed.set_result(str(stanza))
 
+    def on_start(_event: object) -> None:
+        if not online.done():
+            online.set_result(True)
+
     bot.add_event_handler("failed_auth", on_failure)
-    bot.add_event_handler("session_start", lambda _e: online.done() or online.set_result(True))
+    bot.add_event_handler("session_start", on_start)
     bot.connect("127.0.0.1", server.c2s)
     try:
         failure = await asyncio.wait_for(failed, 20)  # RFC 6120 SASL: no task can be asked for
