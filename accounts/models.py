@@ -11,6 +11,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
+from django.db.models.functions import Least
 from django.utils import timezone
 from django_otp.models import Device, DeviceManager, ThrottlingMixin
 
@@ -162,11 +163,23 @@ class AtomicThrottlingMixin(ThrottlingMixin):  # type: ignore[misc]  # django-ot
     def throttle_increment(self, commit: bool = True) -> None:
         super().throttle_increment(commit=False)
         if commit:
+            # The wait doubles up to XMPP_TOTP_THROTTLE_MAX_SECONDS and no further: someone who knows
+            # the password could otherwise keep the owner's codes failing for ever longer.
             type(self)._default_manager.filter(pk=self.pk).update(
-                throttling_failure_count=models.F("throttling_failure_count") + 1,
+                throttling_failure_count=Least(
+                    models.F("throttling_failure_count") + 1, self._max_failures()
+                ),
                 throttling_failure_timestamp=self.throttling_failure_timestamp,
             )
             self.refresh_from_db(fields=["throttling_failure_count"])
+
+    def _max_failures(self) -> int:
+        """The failure count whose wait (factor · 2^(n-1)) is the largest not above the maximum."""
+        factor = self.get_throttle_factor()
+        ceiling = int(settings.XMPP_TOTP_THROTTLE_MAX_SECONDS)
+        if factor <= 0 or ceiling < factor:
+            return 1
+        return 1 + int(math.log2(ceiling / factor))
 
     def throttle_reset(self, commit: bool = True) -> None:
         super().throttle_reset(commit=False)
@@ -174,6 +187,14 @@ class AtomicThrottlingMixin(ThrottlingMixin):  # type: ignore[misc]  # django-ot
             type(self)._default_manager.filter(pk=self.pk).update(
                 throttling_failure_count=0, throttling_failure_timestamp=None
             )
+
+
+def reset_factor_throttles(user_id: int) -> None:
+    """A second factor of the account was passed: every factor's wait ends (a recovery code used while
+    the authenticator app is throttled lets the app work again at once)."""
+    cleared = {"throttling_failure_count": 0, "throttling_failure_timestamp": None}
+    TotpDevice.objects.filter(user_id=user_id).update(**cleared)
+    RecoveryCodes.objects.filter(user_id=user_id).update(**cleared)
 
 
 class TotpDevice(AtomicThrottlingMixin, Device):  # type: ignore[misc]  # django-otp ships no type hints

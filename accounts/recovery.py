@@ -41,7 +41,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import signals
-from .models import RecoveryCode, RecoveryCodes, User
+from .models import RecoveryCode, RecoveryCodes, User, reset_factor_throttles
 
 #: 32 symbols, 5 bits each; no 0, 1, l or o (see the module's docstring).
 ALPHABET = "23456789abcdefghijkmnpqrstuvwxyz"
@@ -130,7 +130,7 @@ def use_code(user_id: int, code: str, *, now: datetime | None = None) -> CodeChe
     normalised = normalise(code)
     row = device.codes.filter(digest=digest(normalised)).first() if normalised is not None else None
     if row is not None and row.used is None and _use(row, now or timezone.now()):
-        device.throttle_reset()
+        reset_factor_throttles(user_id)
         return CodeCheck(True, "", unused.count())
     if row is not None:  # used, here or by another process meanwhile: it guesses nothing
         return _refused("code_used", unused.count())

@@ -39,7 +39,7 @@ from django.db.models import QuerySet
 from django_otp.oath import hotp
 
 from . import signals
-from .models import TotpDevice, User
+from .models import TotpDevice, User, reset_factor_throttles
 from .secretbox import SecretBoxError, seal, unseal
 
 log = logging.getLogger(__name__)
@@ -174,8 +174,7 @@ def _verify(devices: list[TotpDevice], code: str, now: float | None) -> TotpChec
                 return _refused("unavailable")
             for accepted in matching:
                 if _accept(device, accepted):
-                    for each in devices:
-                        each.throttle_reset()
+                    reset_factor_throttles(device.user_id)
                     return TotpCheck(True, "", accepted)
             used = used or bool(matching)
         if used:

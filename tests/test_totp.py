@@ -269,6 +269,30 @@ def test_the_wait_doubles_with_each_wrong_code_and_a_right_one_clears_it(alice: 
     assert (stored(device).throttling_failure_count, stored(device).throttling_failure_timestamp) == (0, None)
 
 
+def test_the_wait_stops_growing_at_its_maximum(alice: User, settings: Any) -> None:
+    """Someone with the password must not be able to keep the owner's codes failing ever longer."""
+    settings.XMPP_TOTP_THROTTLE_FACTOR = 60
+    settings.XMPP_TOTP_THROTTLE_MAX_SECONDS = 300
+    device = enrolled(alice)
+    for _ in range(6):
+        TotpDevice.objects.update(throttling_failure_timestamp=timezone.now() - timedelta(days=1))
+        assert totp.verify_totp(alice.pk, wrong_code(device, NOW), now=NOW).reason == "incorrect_code"
+    assert stored(device).throttling_failure_count == 3  # 60 · 2^2 = 240 s, the largest wait not over 300
+    assert totp.verify_totp(alice.pk, code_at(device, NOW), now=NOW).text.endswith("try again in 240 s")
+
+
+def test_a_recovery_code_ends_the_authenticator_apps_wait(alice: User, settings: Any) -> None:
+    from accounts import recovery
+
+    settings.XMPP_TOTP_THROTTLE_FACTOR = 60
+    device = enrolled(alice)
+    codes = recovery.generate(alice, count=2)
+    assert totp.verify_totp(alice.pk, wrong_code(device, NOW), now=NOW).reason == "incorrect_code"
+    assert totp.verify_totp(alice.pk, code_at(device, NOW), now=NOW).reason == "throttled"  # control
+    assert recovery.use_code(alice.pk, codes[0]).ok
+    assert totp.verify_totp(alice.pk, code_at(device, NOW), now=NOW).ok
+
+
 # ----------------------------------------------------------------------------- secrets and their key
 def test_the_secret_is_stored_sealed(alice: User) -> None:
     device, uri = totp.start_setup(alice)

@@ -143,8 +143,11 @@ class Login:
         if self.is_open():
             stream.continue_with(steps, [sasl2_tasks.text_of(step) for step in steps])
         log.info(
-            "%s authenticated as %s with %s (%s, %s%s)",
+            # with a second factor to pass, the mechanism is only the first step: the log must not
+            # read as a login of someone who had the password and nothing else
+            "%s %s as %s with %s (%s, %s%s)",
             self.peer,
+            "passed the password step, second factor pending," if result.second_factors else "authenticated",
             event.localpart,
             event.mechanism,
             "SASL2" if event.profile == "sasl2" else "RFC 6120 SASL",

@@ -211,6 +211,9 @@ XMPP_TOTP_ISSUER = os.environ.get("XMPP_TOTP_ISSUER", "").strip() or XMPP_DOMAIN
 # After n wrong TOTP codes (or recovery codes) in a row, the next check waits factor * 2^(n-1) seconds
 # (django-otp's ThrottlingMixin, persisted in the database so every process sees it); 0 turns the wait off.
 XMPP_TOTP_THROTTLE_FACTOR = _env_int("XMPP_TOTP_THROTTLE_FACTOR", 1, minimum=0)
+# ... and the wait never grows beyond this many seconds (someone who knows the password could otherwise
+# keep the owner's right codes failing for ever longer).
+XMPP_TOTP_THROTTLE_MAX_SECONDS = _env_int("XMPP_TOTP_THROTTLE_MAX_SECONDS", 300, minimum=1)
 # Changing how the account logs in from an XMPP session (enrolling a second factor, XEP-0400) needs a
 # login with the account password at most this many seconds before.
 XMPP_REAUTH_SECONDS = _env_int("XMPP_REAUTH_SECONDS", 300, minimum=10)

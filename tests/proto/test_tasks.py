@@ -194,3 +194,18 @@ def test_a_step_can_say_why_in_its_continue() -> None:
         t.output().decode()
         == f"<continue xmlns='{SASL2}'><tasks><task>UPGR-SCRAM-SHA-256</task></tasks></continue>"
     )
+
+
+@pytest.mark.parametrize(
+    ("next_", "text"),
+    [
+        ("<next xmlns='urn:xmpp:sasl:2' task='TOTP'/>", "TOTP was not offered"),
+        ("<next xmlns='urn:xmpp:sasl:2'/>", "&lt;next/&gt; names no task"),
+    ],
+)
+def test_the_failure_names_the_task_that_was_not_offered(next_: str, text: str) -> None:
+    t = sha1_only()
+    scram_sha1_with_upgrades(t, "UPGR-SCRAM-SHA-256")
+    t.output()
+    t.client(next_)
+    assert f"<text xml:lang='en'>{text}</text>" in t.output().decode()

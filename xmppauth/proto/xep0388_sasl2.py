@@ -190,7 +190,8 @@ class Sasl2:
             name = el.get("task", "")
             if name not in self.alternatives:
                 return stream.sasl.fail(
-                    SaslCondition.MALFORMED_REQUEST, f"{name or 'no task'} was not offered"
+                    SaslCondition.MALFORMED_REQUEST,
+                    f"{name} was not offered" if name else "<next/> names no task",
                 )
             self.task = name
             stream.move(State.TASK)
