@@ -4,15 +4,20 @@ offline messages, SCRAM upgrades and second factors, each run off the event loop
 
 from __future__ import annotations
 
+import logging
+
 from django.db import transaction
 from lxml import etree
 
 from accounts import recovery, scram, totp
 from accounts.models import User
+from accounts.secretbox import SecretBoxError
 from sessions_acl import credentials, login, records, securitylog, xep0494
 from xmppauth.models import OfflineMessage
 from xmppauth.offloop import off_loop
 from xmppauth.proto.sasl import ScramCredentials
+
+log = logging.getLogger("xmppauth.mfa")
 
 scram_credentials = off_loop(credentials.scram_lookup)
 check_password = off_loop(credentials.check_plain)  # PLAIN: "" / "app:N" / None
@@ -78,3 +83,21 @@ def store_scram(localpart: str, hash_name: str, creds: ScramCredentials) -> None
         user = User.objects.select_for_update().get(username=localpart)
         user.scram = {**user.scram, hash_name: scram.to_json(creds)}
         user.save(update_fields=["scram"])
+
+
+@off_loop
+def start_totp_setup(user_id: int) -> str | None:
+    """XEP-0400: a new, unconfirmed authenticator and its otpauth:// URI (the secret: never logged), or
+    None when secrets cannot be sealed (the factor key is missing or unusable: logged for the operator)."""
+    try:
+        _device, uri = totp.start_setup(User.objects.get(pk=user_id))
+    except SecretBoxError:
+        log.exception("setting up an authenticator app: the factor key is not usable")
+        return None
+    return uri
+
+
+@off_loop
+def confirm_totp_setup(user_id: int, code: str, actor: str) -> totp.TotpCheck:
+    """XEP-0400: confirm the authenticator being set up with a current code from it."""
+    return totp.confirm_setup(User.objects.get(pk=user_id), code, actor=actor)

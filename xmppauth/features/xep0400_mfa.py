@@ -14,21 +14,13 @@ request gets here (``sessions_acl/access.py``).
 
 from __future__ import annotations
 
-import logging
-
 from django.conf import settings
 from lxml import etree
 
-from accounts import totp
-from accounts.models import User
-from accounts.secretbox import SecretBoxError
-from xmppauth import features
-from xmppauth.offloop import off_loop
+from xmppauth import features, services
 from xmppauth.proto import ns
 from xmppauth.proto.errors import StanzaErrorCondition
 from xmppauth.proto.replies import Refusal, iq_error, iq_reply
-
-log = logging.getLogger("xmppauth.mfa")
 
 _Q_SETUP = ns.qname(ns.MFA, "setup")
 _MAX_CODE = 16
@@ -37,23 +29,6 @@ _MAX_CODE = 16
 def reauth_seconds() -> float:
     """How recent the password login must be (setting ``XMPP_REAUTH_SECONDS``, default 300)."""
     return float(settings.XMPP_REAUTH_SECONDS)
-
-
-@off_loop
-def _start(user_id: int) -> str | None:
-    """The new authenticator's URI, or None when factor secrets cannot be sealed (the key is missing
-    or unusable: logged for the operator, never shown to the client)."""
-    try:
-        _device, uri = totp.start_setup(User.objects.get(pk=user_id))
-    except SecretBoxError:
-        log.exception("XEP-0400 enrolment: the factor key is not usable")
-        return None
-    return uri
-
-
-@off_loop
-def _confirm(user_id: int, code: str, actor: str) -> totp.TotpCheck:
-    return totp.confirm_setup(User.objects.get(pk=user_id), code, actor=actor)
 
 
 async def _on_setup(context: features.IqContext, stanza: etree._Element, payload: etree._Element) -> None:
@@ -80,7 +55,7 @@ async def _setup(
     code = (payload.text or "").strip()[:_MAX_CODE]
     reply = iq_reply(stanza, "result")
     if not code:
-        uri = await _start(context.user_id)
+        uri = await services.start_totp_setup(context.user_id)
         if uri is None:
             raise Refusal(
                 StanzaErrorCondition.INTERNAL_SERVER_ERROR,
@@ -88,7 +63,7 @@ async def _setup(
             )
         etree.SubElement(reply, _Q_SETUP, nsmap=ns.default(ns.MFA)).text = uri
         return reply
-    check = await _confirm(context.user_id, code, f"{context.jid} (XEP-0400)")
+    check = await services.confirm_totp_setup(context.user_id, code, f"{context.jid} (XEP-0400)")
     if not check.ok:
         raise Refusal(StanzaErrorCondition.NOT_ACCEPTABLE, check.text)
     return reply

@@ -22,12 +22,8 @@ import logging
 
 from lxml import etree
 
-from accounts import totp
-from accounts.models import User
-from accounts.secretbox import SecretBoxError
 from sessions_acl.login import Authorization
-from xmppauth import sasl2_tasks
-from xmppauth.offloop import off_loop
+from xmppauth import sasl2_tasks, services
 from xmppauth.proto import events as ev
 from xmppauth.proto import ns
 from xmppauth.proto.errors import SaslCondition
@@ -40,21 +36,6 @@ _Q_TOTP = ns.qname(ns.MFA, "totp")
 _MAX_CODE = 16
 
 
-@off_loop
-def _start(user_id: int) -> str | None:
-    try:
-        _device, uri = totp.start_setup(User.objects.get(pk=user_id))
-    except SecretBoxError:
-        log.exception("TOTP-INIT: the factor key is not usable")
-        return None
-    return uri
-
-
-@off_loop
-def _confirm(user_id: int, code: str, actor: str) -> totp.TotpCheck:
-    return totp.confirm_setup(User.objects.get(pk=user_id), code, actor=actor)
-
-
 async def offer(
     context: sasl2_tasks.TaskContext, event: ev.Authenticated, result: Authorization
 ) -> list[list[str]]:
@@ -62,7 +43,7 @@ async def offer(
 
 
 async def start(context: sasl2_tasks.TaskContext, name: str, payload: etree._Element | None) -> None:
-    uri = await _start(context.user_id)
+    uri = await services.start_totp_setup(context.user_id)
     if uri is None:
         context.failed(
             SaslCondition.TEMPORARY_AUTH_FAILURE,
@@ -77,7 +58,8 @@ async def data(context: sasl2_tasks.TaskContext, name: str, payload: etree._Elem
         context.failed(SaslCondition.MALFORMED_REQUEST, f"expected <totp xmlns='{ns.MFA}'>CODE</totp>")
         return
     code = (payload.text or "").strip()[:_MAX_CODE]
-    check = await _confirm(context.user_id, code, f"{context.localpart} (XEP-0400 TOTP-INIT)")
+    actor = f"{context.localpart} (XEP-0400 TOTP-INIT)"
+    check = await services.confirm_totp_setup(context.user_id, code, actor)
     if not check.ok:
         context.failed(SaslCondition.NOT_AUTHORIZED, check.text)
         return
