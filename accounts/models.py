@@ -1,5 +1,5 @@
 """Accounts: the User model (its JID localpart, its SCRAM keys, its XMPP password-login policy) and its
-second factors (TotpDevice; RecoveryCodes holding RecoveryCode rows)."""
+second factors (TotpDevice; RecoveryCodes holding RecoveryCode rows; WebAuthnCredential)."""
 
 from __future__ import annotations
 
@@ -269,3 +269,47 @@ class RecoveryCode(models.Model):
 
     def __str__(self) -> str:
         return f"recovery code {self.pk} ({'used' if self.used else 'unused'})"
+
+
+class WebAuthnCredentialManager(DeviceManager, models.Manager["WebAuthnCredential"]):  # type: ignore[misc]
+    """django-otp's manager (``devices_for_user``), typed."""
+
+
+class WebAuthnCredential(Device):  # type: ignore[misc]  # django-otp ships no type hints
+    """A security key or passkey (W3C WebAuthn public key credential) registered for an account: a
+    django-otp device, so that a web sign-in that passed it is "verified" like one that passed a code.
+    The ceremonies, and the only code that moves ``sign_count``, are in :mod:`accounts.webauthn`.
+
+    Device gives ``user``, ``name`` (the owner's label) and ``confirmed`` (always True: a credential is
+    stored only once its registration has been verified)."""
+
+    # base64url (no padding) of the credential id the authenticator chose: at most 1023 bytes (WebAuthn
+    # Level 3 §5.8.3), 1364 characters
+    credential_id = models.CharField(max_length=1400, unique=True, editable=False)
+    # The COSE public key, as registered
+    public_key = models.BinaryField(editable=False)
+    # The account's WebAuthn user handle (base64url of 32 random bytes, never the username): the same
+    # on every credential of one account; a passkey returns it as userHandle
+    user_handle = models.CharField(max_length=64, editable=False, db_index=True)
+    # The authenticator's signature counter as last seen (0: it keeps none). Only ever raised.
+    sign_count = models.BigIntegerField(default=0, editable=False)
+    transports = models.JSONField(default=list, blank=True, editable=False)
+    aaguid = models.CharField(max_length=36, blank=True, editable=False)
+    # A passkey that syncs between devices ("multi_device") or a key bound to one ("single_device")
+    device_type = models.CharField(max_length=16, blank=True, editable=False)
+    backed_up = models.BooleanField(default=False, editable=False)
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    last_used = models.DateTimeField(null=True, blank=True, editable=False)
+    # When an assertion came with a counter not above the stored one: the key may have been cloned.
+    # Such an assertion is refused; the owner sees the flag on their security page.
+    counter_regressed = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = WebAuthnCredentialManager()
+
+    class Meta:
+        verbose_name = "security key or passkey"
+        verbose_name_plural = "security keys and passkeys"
+
+    def verify_token(self, token: object) -> bool:
+        """django-otp's contract for codes: a WebAuthn credential takes an assertion, never a code."""
+        return False

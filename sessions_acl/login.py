@@ -52,8 +52,9 @@ class Authorization:
     label: str  # the app password's label or the client's description, for logs and the portal
     token: IssuedToken | None = None
     #: The second factors the account has confirmed, when this login must pass one of them as a
-    #: SASL2 task (a password login; app passwords and FAST tokens are exempt): "totp", "recovery";
-    #: "totp-init" when the account's policy demands a factor it does not have yet (XEP-0400 TOTP-INIT).
+    #: SASL2 task (a password login; app passwords and FAST tokens are exempt): "totp", "webauthn",
+    #: "recovery"; "totp-init" when the account's policy demands a factor it does not have yet
+    #: (XEP-0400 TOTP-INIT).
     second_factors: tuple[str, ...] = ()
     #: A FAST token the client asked for (its mechanism), to be issued only once the tasks are
     #: passed (XEP-0484: "only after full authentication, including all tasks"): issue_after_tasks().
@@ -302,7 +303,11 @@ def _authorize_password(
             text="password logins over XMPP are turned off for this account: "
             "use an app password, or a client that already holds a FAST token",
         )
-    second_factors = (("totp",) if row.has_totp else ()) + (("recovery",) if row.has_recovery_codes else ())
+    second_factors = (
+        (("totp",) if row.has_totp else ())
+        + (("webauthn",) if row.has_webauthn else ())
+        + (("recovery",) if row.has_recovery_codes else ())
+    )
     if second_factors and not tasks:
         return Refusal(
             condition="not-authorized",

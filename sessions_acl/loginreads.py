@@ -21,7 +21,7 @@ from typing import Any
 
 from django.db import connection
 
-from accounts.models import RecoveryCode, RecoveryCodes, TotpDevice, User
+from accounts.models import RecoveryCode, RecoveryCodes, TotpDevice, User, WebAuthnCredential
 
 from .models import LIVE_GRANT_SQL, AppPassword, Client, FastToken, Grant
 
@@ -85,10 +85,12 @@ def _password_login_sql() -> str:
         "c.id, c.software, c.device, c.revoked IS NULL, c.password_seen, "
         f"g.id, g.scopes, g.expires, g.last_used, {LIVE_GRANT_SQL}, "
         # the second factors the login must pass one of as a task: a confirmed authenticator app
-        # (accounts.TotpDevice), unused recovery codes (accounts.RecoveryCodes)
+        # (accounts.TotpDevice), unused recovery codes (accounts.RecoveryCodes), a security key or
+        # passkey (accounts.WebAuthnCredential)
         f"EXISTS (SELECT 1 FROM {TotpDevice._meta.db_table} d WHERE d.user_id = u.id AND d.confirmed), "
         f"EXISTS (SELECT 1 FROM {RecoveryCode._meta.db_table} r JOIN {RecoveryCodes._meta.db_table} s "
-        "ON s.id = r.device_id WHERE s.user_id = u.id AND s.confirmed AND r.used IS NULL) "
+        "ON s.id = r.device_id WHERE s.user_id = u.id AND s.confirmed AND r.used IS NULL), "
+        f"EXISTS (SELECT 1 FROM {WebAuthnCredential._meta.db_table} w WHERE w.user_id = u.id AND w.confirmed) "
         f"FROM {user} u LEFT JOIN {client} c ON c.user_id = u.id AND c.user_agent_id = %s "
         f"LEFT JOIN {grant} g ON g.id = c.grant_id "
         "WHERE u.username = %s"
@@ -115,6 +117,7 @@ class PasswordLogin:
     grant_live: bool
     has_totp: bool
     has_recovery_codes: bool
+    has_webauthn: bool
 
 
 def password_login(localpart: str, user_agent_id: str, now: datetime) -> PasswordLogin | None:
@@ -140,6 +143,7 @@ def password_login(localpart: str, user_agent_id: str, now: datetime) -> Passwor
         grant_live=bool(row[13]),
         has_totp=bool(row[14]),
         has_recovery_codes=bool(row[15]),
+        has_webauthn=bool(row[16]),
     )
 
 

@@ -32,8 +32,9 @@ def login_failed(localpart: str | None, mechanism: str, condition: str, address:
 
 
 def on_factor_changed(
-    sender: object, *, user: User, kind: str, action: str, actor: str = "", **kwargs: object
+    sender: object, *, user: User, kind: str, action: str, actor: str = "", detail: str = "", **kwargs: object
 ) -> None:
     """Receiver of :data:`accounts.signals.factor_changed` (connected in ``apps.py``): a second factor
     was enrolled or removed, in the security log with who did it."""
-    log_event(user, AuthEvent.Kind.FACTOR_CHANGED, f"{kind} {action}", actor=actor)
+    text = f"{kind} {action}: {detail}" if detail else f"{kind} {action}"
+    log_event(user, AuthEvent.Kind.FACTOR_CHANGED, text[:500], actor=actor)

@@ -9,7 +9,7 @@ import logging
 from django.db import transaction
 from lxml import etree
 
-from accounts import recovery, scram, totp
+from accounts import recovery, scram, totp, webauthn
 from accounts.models import User
 from accounts.secretbox import SecretBoxError
 from sessions_acl import credentials, login, records, securitylog, xep0494
@@ -28,6 +28,8 @@ issue_after_tasks = off_loop(login.issue_after_tasks)  # XEP-0484: the token onc
 login_failed = off_loop(securitylog.login_failed)
 verify_totp = off_loop(totp.verify_totp)  # XEP-0400: a code, accepted once per time step
 use_recovery_code = off_loop(recovery.use_code)  # each code once
+webauthn_options = off_loop(webauthn.authentication_options)  # a challenge for the account's keys
+webauthn_verify = off_loop(webauthn.authenticate)  # an assertion, against the challenge it answers
 
 open_session = off_loop(records.open_session)
 resume_session = off_loop(records.resume_session)

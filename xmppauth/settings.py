@@ -217,3 +217,17 @@ XMPP_TOTP_THROTTLE_MAX_SECONDS = _env_int("XMPP_TOTP_THROTTLE_MAX_SECONDS", 300,
 # Changing how the account logs in from an XMPP session (enrolling a second factor, XEP-0400) needs a
 # login with the account password at most this many seconds before.
 XMPP_REAUTH_SECONDS = _env_int("XMPP_REAUTH_SECONDS", 300, minimum=10)
+# WebAuthn security keys and passkeys (accounts/webauthn.py). The relying party id is the domain the
+# credentials are bound to (default: the XMPP domain); a browser signs only for a page whose origin is
+# that domain or below it. XMPP_WEBAUTHN_ORIGINS lists the exact origins accepted in an assertion
+# (default: https://RP_ID); with the RP id "localhost", http://localhost on any port is accepted too
+# (a secure context for browsers, for development and tests).
+XMPP_WEBAUTHN_RP_ID = os.environ.get("XMPP_WEBAUTHN_RP_ID", "").strip().lower() or XMPP_DOMAIN
+XMPP_WEBAUTHN_RP_NAME = os.environ.get("XMPP_WEBAUTHN_RP_NAME", "").strip() or XMPP_TOTP_ISSUER
+XMPP_WEBAUTHN_ORIGINS = _env_list("XMPP_WEBAUTHN_ORIGINS", f"https://{XMPP_WEBAUTHN_RP_ID}")
+# "required": an assertion must show the authenticator verified its user (PIN, biometrics); "preferred"
+# (default: it is the second factor after a password) asks for it without insisting; "discouraged".
+# A passkey sign-in without a password always requires it.
+XMPP_WEBAUTHN_USER_VERIFICATION = os.environ.get("XMPP_WEBAUTHN_USER_VERIFICATION", "preferred").strip()
+# How long a ceremony's challenge stays valid, in seconds (the browser's timeout too)
+XMPP_WEBAUTHN_TIMEOUT_SECONDS = _env_int("XMPP_WEBAUTHN_TIMEOUT_SECONDS", 120, minimum=10)

@@ -37,6 +37,7 @@ SASL_UPGRADE = "urn:xmpp:sasl:upgrade:0"  # XEP-0480 task names in <authenticati
 SCRAM_UPGRADE = "urn:xmpp:scram-upgrade:0"  # XEP-0480 task data
 MFA = "urn:xmpp:mfa:0"  # XEP-0400
 RECOVERY = "urn:xmppauth:recovery:0"  # our recovery-code SASL2 task (docs/protocol/recovery-task.md)
+WEBAUTHN = "urn:xmppauth:webauthn:0"  # our WebAuthn SASL2 task (docs/protocol/webauthn-task.md)
 XML = "http://www.w3.org/XML/1998/namespace"
 
 
