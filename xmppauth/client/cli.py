@@ -100,6 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="TOTP-INIT: answer with a code from the received URI's secret (for scripts and tests)",
     )
     t.add_argument(
+        "--webauthn-key",
+        type=Path,
+        metavar="PATH",
+        help="answer X-WEBAUTHN with the software security key in PATH (xmppauth.client.softkey; for tests)",
+    )
+    t.add_argument(
+        "--webauthn-origin",
+        metavar="ORIGIN",
+        help="the origin the software key signs for (default https://DOMAIN; the server's "
+        "XMPP_WEBAUTHN_ORIGINS must list it)",
+    )
+    t.add_argument(
         "--no-prompt", action="store_true", help="never prompt: fail when a password or code is missing"
     )
     s = p.add_argument_group("after login")
@@ -161,6 +173,8 @@ async def run(args: argparse.Namespace, report: Reporter) -> int:
         totp_secret=secret,
         recovery_code=args.recovery_code,
         totp_from_init=args.totp_from_init,
+        webauthn_key=args.webauthn_key,
+        webauthn_origin=args.webauthn_origin or f"https://{jid.domain}",
         upgrade=args.upgrade,
         prompt=not args.no_prompt,
     )

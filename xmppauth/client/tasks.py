@@ -1,7 +1,7 @@
 """SASL2 tasks the reference client answers (XEP-0388 §2.7): ``TOTP`` and ``TOTP-INIT`` (XEP-0400,
-docs/protocol/totp-task.md), ``X-RECOVERY`` (docs/protocol/recovery-task.md) and the XEP-0480 SCRAM
-upgrades. One class per task, picked by :func:`choose`; a WebAuthn task would be one more class here,
-listed in :func:`choose` next to ``TOTP``."""
+docs/protocol/totp-task.md), ``X-WEBAUTHN`` (docs/protocol/webauthn-task.md, with the software
+authenticator of :mod:`.softkey`), ``X-RECOVERY`` (docs/protocol/recovery-task.md) and the XEP-0480
+SCRAM upgrades. One class per task, picked by :func:`choose`."""
 
 from __future__ import annotations
 
@@ -15,11 +15,13 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qs, urlparse
 
 from lxml import etree
 
+from xmppauth.client.softkey import SoftKey
 from xmppauth.proto import ns
 from xmppauth.proto.sasl import saslprep
 from xmppauth.proto.xml import escape_text
@@ -69,6 +71,8 @@ class Answers:
     totp_secret: bytes | None = None
     recovery_code: str | None = None
     totp_from_init: bool = False
+    webauthn_key: Path | None = None  # a software authenticator's file (.softkey)
+    webauthn_origin: str = ""  # the origin it claims to sign in (default https://DOMAIN)
     upgrade: bool = False
     prompt: bool = True
 
@@ -138,6 +142,34 @@ class RecoveryTask(Task):
         return f"<code xmlns='{ns.RECOVERY}'>{escape_text(self.code)}</code>"
 
 
+class WebAuthnTask(Task):
+    """``X-WEBAUTHN`` (docs/protocol/webauthn-task.md): the server's request options in, the software
+    authenticator's assertion out; the key file is saved with its new signature counter."""
+
+    name = "X-WEBAUTHN"
+
+    def __init__(self, path: Path, origin: str, report: Report) -> None:
+        self.path = path
+        self.origin = origin
+        self.report = report
+
+    async def answer(self, challenge: etree._Element | None) -> str:
+        if (
+            challenge is None
+            or challenge.tag != f"{{{ns.WEBAUTHN}}}options"
+            or not (challenge.text or "").strip()
+        ):
+            raise CannotAnswer("X-WEBAUTHN: expected <options/> with the request options as JSON")
+        try:
+            key = SoftKey.load(self.path)
+            assertion = key.get(challenge.text or "", self.origin)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CannotAnswer(f"X-WEBAUTHN: {exc}") from None
+        key.save(self.path)
+        self.report("webauthn", f"task X-WEBAUTHN: signed with key {key.credential_id[:12]}…")
+        return f"<assertion xmlns='{ns.WEBAUTHN}'>{escape_text(assertion)}</assertion>"
+
+
 class TotpInitTask(Task):
     """``TOTP-INIT`` (docs/protocol/totp-task.md §7): show the otpauth URI, answer a current code.
 
@@ -200,14 +232,15 @@ def choose(offered: list[str], answers: Answers, password: Callable[[], str], re
         return TotpInitTask(answers, report)
     if "X-RECOVERY" in offered and answers.recovery_code is not None:
         return RecoveryTask(answers.recovery_code)
+    if "X-WEBAUTHN" in offered and answers.webauthn_key is not None:
+        return WebAuthnTask(answers.webauthn_key, answers.webauthn_origin, report)
     if "TOTP" in offered and (
         answers.totp_code is not None or answers.totp_secret is not None or answers.prompt
     ):
         return TotpTask(answers)
-    # WebAuthn (XEP-0400's sibling for security keys) goes here when the server offers it.
-    if "TOTP" in offered or "X-RECOVERY" in offered:
+    if {"TOTP", "X-RECOVERY", "X-WEBAUTHN"} & set(offered):
         raise CannotAnswer(
-            "a second factor is needed: give --totp-code, --totp-secret or --recovery-code "
+            "a second factor is needed: give --totp-code, --totp-secret, --recovery-code or --webauthn-key "
             "(or drop --no-prompt)"
         )
     raise CannotAnswer("no task this client can answer: " + " ".join(offered))

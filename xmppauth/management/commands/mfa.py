@@ -8,9 +8,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from accounts import recovery, totp
+from accounts import recovery, totp, webauthn
 from accounts.lookup import BadName, existing_user
-from accounts.models import RecoveryCodes, TotpDevice, User
+from accounts.models import RecoveryCodes, TotpDevice, User, WebAuthnCredential
 from xmppauth.dbsetup import ensure_migrated
 
 ACTOR = "manage.py mfa reset"
@@ -45,6 +45,7 @@ class Command(BaseCommand):
         if options["action"] == "reset":
             with transaction.atomic():
                 removed = totp.remove_all(user, actor=ACTOR)
+                removed += webauthn.remove(user, actor=ACTOR)
                 removed += 1 if recovery.remove(user, actor=ACTOR) else 0
             self.stdout.write(f"removed {removed} second factor(s) of {user.username}")
         elif options["action"] == "recovery":
@@ -67,12 +68,22 @@ class Command(BaseCommand):
 
     def _list(self, user: User) -> None:
         devices = TotpDevice.objects.filter(user=user).order_by("pk")
+        keys = WebAuthnCredential.objects.filter(user=user).order_by("pk")
         codes = RecoveryCodes.objects.filter(user=user).first()
-        if not devices and codes is None:
+        if not devices and not keys and codes is None:
             self.stdout.write(f"{user.username} has no second factors")
         for device in devices:
             confirmed = "confirmed" if device.confirmed else "not confirmed (being set up)"
             self.stdout.write(f"totp  {device.name}  {confirmed}  created {device.created:%Y-%m-%d %H:%M}")
+        for key in keys:
+            used = f"last used {key.last_used:%Y-%m-%d %H:%M}" if key.last_used else "never used"
+            flag = (
+                "  REFUSED: its signature counter went backwards (copied?)" if key.counter_regressed else ""
+            )
+            kind = "passkey (synced)" if key.device_type == "multi_device" else "security key"
+            self.stdout.write(
+                f"webauthn  {key.name}  {kind}  created {key.created:%Y-%m-%d %H:%M}  {used}{flag}"
+            )
         if codes is not None:
             unused = recovery.remaining_codes(user)
             self.stdout.write(
