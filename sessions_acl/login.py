@@ -11,7 +11,7 @@ Nothing here ever logs or stores a secret.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
@@ -57,8 +57,14 @@ class Authorization:
     #: (XEP-0400 TOTP-INIT).
     second_factors: tuple[str, ...] = ()
     #: A FAST token the client asked for (its mechanism), to be issued only once the tasks are
-    #: passed (XEP-0484: "only after full authentication, including all tasks"): issue_after_tasks().
+    #: passed (XEP-0484: "only after full authentication, including all tasks"): finish_after_tasks().
     token_request: str | None = None
+
+    @property
+    def pending(self) -> bool:
+        """A password login that still owes a second factor: it holds no grant yet (``grant_id`` 0, no
+        scopes) and nothing of it is written; :func:`finish_after_tasks` completes it."""
+        return bool(self.second_factors)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,16 +126,22 @@ def authorize(
 _DISABLED = Refusal(condition="account-disabled", text="this account is disabled")
 
 
-def issue_after_tasks(client_id: int, mechanism: str) -> IssuedToken | None:
-    """The FAST token a login asked for, now that it passed its tasks (see Authorization.token_request).
-    None when the client or its grant was revoked meanwhile."""
+def finish_after_tasks(
+    localpart: str,
+    *,
+    user_agent_id: str,
+    software: str | None = None,
+    device: str | None = None,
+    fast_request: str | None = None,
+) -> Authorization | Refusal:
+    """A password login that has now passed its second factor (a :attr:`Authorization.pending` one):
+    record its client and grant, and issue the FAST token it asked for (XEP-0484 hands one out only
+    after every task). Read afresh: the account may have been disabled meanwhile."""
     now = timezone.now()
-    with transaction.atomic():
-        lock_clients(Client.objects.filter(pk=client_id))
-        client = Client.objects.select_related("grant").filter(pk=client_id, revoked__isnull=True).first()
-        if client is None or client.grant is None or not client.grant.is_live(now):
-            return None
-        return _issue_token(client, mechanism, now)
+    row = loginreads.password_login(localpart, user_agent_id, now)
+    if row is None or not row.active:
+        return _DISABLED
+    return _record_password_login(localpart, row, user_agent_id, software, device, fast_request, now)
 
 
 # Last seen / last used are kept to the minute: a login within a minute of the previous one writes
@@ -325,10 +337,35 @@ def _authorize_password(
         # XEP-0400 TOTP-INIT: the login sets up an authenticator app, and passes only once it works.
         second_factors = ("totp-init",)
     if second_factors:
-        # The token waits for the tasks (XEP-0484): nothing is handed out before the second factor.
-        token_request, fast_request = fast_request, None
-    else:
-        token_request = None
+        # Nothing is written before the second factor: no client row made or brought back from a
+        # revocation, no grant renewed, no password seen, no token (XEP-0484: it waits for the tasks).
+        return Authorization(
+            user_id=row.user_id,
+            username=localpart,
+            staff=row.staff,
+            grant_id=0,
+            grant_expires=None,
+            client_id=None,
+            scopes=frozenset(),
+            credential="password",
+            label="",
+            second_factors=second_factors,
+            token_request=fast_request,
+        )
+    return _record_password_login(localpart, row, user_agent_id, software, device, fast_request, now)
+
+
+def _record_password_login(
+    localpart: str,
+    row: loginreads.PasswordLogin,
+    user_agent_id: str,
+    software: str | None,
+    device: str | None,
+    fast_request: str | None,
+    now: datetime,
+) -> Authorization:
+    """The grant of a password login that owes nothing more, its client recorded (made, renewed or
+    brought back), with the FAST token it asked for."""
     software = software[:256] if software else None
     device = device[:256] if device else None
     unchanged = (
@@ -343,8 +380,7 @@ def _authorize_password(
     if unchanged and not fast_request:
         # The usual reconnect: nothing to write (last seen and last used are kept to the minute).
         assert row.grant_id is not None
-        authorization = _from_row(localpart, row, row.grant_id, "password", user_agent_id)
-        return replace(authorization, second_factors=second_factors, token_request=token_request)
+        return _from_row(localpart, row, row.grant_id, "password", user_agent_id)
     with transaction.atomic():
         user = User.objects.get(pk=row.user_id)
         # The client row in this login's turn (lock_clients): made by exactly one of two first logins
@@ -371,8 +407,7 @@ def _authorize_password(
             client.save()
         assert grant is not None
         issued = _issue_token(client, fast_request, now) if fast_request and user_agent_id else None
-        authorization = _client_authorization(user, client, grant, "password", issued, now)
-        return replace(authorization, second_factors=second_factors, token_request=token_request)
+        return _client_authorization(user, client, grant, "password", issued, now)
 
 
 def _client_authorization(

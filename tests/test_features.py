@@ -275,6 +275,7 @@ async def test_the_hook_before_success_runs_once_after_the_last_task() -> None:
 
     async def hook() -> None:
         ran.append(list(answers.said))  # what the stream had been told when the hook ran
+        return None
 
     login.before_success = hook
     await login.succeeded("TOTP")

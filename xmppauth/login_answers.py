@@ -118,13 +118,8 @@ class Login:
             # the AuthFailed that follows goes to the security log
             stream.refuse(SaslCondition(result.condition), result.text)
             return
-        access = SessionAccess(
-            result.scopes, limit=settings.XMPP_PENDING_REQUESTS, seconds=settings.XMPP_PENDING_REQUEST_SECONDS
-        )
-        self.admitted(result, access, authorizing)
-        stream.access = access
-        if result.token is not None:
-            stream.issue_token(result.token.token, result.token.expiry)
+        if not result.pending:
+            self._admit(result, authorizing)
         self._tasks = sasl2_tasks.TaskContext(
             localpart=event.localpart,
             user_id=result.user_id,
@@ -132,14 +127,18 @@ class Login:
             stream=stream,
             is_open=self.is_open,
         )
-        if result.token_request is not None and result.client_id is not None:
-            self._tasks.before_success = functools.partial(
-                self._issue_after_tasks, result.client_id, result.token_request
-            )
+        if result.pending:
+            # The grant, the client's record and the token come once the second factor is passed.
+            self._tasks.before_success = functools.partial(self._finish_after_tasks, event)
         steps = await sasl2_tasks.offer(self._tasks, event, result)
         self._tasks.remaining = len(steps)
-        if not steps and self._tasks.before_success is not None:  # no task after all: issue it now
-            await self._tasks.before_success()
+        if not steps and self._tasks.before_success is not None:  # no task after all: finish now
+            hook, self._tasks.before_success = self._tasks.before_success, None
+            refusal = await hook()
+            if refusal is not None:
+                if self.is_open():
+                    stream.refuse(*refusal)
+                return
         if self.is_open():
             stream.continue_with(steps, [sasl2_tasks.text_of(step) for step in steps])
         log.info(
@@ -155,11 +154,34 @@ class Login:
             f", {agent.software or '?'} on {agent.device or '?'}" if agent is not None else "",
         )
 
-    async def _issue_after_tasks(self, client_id: int, mechanism: str) -> None:
-        """XEP-0484: the token the client asked for, now that every task is passed."""
-        issued = await services.issue_after_tasks(client_id, mechanism)
-        if issued is not None and self.is_open():
-            self.stream.issue_token(issued.token, issued.expiry)
+    def _admit(self, result: Authorization, authorizing: float) -> None:
+        """The login holds the grant ``result`` (read at ``authorizing``): its access, and its token."""
+        access = SessionAccess(
+            result.scopes, limit=settings.XMPP_PENDING_REQUESTS, seconds=settings.XMPP_PENDING_REQUEST_SECONDS
+        )
+        self.admitted(result, access, authorizing)
+        self.stream.access = access
+        if result.token is not None:
+            self.stream.issue_token(result.token.token, result.token.expiry)
+
+    async def _finish_after_tasks(self, event: ev.Authenticated) -> tuple[SaslCondition, str] | None:
+        """Every task is passed: record the client and grant, issue the FAST token asked for (XEP-0484),
+        admit the login; or the condition and text that refuse it (the account went meanwhile)."""
+        agent = event.user_agent
+        authorizing = time.monotonic()
+        result = await services.finish_after_tasks(
+            event.localpart,
+            user_agent_id=(agent.id or "") if agent is not None else "",
+            software=agent.software if agent is not None else None,
+            device=agent.device if agent is not None else None,
+            fast_request=event.fast_request,
+        )
+        if isinstance(result, Refusal):
+            log.info("%s: login of %s refused after its tasks: %s", self.peer, event.localpart, result.text)
+            return SaslCondition(result.condition), result.text
+        if self.is_open():
+            self._admit(result, authorizing)
+        return None
 
     async def _failed(self, event: ev.AuthFailed) -> None:
         log.info(

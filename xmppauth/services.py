@@ -24,7 +24,7 @@ check_password = off_loop(credentials.check_plain)  # PLAIN: "" / "app:N" / None
 fast_candidates = off_loop(credentials.fast_candidates)
 
 authorize = off_loop(login.authorize)
-issue_after_tasks = off_loop(login.issue_after_tasks)  # XEP-0484: the token once the tasks are passed
+finish_after_tasks = off_loop(login.finish_after_tasks)  # the grant and token once the tasks are passed
 login_failed = off_loop(securitylog.login_failed)
 verify_totp = off_loop(totp.verify_totp)  # XEP-0400: a code, accepted once per time step
 use_recovery_code = off_loop(recovery.use_code)  # each code once

@@ -938,12 +938,45 @@ def test_a_token_asked_for_with_a_factor_waits_for_the_task(alice: User, clock: 
     assert result.token is None  # nothing is handed out before the second factor
     assert result.token_request == NONE
     assert not FastToken.objects.filter(client__user=alice).exists()
-    assert result.client_id is not None
-    issued = login.issue_after_tasks(result.client_id, NONE)
-    assert issued is not None
-    assert FastToken.objects.get(client_id=result.client_id, slot="new").mechanism == NONE
-    revocation.revoke_client(result.client_id, actor="test")
-    assert login.issue_after_tasks(result.client_id, NONE) is None  # revoked meanwhile: no token
+    finished = login.finish_after_tasks("alice", user_agent_id=UA, fast_request=NONE)
+    assert isinstance(finished, login.Authorization)
+    assert finished.token is not None
+    assert not finished.pending
+    assert FastToken.objects.get(client_id=finished.client_id, slot="new").mechanism == NONE
+    User.objects.filter(pk=alice.pk).update(is_active=False)
+    gone = login.finish_after_tasks("alice", user_agent_id=UA, fast_request=NONE)
+    assert isinstance(gone, login.Refusal)  # disabled while the task ran: no grant, no token
+    assert gone.condition == "account-disabled"
+
+
+def test_a_login_that_owes_a_factor_writes_nothing_until_it_is_passed(alice: User, clock: Clock) -> None:
+    ok(software="Chat", device="phone")  # a client that logged in before the factor was added
+    revocation.revoke_client(client().pk, actor="test")
+    revoked = client()
+    _with_totp(alice)
+    clock.now += 2 * MINUTE
+    pending = ok(software="Evil", device="laptop", fast_request=NONE)
+    assert pending.pending
+    assert pending.grant_id == 0
+    assert pending.scopes == frozenset()
+    assert pending.client_id is None
+    unchanged = client()  # someone with only the password brought nothing back and wrote nothing
+    assert unchanged.revoked == revoked.revoked is not None
+    assert (unchanged.software, unchanged.device) == ("Chat", "phone")
+    assert unchanged.password_seen == revoked.password_seen
+    assert unchanged.grant_id == revoked.grant_id
+    assert not Client.objects.filter(user=alice).exclude(pk=revoked.pk).exists()
+    other = ok(user_agent_id="a-new-one")  # a new client: no row made before the factor
+    assert other.pending
+    assert not Client.objects.filter(user=alice, user_agent_id="a-new-one").exists()
+    finished = login.finish_after_tasks("alice", user_agent_id=UA, software="Chat 2", fast_request=None)
+    assert isinstance(finished, login.Authorization)
+    back = client()  # passed: the owner's login brings the client back, with a grant
+    assert back.revoked is None
+    assert back.software == "Chat 2"
+    assert finished.client_id == back.pk
+    assert finished.grant_id == back.grant_id
+    assert finished.scopes
 
 
 def test_unused_recovery_codes_are_a_factor_and_used_up_ones_are_not(alice: User, clock: Clock) -> None:

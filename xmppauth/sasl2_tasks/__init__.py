@@ -57,9 +57,10 @@ class TaskContext:
     state: dict[str, object] = field(default_factory=dict)  # by task module, for this login only
     #: Steps offered and not yet passed (set by the driver from what :func:`offer` returned).
     remaining: int = 0
-    #: Run once, after the last task has succeeded and before the stream sends <success/> (the
-    #: driver issues a FAST token there: XEP-0484 hands one out only after every task).
-    before_success: Callable[[], Awaitable[None]] | None = None
+    #: Run once, after the last task has succeeded and before the stream sends <success/> (the driver
+    #: records the login's client and grant there, and issues a FAST token: XEP-0484 hands one out only
+    #: after every task). It returns None, or the condition and text that fail the login instead.
+    before_success: Callable[[], Awaitable[tuple[SaslCondition, str] | None]] | None = None
     #: The second factors this login passed (their task names), for the session record and the log.
     passed: list[str] = field(default_factory=list)
 
@@ -75,7 +76,10 @@ class TaskContext:
         self.remaining -= 1
         if self.remaining <= 0 and self.before_success is not None:
             hook, self.before_success = self.before_success, None
-            await hook()
+            refusal = await hook()
+            if refusal is not None:
+                self.failed(*refusal)
+                return
         if self.is_open():
             self.stream.task_succeeded()
 
