@@ -9,7 +9,17 @@ XMPPJS := tests/interop/xmppjs
 
 .PHONY: setup serve check lint types test clean
 
-setup: $(STAMP) $(XMPPJS)/node_modules
+setup: $(STAMP) $(XMPPJS)/node_modules chromium
+
+# Debian's Chromium for the browser tests (Playwright drives /usr/bin/chromium; `playwright install` is never
+# used). Installed when missing and apt-get can (root); otherwise those tests skip and say why.
+.PHONY: chromium
+chromium:
+	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null \
+	  || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; } \
+	  || echo "could not install chromium: the browser tests will skip"; \
+	fi
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
