@@ -1,5 +1,5 @@
 """What the accounts app announces to the apps above it: a password change, once, when it is stored,
-and a second factor added or removed.
+a second factor added or removed, and each web sign-in, passed or refused.
 
 The accounts app knows nothing of sessions, tokens or the security log: the sessions and access
 control app listens (from its ``AppConfig.ready``), writes the security log and ends the account's
@@ -35,3 +35,9 @@ password_changed = Signal()
 #: did it, for the security log; "" names nobody, i.e. the account itself).
 #: An authenticator being set up and not yet confirmed is no factor and is not announced.
 factor_changed = Signal()
+
+#: Sent by the web portal (accounts/views) for each sign-in and each refused attempt of an existing
+#: account (and each refused re-authentication); arguments ``user``, ``ok`` (signed in, or refused),
+#: ``detail`` (which step and factor, "web sign-in: password+totp"; never a secret) and ``address``
+#: (the client's).
+web_signin = Signal()

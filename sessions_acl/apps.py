@@ -1,4 +1,5 @@
-"""The sessions_acl app: clients, grants, sessions, revocation; it hears of password and factor changes."""
+"""The sessions_acl app: clients, grants, sessions, revocation; it hears of password and factor changes
+and web sign-ins."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ class SessionsAclConfig(AppConfig):
     verbose_name = "Sessions and access control"
 
     def ready(self) -> None:
-        from accounts.signals import factor_changed, password_changed
+        from accounts.signals import factor_changed, password_changed, web_signin
 
         from .revocation import on_password_changed
-        from .securitylog import on_factor_changed
+        from .securitylog import on_factor_changed, on_web_signin
 
         password_changed.connect(on_password_changed, dispatch_uid="sessions_acl.on_password_changed")
         factor_changed.connect(on_factor_changed, dispatch_uid="sessions_acl.on_factor_changed")
+        web_signin.connect(on_web_signin, dispatch_uid="sessions_acl.on_web_signin")

@@ -1,8 +1,9 @@
 """The security log: what happened to an account, who did it, from where (never a secret).
 
-Everything but the logins themselves, which are the session records (``records.py``): failed
-logins, FAST tokens issued and invalidated, app passwords, grant changes, revocations, password
-and policy changes. Kept ``XMPP_SECURITY_LOG_DAYS`` (``records.forget_old_records``).
+Everything but the XMPP logins themselves, which are the session records (``records.py``): failed
+logins, web sign-ins (the portal keeps no session records), FAST tokens issued and invalidated, app
+passwords, grant changes, revocations, password and policy changes. Kept ``XMPP_SECURITY_LOG_DAYS``
+(``records.forget_old_records``).
 """
 
 from __future__ import annotations
@@ -38,3 +39,11 @@ def on_factor_changed(
     was enrolled or removed, in the security log with who did it."""
     text = f"{kind} {action}: {detail}" if detail else f"{kind} {action}"
     log_event(user, AuthEvent.Kind.FACTOR_CHANGED, text[:500], actor=actor)
+
+
+def on_web_signin(
+    sender: object, *, user: User, ok: bool, detail: str, address: str = "", **kwargs: object
+) -> None:
+    """Receiver of :data:`accounts.signals.web_signin` (connected in ``apps.py``): a web sign-in, or a
+    refused attempt, with where it came from."""
+    log_event(user, AuthEvent.Kind.LOGIN if ok else AuthEvent.Kind.LOGIN_FAILED, detail, address=address)

@@ -1,15 +1,15 @@
+"""The site's URLs: the self-service portal (accounts, with the security log of sessions_acl) and the
+Django admin."""
+
 from __future__ import annotations
 
 from django.contrib import admin
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import path
+from django.urls import include, path
 
-
-def index(request: HttpRequest) -> HttpResponse:
-    return HttpResponseRedirect("/admin/")
-
+from sessions_acl.views import security_log
 
 urlpatterns = [
-    path("", index),
+    path("", include("accounts.urls")),
+    path("account/log/", security_log, name="security-log"),
     path("admin/", admin.site.urls),
 ]

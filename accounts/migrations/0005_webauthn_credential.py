@@ -7,34 +7,48 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0004_recovery_codes'),
+        ("accounts", "0004_recovery_codes"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='WebAuthnCredential',
+            name="WebAuthnCredential",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text='The human-readable name of this device.', max_length=64)),
-                ('confirmed', models.BooleanField(default=True, help_text='Is this device ready for use?')),
-                ('credential_id', models.CharField(editable=False, max_length=1400, unique=True)),
-                ('public_key', models.BinaryField()),
-                ('user_handle', models.CharField(db_index=True, editable=False, max_length=64)),
-                ('sign_count', models.BigIntegerField(default=0, editable=False)),
-                ('transports', models.JSONField(blank=True, default=list, editable=False)),
-                ('aaguid', models.CharField(blank=True, editable=False, max_length=36)),
-                ('device_type', models.CharField(blank=True, editable=False, max_length=16)),
-                ('backed_up', models.BooleanField(default=False, editable=False)),
-                ('created', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('last_used', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('counter_regressed', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('user', models.ForeignKey(help_text='The user that this device belongs to.', on_delete=django.db.models.deletion.CASCADE, to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(help_text="The human-readable name of this device.", max_length=64),
+                ),
+                ("confirmed", models.BooleanField(default=True, help_text="Is this device ready for use?")),
+                ("credential_id", models.CharField(editable=False, max_length=1400, unique=True)),
+                ("public_key", models.BinaryField()),
+                ("user_handle", models.CharField(db_index=True, editable=False, max_length=64)),
+                ("sign_count", models.BigIntegerField(default=0, editable=False)),
+                ("transports", models.JSONField(blank=True, default=list, editable=False)),
+                ("aaguid", models.CharField(blank=True, editable=False, max_length=36)),
+                ("device_type", models.CharField(blank=True, editable=False, max_length=16)),
+                ("backed_up", models.BooleanField(default=False, editable=False)),
+                ("created", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("last_used", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("counter_regressed", models.DateTimeField(blank=True, editable=False, null=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        help_text="The user that this device belongs to.",
+                        on_delete=django.db.models.deletion.CASCADE,
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'security key or passkey',
-                'verbose_name_plural': 'security keys and passkeys',
+                "verbose_name": "security key or passkey",
+                "verbose_name_plural": "security keys and passkeys",
             },
         ),
     ]

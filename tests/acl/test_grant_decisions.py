@@ -942,6 +942,7 @@ def test_a_token_asked_for_with_a_factor_waits_for_the_task(alice: User, clock: 
     assert isinstance(finished, login.Authorization)
     assert finished.token is not None
     assert not finished.pending
+    assert finished.client_id is not None
     assert FastToken.objects.get(client_id=finished.client_id, slot="new").mechanism == NONE
     User.objects.filter(pk=alice.pk).update(is_active=False)
     gone = login.finish_after_tasks("alice", user_agent_id=UA, fast_request=NONE)

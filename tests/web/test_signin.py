@@ -1,0 +1,357 @@
+"""The sign-in pages: the password step, the second step with an authenticator app or a recovery
+code, cancel and back, expiry, ``next=``, the password throttle, sign-out, and the security log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from accounts import recovery, totp
+from accounts.models import User
+from accounts.views import password as password_step_module
+from sessions_acl.models import AuthEvent
+from tests.helpers import account
+from tests.web.conftest import (
+    Clock,
+    app_of,
+    code_of,
+    code_step,
+    password_step,
+    redirects_to_sign_in,
+    text,
+)
+
+HOME = "/"
+VERIFY = "/signin/verify/"
+
+
+def events(user: User) -> list[tuple[str, str, str]]:
+    return [(e.kind, e.detail, e.address) for e in AuthEvent.objects.filter(user=user).order_by("id")]
+
+
+def dashboard(client: Client) -> str:
+    return text(client.get(HOME))
+
+
+# -- without a second factor ----------------------------------------------------------------------
+
+
+def test_it_shows_the_sign_in_page_at_the_root(client: Client, alice: User) -> None:
+    page = text(client.get(HOME))
+    assert "Sign in" in page
+    assert "Username" in page
+    assert "Password" in page
+    assert "Sign in with a passkey" in page
+    assert "Signed in as" not in page
+
+
+def test_it_signs_in_an_account_without_a_second_factor(client: Client, alice: User) -> None:
+    response = password_step(client)
+    assert response.status_code == 302
+    assert response["Location"] == HOME
+    page = dashboard(client)
+    assert "Signed in as alice@localhost" in page
+    assert "no second factor" in page
+    assert events(alice) == [(AuthEvent.Kind.LOGIN, "web sign-in: password", "127.0.0.1")]
+
+
+def test_it_accepts_the_whole_address_as_the_username(client: Client, alice: User) -> None:
+    assert password_step(client, "alice@localhost").status_code == 302
+    assert "Signed in as alice@localhost" in dashboard(client)
+
+
+def test_it_refuses_a_wrong_password_and_logs_it(client: Client, alice: User) -> None:
+    response = password_step(client, password="looking-glass")
+    assert response.status_code == 200
+    assert "Wrong username or password." in text(response)
+    assert "Signed in as" not in dashboard(client)
+    assert events(alice) == [
+        (AuthEvent.Kind.LOGIN_FAILED, "web sign-in: password: wrong password", "127.0.0.1")
+    ]
+
+
+def test_it_says_the_same_for_an_unknown_name(client: Client, alice: User) -> None:
+    response = password_step(client, "nobody", "wonderland")
+    assert "Wrong username or password." in text(response)
+    assert not AuthEvent.objects.exists()
+
+
+def test_it_refuses_an_inactive_account(client: Client, db: None) -> None:
+    account("carol", is_active=False)
+    assert "Wrong username or password." in text(password_step(client, "carol", "wonderland"))
+
+
+def test_signing_out_needs_a_post_and_ends_the_session(client: Client, alice: User) -> None:
+    password_step(client)
+    assert client.get("/signout/").status_code == 405
+    response = client.post("/signout/", follow=True)
+    assert "You are signed out." in text(response)
+    assert redirects_to_sign_in(client.get("/account/security/"))
+
+
+# -- with an authenticator app --------------------------------------------------------------------
+
+
+def test_the_password_alone_does_not_sign_in_an_account_with_an_app(client: Client, alice: User) -> None:
+    app_of(alice)
+    response = password_step(client)
+    assert response.status_code == 302
+    assert response["Location"] == VERIFY
+    page = text(client.get(VERIFY))
+    assert "To finish signing in as alice@localhost" in page
+    assert "Code from your authenticator app" in page
+    assert "Recovery code" not in page  # alice has none
+    assert "Signed in as" not in dashboard(client)
+    assert redirects_to_sign_in(client.get("/account/security/"))
+
+
+def test_it_refuses_a_wrong_code_with_its_text(client: Client, alice: User) -> None:
+    device = app_of(alice)
+    password_step(client)
+    wrong = "000000" if code_of(device) != "000000" else "111111"
+    response = code_step(client, "totp", wrong)
+    assert response.status_code == 200
+    assert "Wrong code" in text(response)
+    assert "Signed in as" not in dashboard(client)
+    assert events(alice)[-1] == (
+        AuthEvent.Kind.LOGIN_FAILED,
+        "web sign-in: password+totp: Wrong code",
+        "127.0.0.1",
+    )
+    # the next wrong code waits (accounts.totp's throttle), and the page says how long
+    assert "try again in" in text(code_step(client, "totp", wrong))
+
+
+def test_the_right_code_signs_in_verified(client: Client, alice: User) -> None:
+    device = app_of(alice)
+    password_step(client, next="/account/security/")
+    response = code_step(client, "totp", code_of(device))
+    assert response.status_code == 302
+    assert response["Location"] == "/account/security/"
+    assert "Security" in text(client.get("/account/security/"))
+    assert events(alice)[-1] == (AuthEvent.Kind.LOGIN, "web sign-in: password+totp", "127.0.0.1")
+
+
+def test_a_code_is_accepted_once(alice: User) -> None:
+    device = app_of(alice)
+    code = code_of(device)
+    first, second = Client(), Client()
+    password_step(first)
+    password_step(second)
+    assert code_step(first, "totp", code).status_code == 302
+    response = code_step(second, "totp", code)
+    assert response.status_code == 200
+    assert "This code was already used: wait for the next one" in text(response)
+    assert "Signed in as" not in dashboard(second)
+
+
+def test_the_session_key_changes_at_each_step(client: Client, alice: User) -> None:
+    device = app_of(alice)
+    client.get(HOME)
+    before = client.cookies["csrftoken"].value, client.session.session_key
+    password_step(client)
+    pending = client.session.session_key
+    code_step(client, "totp", code_of(device))
+    assert len({before[1], pending, client.session.session_key}) == 3
+
+
+# -- with recovery codes --------------------------------------------------------------------------
+
+
+def test_a_recovery_code_signs_in_once(alice: User) -> None:
+    app_of(alice)
+    codes = recovery.generate(alice)
+    first = Client()
+    password_step(first)
+    assert "Recovery code" in text(first.get(VERIFY))
+    response = code_step(first, "recovery", codes[0].upper())
+    assert response.status_code == 302
+    assert "You have 9 unused recovery codes left." in dashboard(first)
+    assert events(alice)[-1][:2] == (AuthEvent.Kind.LOGIN, "web sign-in: password+recovery code")
+
+    second = Client()
+    password_step(second)
+    response = code_step(second, "recovery", codes[0])
+    assert "This recovery code was already used" in text(response)
+    assert "Signed in as" not in dashboard(second)
+
+
+def test_recovery_codes_alone_are_a_second_factor(client: Client, alice: User) -> None:
+    recovery.generate(alice)
+    assert password_step(client)["Location"] == VERIFY
+    page = text(client.get(VERIFY))
+    assert "Recovery code" in page
+    assert "authenticator app" not in page
+
+
+def test_used_up_recovery_codes_are_no_second_factor(client: Client, alice: User) -> None:
+    codes = recovery.generate(alice, count=1)
+    assert recovery.use_code(alice.pk, codes[0]).ok
+    assert password_step(client)["Location"] == HOME
+
+
+# -- no way around the second step ----------------------------------------------------------------
+
+
+def test_cancel_ends_the_pending_sign_in(client: Client, alice: User) -> None:
+    app_of(alice)
+    password_step(client)
+    assert client.get("/signin/cancel/").status_code == 405
+    response = client.post("/signin/cancel/", follow=True)
+    assert "Sign-in cancelled." in text(response)
+    assert redirects_to_sign_in(client.get(VERIFY))
+    assert redirects_to_sign_in(client.get("/account/security/"))
+
+
+def test_the_second_step_without_a_password_step_leads_to_the_sign_in_page(
+    client: Client, alice: User
+) -> None:
+    app_of(alice)
+    assert redirects_to_sign_in(client.get(VERIFY))
+    assert redirects_to_sign_in(code_step(client, "totp", "123456"))
+
+
+def test_back_to_the_second_step_after_signing_in_goes_home(client: Client, alice: User) -> None:
+    device = app_of(alice)
+    password_step(client)
+    code_step(client, "totp", code_of(device))
+    response = client.get(VERIFY)
+    assert redirects_to_sign_in(response)
+    assert client.get(response["Location"])["Location"] == HOME  # signed in: the sign-in page sends home
+
+
+def test_back_after_signing_out_shows_no_page_behind_sign_in(client: Client, alice: User) -> None:
+    device = app_of(alice)
+    password_step(client)
+    code_step(client, "totp", code_of(device))
+    page = client.get("/account/security/")
+    assert "no-store" in page["Cache-Control"]  # the browser keeps no copy to go back to
+    client.post("/signout/")
+    assert redirects_to_sign_in(client.get("/account/security/"))
+    assert "Signed in as" not in dashboard(client)
+
+
+def test_the_pending_sign_in_expires(client: Client, alice: User, clock: Clock) -> None:
+    device = app_of(alice)
+    password_step(client)
+    clock.advance(301)
+    response = code_step(client, "totp", code_of(device))
+    assert redirects_to_sign_in(response)
+    assert "took too long" in text(client.get(response["Location"]))
+    assert redirects_to_sign_in(client.get(VERIFY))  # and it is gone
+
+
+def test_a_pending_sign_in_whose_factors_went_starts_again(client: Client, alice: User) -> None:
+    app_of(alice)
+    password_step(client)
+    totp.remove_all(alice, actor="the operator")
+    response = client.get(VERIFY)
+    assert redirects_to_sign_in(response)
+    assert "no second factor any more" in text(client.get(response["Location"]))
+    assert password_step(client)["Location"] == HOME
+
+
+def test_a_password_change_voids_the_pending_sign_in(client: Client, alice: User) -> None:
+    device = app_of(alice)
+    password_step(client)
+    alice.set_password("through the looking glass")
+    alice.save()
+    assert redirects_to_sign_in(code_step(client, "totp", code_of(device)))
+    assert "Signed in as" not in dashboard(client)
+
+
+def test_a_session_signed_in_with_the_password_only_is_sent_back(client: Client, alice: User) -> None:
+    """The admin's login, or a session from before the account got its factor: not verified."""
+    client.force_login(alice)
+    app_of(alice)
+    response = client.get("/account/security/")
+    assert redirects_to_sign_in(response)
+    assert "please sign in with it" in text(client.get(response["Location"]))
+    assert redirects_to_sign_in(client.get("/account/security/"))  # and it was signed out
+
+
+# -- next= ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["https://evil.example/", "//evil.example/", "http://testserver.evil.example/", "javascript:alert(1)"],
+)
+def test_it_ignores_a_next_of_another_site(client: Client, alice: User, target: str) -> None:
+    assert password_step(client, next=target)["Location"] == HOME
+
+
+def test_it_ignores_a_next_of_another_site_after_the_second_step(client: Client, alice: User) -> None:
+    device = app_of(alice)
+    password_step(client, next="https://evil.example/")
+    assert code_step(client, "totp", code_of(device))["Location"] == HOME
+
+
+def test_it_follows_a_next_of_this_site(client: Client, alice: User) -> None:
+    response = client.get("/account/log/")
+    assert redirects_to_sign_in(response)
+    page = client.get(response["Location"])
+    assert 'name="next" value="/account/log/"' in page.content.decode()
+    assert password_step(client, next="/account/log/")["Location"] == "/account/log/"
+
+
+# -- the password throttle ------------------------------------------------------------------------
+
+
+def test_failed_passwords_make_the_next_attempts_wait(client: Client, alice: User, clock: Clock) -> None:
+    free = password_step_module.FREE["user"]
+    for _ in range(free + 1):
+        assert "Wrong username or password." in text(password_step(client, password="nope"))
+    response = password_step(client)  # right, but refused unchecked
+    assert "Too many failed attempts: try again in 1 s." in text(response)
+    assert "Signed in as" not in dashboard(client)
+    clock.advance(1)
+    assert password_step(client).status_code == 302
+
+
+def test_the_wait_grows_with_each_failure(client: Client, alice: User, clock: Clock) -> None:
+    for _ in range(password_step_module.FREE["user"]):
+        password_step(client, password="nope")
+    for wait in (1, 2, 4, 8):
+        password_step(client, password="nope")
+        assert f"try again in {wait} s." in text(password_step(client))
+        clock.advance(wait)
+    assert password_step(client).status_code == 302
+
+
+def test_the_throttle_counts_per_username(alice: User, bob: User, clock: Clock) -> None:
+    for _ in range(password_step_module.FREE["user"] + 1):
+        password_step(Client(REMOTE_ADDR="192.0.2.1"), password="nope")
+    other_address = Client(REMOTE_ADDR="192.0.2.2")
+    assert "Too many failed attempts" in text(password_step(other_address))
+    assert password_step(other_address, "bob", "builder").status_code == 302
+
+
+def test_the_throttle_counts_per_address(alice: User, bob: User, clock: Clock) -> None:
+    names = [f"user{n}" for n in range(password_step_module.FREE["address"] + 1)]
+    for name in names:
+        password_step(Client(REMOTE_ADDR="192.0.2.1"), name, "nope")
+    assert "Too many failed attempts" in text(
+        password_step(Client(REMOTE_ADDR="192.0.2.1"), "bob", "builder")
+    )
+    assert password_step(Client(REMOTE_ADDR="192.0.2.9"), "bob", "builder").status_code == 302
+
+
+def test_a_right_password_clears_the_username_count(client: Client, alice: User, clock: Clock) -> None:
+    for _ in range(password_step_module.FREE["user"]):
+        password_step(client, password="nope")
+    assert password_step(client).status_code == 302
+    client.post("/signout/")
+    password_step(client, password="nope")
+    assert "Wrong username or password." in text(password_step(client, password="nope"))  # no wait yet
+
+
+def test_throttled_attempts_are_not_checked(client: Client, alice: User, monkeypatch: Any) -> None:
+    for _ in range(password_step_module.FREE["user"] + 1):
+        password_step(client, password="nope")
+    checked: list[str] = []
+    monkeypatch.setattr(password_step_module, "authenticate", lambda *a, **k: checked.append("x"))
+    password_step(client)
+    assert checked == []
