@@ -52,7 +52,7 @@ def sqlite_database(tmp_path: Path) -> Iterator[dict[str, Any]]:
     """A SQLite file with the embedded default's options (xmppauth/settings.py: WAL mode, IMMEDIATE
     transactions, a busy timeout)."""
     config = dict(settings.DATABASES["default"])
-    if config["ENGINE"] != "django.db.backends.sqlite3":
+    if config["ENGINE"] != "xmppauth.sqlite_backend":  # the embedded default (xmppauth/settings.py)
         pytest.skip(
             f"this run's database is {config['ENGINE']} (DATABASE_URL is set): unset DATABASE_URL to run "
             "the SQLite case (the PostgreSQL case runs either way)"

@@ -132,6 +132,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         }
     )
     DATABASES["default"]["CONN_MAX_AGE"] = None  # one connection per thread, kept open
+    # Django's SQLite backend with a cheaper "%s" -> "?" conversion (xmppauth/sqlite_backend/base.py)
+    DATABASES["default"]["ENGINE"] = "xmppauth.sqlite_backend"
 
 _channel_layer_url = os.environ.get("CHANNEL_LAYER_URL", "")
 if _channel_layer_url:

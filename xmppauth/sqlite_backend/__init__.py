@@ -1,0 +1,1 @@
+"""Django's SQLite backend with a cheaper placeholder conversion (see ``base``)."""
