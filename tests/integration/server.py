@@ -86,6 +86,15 @@ def fresh_postgres_database(prefix: str = "xmppauth_test") -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def migrate(data_dir: Path, **env: str) -> None:
+    """``manage.py migrate`` for the database ``env`` names (a fresh PostgreSQL one, say)."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"],
+        cwd=ROOT, env=server_env(data_dir, **env), capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
 @contextmanager
 def running_server(data_dir: Path, accounts: dict[str, str] | None = None, **env: str) -> Iterator[Server]:
     data_dir.mkdir(parents=True, exist_ok=True)

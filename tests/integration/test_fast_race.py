@@ -11,8 +11,6 @@ import base64
 import hashlib
 import hmac
 import re
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -24,7 +22,12 @@ import psycopg
 import pytest
 
 from tests.integration.rawclient import RawClient, Session
-from tests.integration.server import ROOT, Server, fresh_postgres_database, running_server, server_env
+from tests.integration.server import (
+    Server,
+    fresh_postgres_database,
+    migrate,
+    running_server,
+)
 from tests.integration.test_grants import FAST, SASL2, fast_login
 
 pytestmark = pytest.mark.integration
@@ -51,11 +54,7 @@ def servers(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     name each."""
     shared = {"DATABASE_URL": database, "DJANGO_SECRET_KEY": f"race-{uuid.uuid4().hex}"}
     first, second = tmp_path_factory.mktemp("race-a"), tmp_path_factory.mktemp("race-b")
-    done = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "-v0"],
-        cwd=ROOT, env=server_env(first, **shared), capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    migrate(first, **shared)
     with (
         running_server(first, {"alice": "wonderland"}, XMPP_NODE="race-a", **shared) as a,
         running_server(Path(second), {}, XMPP_NODE="race-b", **shared) as b,

@@ -17,7 +17,14 @@ import pytest
 from cryptography.fernet import Fernet
 
 from tests.integration.rawclient import RawClient
-from tests.integration.server import ROOT, Server, fresh_postgres_database, running_server, server_env
+from tests.integration.server import (
+    ROOT,
+    Server,
+    fresh_postgres_database,
+    migrate,
+    running_server,
+    server_env,
+)
 from tests.integration.test_mfa import BIND2, MFA, SASL2, fresh_code, secret_of
 from tests.integration.test_webauthn_task import _REGISTER, assertion_element, options_of
 from xmppauth.client.softkey import SoftKey
@@ -53,11 +60,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     with fresh_postgres_database() as database:
         env = {"DATABASE_URL": database, "XMPP_FACTOR_KEY": key}
         one, two = tmp_path_factory.mktemp("mfa-a"), tmp_path_factory.mktemp("mfa-b")
-        done = subprocess.run(
-            [sys.executable, "manage.py", "migrate", "-v0"],
-            cwd=ROOT, env=server_env(one, **env), capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
+        migrate(one, **env)
         with (
             running_server(one, {}, XMPP_NODE="a", **env) as first,
             running_server(two, {}, XMPP_NODE="b", **env) as second,

@@ -19,7 +19,14 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.rawclient import RawClient, parse_stream_error
-from tests.integration.server import ROOT, Server, fresh_postgres_database, running_server, server_env
+from tests.integration.server import (
+    ROOT,
+    Server,
+    fresh_postgres_database,
+    migrate,
+    running_server,
+    server_env,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -36,11 +43,7 @@ def database() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def server(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data_dir = tmp_path_factory.mktemp("pg")
-    done = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "-v0"],
-        cwd=ROOT, env=server_env(data_dir, DATABASE_URL=database), capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    migrate(data_dir, DATABASE_URL=database)
     with running_server(data_dir, {"alice": "wonderland"}, DATABASE_URL=database) as srv:
         yield srv
 
