@@ -146,6 +146,9 @@ class AtomicThrottlingMixin(ThrottlingMixin):  # type: ignore[misc]  # django-ot
     another process has changed meanwhile): these write their own two fields, the count atomically,
     so that two processes counting a wrong code each count two."""
 
+    #: The count and time before this object took its turn (throttle_claim), to give it back.
+    _taken: tuple[int, datetime | None] | None = None
+
     class Meta:
         abstract = True
 
@@ -172,6 +175,47 @@ class AtomicThrottlingMixin(ThrottlingMixin):  # type: ignore[misc]  # django-ot
                 throttling_failure_timestamp=self.throttling_failure_timestamp,
             )
             self.refresh_from_db(fields=["throttling_failure_count"])
+
+    def throttle_claim(self) -> int:
+        """Take this device's turn to check one code: 0 when taken, else the seconds to wait.
+
+        A taken turn counts as a wrong code at once (and restarts the wait), so that checks running at
+        the same time, in threads or processes, get one turn between them, not one each: the count
+        moves by compare-and-set on the count and time read. The check then either passes (and the
+        wait ends: :func:`reset_factor_throttles`), stays counted (a wrong code), or guessed nothing
+        (a right code already used) and gives the turn back (:meth:`throttle_release`)."""
+        wait = self.throttle_wait()
+        if wait:
+            return wait
+        count: int = int(self.throttling_failure_count)  # type: ignore[has-type]  # django-otp's field
+        at: datetime | None = self.throttling_failure_timestamp  # type: ignore[has-type]
+        now = timezone.now()
+        claimed = min(count + 1, self._max_failures())
+        rows = type(self)._default_manager.filter(pk=self.pk, throttling_failure_count=count)
+        rows = (
+            rows.filter(throttling_failure_timestamp=at)
+            if at
+            else rows.filter(throttling_failure_timestamp=None)
+        )
+        if rows.update(throttling_failure_count=claimed, throttling_failure_timestamp=now) != 1:
+            self.refresh_from_db(fields=["throttling_failure_count", "throttling_failure_timestamp"])
+            return max(1, self.throttle_wait())  # another check took the turn: this one waits
+        self._taken = (count, at)
+        self.throttling_failure_count, self.throttling_failure_timestamp = claimed, now
+        return 0
+
+    def throttle_release(self) -> None:
+        """Give back a turn that guessed nothing: the count and wait are as before it was taken."""
+        if self._taken is None:
+            return
+        count, at = self._taken
+        type(self)._default_manager.filter(
+            pk=self.pk,
+            throttling_failure_count=self.throttling_failure_count,
+            throttling_failure_timestamp=self.throttling_failure_timestamp,
+        ).update(throttling_failure_count=count, throttling_failure_timestamp=at)
+        self.throttling_failure_count, self.throttling_failure_timestamp = count, at  # type: ignore[assignment]  # the field is nullable
+        self._taken = None
 
     def _max_failures(self) -> int:
         """The failure count whose wait (factor · 2^(n-1)) is the largest not above the maximum."""

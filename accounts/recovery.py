@@ -124,7 +124,7 @@ def use_code(user_id: int, code: str, *, now: datetime | None = None) -> CodeChe
     if device is None:
         return _refused("no_codes", 0)
     unused = device.codes.filter(used__isnull=True)
-    wait = device.throttle_wait()
+    wait = device.throttle_claim()  # one turn for checks at the same time (AtomicThrottlingMixin)
     if wait:
         return CodeCheck(False, MESSAGES["throttled"].format(seconds=wait), unused.count(), "throttled")
     normalised = normalise(code)
@@ -133,12 +133,13 @@ def use_code(user_id: int, code: str, *, now: datetime | None = None) -> CodeChe
         reset_factor_throttles(user_id)
         return CodeCheck(True, "", unused.count())
     if row is not None:  # used, here or by another process meanwhile: it guesses nothing
+        device.throttle_release()
         return _refused("code_used", unused.count())
     remaining = unused.count()
-    if not remaining:
+    if not remaining:  # nothing left to guess
+        device.throttle_release()
         return _refused("no_codes", 0)
-    device.throttle_increment()
-    return _refused("incorrect_code", remaining)
+    return _refused("incorrect_code", remaining)  # counted when the turn was taken
 
 
 def remaining_codes(user: User) -> int:

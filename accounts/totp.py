@@ -160,7 +160,9 @@ def provisioning_uri(device: TotpDevice) -> str:
 
 
 def _verify(devices: list[TotpDevice], code: str, now: float | None) -> TotpCheck:
-    wait = _throttle_wait(devices)
+    # The first device keeps the account's turn (AtomicThrottlingMixin.throttle_claim): checks at the
+    # same time get one turn between them, so parallel guesses are no faster than one after another.
+    wait = _throttle_wait(devices[1:]) or devices[0].throttle_claim()
     if wait:
         return TotpCheck(False, MESSAGES["throttled"].format(seconds=wait), None, "throttled")
     if len(code) == DIGITS and code.isascii() and code.isdigit():
@@ -171,15 +173,17 @@ def _verify(devices: list[TotpDevice], code: str, now: float | None) -> TotpChec
                 matching = _matching_steps(device, code, step)
             except SecretBoxError as exc:  # the key is lost or wrong: no code can pass, none counts
                 log.error("cannot check TOTP codes of account %s: %s", device.user_id, exc)
+                devices[0].throttle_release()
                 return _refused("unavailable")
             for accepted in matching:
                 if _accept(device, accepted):
                     reset_factor_throttles(device.user_id)
                     return TotpCheck(True, "", accepted)
             used = used or bool(matching)
-        if used:
+        if used:  # right, but already used: it guessed nothing
+            devices[0].throttle_release()
             return _refused("code_used")
-    for device in devices:
+    for device in devices[1:]:  # the first counted it when it took the turn
         device.throttle_increment()
     return _refused("incorrect_code")
 

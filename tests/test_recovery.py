@@ -161,7 +161,9 @@ def test_of_several_processes_using_the_same_code_at_once_exactly_one_wins(datab
 
         results = in_threads(AT_ONCE, use)
 
-        assert sorted(check.reason for check in results) == ["", *["code_used"] * (AT_ONCE - 1)]
+        reasons = [check.reason for check in results]
+        assert reasons.count("") == 1  # exactly one wins; the others lost the race or the turn
+        assert set(reasons) - {""} <= {"code_used", "throttled"}, reasons
         assert [check.remaining for check in results if check.ok] == [len(codes) - number - 1]
     assert recovery.remaining_codes(alice) == 0
 
