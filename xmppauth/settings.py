@@ -72,7 +72,7 @@ ALLOWED_HOSTS = _env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "xmppauth.admin_site.SecondFactorAdminConfig",  # django.contrib.admin, behind the portal's sign-in
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

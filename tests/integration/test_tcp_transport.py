@@ -1025,7 +1025,7 @@ def test_serve_runs_http_and_both_xmpp_listeners_in_one_process(serve_env: dict[
         direct_port = int(direct_line.split("127.0.0.1:")[1].split()[0])
 
         with _connect(http_port) as sock:
-            sock.sendall(b"GET /admin/login/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            sock.sendall(b"GET /signin/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
             status = LineReader(sock).line()
         assert status.startswith(b"HTTP/1.1 200"), status
 
@@ -1088,7 +1088,7 @@ def test_serve_runs_the_project_application(serve_env: dict[str, str]) -> None:
         starttls_line = next(line for line in lines if line.startswith("XMPP c2s STARTTLS on 127.0.0.1:"))
         assert not any(line.startswith("XMPP c2s direct TLS") for line in lines)
         with _connect(http_port) as sock:
-            sock.sendall(b"GET /admin/login/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            sock.sendall(b"GET /signin/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
             assert LineReader(sock).line().startswith(b"HTTP/1.1 200")
         with _connect(int(starttls_line.rsplit(":", 1)[1])):
             pass
