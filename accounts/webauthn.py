@@ -73,7 +73,7 @@ _LOCALHOST_ORIGIN = re.compile(r"http://localhost(:[0-9]{1,5})?")
 MESSAGES = {
     "no_credential": "no security key or passkey is registered for this account",
     "unknown_credential": "this security key or passkey is not registered for this account",
-    "expired": "the request to the security key timed out: start again",
+    "expired": "the request to the security key has expired or was already answered: start again",
     "malformed": "the answer is not a WebAuthn credential in JSON",
     "origin": "the security key answered for another site",
     "invalid": "the security key's answer could not be verified",
@@ -312,7 +312,7 @@ def authenticate(ceremony: Ceremony | None, answer: str) -> AssertionCheck:
         data = json.loads(answer)
         credential_id = str(data["rawId"] if "rawId" in data else data["id"])
         _unb64(credential_id)
-    except (ValueError, TypeError, KeyError, binascii.Error):
+    except (ValueError, TypeError, KeyError, binascii.Error, RecursionError):  # RecursionError: too deep
         return _refused("malformed")
     credential = WebAuthnCredential.objects.filter(credential_id=credential_id, confirmed=True).first()
     if credential is None or (ceremony.user_id is not None and credential.user_id != ceremony.user_id):
@@ -421,14 +421,22 @@ def _origin_of(answer: str) -> str:
         data = json.loads(answer)
         client_data = json.loads(_unb64(str(data["response"]["clientDataJSON"])))
         return str(client_data.get("origin", ""))
-    except (ValueError, TypeError, KeyError, binascii.Error, UnicodeDecodeError, AttributeError):
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        binascii.Error,
+        UnicodeDecodeError,
+        AttributeError,
+        RecursionError,
+    ):
         return ""
 
 
 def _transports(answer: str) -> list[str]:
     try:
         transports = json.loads(answer)["response"].get("transports", [])
-    except (ValueError, TypeError, KeyError, AttributeError):
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
         return []
     known = {t.value for t in AuthenticatorTransport}
     return (

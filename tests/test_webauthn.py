@@ -257,3 +257,15 @@ def test_a_misconfigured_user_verification_is_named(alice: User, settings: Any) 
     settings.XMPP_WEBAUTHN_USER_VERIFICATION = "always"
     with pytest.raises(ImproperlyConfigured, match="XMPP_WEBAUTHN_USER_VERIFICATION"):
         webauthn.registration_options(alice)
+
+
+def test_an_answer_nested_too_deep_is_malformed_not_a_crash(alice: User) -> None:
+    key = enrol(alice)
+    ceremony, _ = assertion(alice, key)
+    deep = "[" * 100_000 + "]" * 100_000
+    assert webauthn.authenticate(ceremony, deep).reason == "malformed"
+    nested = json.dumps({"id": key.credential_id, "response": {"clientDataJSON": "x"}})[:-2] + deep[:5000]
+    assert not webauthn.authenticate(ceremony, nested).ok
+    _, registering = webauthn.registration_options(alice)
+    with pytest.raises(webauthn.WebAuthnError, match="not a WebAuthn credential"):
+        webauthn.register(alice, registering, deep, "key")

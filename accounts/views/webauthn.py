@@ -47,7 +47,7 @@ REGISTER = "portal.webauthn.register"
 def _body(request: HttpRequest) -> dict[str, Any]:
     try:
         data = json.loads(request.body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         return {}
     return data if isinstance(data, dict) else {}
 

@@ -74,7 +74,9 @@ def test_a_registration_answers_its_own_challenge_once(client: Client, alice: Us
     body = {"credential": json.loads(answer), "name": "laptop"}
     assert post_json(client, "/account/security/keys/add/verify/", body).status_code == 200
     again = post_json(client, "/account/security/keys/add/verify/", body)
-    assert again.json() == {"error": "The request to the security key timed out: start again"}
+    assert again.json() == {
+        "error": "The request to the security key has expired or was already answered: start again"
+    }
 
 
 def test_a_registration_from_another_site_is_refused(client: Client, alice: User) -> None:
@@ -122,7 +124,9 @@ def test_an_assertion_is_used_once(client: Client, alice: User) -> None:
     answer = json.loads(key.get(json.dumps(options), ORIGIN))
     post_json(client, SIGNIN[1], {"credential": {**answer, "id": "x", "rawId": "x"}})  # refused
     response = post_json(client, SIGNIN[1], {"credential": answer})
-    assert response.json() == {"error": "The request to the security key timed out: start again"}
+    assert response.json() == {
+        "error": "The request to the security key has expired or was already answered: start again"
+    }
 
 
 def test_the_key_endpoints_need_a_pending_sign_in(client: Client, alice: User) -> None:
@@ -186,5 +190,18 @@ def test_a_passkey_sign_in_without_options_is_refused(client: Client, alice: Use
     key, _credential = key_of(alice)
     answer = key.get(json.dumps({"challenge": "AAAA", "rpId": "localhost"}), ORIGIN)
     response = post_json(client, PASSKEY[1], {"credential": json.loads(answer)})
-    assert response.json() == {"error": "The request to the security key timed out: start again"}
+    assert response.json() == {
+        "error": "The request to the security key has expired or was already answered: start again"
+    }
     assert reverse("accounts:passkey-verify") == PASSKEY[1]
+
+
+def test_an_answer_nested_too_deep_is_a_clear_refusal_not_a_server_error(client: Client, alice: User) -> None:
+    key_of(alice)
+    password_step(client)  # the second step waits for the key
+    deep = "[" * 100_000 + "]" * 100_000
+    for name in ("accounts:passkey-verify", "accounts:signin-key-verify"):
+        for body in (deep, '{"credential": ' + deep + "}"):
+            response = client.post(reverse(name), data=body, content_type="application/json")
+            assert response.status_code == 400, (name, response.status_code)
+            assert "error" in response.json()
