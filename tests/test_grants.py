@@ -25,8 +25,10 @@ from sessions_acl import (
     tokens,
     xep0494,
 )
+from sessions_acl.access import SessionAccess
 from sessions_acl.login import Authorization, Refusal, authorize
 from sessions_acl.models import AppPassword, AuthEvent, Client, FastToken, Grant, Revocation, Session
+from xmppauth import features
 from xmppauth.features import xep0077_register
 from xmppauth.proto.jid import JID
 from xmppauth.proto.ns import CAM, GRANT
@@ -382,23 +384,54 @@ def test_adduser_gives_a_new_account_its_first_password_which_is_no_change() -> 
     assert not AuthEvent.objects.exists()
 
 
+def _register_context(user: User, session_id: int | None, credential: str, ago: float) -> features.IqContext:
+    async def answer(reply: etree._Element) -> None:
+        raise AssertionError("handle() returns its reply")
+
+    return features.IqContext(
+        user_id=user.pk,
+        jid=JID.parse("alice@localhost/x"),
+        session_id=session_id,
+        access=SessionAccess(frozenset({"clients.manage"})),
+        state={},
+        answer=answer,
+        account_sessions=list,
+        credential=credential,
+        authenticated_ago=lambda: ago,
+    )
+
+
+_NEW_PASSWORD = etree.fromstring(
+    "<iq xmlns='jabber:client' type='set' id='pw1' from='alice@localhost/x'>"
+    "<query xmlns='jabber:iq:register'><username>alice</username><password>looking-glass</password>"
+    "</query></iq>"
+)
+
+
 @pytest.mark.django_db(transaction=True)  # the XEP-0077 door runs the ORM in a worker thread
 async def test_an_in_band_password_change_keeps_its_own_session(alice: User) -> None:
-    session_id = await sync_to_async(open_session)(
-        await sync_to_async(login)(alice, fast_request="HT-SHA-256-NONE")
-    )
-    stanza = etree.fromstring(
-        "<iq xmlns='jabber:client' type='set' id='pw1' from='alice@localhost/x'>"
-        "<query xmlns='jabber:iq:register'><username>alice</username><password>looking-glass</password>"
-        "</query></iq>"
-    )
-    reply = await xep0077_register.handle(
-        alice.pk, session_id, JID.parse("alice@localhost/x"), stanza, stanza[0]
-    )
+    session_id = await sync_to_async(open_session)(await sync_to_async(login)(alice))
+    context = _register_context(alice, session_id, "password", 5.0)
+    reply = await xep0077_register.handle(context, _NEW_PASSWORD, _NEW_PASSWORD[0])
     assert reply.get("type") == "result", etree.tostring(reply)
     await sync_to_async(changed_password)(
         alice, "wonderland", "looking-glass", actor="alice@localhost/x (XEP-0077)", except_session=session_id
     )
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(("credential", "ago"), [("fast", 5.0), ("app-password", 5.0), ("password", 3600.0)])
+async def test_a_password_change_needs_a_fresh_password_login(
+    alice: User, credential: str, ago: float
+) -> None:
+    """A stolen FAST token or app password, or a session left open for an hour, cannot lock the owner
+    out of their own password (found by an outside attack: a FAST session changed it)."""
+    context = _register_context(alice, None, credential, ago)
+    reply = await xep0077_register.handle(context, _NEW_PASSWORD, _NEW_PASSWORD[0])
+    assert reply.get("type") == "error", etree.tostring(reply)
+    assert b"not-authorized" in etree.tostring(reply)
+    assert b"fresh login with the account password" in etree.tostring(reply)
+    assert await sync_to_async(credentials.check_plain)("alice", "alice", "wonderland") == ""  # unchanged
 
 
 def test_sessions_left_open_by_a_stopped_node_are_closed_at_start(alice: User) -> None:

@@ -25,12 +25,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from django.conf import settings
 from lxml import etree
 
 from sessions_acl.access import SessionAccess
 from xmppauth.plugins import import_submodules
 from xmppauth.proto import ns
+from xmppauth.proto.errors import StanzaErrorCondition
 from xmppauth.proto.jid import JID
+from xmppauth.proto.replies import Refusal
 
 
 class AccountSession(Protocol):
@@ -60,6 +63,18 @@ class IqContext:
     # a feature that changes how the account logs in asks for a fresh password login.
     credential: str
     authenticated_ago: Callable[[], float]
+
+    def require_fresh_password(self, change: str) -> None:
+        """The one check for a request that changes how the account logs in (``change``, e.g.
+        "changing the password"): the stream logged in with the account password (not an app password
+        or a FAST token, which a thief may hold) within ``XMPP_REAUTH_SECONDS``; else a Refusal."""
+        window = float(settings.XMPP_REAUTH_SECONDS)
+        if self.credential != "password" or self.authenticated_ago() > window:
+            raise Refusal(
+                StanzaErrorCondition.NOT_AUTHORIZED,
+                f"{change} needs a fresh login with the account password (within the last "
+                f"{int(window // 60)} minutes): log in again with the password, then try again",
+            )
 
 
 Handler = Callable[[IqContext, etree._Element, etree._Element], Awaitable[None]]

@@ -1,6 +1,8 @@
 """XEP-0077 in-band registration, the part a logged-in account uses: changing its password (§3.3).
 
-Allowed to sessions holding ``clients.manage`` (checked before this runs). A new password ends every
+Allowed to sessions holding ``clients.manage`` (checked before this runs) that logged in with the account
+password within ``XMPP_REAUTH_SECONDS`` (not with a FAST token or an app password, which a thief may
+hold: ``IqContext.require_fresh_password``). A new password ends every
 other session of the account and every FAST token (``User.set_password``, the one password door); the
 session that changed it goes on. Registering new accounts and cancelling one in band are not offered.
 
@@ -16,7 +18,6 @@ from xmppauth import features
 from xmppauth.offloop import off_loop
 from xmppauth.proto import ns
 from xmppauth.proto.errors import StanzaErrorCondition
-from xmppauth.proto.jid import JID
 from xmppauth.proto.replies import Refusal, iq_error, iq_reply
 from xmppauth.proto.sasl import saslprep
 
@@ -37,9 +38,10 @@ def _change(user_id: int, password: str, actor: str, session_id: int | None) -> 
 
 
 async def handle(
-    user_id: int, session_id: int | None, account: JID, stanza: etree._Element, payload: etree._Element
+    context: features.IqContext, stanza: etree._Element, payload: etree._Element
 ) -> etree._Element:
     """Answer a jabber:iq:register get or set from the account's own session."""
+    account, user_id, session_id = context.jid, context.user_id, context.session_id
     try:
         if payload.tag != _Q_QUERY:
             raise Refusal(StanzaErrorCondition.SERVICE_UNAVAILABLE, "not a jabber:iq:register query")
@@ -62,6 +64,8 @@ async def handle(
             )
         if username.strip().lower() != (account.local or ""):
             raise Refusal(StanzaErrorCondition.BAD_REQUEST, "<username/> is not this account")
+        # A stolen FAST token or app password must not lock the owner out of their own password.
+        context.require_fresh_password("changing the password")
         if not password:
             raise Refusal(StanzaErrorCondition.NOT_ACCEPTABLE, "the new password is empty")
         try:
@@ -77,7 +81,7 @@ async def handle(
 
 
 async def _on_iq(context: features.IqContext, stanza: etree._Element, payload: etree._Element) -> None:
-    await context.answer(await handle(context.user_id, context.session_id, context.jid, stanza, payload))
+    await context.answer(await handle(context, stanza, payload))
 
 
 features.register(NS, _on_iq)

@@ -14,7 +14,6 @@ request gets here (``sessions_acl/access.py``).
 
 from __future__ import annotations
 
-from django.conf import settings
 from lxml import etree
 
 from xmppauth import features, services
@@ -24,11 +23,6 @@ from xmppauth.proto.replies import Refusal, iq_error, iq_reply
 
 _Q_SETUP = ns.qname(ns.MFA, "setup")
 _MAX_CODE = 16
-
-
-def reauth_seconds() -> float:
-    """How recent the password login must be (setting ``XMPP_REAUTH_SECONDS``, default 300)."""
-    return float(settings.XMPP_REAUTH_SECONDS)
 
 
 async def _on_setup(context: features.IqContext, stanza: etree._Element, payload: etree._Element) -> None:
@@ -46,12 +40,7 @@ async def _setup(
         raise Refusal(
             StanzaErrorCondition.BAD_REQUEST, f"expected <iq type='set'><setup xmlns='{ns.MFA}'/></iq>"
         )
-    if context.credential != "password" or context.authenticated_ago() > reauth_seconds():
-        raise Refusal(
-            StanzaErrorCondition.NOT_AUTHORIZED,
-            "enrolling a second factor needs a fresh login with the account password "
-            f"(within the last {int(reauth_seconds() // 60)} minutes): log in again, then enrol",
-        )
+    context.require_fresh_password("enrolling a second factor")
     code = (payload.text or "").strip()[:_MAX_CODE]
     reply = iq_reply(stanza, "result")
     if not code:
