@@ -23,13 +23,21 @@ def log_event(user: User | int | None, kind: str, detail: str, *, actor: str = "
     )
 
 
-def login_failed(localpart: str | None, mechanism: str, condition: str, address: str) -> None:
-    """Security log entry for a failed login of an existing account (unknown names are not kept)."""
+def login_failed(
+    localpart: str | None, mechanism: str, condition: str, address: str, *, factor_failed: str = ""
+) -> None:
+    """Security log entry for a failed login of an existing account (unknown names are not kept).
+    ``factor_failed``: the password was right and the second factor was not passed (why): the owner
+    must learn that someone has their password."""
     if localpart is None:
         return
     user_id = User.objects.filter(username=localpart).values_list("id", flat=True).first()
-    if user_id is not None:
-        log_event(user_id, AuthEvent.Kind.LOGIN_FAILED, f"{mechanism}: {condition}", address=address)
+    if user_id is None:
+        return
+    detail = f"{mechanism}: {condition}"
+    if factor_failed:
+        detail = f"{mechanism}: the password was right, the second factor was not passed: {factor_failed}"
+    log_event(user_id, AuthEvent.Kind.LOGIN_FAILED, detail, address=address)
 
 
 def on_factor_changed(

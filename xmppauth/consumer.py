@@ -532,6 +532,8 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             return
         self._taken_over = True  # once
         tasks.cancel(self._tasks)
+        if self._login is not None:
+            await self._try("logging a login left unfinished", self._login.abandoned)
         if not await self._try("leaving the router", ROUTER.session_ended, self) and ROUTER.unbind(self):
             await self._try("withdrawing its presence", ROUTER.retract_presence, self)
         if self.session_id is not None:

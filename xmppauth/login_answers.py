@@ -60,6 +60,8 @@ class Login:
         self.is_open = is_open
         self.admitted = admitted  # (grant, access, when the grant was read): the login may go on
         self._tasks: sasl2_tasks.TaskContext | None = None  # the SASL2 tasks of the current attempt
+        #: (account, mechanism) of an attempt that passed the password step and owes its second factor
+        self._owed: tuple[str, str] | None = None
 
     @property
     def factors(self) -> tuple[str, ...]:
@@ -130,6 +132,7 @@ class Login:
         if result.pending:
             # The grant, the client's record and the token come once the second factor is passed.
             self._tasks.before_success = functools.partial(self._finish_after_tasks, event)
+            self._owed = (event.localpart, event.mechanism)
         steps = await sasl2_tasks.offer(self._tasks, event, result)
         self._tasks.remaining = len(steps)
         if not steps and self._tasks.before_success is not None:  # no task after all: finish now
@@ -167,6 +170,7 @@ class Login:
     async def _finish_after_tasks(self, event: ev.Authenticated) -> tuple[SaslCondition, str] | None:
         """Every task is passed: record the client and grant, issue the FAST token asked for (XEP-0484),
         admit the login; or the condition and text that refuse it (the account went meanwhile)."""
+        self._owed = None
         agent = event.user_agent
         authorizing = time.monotonic()
         result = await services.finish_after_tasks(
@@ -191,6 +195,17 @@ class Login:
             event.mechanism,
             event.condition.value,
         )
+        owed, self._owed = self._owed, None
+        if owed is not None:  # the password was right: the owner must learn that the factor stopped it
+            why = "the client gave up" if event.condition is SaslCondition.ABORTED else event.text
+            await services.login_failed(
+                owed[0],
+                owed[1],
+                event.condition.value,
+                self.address,
+                factor_failed=why or event.condition.value,
+            )
+            return
         if event.condition is SaslCondition.ABORTED:
             return
         stream_from = self.stream.stream_from
@@ -198,6 +213,19 @@ class Login:
         await services.login_failed(
             _localpart(event.username) or localpart, event.mechanism, event.condition.value, self.address
         )
+
+    async def abandoned(self) -> None:
+        """The stream ended: a login that passed the password step and never its second factor goes to
+        the security log (someone has the password)."""
+        owed, self._owed = self._owed, None
+        if owed is not None:
+            await services.login_failed(
+                owed[0],
+                owed[1],
+                "aborted",
+                self.address,
+                factor_failed="the connection ended before an answer",
+            )
 
 
 def _localpart(username: str | None) -> str | None:

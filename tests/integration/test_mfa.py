@@ -299,3 +299,41 @@ async def test_xmppjs_stops_at_the_task_and_is_told_why(server: Server) -> None:
     [continued] = [e for e in run.of("nonza") if e["name"] == "continue"]
     assert "{urn:xmpp:sasl:2}text" in continued["children"], run.explain()  # the <text/> that says why
     assert "{urn:xmpp:sasl:2}tasks" in continued["children"], run.explain()
+
+
+def _security_log(server: Server, name: str) -> str:
+    code = (
+        "from sessions_acl.models import AuthEvent\n"
+        f"for e in AuthEvent.objects.filter(user__username={name!r}).order_by('id'): print(e.kind, e.detail)"
+    )
+    return manage(server, "shell", "-c", code)
+
+
+def test_the_owner_learns_that_someone_passed_the_password_and_not_the_factor(server: Server) -> None:
+    """A wrong code, a login given up and a connection dropped at the task are each in the account's
+    security log as what they are: someone has the password (found by an outside attack: they were
+    logged as a plain failure, or not at all)."""
+    name, _secret = enrolled(server)
+    wrong, reply = password_login(server, name)
+    assert b"<continue" in reply
+    wrong.send(f"<next xmlns='{SASL2}' task='TOTP'><totp xmlns='{MFA}'>000000</totp></next>")
+    wrong.read_until(rb"</failure>")
+    wrong.close()
+    gave_up, reply = password_login(server, name)
+    gave_up.send(f"<abort xmlns='{SASL2}'/>")
+    gave_up.read_until(rb"</failure>")
+    gave_up.close()
+    dropped, reply = password_login(server, name)
+    dropped.close()  # at the task, without a word
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        log = _security_log(server, name)
+        if "the connection ended" in log:
+            break
+        time.sleep(0.2)
+    lines = [line for line in log.splitlines() if line.startswith("login-failed")]
+    assert len(lines) == 3, log
+    assert all("the password was right, the second factor was not passed" in line for line in lines), log
+    assert "wrong code" in lines[0] or "too many wrong codes" in lines[0], log
+    assert "the client gave up" in lines[1], log
+    assert "the connection ended before an answer" in lines[2], log
