@@ -9,19 +9,35 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "xmppauth.settings")
 django_asgi_app = get_asgi_application()
 
+from asgiref.sync import sync_to_async  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.core.exceptions import SuspiciousOperation  # noqa: E402
+from django.core.handlers.exception import response_for_exception  # noqa: E402
+from django.http import HttpRequest, HttpResponseBase  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from xmppauth.consumer import StreamConsumer  # noqa: E402
 from xmppauth.transport.websocket import WebSocketTransport  # noqa: E402
+
+
+class StaticFiles(ASGIStaticFilesHandler):
+    """Django's static-file handler, answering a path that leaves the static directories (``/static/..``)
+    with 400 Bad Request instead of an internal error (it lets only Http404 through as an answer)."""
+
+    async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
+        try:
+            return await super().get_response_async(request)
+        except SuspiciousOperation as exc:
+            return await sync_to_async(response_for_exception, thread_sensitive=False)(request, exc)
+
 
 stream_application = StreamConsumer.as_asgi()  # the ``xmpp`` scope, whatever transport carries it
 
 application = ProtocolTypeRouter(
     {
         # Static files are served by the app itself so the embedded default needs no web server in front.
-        "http": ASGIStaticFilesHandler(django_asgi_app),
+        "http": StaticFiles(django_asgi_app),
         # RFC 7395: the WebSocket transport turns the route's WebSockets into ``xmpp`` scopes.
         # (Channels' URLRouter takes ASGI applications where django-stubs' path() expects views.)
         "websocket": URLRouter([path("xmpp-websocket", WebSocketTransport(stream_application))]),  # type: ignore[arg-type]

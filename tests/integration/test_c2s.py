@@ -318,6 +318,25 @@ def test_the_admin_site_is_served(server: Server) -> None:
         assert response.status == 200
 
 
+@pytest.mark.parametrize(
+    "path", ["/static/../manage.py", "/static/%2e%2e/settings.py", "/static/..%2fmanage.py"]
+)
+def test_a_static_path_out_of_the_static_files_is_a_bad_request_not_an_error(
+    server: Server, path: str
+) -> None:
+    """Found by an outside attack: Django's static handler answered these with 500 and a traceback."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.http, timeout=10)
+    conn.request("GET", path)  # sent as written: no client-side normalisation
+    response = conn.getresponse()
+    body = response.read()
+    conn.close()
+    assert response.status in (400, 404), (response.status, body[:200])
+    assert b"Traceback" not in body
+    assert b"SECRET" not in body
+
+
 def test_the_self_signed_certificate_names_the_domain(server: Server) -> None:
     ctx = ssl.create_default_context(cafile=str(server.cert))
     import socket
