@@ -355,3 +355,31 @@ def test_throttled_attempts_are_not_checked(client: Client, alice: User, monkeyp
     monkeypatch.setattr(password_step_module, "authenticate", lambda *a, **k: checked.append("x"))
     password_step(client)
     assert checked == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_wrong_passwords_sent_at_once_take_turns(alice: User) -> None:
+    """Found by an outside attack: 40 wrong passwords posted at once were all checked. Now attempts on
+    one name take turns; the burst gets no more checks than FREE + a few, whatever its size."""
+    import threading
+
+    from django.db import connections
+
+    barrier = threading.Barrier(16)
+    replies: list[str] = []
+
+    def attempt(n: int) -> None:
+        client = Client(REMOTE_ADDR=f"10.0.0.{n}")  # one address each: only the name's count applies
+        barrier.wait(timeout=30)
+        replies.append(text(password_step(client, "alice", f"guess-{n}")))
+        connections.close_all()
+
+    threads = [threading.Thread(target=attempt, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    checked = sum("Wrong username or password" in reply for reply in replies)
+    assert len(replies) == 16
+    assert 1 <= checked <= password_step_module.FREE["user"] + 1, checked
+    assert checked + sum("Too many failed attempts" in reply for reply in replies) == 16
