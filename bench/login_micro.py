@@ -19,7 +19,9 @@ import inspect
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import fields, replace
+from typing import Any
 
 tree = os.path.abspath(sys.argv[1])
 K = int(sys.argv[2])
@@ -41,7 +43,7 @@ pid = os.getpid()
 UNDER = bool(os.environ.get("UNDER_CG"))
 
 
-def seg(name, fn):
+def seg(name: str, fn: Callable[[], object]) -> None:
     for _ in range(3):
         fn()
     if UNDER:
@@ -53,7 +55,12 @@ def seg(name, fn):
     print("segment", name, flush=True)
 
 
-kw = dict(credential_id="", mechanism="SCRAM-SHA-1", user_agent_id=None, address="127.0.0.1")
+kw: dict[str, Any] = {
+    "credential_id": "",
+    "mechanism": "SCRAM-SHA-1",
+    "user_agent_id": None,
+    "address": "127.0.0.1",
+}
 if "tasks" in inspect.signature(login.authorize).parameters:
     kw["tasks"] = False
 res = login.authorize("benchuser", **kw)  # the first login makes the client row
@@ -66,5 +73,6 @@ seg("noop", lambda: None)
 seg("convert_query", lambda: cur.convert_query(sql))
 seg("password_login", lambda: loginreads.password_login("benchuser", "", now))
 seg("authorize", lambda: login.authorize("benchuser", **kw))
-if "second_factors" in {f.name for f in fields(res)}:
-    seg("replace", lambda: replace(res, second_factors=(), token_request=None))
+if isinstance(res, login.Authorization) and "second_factors" in {f.name for f in fields(res)}:
+    authorization = res
+    seg("replace", lambda: replace(authorization, second_factors=(), token_request=None))
