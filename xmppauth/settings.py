@@ -153,6 +153,10 @@ LOGIN_URL = "accounts:sign-in"
 SESSION_COOKIE_AGE = 8 * 3600
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True  # the portal's script reads the token from the page (<meta name="csrf-token">)
+# Served over HTTPS (directly or behind a proxy that terminates TLS): the browser sends the session and CSRF
+# cookies only over HTTPS. Off by default: the embedded default serves plain HTTP on localhost.
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _env_bool("XMPP_WEB_SECURE_COOKIES", False)
 AUTH_PASSWORD_VALIDATORS: list[dict[str, str]] = []
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -3,6 +3,7 @@ code, cancel and back, expiry, ``next=``, the password throttle, sign-out, and t
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -383,3 +384,21 @@ def test_wrong_passwords_sent_at_once_take_turns(alice: User) -> None:
     assert len(replies) == 16
     assert 1 <= checked <= password_step_module.FREE["user"] + 1, checked
     assert checked + sum("Too many failed attempts" in reply for reply in replies) == 16
+
+
+@pytest.mark.parametrize(("value", "secure"), [("", False), ("true", True), ("0", False)])
+def test_the_cookies_travel_only_over_https_when_told_to(value: str, secure: bool) -> None:
+    """XMPP_WEB_SECURE_COOKIES, read at start-up (a fresh interpreter per value); the CSRF cookie is never
+    readable by scripts (the page carries the token)."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XMPP_")} | {
+        "XMPP_WEB_SECURE_COOKIES": value
+    }
+    code = (
+        "from xmppauth import settings as s; "
+        "print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.CSRF_COOKIE_HTTPONLY, s.SESSION_COOKIE_HTTPONLY)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [str(secure), str(secure), "True", "True"]
