@@ -13,7 +13,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 # Where Debian's Chromium is, how it is launched and its virtual authenticator, as for the XMPP web
 # client's browser tests.
-from tests.integration.test_browser_xmpp_webauthn import CHROMIUM, CHROMIUM_ARGS, Authenticator
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS, Authenticator
 from tests.web.conftest import alice, portal_settings  # noqa: F401  (fixtures, shared with tests/web)
 
 if not CHROMIUM.exists():

@@ -10,33 +10,21 @@ Chromium comes from Debian (/usr/bin/chromium), never from ``playwright install`
 
 from __future__ import annotations
 
-import base64
 import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS, Authenticator, b64
 from tests.integration.server import ACCOUNTS, Server, running_server
 from tests.integration.test_grants import manage
 from tests.integration.test_mfa import enrolled, fresh_code
 from tests.integration.test_webauthn_task import PASSWORD, origin, with_key
 from xmppauth.client.softkey import SoftKey, unb64url
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 LOGIN_DEADLINE_MS = 30_000  # the page gives up on a silent server after 30 s per answer itself
 
 pytestmark = [
@@ -75,53 +63,6 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
         yield ctx
     finally:
         ctx.close()
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def cdp_credential(key: SoftKey) -> dict[str, Any]:
-    """The software key as CDP's WebAuthn.Credential: standard base64, the private key as PKCS#8 DER."""
-    private = serialization.load_pem_private_key(key.private_key.encode(), password=None)
-    der = private.private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return {
-        "credentialId": _b64(unb64url(key.credential_id)),
-        "isResidentCredential": True,
-        "rpId": key.rp_id,
-        "privateKey": _b64(der),
-        "userHandle": _b64(unb64url(key.user_handle)),
-        "signCount": key.sign_count,
-    }
-
-
-class Authenticator:
-    """A virtual CTAP2 platform authenticator on one page, holding ``key`` if one is given."""
-
-    def __init__(self, context: BrowserContext, page: Page, key: SoftKey | None) -> None:
-        self.cdp = context.new_cdp_session(page)
-        self.cdp.send("WebAuthn.enable", {"enableUI": False})
-        options = {
-            "protocol": "ctap2",
-            "transport": "internal",
-            "hasResidentKey": True,
-            "hasUserVerification": True,
-            "isUserVerified": True,
-            "automaticPresenceSimulation": True,
-        }
-        self.id = str(
-            self.cdp.send("WebAuthn.addVirtualAuthenticator", {"options": options})["authenticatorId"]
-        )
-        if key is not None:
-            self.cdp.send(
-                "WebAuthn.addCredential", {"authenticatorId": self.id, "credential": cdp_credential(key)}
-            )
-
-    def credentials(self) -> list[dict[str, Any]]:
-        found = self.cdp.send("WebAuthn.getCredentials", {"authenticatorId": self.id})
-        return list(found["credentials"])
 
 
 def open_client(page: Page, server: Server) -> None:
@@ -178,7 +119,7 @@ def test_the_page_logs_in_with_the_security_key_in_the_browser(
     assert page.get_by_role("log").get_attribute("data-outcome") == "success"
     # the browser's authenticator signed with the server's credential, and its counter moved on
     [credential] = authenticator.credentials()
-    assert credential["credentialId"] == _b64(unb64url(key.credential_id))
+    assert credential["credentialId"] == b64(unb64url(key.credential_id))
     assert credential["signCount"] == key.sign_count + 1
     record = ended_sessions(server, name)
     assert "SCRAM-SHA-256+X-WEBAUTHN" in record, record
