@@ -41,3 +41,9 @@ factor_changed = Signal()
 #: ``detail`` (which step and factor, "web sign-in: password+totp"; never a secret) and ``address``
 #: (the client's).
 web_signin = Signal()
+
+#: Sent by the web portal when an account's policy for XMPP password logins
+#: (``User.xmpp_password_login``) changes, inside the transaction that stores it; arguments ``user``,
+#: ``old`` and ``new`` (:class:`accounts.models.PasswordLogin` values) and ``actor`` (who did it, for
+#: the security log).
+policy_changed = Signal()

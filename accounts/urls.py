@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from .views import factors, reauth, signin, webauthn
+from .views import account, apppasswords, factors, reauth, signin, webauthn
 
 app_name = "accounts"
 
@@ -55,4 +55,13 @@ urlpatterns = [
     path("account/security/keys/add/verify/", webauthn.key_add_verify, name="key-add-verify"),
     path("account/security/keys/<int:pk>/rename/", factors.key_rename, name="key-rename"),
     path("account/security/keys/<int:pk>/remove/", factors.key_remove, name="key-remove"),
+    path("account/app-passwords/", apppasswords.app_passwords_list, name="app-passwords"),
+    path("account/app-passwords/new/", apppasswords.app_password_create, name="app-password-create"),
+    path(
+        "account/app-passwords/<int:pk>/revoke/",
+        apppasswords.app_password_revoke,
+        name="app-password-revoke",
+    ),
+    path("account/password/", account.password_change, name="password"),
+    path("account/policy/", account.policy, name="policy"),
 ]

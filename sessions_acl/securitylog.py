@@ -55,3 +55,11 @@ def on_web_signin(
     """Receiver of :data:`accounts.signals.web_signin` (connected in ``apps.py``): a web sign-in, or a
     refused attempt, with where it came from."""
     log_event(user, AuthEvent.Kind.LOGIN if ok else AuthEvent.Kind.LOGIN_FAILED, detail, address=address)
+
+
+def on_policy_changed(
+    sender: object, *, user: User, old: str, new: str, actor: str = "", **kwargs: object
+) -> None:
+    """Receiver of :data:`accounts.signals.policy_changed` (connected in ``apps.py``): the account's
+    policy for XMPP password logins changed, in the security log with who did it."""
+    log_event(user, AuthEvent.Kind.POLICY_CHANGED, f"XMPP password logins: {old} → {new}", actor=actor)

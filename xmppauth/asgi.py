@@ -10,13 +10,16 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "xmppauth.settings")
 django_asgi_app = get_asgi_application()
 
 from asgiref.sync import sync_to_async  # noqa: E402
+from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.core.exceptions import SuspiciousOperation  # noqa: E402
 from django.core.handlers.exception import response_for_exception  # noqa: E402
 from django.http import HttpRequest, HttpResponseBase  # noqa: E402
 from django.urls import path  # noqa: E402
 
+from sessions_acl.portal_live import SessionsLiveConsumer  # noqa: E402
 from xmppauth.consumer import StreamConsumer  # noqa: E402
 from xmppauth.transport.websocket import WebSocketTransport  # noqa: E402
 
@@ -34,13 +37,22 @@ class StaticFiles(ASGIStaticFilesHandler):
 
 stream_application = StreamConsumer.as_asgi()  # the ``xmpp`` scope, whatever transport carries it
 
+# The sessions page's live updates (sessions_acl/portal_live.py): the portal's session cookie says who
+# it is; only from a page of this site (Origin against ALLOWED_HOSTS).
+sessions_live = AllowedHostsOriginValidator(AuthMiddlewareStack(SessionsLiveConsumer.as_asgi()))
+
 application = ProtocolTypeRouter(
     {
         # Static files are served by the app itself so the embedded default needs no web server in front.
         "http": StaticFiles(django_asgi_app),
         # RFC 7395: the WebSocket transport turns the route's WebSockets into ``xmpp`` scopes.
         # (Channels' URLRouter takes ASGI applications where django-stubs' path() expects views.)
-        "websocket": URLRouter([path("xmpp-websocket", WebSocketTransport(stream_application))]),  # type: ignore[arg-type]
+        "websocket": URLRouter(
+            [
+                path("xmpp-websocket", WebSocketTransport(stream_application)),  # type: ignore[arg-type]
+                path("account/sessions/live", sessions_live),
+            ]
+        ),
         "xmpp": stream_application,
     }
 )

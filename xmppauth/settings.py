@@ -244,3 +244,5 @@ XMPP_WEBAUTHN_ORIGINS = _env_list("XMPP_WEBAUTHN_ORIGINS", f"https://{XMPP_WEBAU
 XMPP_WEBAUTHN_USER_VERIFICATION = os.environ.get("XMPP_WEBAUTHN_USER_VERIFICATION", "preferred").strip()
 # How long a ceremony's challenge stays valid, in seconds (the browser's timeout too)
 XMPP_WEBAUTHN_TIMEOUT_SECONDS = _env_int("XMPP_WEBAUTHN_TIMEOUT_SECONDS", 120, minimum=10)
+# The portal's sessions page: how often its live connection looks for sessions that started or ended
+XMPP_PORTAL_LIVE_SECONDS = _env_int("XMPP_PORTAL_LIVE_SECONDS", 2, minimum=1)

@@ -20,6 +20,7 @@ from django_otp.models import Device
 
 from ..forms import SignInForm
 from ..models import User
+from .account import overview
 from .codes import LOG_NAMES, CodeForms
 from .guard import (
     PortalRequest,
@@ -70,6 +71,7 @@ def _dashboard(request: PortalRequest) -> HttpResponse:
             "jid": jid(user),
             "factor_count": len(factors_of(user)),
             "needs_factor": needs_factor(user),
+            **overview(user),
         },
     )
 

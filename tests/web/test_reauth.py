@@ -16,16 +16,21 @@ from tests.web.conftest import PROTECTED, Clock, app_of, assertion, code_of, key
 READING = {
     "accounts:home",
     "accounts:security",
+    "accounts:app-passwords",
     "accounts:reauth",
     "accounts:reauth-key-options",
     "accounts:reauth-key-verify",
     "security-log",
+    "sessions",
 }
 CHANGES = [name for name in PROTECTED if name not in READING]
 #: Where a change that only answers a page's script comes back to.
 BACK = {
     "accounts:key-add-options": "/account/security/keys/add/",
     "accounts:key-add-verify": "/account/security/keys/add/",
+    "session-end": "/account/sessions/",
+    "client-revoke": "/account/sessions/",
+    "sign-out-others": "/account/sessions/",
 }
 
 
@@ -35,8 +40,15 @@ def test_the_changes_are_all_there() -> None:
         "accounts:recovery-generate",
         "accounts:key-remove",
         "accounts:key-rename",
+        "accounts:app-password-create",
+        "accounts:app-password-revoke",
+        "accounts:password",
+        "accounts:policy",
+        "session-end",
+        "client-revoke",
+        "sign-out-others",
     } <= set(CHANGES)
-    assert len(CHANGES) == 10
+    assert len(CHANGES) == 17
 
 
 @pytest.fixture
