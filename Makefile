@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 XMPPJS := tests/interop/xmppjs
 
-.PHONY: setup serve check lint types test clean
+.PHONY: setup serve check lint types test clean screenshots
 
 setup: $(STAMP) $(XMPPJS)/node_modules chromium
 
@@ -48,6 +48,10 @@ test: setup
 	$(VENV)/bin/pytest
 
 check: lint types test
+
+# The README's screenshots (docs/screenshots/), taken by the browser tests in Chromium.
+screenshots: setup
+	XMPP_SAVE_SCREENSHOTS=1 $(VENV)/bin/pytest -q tests/browser/test_sessions_live.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -86,6 +86,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "xmppauth.security_headers.SecurityHeadersMiddleware",  # Content-Security-Policy (docs/deploy.md)
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -157,6 +158,54 @@ CSRF_COOKIE_HTTPONLY = True  # the portal's script reads the token from the page
 # Served over HTTPS (directly or behind a proxy that terminates TLS): the browser sends the session and CSRF
 # cookies only over HTTPS. Off by default: the embedded default serves plain HTTP on localhost.
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _env_bool("XMPP_WEB_SECURE_COOKIES", False)
+# --- Security headers and HTTPS (docs/deploy.md) -----------------------------------------------------
+# Every HTTP answer carries this Content-Security-Policy (xmppauth/security_headers.py): no 'unsafe-inline',
+# so no template may carry an inline script, style attribute or event handler. 'self' in connect-src
+# covers the pages' own ws:// and wss:// connections (CSP Level 3).
+XMPP_WEB_CSP = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'"],
+    "img-src": ["'self'", "data:"],
+    "connect-src": ["'self'"],
+    "font-src": ["'self'"],
+    "object-src": ["'none'"],
+    "base-uri": ["'none'"],
+    "form-action": ["'self'"],
+    "frame-ancestors": ["'none'"],
+}
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# The production switch: browsers reach the portal over HTTPS (this process serves plain HTTP; a proxy in
+# front of it terminates TLS). Secure cookies, HSTS (sent even when the proxy does not say the request
+# was HTTPS: the browser's side of the proxy is), and the https:// origins of ALLOWED_HOSTS trusted for
+# CSRF (a proxy that does not pass X-Forwarded-Proto makes Django see http://, and the browser's Origin
+# is https://).
+XMPP_WEB_HTTPS = _env_bool("XMPP_WEB_HTTPS", False)
+# Opt-in: the request header by which the TLS proxy says the browser used HTTPS, e.g. X-Forwarded-Proto
+# (value "https"). Only when the proxy always sets it (overwriting what the client sent) and this process
+# is reachable through the proxy alone: anyone who can reach it directly could claim HTTPS with it.
+_proxy_ssl_header = os.environ.get("XMPP_WEB_PROXY_SSL_HEADER", "").strip()
+SILENCED_SYSTEM_CHECKS: list[str] = []
+if XMPP_WEB_HTTPS:
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = _env_int("XMPP_WEB_HSTS_SECONDS", 365 * 24 * 3600, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("XMPP_WEB_HSTS_SUBDOMAINS", True)
+    CSRF_TRUSTED_ORIGINS = [
+        f"https://{'*' if host.startswith('.') else ''}{host}" for host in ALLOWED_HOSTS if host != "*"
+    ]
+    # security.W021 (no HSTS preload): preloading is a decision for the whole registered domain (its apex
+    # must send the header, and leaving the browsers' lists takes months), not one this server can make.
+    SILENCED_SYSTEM_CHECKS.append("security.W021")
+    if _proxy_ssl_header:
+        SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https")
+        SECURE_SSL_REDIRECT = True
+    else:
+        # security.W008 (no SECURE_SSL_REDIRECT): without the proxy's header every request looks like plain
+        # HTTP here, so redirecting would loop; the TLS proxy redirects http:// to https:// instead.
+        SILENCED_SYSTEM_CHECKS.append("security.W008")
 AUTH_PASSWORD_VALIDATORS: list[dict[str, str]] = []
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

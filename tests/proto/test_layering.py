@@ -78,13 +78,42 @@ def test_every_core_module_says_what_it_is_on_its_first_line() -> None:
         assert len(first) > 10, path
 
 
+#: The portal's web layer: views and URLs, above both apps (they show grants, sessions and factors side by
+#: side and call the doors of both). Nothing below them imports them.
+WEB_LAYER = ("accounts/views/", "accounts/urls.py", "sessions_acl/views.py", "sessions_acl/urls.py",
+             "sessions_acl/portal_live.py")  # fmt: skip
+
+
+def _web(path: Path) -> bool:
+    return str(path.relative_to(ROOT)).startswith(WEB_LAYER)
+
+
 def test_accounts_import_nothing_of_grants_and_sessions() -> None:
     """accounts sits below sessions_acl: a password change is announced (accounts.signals), and
-    sessions_acl reacts. Migrations included: they are code of the app too."""
-    files = sorted((ROOT / "accounts").rglob("*.py"))
+    sessions_acl reacts. Migrations included: they are code of the app too. The portal's views are
+    the web layer above both (:data:`WEB_LAYER`)."""
+    files = sorted(path for path in (ROOT / "accounts").rglob("*.py") if not _web(path))
     assert any(path.name == "models.py" for path in files)
+    assert not any(path.name == "apppasswords.py" for path in files)  # the views are left out, not missed
     for path in files:
         upward = {name for name in _imports(path) if name.split(".")[0] in ("sessions_acl", "xmppauth")}
         # below accounts: the pure core; beside it: the project's database set-up (for commands)
         allowed = {name for name in upward if name.startswith("xmppauth.proto") or name == "xmppauth.dbsetup"}
         assert upward <= allowed, f"{path.relative_to(ROOT)} imports {sorted(upward - allowed)}"
+
+
+def test_nothing_below_the_web_layer_imports_it() -> None:
+    """The apps' models, flows and commands, and the XMPP server, never import the portal's views."""
+    web_modules = {
+        "accounts.views",
+        "accounts.urls",
+        "sessions_acl.views",
+        "sessions_acl.urls",
+        "sessions_acl.portal_live",
+    }
+    for app in ("accounts", "sessions_acl", "xmppauth"):
+        for path in sorted((ROOT / app).rglob("*.py")):
+            if _web(path) or path.name in ("urls.py", "asgi.py", "admin_site.py"):
+                continue  # the project's URLconf, ASGI routing and admin site wire the web layer in
+            found = {name for name in _imports(path) if name.startswith(tuple(web_modules))}
+            assert not found, f"{path.relative_to(ROOT)} imports the web layer: {sorted(found)}"
