@@ -125,18 +125,36 @@ def changes(user_id: int, before: Look | None, now: Look) -> dict[str, Any] | No
     }
 
 
+#: Open live pages per account in this process, and the most one account may hold open at once.
+_open: dict[int, int] = {}
+MAX_PAGES_PER_ACCOUNT = 10
+
+
 class SessionsLiveConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]  # channels ships no type hints
-    """One open sessions page: refused unless signed in and verified; then pushes what changes."""
+    """One open sessions page: refused unless signed in and verified; then pushes what changes. The page
+    sends nothing: whatever it sends is ignored. Its watcher is cancelled however the socket ends (an outside
+    attack found that a frame the JSON decoder refused crashed the consumer and left the watcher polling)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.watchers: set[asyncio.Task[Any]] = set()
+        self.user_id: int | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._stop()
 
     async def connect(self) -> None:
-        self.watchers: set[asyncio.Task[Any]] = set()
         session = self.scope.get("session")
         user = self.scope.get("user", AnonymousUser())
         verified = await off_loop(verified_user)(user, session) if session is not None else None
-        if verified is None:
+        if verified is None or _open.get(verified.pk, 0) >= MAX_PAGES_PER_ACCOUNT:
             await self.close()  # before accept(): the handshake is refused (HTTP 403)
             return
         self.user_id = verified.pk
+        _open[verified.pk] = _open.get(verified.pk, 0) + 1
         await self.accept()
         tasks.start(
             self.watch(session),
@@ -144,8 +162,21 @@ class SessionsLiveConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]  #
             group=self.watchers,
         )
 
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """The page has nothing to say: frames are ignored, never decoded."""
+
     async def disconnect(self, code: int) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
         tasks.cancel(self.watchers)
+        if self.user_id is not None:
+            left = _open.get(self.user_id, 1) - 1
+            if left > 0:
+                _open[self.user_id] = left
+            else:
+                _open.pop(self.user_id, None)
+            self.user_id = None
 
     async def watch(self, session: SessionBase) -> None:
         """Look, push what changed, wait; until the socket closes (the task is cancelled) or the portal
@@ -153,11 +184,14 @@ class SessionsLiveConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]  #
         before: Look | None = None
         while True:
             try:
-                now = await off_loop(look)(self.user_id, session)
+                user_id = self.user_id
+                if user_id is None:
+                    return
+                now = await off_loop(look)(user_id, session)
                 if not now.signed_in:
                     await self.close(code=SIGNED_OUT)
                     return
-                message = await off_loop(changes)(self.user_id, before, now)
+                message = await off_loop(changes)(user_id, before, now)
                 if message is not None:
                     await self.send_json(message)
                 before = now

@@ -224,6 +224,8 @@ class LogFilter(forms.Form):
         since, until = data.get("since"), data.get("until")
         if since and until and since > until:
             raise forms.ValidationError("The first day is after the last day: swap them.")
+        if until and until >= date.max:  # the day after it, where the filter ends, is past any calendar
+            data["until"] = None
         return data
 
 

@@ -11,18 +11,27 @@ django_asgi_app = get_asgi_application()
 
 from asgiref.sync import sync_to_async  # noqa: E402
 from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.generic.websocket import AsyncWebsocketConsumer  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.core.exceptions import SuspiciousOperation  # noqa: E402
 from django.core.handlers.exception import response_for_exception  # noqa: E402
 from django.http import HttpRequest, HttpResponseBase  # noqa: E402
-from django.urls import path  # noqa: E402
+from django.urls import path, re_path  # noqa: E402
 
 from sessions_acl.portal_live import SessionsLiveConsumer  # noqa: E402
 from xmppauth.consumer import StreamConsumer  # noqa: E402
 from xmppauth.security_headers import SecurityHeadersASGI  # noqa: E402
 from xmppauth.transport.websocket import WebSocketTransport  # noqa: E402
+
+
+class NoSuchWebSocket(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels ships no type hints
+    """A WebSocket to a path nobody serves: refused at the handshake (HTTP 403), where Channels' router
+    would raise and log an internal error for each one (found by an outside attack)."""
+
+    async def connect(self) -> None:
+        await self.close()
 
 
 class StaticFiles(ASGIStaticFilesHandler):
@@ -52,6 +61,7 @@ application = ProtocolTypeRouter(
             [
                 path("xmpp-websocket", WebSocketTransport(stream_application)),  # type: ignore[arg-type]
                 path("account/sessions/live", sessions_live),
+                re_path(r"", NoSuchWebSocket.as_asgi()),  # anything else: refused, not an error
             ]
         ),
         "xmpp": stream_application,

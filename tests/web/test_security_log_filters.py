@@ -122,3 +122,10 @@ def test_without_filters_it_shows_everything(signed_in: Client) -> None:
     for detail in ("phone logged in", "wrong password", "client old phone", "laptop logged in"):
         assert detail in shown
     assert "Show everything" not in shown
+
+
+def test_the_last_day_of_the_calendar_is_a_last_day_like_any_other(client: Client, alice: User) -> None:
+    """Found by an outside attack: until=9999-12-31 was an internal error (the day after it overflowed)."""
+    signed_in_as(client, alice)
+    for query in ("until=9999-12-31", "since=9999-12-31&until=9999-12-31", "since=0001-01-01"):
+        assert client.get(f"/account/log/?{query}").status_code == 200, query

@@ -8,6 +8,7 @@ login, ``records.open_session`` for the bound stream, ``records.close_session`` 
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from datetime import timedelta
@@ -454,3 +455,61 @@ async def test_it_closes_when_the_portal_session_ends(alice: User) -> None:
     assert (await communicator.receive_json_from(timeout=5))["snapshot"] is True
     await db(lambda: SessionStore(session_key=cookie).delete())()
     assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
+
+
+def _watchers() -> list[asyncio.Task[Any]]:
+    return [
+        t for t in asyncio.all_tasks() if t.get_name().startswith("portal live sessions") and not t.done()
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("live_settings")
+async def test_whatever_the_page_sends_its_watcher_ends_with_the_socket(alice: User) -> None:
+    """Found by an outside attack: a frame the JSON decoder refused crashed the consumer and left its
+    watcher polling the database for as long as the portal session lived (thousands of them pinned the
+    server). Frames are ignored now, and the watcher ends however the socket does."""
+    cookie = await db(lambda: cookie_of(signed_in_as(Client(), alice)))()
+    communicator = socket(cookie)
+    assert (await communicator.connect())[0]
+    assert (await communicator.receive_json_from(timeout=5))["snapshot"] is True
+    assert len(_watchers()) == 1
+    await communicator.send_to(text_data="not json")
+    await communicator.send_to(bytes_data=b"\x00\xff")
+    assert await communicator.receive_nothing(timeout=0.2)  # ignored: still open, nothing said
+    await communicator.disconnect()
+    await asyncio.sleep(0.05)
+    assert _watchers() == []
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("live_settings")
+async def test_an_account_holds_a_bounded_number_of_live_pages(alice: User) -> None:
+    from sessions_acl.portal_live import MAX_PAGES_PER_ACCOUNT
+
+    cookie = await db(lambda: cookie_of(signed_in_as(Client(), alice)))()
+    pages = [socket(cookie) for _ in range(MAX_PAGES_PER_ACCOUNT)]
+    for page in pages:
+        assert (await page.connect())[0]
+    extra = socket(cookie)
+    assert not (await extra.connect())[0]  # one more is refused
+    await pages[0].disconnect()
+    await asyncio.sleep(0.05)
+    again = socket(cookie)
+    assert (await again.connect())[0]  # a closed page frees its place
+    for page in [*pages[1:], again]:
+        await page.disconnect()
+    await asyncio.sleep(0.05)
+    assert _watchers() == []
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("path", ["/nope", "/account/sessions/live/../../x", "/xmpp-websocket/extra", "/"])
+async def test_a_websocket_to_a_path_nobody_serves_is_refused_not_an_error(path: str, caplog: Any) -> None:
+    from xmppauth.asgi import application
+
+    communicator = WebsocketCommunicator(application, path, headers=[ORIGIN])
+    connected, _ = await communicator.connect()
+    assert not connected
+    assert "Traceback" not in caplog.text
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
