@@ -98,6 +98,10 @@ class HasFactorFilter(admin.SimpleListFilter):
         return queryset
 
 
+#: What an operator may change about an account that the security log must say (accounts.signals).
+ACCOUNT_FIELDS = ("username", "is_active", "is_staff", "is_superuser")
+
+
 @admin.register(User)
 class AccountAdmin(UserAdmin[User]):
     list_display = (
@@ -138,9 +142,23 @@ class AccountAdmin(UserAdmin[User]):
 
     def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
         """Saved as Django's admin does; a new policy for XMPP password logins is announced as the
-        portal announces it (:data:`accounts.signals.policy_changed`), with the operator as actor."""
+        portal announces it (:data:`accounts.signals.policy_changed`), and a change of name, of active or
+        staff status, or a new account (:data:`accounts.signals.account_changed`), with the operator as
+        actor."""
         with transaction.atomic():
             super().save_model(request, obj, form, change)
+            watched = [name for name in ACCOUNT_FIELDS if not change or name in form.changed_data]
+            if watched:
+                signals.account_changed.send(
+                    sender=User,
+                    user=obj,
+                    changes={
+                        name: (form.initial.get(name) if change else None, getattr(obj, name))
+                        for name in watched
+                    },
+                    created=not change,
+                    actor=admin_actor(request),
+                )
             if change and "xmpp_password_login" in form.changed_data:
                 signals.policy_changed.send(
                     sender=User,

@@ -47,3 +47,10 @@ web_signin = Signal()
 #: ``old`` and ``new`` (:class:`accounts.models.PasswordLogin` values) and ``actor`` (who did it, for
 #: the security log).
 policy_changed = Signal()
+
+#: Sent when an operator changes who an account is or what it may do (the admin site), inside the
+#: transaction that stores it; arguments ``user``, ``changes`` (field name -> (old, new), among
+#: ``username``, ``is_active``, ``is_staff``, ``is_superuser``; for a new account, every one of them with
+#: ``None`` as old), ``created`` and ``actor``. The apps above write the security log and end the
+#: account's sessions when it is disabled, renamed (its JID changes) or loses staff rights.
+account_changed = Signal()

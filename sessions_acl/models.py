@@ -189,6 +189,7 @@ class AuthEvent(models.Model):
         PASSWORD_CHANGED = "password-changed", "Password changed"
         POLICY_CHANGED = "policy-changed", "Login policy changed"
         FACTOR_CHANGED = "factor-changed", "Second factor enrolled or removed"
+        ACCOUNT_CHANGED = "account-changed", "Account changed by an operator"
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.CASCADE, related_name="auth_events"

@@ -251,7 +251,13 @@ def change_grant_scopes(grant_id: int, scopes: list[str], *, actor: str, user: U
 
 
 def end_user_sessions(
-    user: User, *, actor: str, reason: str = "", except_session: int | None = None, text: str = ""
+    user: User,
+    *,
+    actor: str,
+    reason: str = "",
+    except_session: int | None = None,
+    text: str = "",
+    username: str = "",
 ) -> None:
     """End every session of the account (but ``except_session``) and kill all its FAST tokens.
 
@@ -271,7 +277,7 @@ def end_user_sessions(
                 actor=actor,
             )
         revocation = Revocation.objects.create(
-            username=user.username, all_sessions=True, except_session=except_session, text=text
+            username=username or user.username, all_sessions=True, except_session=except_session, text=text
         )
         _publish_on_commit(revocation)
 
@@ -296,3 +302,33 @@ def on_password_changed(sender: object, *, user: User, change: PasswordChange, *
             except_session=change.except_session,
             text=f"the account password was changed{_describe(change.actor)}",
         )
+
+
+def on_account_changed(
+    sender: object,
+    *,
+    user: User,
+    changes: dict[str, tuple[object, object]],
+    created: bool = False,
+    actor: str = "",
+    **kwargs: object,
+) -> None:
+    """Receiver of :data:`accounts.signals.account_changed` (connected in ``apps.py``): in the security
+    log, with who did it; an account disabled, renamed (its JID changed) or no longer staff (its sessions
+    hold the admin scope) has every session and FAST token ended."""
+    shown = ", ".join(f"{name}: {old} → {new}" for name, (old, new) in changes.items())
+    log_event(user, AuthEvent.Kind.ACCOUNT_CHANGED, ("created: " if created else "") + shown, actor=actor)
+    if created:
+        return
+    ending = [
+        why
+        for name, why in (
+            ("is_active", "the account was disabled"),
+            ("username", "the account was renamed"),
+            ("is_staff", "the account is no longer staff"),
+        )
+        if name in changes and (name == "username" or not changes[name][1])
+    ]
+    if ending:
+        old_name = changes.get("username", (user.username, user.username))[0]
+        end_user_sessions(user, actor=actor, reason="; ".join(ending), username=str(old_name))

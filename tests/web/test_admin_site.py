@@ -378,6 +378,48 @@ def test_a_policy_changed_in_the_admin_is_in_the_security_log(world: World, admi
     assert (event.actor, event.detail) == (ACTOR, "XMPP password logins: allowed → off")
 
 
+def _change_account(admin_client: Any, user: User, **changes: Any) -> Any:
+    page = admin_client.get(_page(User, "change", user.pk))
+    form = page.context["adminform"].form
+    data = {name: value for name, value in form.initial.items() if value is not None and name != "password"}
+    data |= {"groups": [], "user_permissions": [], "date_joined_0": "2026-01-01", "date_joined_1": "00:00:00"}
+    for name, value in changes.items():
+        if value is False:
+            data.pop(name, None)  # an unticked box is absent from the form
+        else:
+            data[name] = value
+    return admin_client.post(_page(User, "change", user.pk), data)
+
+
+@pytest.mark.parametrize(
+    ("changes", "detail", "ends"),
+    [
+        ({"is_active": False}, "is_active: True → False", "the account was disabled"),
+        ({"username": "alice2"}, "username: alice → alice2", "the account was renamed"),
+        ({"is_staff": True}, "is_staff: False → True", ""),
+    ],
+)
+def test_an_account_changed_in_the_admin_is_logged_and_its_sessions_end_when_it_must(
+    world: World, admin_client: Any, changes: dict[str, Any], detail: str, ends: str
+) -> None:
+    """Found by an outside attack: making an account staff, renaming or disabling it in the admin left no
+    line in its security log, and a disabled account's open streams went on."""
+    alice = User.objects.get(username="alice")
+    before = Revocation.objects.count()
+    response = _change_account(admin_client, alice, **changes)
+    assert response.status_code == 302, text(response)
+    event = AuthEvent.objects.filter(kind="account-changed").get()
+    assert event.actor == ACTOR
+    assert event.user_id == alice.pk
+    assert event.detail == detail
+    ended = Revocation.objects.filter(all_sessions=True, username="alice")
+    if ends:
+        assert ended.count() == 1  # the streams of alice@… (her old name, when renamed) end
+        assert ends in ended.get().text
+    else:
+        assert Revocation.objects.count() == before
+
+
 # -- nothing past the doors -----------------------------------------------------------------------
 
 
