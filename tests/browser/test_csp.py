@@ -20,6 +20,7 @@ from playwright.sync_api import BrowserContext, ConsoleMessage, Page, expect
 
 from tests.chromium import Authenticator
 from tests.integration.server import Server, running_server
+from tests.integration.test_mfa import fresh_code, secret_of
 from xmppauth.security_headers import policy_header
 
 pytestmark = pytest.mark.integration
@@ -37,6 +38,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with running_server(tmp_path_factory.mktemp("csp")) as srv:
         done = srv.manage("adduser", "oper", "operator", "--staff")
         assert done.returncode == 0, done.stderr
+        totp = srv.manage("totp", "add", "oper")  # the admin asks every operator for a second factor
+        assert totp.returncode == 0, totp.stderr
+        OPERATOR_SECRET.append(secret_of(re.search(r"otpauth://totp/\S+", totp.stdout).group(0)))  # type: ignore[union-attr]
         yield srv
 
 
@@ -80,13 +84,21 @@ def sends_the_policy(url: str) -> bool:
         return bool(answer.headers.get("Content-Security-Policy") == policy_header())
 
 
-def sign_in(watched: Watched, server: Server, username: str, password: str) -> None:
+OPERATOR_SECRET: list[bytes] = []  # oper's authenticator app (the server fixture sets it up)
+
+
+def sign_in(
+    watched: Watched, server: Server, username: str, password: str, secret: bytes | None = None
+) -> None:
     page = watched.page
     response = watched.goto(f"http://localhost:{server.http}/")
     assert response.header_value("content-security-policy") == policy_header()
     page.get_by_label("Username", exact=True).fill(username)
     page.get_by_label("Password", exact=True).fill(password)
     page.get_by_role("button", name="Sign in", exact=True).click()
+    if secret is not None:  # the second step, with a code from the authenticator app
+        page.locator("input[name='totp-code']").fill(fresh_code(secret))
+        page.get_by_role("button", name="Confirm with this code").click()
     expect(page.get_by_text(f"Signed in as {username}@localhost")).to_be_visible()
 
 
@@ -138,7 +150,7 @@ def test_the_portal_runs_under_the_policy(
 
 def test_the_admin_runs_under_the_policy(watched: Watched, page: Page, server: Server) -> None:
     base = f"http://localhost:{server.http}"
-    sign_in(watched, server, "oper", "operator")
+    sign_in(watched, server, "oper", "operator", OPERATOR_SECRET[0])
     for path in (
         "/admin/",
         "/admin/accounts/user/",
