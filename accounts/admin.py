@@ -16,7 +16,7 @@ with it past the revocation door (deactivate it, and revoke its clients, instead
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
@@ -83,19 +83,30 @@ def _count(model: type[Any], **conditions: Any) -> Coalesce:
     return Coalesce(Subquery(rows, output_field=IntegerField()), Value(0))
 
 
-class HasFactorFilter(admin.SimpleListFilter):
-    title = "second factor"
-    parameter_name = "factor"
+class YesNoFilter(admin.SimpleListFilter):
+    """A list filter with two answers, each a lookup (``yes``, ``no``: filter arguments) under a label."""
+
+    labels: ClassVar[tuple[str, str]] = ("yes", "no")
+    yes: ClassVar[dict[str, Any]] = {}
+    no: ClassVar[dict[str, Any]] = {}
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> list[tuple[str, str]]:
-        return [("yes", "has one"), ("no", "password only")]
+        return [("yes", self.labels[0]), ("no", self.labels[1])]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if self.value() == "yes":
-            return queryset.filter(factor_count__gt=0)
+            return queryset.filter(**self.yes)
         if self.value() == "no":
-            return queryset.filter(factor_count=0)
+            return queryset.filter(**self.no)
         return queryset
+
+
+class HasFactorFilter(YesNoFilter):
+    title = "second factor"
+    parameter_name = "factor"
+    labels = ("has one", "password only")
+    yes: ClassVar[dict[str, Any]] = {"factor_count__gt": 0}
+    no: ClassVar[dict[str, Any]] = {"factor_count": 0}
 
 
 #: What an operator may change about an account that the security log must say (accounts.signals).

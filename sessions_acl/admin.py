@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib import admin, messages
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from accounts.admin import M, ReadOnlyAdmin, admin_actor, may_change
+from accounts.admin import M, ReadOnlyAdmin, YesNoFilter, admin_actor, may_change
 
 from . import revocation
 from .models import AppPassword, AuthEvent, Client, FastToken, Grant, Revocation, Session
@@ -70,36 +70,24 @@ class _RevokingAdmin(ReadOnlyAdmin[M]):
         return may_change(self, request)
 
 
-class LiveFilter(admin.SimpleListFilter):
+class LiveFilter(YesNoFilter):
     """Sessions that are live now (connected, or hibernating for a stream-management resume)."""
 
     title = "live"
     parameter_name = "live"
-
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> list[tuple[str, str]]:
-        return [("yes", "live now"), ("no", "ended")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        if self.value() == "yes":
-            return queryset.filter(ended__isnull=True)
-        if self.value() == "no":
-            return queryset.filter(ended__isnull=False)
-        return queryset
+    labels = ("live now", "ended")
+    yes: ClassVar[dict[str, Any]] = {"ended__isnull": True}
+    no: ClassVar[dict[str, Any]] = {"ended__isnull": False}
 
 
-class OnlineFilter(LiveFilter):
+class OnlineFilter(YesNoFilter):
     """Clients with a live session now (the ``online`` annotation)."""
 
     title = "online"
     parameter_name = "online"
-
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> list[tuple[str, str]]:
-        return [("yes", "online now"), ("no", "offline")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        if self.value() in ("yes", "no"):
-            return queryset.filter(online=self.value() == "yes")
-        return queryset
+    labels = ("online now", "offline")
+    yes: ClassVar[dict[str, Any]] = {"online": True}
+    no: ClassVar[dict[str, Any]] = {"online": False}
 
 
 class GrantStateFilter(admin.SimpleListFilter):
@@ -130,17 +118,12 @@ class AppPasswordStateFilter(GrantStateFilter):
     prefix = "grant__"
 
 
-class RevokedFilter(admin.SimpleListFilter):
+class RevokedFilter(YesNoFilter):
     title = "revoked"
     parameter_name = "revoked"
-
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> list[tuple[str, str]]:
-        return [("yes", "revoked"), ("no", "not revoked")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        if self.value() in ("yes", "no"):
-            return queryset.filter(revoked__isnull=self.value() == "no")
-        return queryset
+    labels = ("revoked", "not revoked")
+    yes: ClassVar[dict[str, Any]] = {"revoked__isnull": False}
+    no: ClassVar[dict[str, Any]] = {"revoked__isnull": True}
 
 
 @admin.register(Client)
