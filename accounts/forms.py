@@ -12,10 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth import password_validation
 
 from xmppauth.proto.sasl import saslprep
 
+from .lookup import BadName, localpart_from
 from .models import PasswordLogin, User
 from .webauthn import NAME_MAX
 
@@ -55,6 +57,12 @@ class SignInForm(PasswordForm):
             attrs={"autocomplete": "username", "autocapitalize": "none", "autofocus": True}
         ),
     )
+
+    @property
+    def signup_open(self) -> bool:
+        """Whether visitors may create an account here (``XMPP_WEB_SIGNUP``, read at each request):
+        the sign-in page then links to the sign-up page."""
+        return bool(settings.XMPP_WEB_SIGNUP)
 
 
 class TotpCodeForm(_PortalForm):
@@ -159,6 +167,71 @@ def _new_password_field(label: str, help_text: str = "") -> forms.CharField:
         help_text=help_text,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
+
+
+#: What a person is told of a name that is taken: nothing more (not whose, not since when).
+TAKEN = "That username is taken."
+
+
+def _xmpp_password(password: str) -> None:
+    """What XMPP needs of a password (as XEP-0077 checks): SCRAM and PLAIN take it through SASLprep
+    (RFC 4013); one it refuses could never log in over XMPP."""
+    try:
+        saslprep(password)
+    except ValueError as exc:
+        raise forms.ValidationError(
+            f"This password cannot be used over XMPP: {exc}.", code="not_saslprep"
+        ) from None
+
+
+class SignUpForm(_PortalForm):
+    """A new account (``XMPP_WEB_SIGNUP``): a username (the localpart, checked as ``manage.py
+    adduser`` and ``User.username`` check it, and not taken) and a password twice (SASLprep, and
+    Django's validators if configured). Whether the name is free is checked again when the account is
+    stored (the view): two sign-ups for one name at once get one account between them."""
+
+    username = forms.CharField(
+        label="Username",
+        max_length=150,
+        help_text="The part of your XMPP address before the @: lower case, no spaces or @ / : < > & ' \".",
+        widget=forms.TextInput(
+            attrs={"autocomplete": "username", "autocapitalize": "none", "autofocus": True}
+        ),
+    )
+    password1 = _new_password_field(
+        "Password", "Used by your XMPP clients and this site. Any characters but control characters."
+    )
+    password2 = _new_password_field("Password again")
+
+    def clean_username(self) -> str:
+        name = str(self.cleaned_data["username"]).strip()
+        try:
+            localpart = localpart_from(name)
+        except BadName as exc:  # what is wrong with it, as adduser says it
+            reason = str(exc)
+            raise forms.ValidationError(
+                f"{reason[:1].upper()}{reason[1:]}", code="invalid_localpart"
+            ) from None
+        if User.objects.filter(username__iexact=localpart).exists():
+            raise forms.ValidationError(TAKEN, code="taken")
+        return localpart
+
+    def clean_password1(self) -> str:
+        password = str(self.cleaned_data["password1"])
+        _xmpp_password(password)
+        return password
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        first, second = data.get("password1"), data.get("password2")
+        if first is not None and second is not None and first != second:
+            self.add_error("password2", forms.ValidationError("The two passwords differ.", code="mismatch"))
+        elif first is not None and "username" in data:
+            try:  # with the name, for the validators that compare the password with it
+                password_validation.validate_password(first, User(username=data["username"]))
+            except forms.ValidationError as exc:
+                self.add_error("password1", exc)
+        return data
 
 
 class PasswordChangeForm(_PortalForm):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from .views import account, apppasswords, factors, reauth, signin, webauthn
+from .views import account, apppasswords, factors, reauth, signin, signup, webauthn
 
 app_name = "accounts"
 
@@ -23,6 +23,7 @@ PUBLIC = frozenset(
         "passkey-options",
         "passkey-verify",
         "sign-out",
+        "sign-up",
     }
 )
 
@@ -36,6 +37,7 @@ urlpatterns = [
     path("signin/passkey/options/", webauthn.passkey_options, name="passkey-options"),
     path("signin/passkey/verify/", webauthn.passkey_verify, name="passkey-verify"),
     path("signout/", signin.sign_out, name="sign-out"),
+    path("signup/", signup.sign_up, name="sign-up"),  # a 404 unless XMPP_WEB_SIGNUP
     path("account/reauth/", reauth.reauth, name="reauth"),
     path("account/reauth/key/options/", webauthn.reauth_options, name="reauth-key-options"),
     path("account/reauth/key/verify/", webauthn.reauth_verify, name="reauth-key-verify"),

@@ -295,3 +295,6 @@ XMPP_WEBAUTHN_USER_VERIFICATION = os.environ.get("XMPP_WEBAUTHN_USER_VERIFICATIO
 XMPP_WEBAUTHN_TIMEOUT_SECONDS = _env_int("XMPP_WEBAUTHN_TIMEOUT_SECONDS", 120, minimum=10)
 # The portal's sessions page: how often its live connection looks for sessions that started or ended
 XMPP_PORTAL_LIVE_SECONDS = _env_int("XMPP_PORTAL_LIVE_SECONDS", 2, minimum=1)
+# Self sign-up on the portal (/signup/): visitors create their own accounts (throttled per address). Off: the
+# page is a 404 and accounts are made by an operator (manage.py adduser, the admin site).
+XMPP_WEB_SIGNUP = _env_bool("XMPP_WEB_SIGNUP", False)

@@ -143,8 +143,9 @@ def test_every_portal_url_answers_a_signed_in_account_with_the_headers(
         assert not missing_headers(response), (name, response.status_code, missing_headers(response))
 
 
-def test_no_page_of_the_portal_has_inline_code(client: Client, world: dict[str, Any]) -> None:
+def test_no_page_of_the_portal_has_inline_code(client: Client, world: dict[str, Any], settings: Any) -> None:
     """Every page a person reaches, its forms sent, scanned; every template of templates/ rendered."""
+    settings.XMPP_WEB_SIGNUP = True  # the sign-up page, off by default, is a page too
     pages: dict[str, Any] = {}
     rendered: set[str] = set()
 
@@ -178,6 +179,9 @@ def test_no_page_of_the_portal_has_inline_code(client: Client, world: dict[str, 
     visit("sign in refused", password_step(visitor, password="wrong"))
     password_step(visitor)
     visit("second step", visitor.get(reverse("accounts:signin-verify")))
+    newcomer = Client()
+    visit("sign up", newcomer.get(reverse("accounts:sign-up")))
+    visit("sign up refused", newcomer.post(reverse("accounts:sign-up"), {"username": "alice"}))
     strict = Client(enforce_csrf_checks=True)
     csrf = strict.post(reverse("accounts:sign-in"), {"username": "alice", "password": "wonderland"})
     assert csrf.status_code == 403
