@@ -51,7 +51,7 @@ check: lint types test
 
 # The README's screenshots (docs/screenshots/), taken by the browser tests in Chromium.
 screenshots: setup
-	XMPP_SAVE_SCREENSHOTS=1 $(VENV)/bin/pytest -q tests/browser/test_sessions_live.py
+	XMPP_SAVE_SCREENSHOTS=1 $(VENV)/bin/pytest -q tests/browser/test_sessions_live.py tests/browser/test_screenshots.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
