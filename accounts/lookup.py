@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.management.base import CommandError
 
 from xmppauth.proto.jid import InvalidJID, prep_localpart
+
+if TYPE_CHECKING:
+    from accounts.models import User
 
 
 class BadName(ValueError):
@@ -29,7 +35,7 @@ def localpart_from(name: str) -> str:
     return localpart
 
 
-def existing_user(name: str):  # type: ignore[no-untyped-def]
+def existing_user(name: str) -> User:
     """The account called ``name``, or :class:`BadName`."""
     from accounts.models import User
 
@@ -37,3 +43,11 @@ def existing_user(name: str):  # type: ignore[no-untyped-def]
     if user is None:
         raise BadName(f"no account {name!r}")
     return user
+
+
+def command_user(name: str) -> User:
+    """The account called ``name``, for a management command: a :class:`CommandError` that says why not."""
+    try:
+        return existing_user(name)
+    except BadName as exc:
+        raise CommandError(str(exc)) from None

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from accounts.lookup import BadName, existing_user
+from accounts.lookup import command_user
 from sessions_acl import access, app_passwords
 from sessions_acl.models import AppPassword
 from xmppauth.dbsetup import ensure_migrated
@@ -33,10 +33,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         ensure_migrated(self.stdout)
-        try:
-            user = existing_user(options["name"])
-        except BadName as exc:
-            raise CommandError(str(exc)) from None
+        user = command_user(options["name"])
         if options["action"] == "list":
             self._list(user)
             return

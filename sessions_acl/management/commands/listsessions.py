@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 
-from accounts.lookup import BadName, existing_user
+from accounts.lookup import command_user
 from sessions_acl.models import Session
 from xmppauth.dbsetup import ensure_migrated
 
@@ -23,10 +23,7 @@ class Command(BaseCommand):
         ensure_migrated(self.stdout)
         sessions = Session.objects.select_related("client", "grant").order_by("-started")
         if options["user"]:
-            try:
-                sessions = sessions.filter(user=existing_user(options["user"]))
-            except BadName as exc:
-                raise CommandError(str(exc)) from None
+            sessions = sessions.filter(user=command_user(options["user"]))
         if not options["all"]:
             sessions = sessions.filter(ended__isnull=True)
         rows = list(sessions[: max(1, options["limit"])])

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from accounts import recovery, totp, webauthn
-from accounts.lookup import BadName, existing_user
+from accounts.lookup import command_user
 from accounts.models import RecoveryCodes, TotpDevice, User, WebAuthnCredential
 from xmppauth.dbsetup import ensure_migrated
 
@@ -38,10 +38,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         ensure_migrated(self.stdout)
-        try:
-            user = existing_user(options["name"])
-        except BadName as exc:
-            raise CommandError(str(exc)) from None
+        user = command_user(options["name"])
         if options["action"] == "reset":
             with transaction.atomic():
                 removed = totp.remove_all(user, actor=ACTOR)

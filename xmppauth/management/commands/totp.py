@@ -9,7 +9,7 @@ import segno
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts import totp
-from accounts.lookup import BadName, existing_user
+from accounts.lookup import command_user
 from accounts.secretbox import SecretBoxError
 from xmppauth.dbsetup import ensure_migrated
 
@@ -35,10 +35,7 @@ class Command(BaseCommand):
         label: str = options["device_name"].strip()
         if not label or len(label) > 64:
             raise CommandError("--device-name must have 1 to 64 characters")
-        try:
-            user = existing_user(options["name"])
-        except BadName as exc:
-            raise CommandError(str(exc)) from None
+        user = command_user(options["name"])
         try:
             device, uri = totp.enrol(user, label, actor=ACTOR)
         except SecretBoxError as exc:
