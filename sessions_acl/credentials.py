@@ -10,14 +10,17 @@ logs or stores a secret.
 from __future__ import annotations
 
 import hmac
+import os
+from dataclasses import replace
 
 from django.utils import timezone
 
-from accounts import scram
+from accounts import guessing, scram
 from xmppauth.proto.sasl import ScramCredentials, derive_credentials
 from xmppauth.proto.sasl.base import TokenCandidate
 
 from . import loginreads, tokens
+from .models import Client
 
 APP_PASSWORD_PREFIX = "app:"  # noqa: S105 - a credential id prefix, not a secret
 FAST_PREFIX = "fast:"
@@ -67,6 +70,68 @@ def _alternatives(
     return result
 
 
+def _known_client(localpart: str | None, user_agent_id: str | None) -> bool:
+    """Has this client (its SASL2 user-agent id) logged in to this account with the password before,
+    and not been revoked since? Such a client is not held by the account's guessing limit."""
+    if localpart is None or not user_agent_id:
+        return False
+    return Client.objects.filter(
+        user__username=localpart,
+        user_agent_id=user_agent_id,
+        password_seen__isnull=False,
+        revoked__isnull=True,
+    ).exists()
+
+
+def _claim(localpart: str | None, username: str, address: str, user_agent_id: str | None) -> guessing.Verdict:
+    # the name as typed when it is no valid localpart: limited exactly like an account that exists
+    return guessing.claim(
+        address, localpart or username, account_exempt=lambda: _known_client(localpart, user_agent_id)
+    )
+
+
+def guarded_scram_lookup(
+    localpart: str | None, username: str, hash_name: str, address: str, user_agent_id: str | None
+) -> tuple[ScramCredentials, list[ScramCredentials], guessing.Verdict]:
+    """:func:`scram_lookup` behind the guessing limits (:mod:`accounts.guessing`).
+
+    Refused by the address: fake credentials, nothing read (the caller refuses the attempt). Held by
+    the account's limit: the account password is replaced by keys no proof can match, so that only its
+    app passwords can still succeed, and the exchange looks the same as for any other name."""
+    verdict = _claim(localpart, username, address, user_agent_id)
+    if verdict.scope == "address":
+        return scram.fake_for(username, hash_name), [], verdict
+    creds, alternatives, _ = _lookup(localpart, username, hash_name)
+    if verdict.scope == "account":
+        creds = replace(
+            creds, stored_key=os.urandom(len(creds.stored_key)), server_key=os.urandom(len(creds.server_key))
+        )
+    return creds, alternatives, verdict
+
+
+def guarded_check_plain(
+    localpart: str | None, username: str, password: str, address: str, user_agent_id: str | None
+) -> tuple[str | None, guessing.Verdict]:
+    """:func:`check_plain` behind the guessing limits: refused by the address, nothing is checked; held by
+    the account's limit, only the account's app passwords are."""
+    verdict = _claim(localpart, username, address, user_agent_id)
+    if verdict.scope == "address":
+        return None, verdict
+    found = _check_plain(localpart, username, password, app_passwords_only=verdict.scope == "account")
+    return found, verdict
+
+
+def guarded_fast_candidates(
+    localpart: str | None, user_agent_id: str | None, address: str
+) -> tuple[list[TokenCandidate], guessing.Verdict]:
+    """:func:`fast_candidates` behind the address's guessing limit (a token is far too long to guess, and
+    its owner must never be locked out of the account by someone else's guesses)."""
+    verdict = guessing.claim(address, "")
+    if verdict.refused:
+        return [], verdict
+    return fast_candidates(localpart, user_agent_id), verdict
+
+
 def check_plain(localpart: str | None, username: str, password: str) -> str | None:
     """PLAIN: which credential ``password`` is ("" account password, "app:N"), or None.
 
@@ -74,6 +139,12 @@ def check_plain(localpart: str | None, username: str, password: str) -> str | No
     the account's StoredKey and every live app password's (all of them, whatever matches first).
     Unknown accounts run the same derivation against fake credentials, so timing does not tell.
     """
+    return _check_plain(localpart, username, password)
+
+
+def _check_plain(
+    localpart: str | None, username: str, password: str, *, app_passwords_only: bool = False
+) -> str | None:
     reference, alternatives, real = _lookup(localpart, username, "SHA-256")
     try:
         derived = derive_credentials(
@@ -82,7 +153,7 @@ def check_plain(localpart: str | None, username: str, password: str) -> str | No
     except ValueError:  # not a valid SASLprep string
         return None
     found = None
-    for candidate in [reference, *alternatives]:
+    for candidate in alternatives if app_passwords_only else [reference, *alternatives]:
         if hmac.compare_digest(derived.stored_key, candidate.stored_key) and found is None:
             found = candidate.credential_id
     return found if real else None

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 
+from accounts import guessing
 from sessions_acl.access import SessionAccess
 from sessions_acl.login import Authorization, Refusal
 from xmppauth import sasl2_tasks, services
@@ -62,6 +63,9 @@ class Login:
         self._tasks: sasl2_tasks.TaskContext | None = None  # the SASL2 tasks of the current attempt
         #: (account, mechanism) of an attempt that passed the password step and owes its second factor
         self._owed: tuple[str, str] | None = None
+        #: the guessing-limit turns of the attempt being checked (accounts/guessing.py)
+        self._claim: guessing.Claim | None = None
+        self._held = False  # the attempt being checked is refused or held by a guessing limit
 
     @property
     def factors(self) -> tuple[str, ...]:
@@ -72,18 +76,22 @@ class Login:
         """Answer one of :data:`EVENTS`."""
         stream = self.stream
         if isinstance(event, ev.CredentialsNeeded):
-            creds, alternatives = await services.scram_credentials(
-                event.localpart, event.username, event.hash_name
+            creds, alternatives, verdict = await services.scram_credentials(
+                event.localpart, event.username, event.hash_name, self.address, event.user_agent_id
             )
-            if self.is_open():
-                stream.provide_credentials(creds, alternatives)
+            if self.is_open() and not self._refused(verdict):
+                stream.provide_credentials(creds, alternatives, self._limited(verdict))
         elif isinstance(event, ev.PasswordCheckNeeded):
-            credential = await services.check_password(event.localpart, event.username, event.password)
-            if self.is_open():
-                stream.password_checked(credential is not None, credential or "")
+            credential, verdict = await services.check_password(
+                event.localpart, event.username, event.password, self.address, event.user_agent_id
+            )
+            if self.is_open() and not self._refused(verdict):
+                stream.password_checked(credential is not None, credential or "", self._limited(verdict))
         elif isinstance(event, ev.TokenCheckNeeded):
-            candidates = await services.fast_candidates(event.localpart, event.user_agent_id)
-            if self.is_open():
+            candidates, verdict = await services.fast_candidates(
+                event.localpart, event.user_agent_id, self.address
+            )
+            if self.is_open() and not self._refused(verdict):
                 stream.provide_tokens(candidates)
         elif isinstance(event, ev.Authenticated):
             await self._authorize(event)
@@ -95,13 +103,34 @@ class Login:
         else:
             raise TypeError(f"not a login event: {event!r}")
 
+    def _refused(self, verdict: guessing.Verdict) -> bool:
+        """Refuse an attempt the client's address may not make now (nothing was checked); else keep its
+        claim, given back if the mechanism succeeds (a failure stays counted)."""
+        self._claim = verdict.claim
+        self._held = verdict.refused
+        if verdict.scope != "address":
+            return False
+        log.info("%s: login attempt refused unchecked: guessing limit of the address", self.peer)
+        self.stream.refuse(SaslCondition.TEMPORARY_AUTH_FAILURE, guessing.refusal_text(verdict))
+        return True
+
+    @staticmethod
+    def _limited(verdict: guessing.Verdict) -> tuple[SaslCondition, str] | None:
+        """Held by the account's limit: only app passwords are checked, and a failure says why."""
+        if verdict.scope != "account":
+            return None
+        return SaslCondition.TEMPORARY_AUTH_FAILURE, guessing.refusal_text(verdict)
+
     async def _authorize(self, event: ev.Authenticated) -> None:
         """The mechanism succeeded: find the grant this login gets (or refuse it), then tasks."""
         stream = self.stream
         agent = event.user_agent
         authorizing = time.monotonic()  # a revocation applied from now on may have been missed by the read
+        claim, self._claim = self._claim, None
+        self._held = False
         result = await services.authorize(
             event.localpart,
+            claim=claim,
             credential_id=event.credential_id,
             mechanism=event.mechanism,
             user_agent_id=agent.id if agent is not None else None,
@@ -188,6 +217,11 @@ class Login:
         return None
 
     async def _failed(self, event: ev.AuthFailed) -> None:
+        self._claim = None  # a failure stays counted
+        held, self._held = self._held, False
+        if held:  # refused or held by a guessing limit: no row per attempt (the checked ones are there)
+            log.info("%s: login attempt as %r held by the guessing limit", self.peer, event.username)
+            return
         log.info(
             "%s failed to authenticate as %r with %s: %s",
             self.peer,

@@ -5,11 +5,12 @@ offline messages, SCRAM upgrades and second factors, each run off the event loop
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from lxml import etree
 
-from accounts import recovery, scram, totp, webauthn
+from accounts import guessing, recovery, scram, totp, webauthn
 from accounts.models import User
 from accounts.secretbox import SecretBoxError
 from sessions_acl import credentials, login, records, securitylog, xep0494
@@ -18,12 +19,25 @@ from xmppauth.offloop import off_loop
 from xmppauth.proto.sasl import ScramCredentials
 
 log = logging.getLogger("xmppauth.mfa")
+db_log = logging.getLogger("xmppauth.db")
 
-scram_credentials = off_loop(credentials.scram_lookup)
-check_password = off_loop(credentials.check_plain)  # PLAIN: "" / "app:N" / None
-fast_candidates = off_loop(credentials.fast_candidates)
+# each behind the guessing limits (accounts/guessing.py): with the verdict, whose claim a success gives back
+scram_credentials = off_loop(credentials.guarded_scram_lookup)
+check_password = off_loop(credentials.guarded_check_plain)  # PLAIN: "" / "app:N" / None
+fast_candidates = off_loop(credentials.guarded_fast_candidates)
 
-authorize = off_loop(login.authorize)
+
+@off_loop
+def authorize(
+    localpart: str, *, claim: guessing.Claim | None, **kwargs: Any
+) -> login.Authorization | login.Refusal:
+    """The mechanism succeeded: its guessing claim goes back (:mod:`accounts.guessing`), then
+    :func:`sessions_acl.login.authorize` decides, in the same trip off the event loop."""
+    if claim is not None:
+        claim.give_back()
+    return login.authorize(localpart, **kwargs)
+
+
 finish_after_tasks = off_loop(login.finish_after_tasks)  # the grant and token once the tasks are passed
 login_failed = off_loop(securitylog.login_failed)
 verify_totp = off_loop(totp.verify_totp)  # XEP-0400: a code, accepted once per time step
@@ -33,8 +47,18 @@ webauthn_verify = off_loop(webauthn.authenticate)  # an assertion, against the c
 
 open_session = off_loop(records.open_session)
 resume_session = off_loop(records.resume_session)
-touch_session = off_loop(records.touch_session)
 close_session = off_loop(records.close_session)
+
+
+@off_loop
+def touch_session(session_id: int) -> None:
+    """The session record's last activity (a busy session's, once a minute). Best effort: a database
+    that is away for a moment (restarting, failing over) must not end a session that only chats, as
+    any failure of a session's background work does; the next stamp catches up."""
+    try:
+        records.touch_session(session_id)
+    except DatabaseError as exc:
+        db_log.warning("session %s: its last activity was not recorded (%s)", session_id, type(exc).__name__)
 
 
 @off_loop

@@ -147,6 +147,35 @@ if _channel_layer_url:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# The cache holds the guessing limits' counts (accounts/guessing.py) and the portal's throttles; it must be
+# shared by every process that serves: Redis when the channel layer is (CACHE_URL overrides), the database
+# when several processes share one without Redis, local memory for the embedded single process.
+_cache_url = os.environ.get("CACHE_URL", "").strip() or _channel_layer_url
+CACHES: dict[str, dict[str, object]]
+if _cache_url.startswith(("redis://", "rediss://", "unix://")):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cache_url}}
+elif _cache_url == "database" or (
+    _cache_url == "" and DATABASES["default"]["ENGINE"] != "xmppauth.sqlite_backend"
+):
+    # the table is made by a migration (xmppauth/migrations/0003_cache_table.py)
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "xmppauth_cache",
+            "OPTIONS": {"MAX_ENTRIES": 1_000_000},
+        }
+    }
+elif _cache_url in ("", "memory"):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            # beyond this many keys the oldest third goes: enough that guessing cannot flush the counts
+            "OPTIONS": {"MAX_ENTRIES": 200_000},
+        }
+    }
+else:
+    raise ValueError(f"CACHE_URL={_cache_url!r}: expected redis://…, 'database' or 'memory'")
+
 AUTH_USER_MODEL = "accounts.User"
 # The portal's sign-in page (docs/web.md); pages behind sign-in send anonymous visitors there.
 LOGIN_URL = "accounts:sign-in"
@@ -236,6 +265,14 @@ XMPP_MAX_STANZA_BYTES = _env_int("XMPP_MAX_STANZA_BYTES", 256 * 1024, minimum=10
 XMPP_MAX_PREAUTH_STANZA_BYTES = _env_int("XMPP_MAX_PREAUTH_STANZA_BYTES", 10_000, minimum=4096)
 XMPP_MAX_DEPTH = _env_int("XMPP_MAX_DEPTH", 48, minimum=8)
 XMPP_PREAUTH_TIMEOUT = _env_int("XMPP_PREAUTH_TIMEOUT", 30, minimum=1)
+# Guessing limits (accounts/guessing.py; docs/security.md): per client address (IPv6 by /64) and per account
+# name, this many attempts pass at once, then each waits 1 s, 2 s, 4 s ... up to XMPP_GUESS_LONGEST_WAIT
+# after the previous one; a count is forgotten XMPP_GUESS_FORGET seconds after its last attempt. Clients that
+# logged in to the account before, FAST tokens and app passwords are not held by the account's limit.
+XMPP_GUESS_FREE_PER_ADDRESS = _env_int("XMPP_GUESS_FREE_PER_ADDRESS", 20, minimum=1)
+XMPP_GUESS_FREE_PER_ACCOUNT = _env_int("XMPP_GUESS_FREE_PER_ACCOUNT", 5, minimum=1)
+XMPP_GUESS_LONGEST_WAIT = _env_int("XMPP_GUESS_LONGEST_WAIT", 20, minimum=1)
+XMPP_GUESS_FORGET = _env_int("XMPP_GUESS_FORGET", 3600, minimum=60)
 # XEP-0198: how long a session whose connection dropped waits for the client to resume it
 XMPP_SM_RESUME_SECONDS = _env_int("XMPP_SM_RESUME_SECONDS", 300, minimum=1)
 # XEP-0198: ask a client for an acknowledgement once stanzas have waited this long unacknowledged

@@ -35,8 +35,18 @@ def client_header(to: str = "localhost") -> bytes:
 
 
 class RawClient:
-    def __init__(self, port: int, *, direct_tls: bool = False, alpn: bytes | None = b"xmpp-client") -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    def __init__(
+        self,
+        port: int,
+        *,
+        direct_tls: bool = False,
+        alpn: bytes | None = b"xmpp-client",
+        source: str | None = None,
+    ) -> None:
+        # ``source``: another loopback address to come from (127.0.0.2 …), as a second client machine
+        self.sock = socket.create_connection(
+            ("127.0.0.1", port), timeout=10, source_address=(source, 0) if source else None
+        )
         self.sock.settimeout(None)
         self.tls: SSL.Connection | None = None
         self.buffer = b""

@@ -67,7 +67,17 @@ class Server:
 
 def server_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XMPP_", "DJANGO_", "DATABASE_URL"))}
-    env.update({"XMPP_DATA_DIR": str(data_dir), "DJANGO_SETTINGS_MODULE": "xmppauth.settings", **extra})
+    env.update(
+        {
+            "XMPP_DATA_DIR": str(data_dir),
+            "DJANGO_SETTINGS_MODULE": "xmppauth.settings",
+            # tests of other things fail logins on purpose, many from one address: the guessing limits
+            # are tested with their defaults by tests/integration/test_guessing.py, which sets these
+            "XMPP_GUESS_FREE_PER_ACCOUNT": "100000",
+            "XMPP_GUESS_FREE_PER_ADDRESS": "100000",
+            **extra,
+        }
+    )
     return env
 
 

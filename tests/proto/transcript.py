@@ -121,6 +121,10 @@ class Transcript:
     tokens: dict[str, list[TokenCandidate]] = field(default_factory=dict)
     issue: tuple[str, str] | None = None  # (token, expiry) for a <request-token/>
     refusal: tuple[Any, str] | None = None  # (SaslCondition, text): answer Authenticated with refuse()
+    # (SaslCondition, text): answer every request for credentials with refuse(), checking nothing
+    refuse_checks: tuple[Any, str] | None = None
+    # (SaslCondition, text): a guessing limit holds the accounts: only app passwords may match
+    limited: tuple[Any, str] | None = None
 
     def __post_init__(self) -> None:
         self._server_tokens = Tokenizer()
@@ -168,7 +172,10 @@ class Transcript:
         return new
 
     def _answer(self, event: ev.Event) -> None:
-        if isinstance(event, ev.CredentialsNeeded):
+        checks = (ev.CredentialsNeeded, ev.PasswordCheckNeeded, ev.TokenCheckNeeded)
+        if isinstance(event, checks) and self.refuse_checks is not None:
+            self.stream.refuse(*self.refuse_checks)
+        elif isinstance(event, ev.CredentialsNeeded):
             password = self.accounts.get(event.localpart or "")
             key = (event.username, event.hash_name)
             if key not in self._creds:
@@ -186,16 +193,19 @@ class Transcript:
                 )
                 for cid, pw in self.app_passwords.get(event.localpart or "", {}).items()
             ]
-            self.stream.provide_credentials(self._creds[key], alternatives)
+            creds = self._creds[key]
+            if self.limited is not None:  # the account password can no longer match
+                creds = dataclasses.replace(creds, stored_key=bytes(len(creds.stored_key)))
+            self.stream.provide_credentials(creds, alternatives, self.limited)
         elif isinstance(event, ev.PasswordCheckNeeded):
             localpart = event.localpart or ""
-            if self.accounts.get(localpart) == event.password:
+            if self.accounts.get(localpart) == event.password and self.limited is None:
                 self.stream.password_checked(True)
             else:
                 matching = [
                     cid for cid, pw in self.app_passwords.get(localpart, {}).items() if pw == event.password
                 ]
-                self.stream.password_checked(bool(matching), matching[0] if matching else "")
+                self.stream.password_checked(bool(matching), matching[0] if matching else "", self.limited)
         elif isinstance(event, ev.TokenCheckNeeded):
             self.stream.provide_tokens(self.tokens.get(event.localpart or "", []))
         elif isinstance(event, ev.Authenticated) and self.refusal is not None:

@@ -45,6 +45,9 @@ class CredentialsNeeded:
     username: str
     localpart: str | None
     hash_name: str
+    #: the SASL2 ``<user-agent id>`` of the stream, if any (a client known to the account is not held
+    #: by the account's guessing limit)
+    user_agent_id: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -54,6 +57,7 @@ class PasswordCheckNeeded:
     username: str
     localpart: str | None
     password: str = field(repr=False)
+    user_agent_id: str | None = None  # as in CredentialsNeeded
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -50,6 +50,9 @@ SCRAM_HASHES = ("SHA-512", "SHA-256", "SHA-1")
 MAX_AUTH_FAILURES = 3
 
 _SASL_PREFIX = "{" + ns.SASL + "}"
+#: what :meth:`SaslExchange.refuse` may answer: a request for credentials (refused before any check,
+#: e.g. by a guessing limit) or a mechanism that succeeded
+_REFUSABLE = (Waiting.CREDENTIALS, Waiting.PASSWORD, Waiting.TOKEN, Waiting.AUTHORIZE, Waiting.TASKS)
 _SASL2_PREFIX = "{" + ns.SASL2 + "}"
 
 
@@ -59,6 +62,7 @@ class SaslExchange:
     __slots__ = (
         "additional_data",
         "failures",
+        "limited",
         "mechanism",
         "offered",
         "profile",
@@ -74,6 +78,9 @@ class SaslExchange:
         self.username: str | None = None
         self.profile = "sasl"  # or "sasl2": which profile the exchange in progress uses
         self.additional_data: bytes | None = None  # for <success/> (or SASL2's first <continue/>)
+        #: the failure the driver asked for instead of not-authorized when no credential matches (an
+        #: account held by its guessing limit, where only app passwords are still checked)
+        self.limited: tuple[SaslCondition, str] | None = None
 
     # ------------------------------------------------------------------ offering
     def advertisement(self) -> str:
@@ -161,13 +168,26 @@ class SaslExchange:
         return self.after(self.mechanism.start(initial))
 
     # ------------------------------------------------------------------ the driver's answers
-    def provide_credentials(self, creds: ScramCredentials, alternatives: Sequence[ScramCredentials]) -> None:
+    def provide_credentials(
+        self,
+        creds: ScramCredentials,
+        alternatives: Sequence[ScramCredentials],
+        limited: tuple[SaslCondition, str] | None = None,
+    ) -> None:
         assert self.mechanism is not None
+        self.limited = limited
         self.stream.push_event(self.after(self.mechanism.provide_credentials(creds, alternatives)))
 
-    def password_checked(self, ok: bool, credential_id: str) -> None:
+    def password_checked(
+        self, ok: bool, credential_id: str, limited: tuple[SaslCondition, str] | None = None
+    ) -> None:
         assert self.mechanism is not None
+        self.limited = limited
         self.stream.push_event(self.after(self.mechanism.password_checked(ok, credential_id)))
+
+    def _user_agent_id(self) -> str | None:
+        agent = self.stream.sasl2.user_agent if self.profile == "sasl2" else None
+        return agent.id if agent is not None else None
 
     def provide_tokens(self, candidates: Sequence[TokenCandidate]) -> None:
         assert self.mechanism is not None
@@ -176,10 +196,11 @@ class SaslExchange:
     def refuse(self, condition: SaslCondition, text: str) -> None:
         """The driver does not admit a login whose mechanism succeeded: see :meth:`C2SStream.refuse`."""
         stream = self.stream
-        if stream.waiting not in (Waiting.AUTHORIZE, Waiting.TASKS):
+        if stream.waiting not in _REFUSABLE:
             raise LocalProtocolError(f"nothing to refuse (waiting: {stream.waiting})")
         stream.waiting = None
         self.additional_data = None
+        self.limited = None
         stream.push_event(self.fail(condition, text))
 
     def accept(self) -> None:
@@ -204,7 +225,10 @@ class SaslExchange:
             assert self.mechanism is not None
             hash_name = self.mechanism.name.removeprefix("SCRAM-").removesuffix("-PLUS")
             return CredentialsNeeded(
-                username=result.username, localpart=localpart_or_none(result.username), hash_name=hash_name
+                username=result.username,
+                localpart=localpart_or_none(result.username),
+                hash_name=hash_name,
+                user_agent_id=self._user_agent_id(),
             )
         if isinstance(result, SaslNeedPasswordCheck):
             stream.wait(Waiting.PASSWORD)
@@ -213,6 +237,7 @@ class SaslExchange:
                 username=result.username,
                 localpart=localpart_or_none(result.username),
                 password=result.password,
+                user_agent_id=self._user_agent_id(),
             )
         if isinstance(result, SaslNeedToken):
             user_agent = stream.sasl2.user_agent
@@ -230,6 +255,8 @@ class SaslExchange:
                 invalidate=stream.fast.invalidate,
             )
         if isinstance(result, SaslFailure):
+            if self.limited is not None and result.condition is SaslCondition.NOT_AUTHORIZED:
+                return self.fail(*self.limited)  # the driver's reason: the account's guessing limit
             return self.fail(result.condition, result.text)
         if isinstance(result, SaslSuccess):
             return self.succeeded(result)
@@ -269,6 +296,7 @@ class SaslExchange:
         stream = self.stream
         username, self.username = self.username, None
         self.mechanism = None
+        self.limited = None
         stream.authenticated_localpart = None  # a failed task fails the whole authentication
         stream.sasl2.failed()
         stream.fast.issued = None

@@ -221,22 +221,30 @@ class C2SStream:
         self.restart()
 
     def provide_credentials(
-        self, creds: ScramCredentials, alternatives: Sequence[ScramCredentials] = ()
+        self,
+        creds: ScramCredentials,
+        alternatives: Sequence[ScramCredentials] = (),
+        limited: tuple[SaslCondition, str] | None = None,
     ) -> None:
         """Answer :class:`CredentialsNeeded`.
 
         ``creds`` are the account's (or fake ones); ``alternatives`` are further credentials of
         the account, e.g. app passwords, stored with the same salt and iteration count. Those
         with another salt or count are ignored. :attr:`Authenticated.credential_id` says which
-        one matched.
+        one matched. ``limited``: when nothing matches, fail with this condition and text instead
+        of ``not-authorized`` (the driver's guessing limit holds the account and checks only what
+        cannot be guessed, and the client should learn why it failed).
         """
         self._expect_waiting(Waiting.CREDENTIALS)
-        self.sasl.provide_credentials(creds, alternatives)
+        self.sasl.provide_credentials(creds, alternatives, limited)
 
-    def password_checked(self, ok: bool, credential_id: str = "") -> None:
-        """Answer :class:`PasswordCheckNeeded`; ``credential_id`` names what matched ("" = the password)."""
+    def password_checked(
+        self, ok: bool, credential_id: str = "", limited: tuple[SaslCondition, str] | None = None
+    ) -> None:
+        """Answer :class:`PasswordCheckNeeded`; ``credential_id`` names what matched ("" = the password);
+        ``limited`` as in :meth:`provide_credentials`."""
         self._expect_waiting(Waiting.PASSWORD)
-        self.sasl.password_checked(ok, credential_id)
+        self.sasl.password_checked(ok, credential_id, limited)
 
     def provide_tokens(self, candidates: Sequence[TokenCandidate]) -> None:
         """Answer :class:`TokenCheckNeeded` with the tokens the client may have used (XEP-0484).
@@ -284,7 +292,9 @@ class C2SStream:
     def refuse(self, condition: SaslCondition, text: str) -> None:
         """Answer :class:`Authenticated` with a failure after all: the mechanism succeeded, but
         the driver does not admit this login (account policy, a revoked grant, a replayed FAST
-        count). The client gets ``<failure/>`` with ``condition`` and ``text``; no ``<success/>``
+        count). Or answer :class:`CredentialsNeeded`, :class:`PasswordCheckNeeded` or
+        :class:`TokenCheckNeeded` with a failure before anything is checked (a guessing limit).
+        The client gets ``<failure/>`` with ``condition`` and ``text``; no ``<success/>``
         has been sent, and it may try again."""
         self.sasl.refuse(condition, text)
 
