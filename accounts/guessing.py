@@ -5,8 +5,8 @@ person could guess (a SCRAM proof, a PLAIN password, a FAST token, a TOTP or rec
 *claims* a turn on two keys, the client's address (an IPv6 address by its /64) and the account name
 as typed (known or not: an unknown account is limited exactly like a known one, so the limit tells
 nothing about which names exist). The claim counts the attempt as a failure in advance; an attempt
-that succeeds gives its claims back (:meth:`Claim.give_back`), so that only failures (and attempts
-cut off halfway) stay counted.
+that succeeds gives its claims back (:meth:`Claim.give_back`), and ends the wait it started, so that
+only failures (and attempts cut off halfway) stay counted and make others wait.
 
 On each key the first ``free`` attempts pass at once; after them every attempt must wait, after the
 previous one that passed, 1 s, then 2, 4, ... up to ``longest`` seconds (``XMPP_GUESS_LONGEST_WAIT``,
@@ -86,6 +86,8 @@ class Claim:
     """Turns taken for one attempt; give them back with :meth:`give_back` if it succeeds."""
 
     keys: list[str] = field(default_factory=list)
+    #: the waits this attempt started (key, its end): a success ends them, nobody need wait for it
+    waits: list[tuple[str, float]] = field(default_factory=list)
 
     def give_back(self) -> None:
         """The attempt succeeded: it no longer counts as a failure on any of its keys."""
@@ -93,6 +95,10 @@ class Claim:
         for key in keys:
             with contextlib.suppress(ValueError):  # forgotten meanwhile: nothing to give back
                 cache.decr(key)
+        waits, self.waits = self.waits, []
+        for gap, until in waits:
+            if cache.get(gap) == until:  # still the wait this attempt started
+                cache.delete(gap)
 
 
 @dataclass(frozen=True)
@@ -141,7 +147,7 @@ def claim(address: str, account: str, *, account_exempt: Callable[[], bool] | No
         keys.append((account_limit(), account))
     taken = Claim()
     for limit, value in keys:
-        wait = _take(limit, _key(limit, value))
+        wait = _take(limit, _key(limit, value), taken)
         if wait and limit.kind == "account" and account_exempt is not None and account_exempt():
             continue
         if wait:
@@ -151,8 +157,9 @@ def claim(address: str, account: str, *, account_exempt: Callable[[], bool] | No
     return Verdict(taken)
 
 
-def _take(limit: Limit, key: str) -> int:
-    """Count one attempt on ``key`` and return 0, or refuse it (uncounted): the seconds to wait."""
+def _take(limit: Limit, key: str, taken: Claim) -> int:
+    """Count one attempt on ``key`` and return 0 (the wait it starts noted in ``taken``), or refuse it
+    (uncounted): the seconds to wait."""
     now = clock()
     gap = f"{key}.gap"
     until = cache.get(gap)  # present for as long as the wait lasts (its expiry)
@@ -163,6 +170,7 @@ def _take(limit: Limit, key: str) -> int:
     if not wait:
         return 0
     if cache.add(gap, now + wait, wait):  # this attempt took the turn; the next waits
+        taken.waits.append((gap, now + wait))
         cache.touch(f"{key}.n", limit.forget)
         if number == limit.free + 1:
             log.warning(

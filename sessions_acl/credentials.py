@@ -90,6 +90,13 @@ def _claim(localpart: str | None, username: str, address: str, user_agent_id: st
     )
 
 
+def claim_guess(localpart: str, address: str, user_agent_id: str | None) -> guessing.Verdict:
+    """A turn for guessing at ``localpart``'s second factor (a TOTP or recovery code) from ``address``:
+    refused by either limit (a code is no app password: an account held by its limit takes none,
+    except from a client it knows)."""
+    return _claim(localpart, localpart, address, user_agent_id)
+
+
 def guarded_scram_lookup(
     localpart: str | None, username: str, hash_name: str, address: str, user_agent_id: str | None
 ) -> tuple[ScramCredentials, list[ScramCredentials], guessing.Verdict]:

@@ -94,8 +94,8 @@ def test_refused_attempts_are_not_counted(limits: str) -> None:
     who = name()
     for _ in range(3):
         guessing.claim(somewhere(), who)
-    for _ in range(20):  # hammering during the wait neither counts nor lengthens it
-        assert guessing.claim(somewhere(), who).wait == 1
+    for _ in range(5):  # hammering during the wait neither counts nor lengthens it
+        assert guessing.claim(somewhere(), who).refused
     time.sleep(1.1)
     assert not guessing.claim(somewhere(), who).refused
 
@@ -107,6 +107,16 @@ def test_attempts_that_succeed_are_given_back(limits: str) -> None:
         assert not verdict.refused
         verdict.claim.give_back()
     assert [guessing.claim(somewhere(), who).refused for _ in range(4)] == [False, False, False, True]
+
+
+def test_a_success_during_the_waits_ends_the_wait_it_started(limits: str) -> None:
+    who = name()
+    for _ in range(2):
+        guessing.claim(somewhere(), who)  # two failures: the free ones are used up
+    right = guessing.claim(somewhere(), who)  # the third passes and starts a wait ...
+    assert not right.refused
+    right.claim.give_back()  # ... and succeeds: nobody waits for it
+    assert not guessing.claim(somewhere(), who).refused
 
 
 def test_the_address_limit_holds_every_name_from_one_address(limits: str) -> None:

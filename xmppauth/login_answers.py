@@ -157,6 +157,8 @@ class Login:
             peer=self.peer,
             stream=stream,
             is_open=self.is_open,
+            address=self.address,
+            user_agent_id=agent.id if agent is not None else None,
         )
         if result.pending:
             # The grant, the client's record and the token come once the second factor is passed.

@@ -27,6 +27,10 @@ check_password = off_loop(credentials.guarded_check_plain)  # PLAIN: "" / "app:N
 fast_candidates = off_loop(credentials.guarded_fast_candidates)
 
 
+claim_guess = off_loop(credentials.claim_guess)  # a second-factor code: the same limits as a password
+give_back = off_loop(guessing.Claim.give_back)  # an attempt that succeeded
+
+
 @off_loop
 def authorize(
     localpart: str, *, claim: guessing.Claim | None, **kwargs: Any

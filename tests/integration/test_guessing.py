@@ -29,7 +29,7 @@ import websockets
 from tests.integration.rawclient import RawClient
 from tests.integration.server import Server, fresh_postgres_database, migrate, running_server, server_env
 from tests.integration.test_grants import app_password, fast_login, manage
-from tests.integration.test_mfa import BIND2, FAST, SASL2
+from tests.integration.test_mfa import BIND2, FAST, MFA, SASL2, enrolled, fresh_code
 
 pytestmark = pytest.mark.integration
 
@@ -248,3 +248,40 @@ def test_guesses_on_one_process_hold_the_account_on_another(tmp_path: Path) -> N
             reply = attempt(second, name, PASSWORD, source=new_address())
             assert outcome(reply) == "refused", reply
             assert ACCOUNT_TEXT.encode() in reply
+
+
+def test_wrong_second_factor_codes_count_like_wrong_passwords(server: Server) -> None:
+    name, secret = enrolled(server)  # the password is "correct-horse", like PASSWORD
+    known = str(uuid.uuid4())
+    owner = attempt(server, name, PASSWORD, source=new_address(), ua=known)
+    assert b"<task>TOTP</task>" in owner, owner
+    # (the owner's client passes the factor once, so that it is known to the account)
+    code = fresh_code(secret)
+    client = RawClient(server.c2s_tls, direct_tls=True, source=new_address())
+    client.open_stream()
+    client.authenticate_plain(name, PASSWORD, ua=known, software="guessing tests")
+    client.read_until(rb"</continue>")
+    client.send(f"<next xmlns='{SASL2}' task='TOTP'><totp xmlns='{MFA}'>{code}</totp></next>")
+    assert b"<success" in client.read_until(rb"</success>|</failure>")
+    client.close()
+
+    # someone with the password, guessing codes from new clients: each code guess counts on the account
+    outcomes = []
+    for i in range(6):  # 5 free and the first of the waits
+        guesser = RawClient(server.c2s_tls, direct_tls=True, source=new_address())
+        guesser.open_stream()
+        guesser.authenticate_plain(name, PASSWORD, software="guessing tests")
+        step = guesser.read_until(rb"</continue>|</failure>")
+        if b"<continue" not in step:
+            outcomes.append(outcome(step))
+            break
+        guesser.send(f"<next xmlns='{SASL2}' task='TOTP'><totp xmlns='{MFA}'>{i:06d}</totp></next>")
+        outcomes.append(outcome(guesser.read_until(rb"</success>|</failure>")))
+        guesser.close()
+    assert outcomes == ["checked"] * 6, outcomes
+    # the seventh is held at the password step already: the account is waiting, for guessers ...
+    held = attempt(server, name, PASSWORD, source=new_address())
+    assert outcome(held) == "refused", held
+    assert ACCOUNT_TEXT.encode() in held
+    # ... not for the owner's client, which still gets to its factor
+    assert b"<task>TOTP</task>" in attempt(server, name, PASSWORD, source=new_address(), ua=known)

@@ -29,7 +29,9 @@ from typing import Protocol
 
 from lxml import etree
 
+from accounts import guessing
 from sessions_acl.login import Authorization
+from xmppauth import services
 from xmppauth.plugins import import_submodules
 from xmppauth.proto import events as ev
 from xmppauth.proto.errors import SaslCondition
@@ -55,6 +57,8 @@ class TaskContext:
     stream: TaskAnswers
     is_open: Callable[[], bool]  # False once the stream has ended: answers are dropped then
     state: dict[str, object] = field(default_factory=dict)  # by task module, for this login only
+    address: str = ""  # the client's IP address, for the guessing limits of codes
+    user_agent_id: str | None = None  # its SASL2 user-agent id (a client known to the account)
     #: Steps offered and not yet passed (set by the driver from what :func:`offer` returned).
     remaining: int = 0
     #: Run once, after the last task has succeeded and before the stream sends <success/> (the driver
@@ -199,8 +203,17 @@ def register_code_factor(
         if payload is None or payload.tag != element or len(payload):
             context.failed(SaslCondition.MALFORMED_REQUEST, expected)
             return
+        # a code is a guess like a password: the same limits, per address and per account
+        # (accounts/guessing.py); a code that comes too early is refused unchecked
+        verdict = await services.claim_guess(context.localpart, context.address, context.user_agent_id)
+        if verdict.refused:
+            log.info("%s: %s code of %s refused unchecked", context.peer, name, context.localpart)
+            context.failed(SaslCondition.TEMPORARY_AUTH_FAILURE, guessing.refusal_text(verdict))
+            return
         result = await check(context.user_id, (payload.text or "").strip()[:max_length])
-        if not result.ok:
+        if result.ok:
+            await services.give_back(verdict.claim)
+        else:
             log.info("%s: %s failed the %s task: %s", context.peer, context.localpart, name, result.text)
             context.failed(SaslCondition.NOT_AUTHORIZED, result.text)
             return
