@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import ipaddress
 import logging
 import math
 import time
@@ -39,7 +38,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
+from django.core.cache.backends.base import BaseCache
+from django.core.cache.backends.locmem import LocMemCache
+
+from xmppauth.proto.netaddr import address_key
 
 log = logging.getLogger("xmppauth.guessing")
 
@@ -88,17 +91,23 @@ class Claim:
     keys: list[str] = field(default_factory=list)
     #: the waits this attempt started (key, its end): a success ends them, nobody need wait for it
     waits: list[tuple[str, float]] = field(default_factory=list)
+    store: BaseCache | None = None  # where the turns were taken
 
     def give_back(self) -> None:
         """The attempt succeeded: it no longer counts as a failure on any of its keys."""
         keys, self.keys = self.keys, []
-        for key in keys:
-            with contextlib.suppress(ValueError):  # forgotten meanwhile: nothing to give back
-                cache.decr(key)
         waits, self.waits = self.waits, []
-        for gap, until in waits:
-            if cache.get(gap) == until:  # still the wait this attempt started
-                cache.delete(gap)
+        if self.store is None or not (keys or waits):
+            return
+        try:
+            for key in keys:
+                with contextlib.suppress(ValueError):  # forgotten meanwhile: nothing to give back
+                    self.store.decr(key)
+            for gap, until in waits:
+                if self.store.get(gap) == until:  # still the wait this attempt started
+                    self.store.delete(gap)
+        except Exception as exc:  # the shared cache failed meanwhile: the turns stay counted
+            _shared_failed(exc)
 
 
 @dataclass(frozen=True)
@@ -117,20 +126,6 @@ class Verdict:
         return self.wait > 0
 
 
-def address_key(address: str) -> str:
-    """The key of a client address: IPv4 as is, IPv6 by its /64 (one subscriber's prefix)."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if ip.version == 6:
-        mapped = ip.ipv4_mapped
-        if mapped is not None:
-            return str(mapped)
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip)
-
-
 def _key(limit: Limit, value: str) -> str:
     # hashed: any text is a valid cache key, and names are not kept in the clear
     return f"guess.{limit.kind}.{hashlib.sha256(value.encode('utf-8', 'surrogatepass')).hexdigest()[:40]}"
@@ -141,13 +136,30 @@ def claim(address: str, account: str, *, account_exempt: Callable[[], bool] | No
 
     ``account_exempt`` is asked only when the account key would refuse: True lets the attempt go on
     under the address key alone (a client that logged in here before). An empty ``account`` (a
-    FAST token) is limited by the address alone."""
+    FAST token) is limited by the address alone.
+
+    When the shared cache (Redis, the database) fails, the process counts on its own for
+    :data:`FALLBACK_SECONDS` before it tries the shared one again: logins go on, each process
+    limiting what it sees, and the failure is logged (once a minute)."""
+    store = _store()
+    try:
+        return _claim(store, address, account, account_exempt)
+    except Exception as exc:
+        if store is _LOCAL:
+            raise
+        _shared_failed(exc)
+        return _claim(_LOCAL, address, account, account_exempt)
+
+
+def _claim(
+    store: BaseCache, address: str, account: str, account_exempt: Callable[[], bool] | None
+) -> Verdict:
     keys = [(address_limit(), address_key(address))]
     if account:
         keys.append((account_limit(), account))
-    taken = Claim()
+    taken = Claim(store=store)
     for limit, value in keys:
-        wait = _take(limit, _key(limit, value), taken)
+        wait = _take(store, limit, _key(limit, value), taken)
         if wait and limit.kind == "account" and account_exempt is not None and account_exempt():
             continue
         if wait:
@@ -157,7 +169,31 @@ def claim(address: str, account: str, *, account_exempt: Callable[[], bool] | No
     return Verdict(taken)
 
 
-def _take(limit: Limit, key: str, taken: Claim) -> int:
+#: The process's own counts while the shared cache is failing.
+_LOCAL = LocMemCache("xmppauth-guessing-fallback", {"OPTIONS": {"MAX_ENTRIES": 200_000}})
+FALLBACK_SECONDS = 10.0
+_fallback_until = 0.0
+_last_logged = -60.0
+
+
+def _store() -> BaseCache:
+    return _LOCAL if time.monotonic() < _fallback_until else caches["default"]
+
+
+def _shared_failed(exc: Exception) -> None:
+    global _fallback_until, _last_logged
+    now = time.monotonic()
+    _fallback_until = now + FALLBACK_SECONDS
+    if now - _last_logged >= 60.0:
+        _last_logged = now
+        log.warning(
+            "the shared cache failed (%s: %s): guessing limits are counted by this process alone for now",
+            type(exc).__name__,
+            exc,
+        )
+
+
+def _take(cache: BaseCache, limit: Limit, key: str, taken: Claim) -> int:
     """Count one attempt on ``key`` and return 0 (the wait it starts noted in ``taken``), or refuse it
     (uncounted): the seconds to wait."""
     now = clock()
@@ -165,7 +201,7 @@ def _take(limit: Limit, key: str, taken: Claim) -> int:
     until = cache.get(gap)  # present for as long as the wait lasts (its expiry)
     if until is not None:  # in a wait: refused with a read, nothing written
         return max(1, math.ceil(float(until) - now))
-    number = _incr(f"{key}.n", limit.forget)
+    number = _incr(cache, f"{key}.n", limit.forget)
     wait = limit.wait_after(number)
     if not wait:
         return 0
@@ -186,7 +222,7 @@ def _take(limit: Limit, key: str, taken: Claim) -> int:
     return max(1, math.ceil((until if until is not None else now + 1) - now))
 
 
-def _incr(key: str, forget: int) -> int:
+def _incr(cache: BaseCache, key: str, forget: int) -> int:
     for _ in range(3):
         try:
             return int(cache.incr(key))

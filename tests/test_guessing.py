@@ -212,3 +212,20 @@ def test_waits_double_up_to_the_longest() -> None:
     limit = guessing.Limit("account", free=5, longest=20, forget=3600)
     assert [limit.wait_after(n) for n in range(1, 13)] == [0, 0, 0, 0, 0, 1, 2, 4, 8, 16, 20, 20]
     assert limit.wait_after(10_000) == 20
+
+
+def test_when_the_shared_cache_fails_the_process_counts_alone(
+    settings: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis down must not stop every login (found by tests/integration/test_faults.py): the limits go on
+    in the process's own memory, and the operator is told."""
+    settings.XMPP_GUESS_FREE_PER_ACCOUNT = 2
+    monkeypatch.setattr(guessing, "_fallback_until", 0.0)
+    monkeypatch.setattr(guessing, "_last_logged", -60.0)
+    dead = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
+    who = name()
+    with override_settings(CACHES={"default": dead}), caplog.at_level("WARNING", logger="xmppauth.guessing"):
+        verdicts = [guessing.claim(somewhere(), who) for _ in range(4)]
+    assert [v.refused for v in verdicts] == [False, False, False, True]  # still limited, locally
+    assert any("counted by this process alone" in r.getMessage() for r in caplog.records)
+    verdicts[0].claim.give_back()  # no error either

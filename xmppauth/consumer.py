@@ -57,6 +57,7 @@ def stream_config() -> StreamConfig:
         allow_plain=settings.XMPP_SASL_PLAIN,
         sm_resume_seconds=settings.XMPP_SM_RESUME_SECONDS,
         fast=True,
+        advertise_limits=True,
         driver_iq_namespaces=served.iq_namespaces,
         driver_disco_nodes=served.disco_nodes,
         extra_server_features=served.server_features,
@@ -198,6 +199,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
     def _preauth_timeout(self) -> None:
         self._timer = None
         if self.stream is not None and self.jid is None and not self._closed:
+            log.info("%s: not logged in after %d s: closed", self._peer, settings.XMPP_PREAUTH_TIMEOUT)
             self._background(
                 self._close(StreamErrorCondition.CONNECTION_TIMEOUT, "too slow to log in"),
                 "closing a stream too slow to log in",

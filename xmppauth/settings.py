@@ -265,6 +265,20 @@ XMPP_MAX_STANZA_BYTES = _env_int("XMPP_MAX_STANZA_BYTES", 256 * 1024, minimum=10
 XMPP_MAX_PREAUTH_STANZA_BYTES = _env_int("XMPP_MAX_PREAUTH_STANZA_BYTES", 10_000, minimum=4096)
 XMPP_MAX_DEPTH = _env_int("XMPP_MAX_DEPTH", 48, minimum=8)
 XMPP_PREAUTH_TIMEOUT = _env_int("XMPP_PREAUTH_TIMEOUT", 30, minimum=1)
+# Connection limits of each serving process (xmppauth/transport/limits.py; docs/security.md): open connections
+# in all, open connections from one address (IPv6 by /64), and new connections from one address: a burst, then
+# so many a second. A refused connection gets a policy-violation stream error (direct TLS: it is closed).
+XMPP_MAX_CONNECTIONS = _env_int("XMPP_MAX_CONNECTIONS", 10_000, minimum=1)
+XMPP_MAX_CONNECTIONS_PER_ADDRESS = _env_int("XMPP_MAX_CONNECTIONS_PER_ADDRESS", 100, minimum=1)
+XMPP_CONNECT_BURST = _env_int("XMPP_CONNECT_BURST", 30, minimum=1)
+XMPP_CONNECTS_PER_SECOND_PER_ADDRESS = _env_int("XMPP_CONNECTS_PER_SECOND_PER_ADDRESS", 10, minimum=1)
+# Floods (TCP listeners): each connection may send this many bytes a second, in bursts of
+# XMPP_READ_BURST_BYTES; beyond, the server stops reading from it for a while (TCP backpressure; nothing is
+# lost). A connection that does not read what it is sent is dropped once XMPP_MAX_OUTGOING_BYTES wait for it
+# (stream management keeps what was not acknowledged). 0 turns a limit off.
+XMPP_READ_BYTES_PER_SECOND = _env_int("XMPP_READ_BYTES_PER_SECOND", 128 * 1024, minimum=0)
+XMPP_READ_BURST_BYTES = _env_int("XMPP_READ_BURST_BYTES", 1024 * 1024, minimum=0)
+XMPP_MAX_OUTGOING_BYTES = _env_int("XMPP_MAX_OUTGOING_BYTES", 2 * 1024 * 1024, minimum=0)
 # Guessing limits (accounts/guessing.py; docs/security.md): per client address (IPv6 by /64) and per account
 # name, this many attempts pass at once, then each waits 1 s, 2 s, 4 s ... up to XMPP_GUESS_LONGEST_WAIT
 # after the previous one; a count is forgotten XMPP_GUESS_FORGET seconds after its last attempt. Clients that

@@ -75,6 +75,9 @@ def server_env(data_dir: Path, **extra: str) -> dict[str, str]:
             # are tested with their defaults by tests/integration/test_guessing.py, which sets these
             "XMPP_GUESS_FREE_PER_ACCOUNT": "100000",
             "XMPP_GUESS_FREE_PER_ADDRESS": "100000",
+            # and connect from one address in bursts (tests/integration/test_connection_limits.py sets these)
+            "XMPP_CONNECT_BURST": "100000",
+            "XMPP_MAX_CONNECTIONS_PER_ADDRESS": "100000",
             **extra,
         }
     )

@@ -704,3 +704,26 @@ def test_websocket_stream_error_is_framed() -> None:
         b"<stream:error xmlns:stream='http://etherx.jabber.org/streams'><host-unknown"
     )
     assert frames[2] == b"<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>"
+
+
+def test_the_stanza_size_limit_is_advertised_before_and_after_authentication() -> None:
+    """XEP-0478: <limits/> in every <stream:features/>, the pre-authentication limit until the client
+    has authenticated, the stanza limit afterwards (here after a Bind2 <success/>)."""
+    t = Transcript.tcp(secure=True, advertise_limits=True, max_preauth_stanza_bytes=10_000)
+    t.client(header())
+    features = t.output()
+    assert (
+        b"<limits xmlns='urn:xmpp:stream-limits:0'><max-bytes>10000</max-bytes></limits></stream:features>"
+        in features
+    ), features
+    auth = base64.b64encode(b"\0alice\0wonderland").decode()
+    t.client(
+        f"<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><initial-response>{auth}</initial-response>"
+        "<user-agent id='d4565fa7-4d72-4749-b3d3-740edbf87770'/><bind xmlns='urn:xmpp:bind:0'/></authenticate>"
+    )
+    after = t.output()
+    assert b"<success" in after, after
+    assert f"<max-bytes>{256 * 1024}</max-bytes>".encode() in after.split(b"</success>")[1], after
+    plain = Transcript.tcp(secure=True)  # the core says nothing unless asked to
+    plain.client(header())
+    assert b"stream-limits" not in plain.output()

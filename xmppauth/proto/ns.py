@@ -36,6 +36,7 @@ GRANT = "urn:xmppauth:grant:0"  # our scopes inside XEP-0494 (docs/access.md)
 SASL_UPGRADE = "urn:xmpp:sasl:upgrade:0"  # XEP-0480 task names in <authentication/>
 SCRAM_UPGRADE = "urn:xmpp:scram-upgrade:0"  # XEP-0480 task data
 MFA = "urn:xmpp:mfa:0"  # XEP-0400
+STREAM_LIMITS = "urn:xmpp:stream-limits:0"  # XEP-0478
 RECOVERY = "urn:xmppauth:recovery:0"  # our recovery-code SASL2 task (docs/protocol/recovery-task.md)
 WEBAUTHN = "urn:xmppauth:webauthn:0"  # our WebAuthn SASL2 task (docs/protocol/webauthn-task.md)
 XML = "http://www.w3.org/XML/1998/namespace"

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from . import ns, xep0198_sm, xep0352_csi, xep0440_channel_binding
+from . import ns, xep0198_sm, xep0352_csi, xep0440_channel_binding, xep0478_limits
 from .access import AccessPolicy
 from .errors import (
     LocalProtocolError,
@@ -97,6 +97,8 @@ class StreamConfig:
     # XEP-0030 disco#info / disco#items of these nodes of the server become IqRequest events too
     # (e.g. XEP-0050's command list, whose answer depends on the session's grant)
     driver_disco_nodes: frozenset[str] = frozenset()
+    # XEP-0478: announce the stanza size limit of the stream (<limits/>) in every <stream:features/>
+    advertise_limits: bool = False
 
 
 class C2SStream:
@@ -428,6 +430,11 @@ class C2SStream:
             self._parser.max_stanza_bytes = self.config.max_stanza_bytes
 
     def features(self, inner: str) -> bytes:
+        if self.config.advertise_limits:
+            authenticated = self.authenticated_localpart is not None
+            inner += xep0478_limits.advertisement(
+                self.config.max_stanza_bytes if authenticated else self.config.max_preauth_stanza_bytes
+            )
         if self.framed:
             return f"<stream:features xmlns:stream='{ns.STREAMS}'>{inner}</stream:features>".encode()
         return f"<stream:features>{inner}</stream:features>".encode()

@@ -59,7 +59,8 @@ from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 
-from xmppauth.transport import ASGIApp, Message
+from xmppauth.transport import ASGIApp, Message, limits
+from xmppauth.transport.limits import ConnectionLimits
 from xmppauth.transport.tls import ServerTLS, TLSInfo, describe_tls_error
 
 logger = logging.getLogger(__name__)
@@ -105,6 +106,13 @@ class XMPPServerProtocol(Protocol):
         # a busy router delivers many stanzas to one session per iteration.
         self._out_pending: list[bytes] = []
         self._out_scheduled = False
+        self._address = ""  # the peer's IP address, once the connection limits have counted it
+        self._counted = False
+        # the read rate (factory.read_rate bytes a second, bursts of factory.read_burst): a token bucket
+        self._read_tokens = float(factory.read_burst)
+        self._read_refilled = 0.0
+        self._rate_paused = False
+        self._rate_timer: asyncio.TimerHandle | None = None
 
     @property
     def _tr(self) -> Any:
@@ -120,6 +128,14 @@ class XMPPServerProtocol(Protocol):
         tr = self._tr
         tr.setTcpNoDelay(True)
         self._direct_send = _can_send_directly(tr)
+        counter = self.factory.limits
+        if counter is not None:
+            self._address = str(tr.getPeer().host)
+            refused = counter.admit(self._address)
+            if refused is not None:
+                self._refuse(refused)
+                return
+            self._counted = True
         if self.factory.transport_name == "directtls":
             self._begin_tls(self.factory.tls.directtls.getContext())
         else:
@@ -127,6 +143,8 @@ class XMPPServerProtocol(Protocol):
             self._deliver({"type": "xmpp.connect", "tls": None})
 
     def dataReceived(self, data: bytes) -> None:
+        if self.factory.read_rate:
+            self._meter_read(len(data))
         if self._ssl is not None:
             self._tls_data_received(data)
         elif self.queue is not None and not self._closing:
@@ -135,8 +153,12 @@ class XMPPServerProtocol(Protocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.is_open = False
         self.factory.protocols.discard(self)
+        if self._counted and self.factory.limits is not None:
+            self._counted = False
+            self.factory.limits.release(self._address)
         self._cancel_timer("_handshake_timer")
         self._cancel_timer("_abort_timer")
+        self._cancel_timer("_rate_timer")
         text = self._close_reason or _describe_loss(reason)
         unclean = self._handshake_done and not self._tls_dead and isinstance(reason.value, ConnectionDone)
         if self._close_reason is None and unclean:  # TCP closed without a TLS close_notify
@@ -145,6 +167,18 @@ class XMPPServerProtocol(Protocol):
         self._signal_disconnect(text)
         if self.task is not None and not self.task.done():
             self._app_timer = self.factory.loop.call_later(APP_CLOSE_TIMEOUT, self._cancel_application)
+
+    def _refuse(self, reason: str) -> None:
+        """A connection the limits refuse: on the STARTTLS listener the stream application says why with a
+        stream error (XMPP before TLS); the direct-TLS listener closes it without spending a handshake."""
+        if self.factory.transport_name == "directtls":
+            self._close_reason = f"refused: {reason}"
+            self._closing = True
+            self._tr.loseConnection()
+            return
+        self._start_application()
+        self._deliver({"type": "xmpp.connect", "tls": None})
+        self._deliver(limits.refusal(reason))
 
     # --- raw writes -------------------------------------------------------------------------------------
 
@@ -165,6 +199,47 @@ class XMPPServerProtocol(Protocol):
                 data = data[sent:]
         # Queue the rest (or everything after an error, which Twisted then reports when it retries).
         tr.write(data)
+        limit = self.factory.max_outgoing_bytes
+        if limit and tr._tempDataLen + len(tr.dataBuffer) - tr.offset > limit:
+            self._peer_not_reading(limit)
+
+    def _peer_not_reading(self, limit: int) -> None:
+        """More than ``limit`` bytes wait for a peer that does not read: drop the connection rather than
+        buffer without end (a session with stream management keeps what was not acknowledged, to be
+        resumed or stored; without it, the application's disconnect stores or bounces it)."""
+        if self._closing and self._close_reason == "the client does not read":
+            return
+        peer = self._peer_text()
+        logger.warning("%s: more than %d bytes wait for the client to read: dropped", peer, limit)
+        self._close_reason = "the client does not read"
+        self._closing = True
+        self._tr.abortConnection()
+
+    # --- the read rate ----------------------------------------------------------------------------------
+
+    def _meter_read(self, size: int) -> None:
+        """Count ``size`` bytes read against the read rate; when the bucket runs dry, stop reading for
+        as long as the rate needs to pay it back (TCP then pushes back on the sender)."""
+        factory = self.factory
+        now = factory.loop.time()
+        if self._read_refilled:
+            self._read_tokens = min(
+                float(factory.read_burst), self._read_tokens + (now - self._read_refilled) * factory.read_rate
+            )
+        self._read_refilled = now
+        self._read_tokens -= size
+        if self._read_tokens >= 0 or self._rate_paused or not self.is_open or self._closing:
+            return
+        self._rate_paused = True
+        if not self._reading_paused:
+            self._tr.pauseProducing()
+        self._rate_timer = factory.loop.call_later(-self._read_tokens / factory.read_rate, self._rate_resume)
+
+    def _rate_resume(self) -> None:
+        self._rate_timer = None
+        self._rate_paused = False
+        if self.is_open and not self._reading_paused:
+            self._tr.resumeProducing()
 
     # --- TLS over memory BIOs ---------------------------------------------------------------------------
 
@@ -333,7 +408,8 @@ class XMPPServerProtocol(Protocol):
         queue.append(message)
         if not self._reading_paused and self.is_open and len(queue) >= HIGH_WATER:
             self._reading_paused = True
-            self._tr.pauseProducing()
+            if not self._rate_paused:
+                self._tr.pauseProducing()
 
     def _receive(self) -> asyncio.Future[Message]:
         """ASGI ``receive``: a future rather than a coroutine, already done when a message is queued.
@@ -348,7 +424,7 @@ class XMPPServerProtocol(Protocol):
             future.set_result(queue.popleft())
             if self._reading_paused and len(queue) <= LOW_WATER:
                 self._reading_paused = False
-                if self.is_open:
+                if self.is_open and not self._rate_paused:
                     self._tr.resumeProducing()
         else:
             self._waiters.append(future)
@@ -409,7 +485,8 @@ class XMPPServerProtocol(Protocol):
         queue.extend(kept)
         if self._reading_paused and len(queue) <= LOW_WATER:
             self._reading_paused = False
-            self._tr.resumeProducing()
+            if not self._rate_paused:
+                self._tr.resumeProducing()
 
     def close(self, reason: str = "closed") -> None:
         """Flush pending writes and close; abort if that has not happened after `CLOSE_GRACE` seconds.
@@ -422,9 +499,10 @@ class XMPPServerProtocol(Protocol):
         self._flush_out()
         self._closing = True
         self._close_reason = reason
-        if self._reading_paused:
-            # A paused reader would never see the peer's close; the queue no longer matters.
-            self._reading_paused = False
+        if self._reading_paused or self._rate_paused:
+            # A paused reader would never see the peer's close; the queue and the rate no longer matter.
+            self._reading_paused = self._rate_paused = False
+            self._cancel_timer("_rate_timer")
             self._tr.resumeProducing()
         if self._ssl is None or self._tls_dead:
             self._tr.loseConnection()
@@ -532,6 +610,10 @@ class XMPPServerFactory(Factory[XMPPServerProtocol]):
         reactor: Any = None,
         loop: asyncio.AbstractEventLoop | None = None,
         handshake_timeout: float = 30.0,
+        limits: ConnectionLimits | None = None,
+        read_rate: int = 0,
+        read_burst: int = 0,
+        max_outgoing_bytes: int = 0,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -547,6 +629,12 @@ class XMPPServerFactory(Factory[XMPPServerProtocol]):
         self.reactor = reactor
         self.loop = loop
         self.handshake_timeout = handshake_timeout
+        self.limits = limits  # shared with the process's other listeners (transport/limits.py)
+        # bytes a second each connection may send us (0: any), in bursts of read_burst; bytes that may wait
+        # for a connection that does not read before it is dropped (0: no bound)
+        self.read_rate = read_rate
+        self.read_burst = max(read_burst, read_rate)
+        self.max_outgoing_bytes = max_outgoing_bytes
         self.protocols: set[XMPPServerProtocol] = set()
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -580,6 +668,10 @@ def listen_c2s(
     tls: ServerTLS,
     reactor: Any = None,
     handshake_timeout: float = 30.0,
+    limits: ConnectionLimits | None = None,
+    read_rate: int = 0,
+    read_burst: int = 0,
+    max_outgoing_bytes: int = 0,
 ) -> list[Any]:
     """Listen for XMPP clients; returns the `IListeningPort`s (STARTTLS first). Raises `CannotListenError`.
 
@@ -589,7 +681,15 @@ def listen_c2s(
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
-    options: dict[str, Any] = {"tls": tls, "reactor": reactor, "handshake_timeout": handshake_timeout}
+    options: dict[str, Any] = {
+        "tls": tls,
+        "reactor": reactor,
+        "handshake_timeout": handshake_timeout,
+        "limits": limits,
+        "read_rate": read_rate,
+        "read_burst": read_burst,
+        "max_outgoing_bytes": max_outgoing_bytes,
+    }
     ports: list[Any] = []
     try:
         if starttls_endpoint is not None:

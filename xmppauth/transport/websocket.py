@@ -39,7 +39,8 @@ from typing import Any
 from autobahn.exception import Disconnected
 from django.conf import settings
 
-from xmppauth.transport import ASGIApp, Message
+from xmppauth.transport import ASGIApp, Message, limits
+from xmppauth.transport.limits import ConnectionLimits, process_limits
 
 SUBPROTOCOL = "xmpp"  # RFC 7395 §3.1
 # RFC 7395 §3.2: "Data frame messages in the XMPP subprotocol MUST be of the text type and contain
@@ -73,8 +74,15 @@ def websocket_is_encrypted(scope: dict[str, Any]) -> bool:
 class WebSocketTransport:
     """ASGI application for the XMPP WebSocket route: RFC 7395 framing around an ``xmpp`` application."""
 
-    def __init__(self, application: ASGIApp) -> None:
+    def __init__(self, application: ASGIApp, connection_limits: ConnectionLimits | None = None) -> None:
         self.application = application
+        self._limits = connection_limits
+
+    @property
+    def limits(self) -> ConnectionLimits:
+        if self._limits is None:
+            self._limits = process_limits()
+        return self._limits
 
     async def __call__(
         self, scope: dict[str, Any], receive: Callable[[], Awaitable[Message]], send: Any
@@ -89,7 +97,18 @@ class WebSocketTransport:
         await send({"type": "websocket.accept", "subprotocol": SUBPROTOCOL})
         connection = _Connection(receive, send, encrypted=websocket_is_encrypted(scope))
         xmpp_scope = {**scope, "type": "xmpp", "transport": "websocket", "xmpp_framing": "websocket"}
-        await self.application(xmpp_scope, connection.receive, connection.send)
+        # the process's connection limits (transport/limits.py), shared with the TCP listeners: a refused
+        # WebSocket is told why with a stream error after the <open/>
+        address = str((scope.get("client") or ("",))[0])
+        refused = self.limits.admit(address)
+        if refused is not None:
+            connection.refuse(refused)
+            await self.application(xmpp_scope, connection.receive, connection.send)
+            return
+        try:
+            await self.application(xmpp_scope, connection.receive, connection.send)
+        finally:
+            self.limits.release(address)
 
 
 class _Connection:
@@ -99,12 +118,21 @@ class _Connection:
         self._receive = receive
         self._send = send
         self._connect: Message | None = {"type": "xmpp.connect", "tls": None, "encrypted": encrypted}
+        self._refusal: Message | None = None
+
+    def refuse(self, reason: str) -> None:
+        """The connection limits refuse this WebSocket: right after the connect, the stream ends with why."""
+        self._refusal = limits.refusal(reason)
 
     async def receive(self) -> Message:
         connect = self._connect
         if connect is not None:
             self._connect = None
             return connect
+        refusal = self._refusal
+        if refusal is not None:
+            self._refusal = None
+            return refusal
         message = await self._receive()
         if message["type"] == "websocket.receive":
             text = message.get("text")

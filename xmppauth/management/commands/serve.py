@@ -171,6 +171,10 @@ class Command(BaseCommand):
                 if verbosity >= 1:
                     self.stdout.write(f"Applying {pending} pending migration(s) to the SQLite database")
                 call_command("migrate", interactive=False, verbosity=max(0, verbosity - 1))
+            if not pending:
+                # the database cache's table (CACHE_URL=database, or several processes without Redis), also
+                # when the cache was configured after the migrations ran; nothing for another cache
+                call_command("createcachetable", verbosity=0)
         except DatabaseError as exc:
             raise CommandError(f"cannot check the database migrations: {exc}") from exc
         finally:
@@ -218,6 +222,7 @@ class Command(BaseCommand):
     ) -> None:
         from twisted.internet.error import CannotListenError
 
+        from xmppauth.transport.limits import process_limits
         from xmppauth.transport.tcp import listen_c2s
 
         try:
@@ -227,6 +232,10 @@ class Command(BaseCommand):
                 directtls_endpoint=c2s_tls,
                 tls=tls,
                 handshake_timeout=settings.XMPP_PREAUTH_TIMEOUT,
+                limits=process_limits(),
+                read_rate=settings.XMPP_READ_BYTES_PER_SECOND,
+                read_burst=settings.XMPP_READ_BURST_BYTES,
+                max_outgoing_bytes=settings.XMPP_MAX_OUTGOING_BYTES,
             )
         except CannotListenError as exc:
             reason = exc.socketError.strerror if exc.socketError is not None else str(exc)

@@ -1,0 +1,100 @@
+"""The connection limits of a process (xmppauth/transport/limits.py), with a clock of the test's own."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from xmppauth.transport import limits
+from xmppauth.transport.limits import ConnectionLimits
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(**overrides: float) -> tuple[ConnectionLimits, Clock]:
+    clock = Clock()
+    config = {"total": 100, "per_address": 3, "rate": 2.0, "burst": 5, **overrides}
+    return ConnectionLimits(clock=clock, **config), clock  # type: ignore[arg-type]
+
+
+def test_an_address_may_hold_so_many_connections_and_another_is_not_held() -> None:
+    counts, _ = make()
+    assert [counts.admit("192.0.2.1") for _ in range(3)] == [None, None, None]
+    assert counts.admit("192.0.2.1") == "too many connections from your address"
+    assert counts.admit("192.0.2.2") is None
+    counts.release("192.0.2.1")
+    assert counts.admit("192.0.2.1") is None  # one went: one may come
+    assert counts.open == 4
+
+
+def test_new_connections_from_one_address_come_in_a_burst_then_at_the_rate() -> None:
+    counts, clock = make(per_address=100)
+    for _ in range(5):
+        assert counts.admit("192.0.2.3") is None
+        counts.release("192.0.2.3")
+    assert counts.admit("192.0.2.3") == "too many new connections from your address: slow down"
+    clock.now += 0.5  # one more token at 2 a second
+    assert counts.admit("192.0.2.3") is None
+    assert counts.admit("192.0.2.3") is not None
+    clock.now += 60  # the bucket fills up to the burst, no further
+    assert [counts.admit("192.0.2.3") is None for _ in range(6)] == [True] * 5 + [False]
+
+
+def test_the_process_total_holds_every_address() -> None:
+    counts, _ = make(total=4)
+    for i in range(4):
+        assert counts.admit(f"192.0.2.{10 + i}") is None
+    assert counts.admit("192.0.2.99") == "the server has too many connections: try again later"
+    counts.release("192.0.2.10")
+    assert counts.admit("192.0.2.99") is None
+
+
+def test_an_ipv6_subscriber_counts_by_its_64() -> None:
+    counts, _ = make()
+    for host in ("2001:db8:5:6::1", "2001:db8:5:6::2", "2001:db8:5:6:ffff::3"):
+        assert counts.admit(host) is None
+    assert counts.admit("2001:db8:5:6:1234::9") == "too many connections from your address"
+    assert counts.admit("2001:db8:5:7::1") is None
+    assert counts.connections_from("2001:db8:5:6::77") == 3
+
+
+def test_a_release_never_counts_below_zero() -> None:
+    counts, _ = make()
+    counts.release("192.0.2.50")  # never admitted
+    assert counts.admit("192.0.2.50") is None
+    counts.release("192.0.2.50")
+    counts.release("192.0.2.50")
+    assert counts.open == 0
+
+
+def test_the_table_of_addresses_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(limits, "PRUNE_AT", 50)
+    counts, clock = make(rate=1000.0)
+    for i in range(1000):
+        assert counts.admit(f"10.0.{i // 250}.{i % 250}") is None
+        counts.release(f"10.0.{i // 250}.{i % 250}")
+        clock.now += 0.01
+    assert len(counts._addresses) <= 50
+
+
+def test_a_refusal_is_logged_once_a_minute_per_address(caplog: pytest.LogCaptureFixture) -> None:
+    counts, clock = make(per_address=1)
+    counts.admit("192.0.2.60")
+    with caplog.at_level(logging.WARNING, logger="xmppauth.limits"):
+        for _ in range(10):
+            counts.admit("192.0.2.60")
+        clock.now += 61
+        counts.admit("192.0.2.60")
+    lines = [r.getMessage() for r in caplog.records]
+    assert (
+        lines
+        == ["connection from 192.0.2.60 refused: too many connections from your address (the address limit)"]
+        * 2
+    )

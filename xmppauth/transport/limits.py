@@ -1,0 +1,123 @@
+"""Connection limits of one serving process, shared by its listeners (TCP on 5222 and 5223, WebSocket).
+
+Three limits (XEP-0205 §4.2; issue 12, item 2), each a setting (README, docs/security.md):
+
+- ``XMPP_MAX_CONNECTIONS``: open connections in the process, all listeners together;
+- ``XMPP_MAX_CONNECTIONS_PER_ADDRESS``: open connections from one client address (an IPv6 address by
+  its /64 prefix, as one subscriber usually holds a whole /64);
+- ``XMPP_CONNECTS_PER_SECOND_PER_ADDRESS``: new connections from one address, a token bucket that holds
+  ``XMPP_CONNECT_BURST`` connections and refills at that rate, so that a flood of connects from one
+  machine is refused after its burst while a household behind one address reconnecting all its
+  clients at once is not.
+
+A transport asks :meth:`ConnectionLimits.admit` when a connection arrives, before any TLS is done,
+and calls :meth:`ConnectionLimits.release` when it goes. A refused connection is told why where the
+protocol lets us: a stream error on the STARTTLS listener and on WebSocket, where XMPP can be spoken
+before TLS; the direct-TLS listener can say nothing before a handshake it refuses to spend on the
+connection, so it closes it. Refusals are logged once per address and limit each minute.
+
+Memory is bounded: an address has an entry while it has connections open or its bucket is refilling,
+and the table of buckets is pruned of full ones when it grows past :data:`PRUNE_AT` entries.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from xmppauth.proto.netaddr import address_key
+
+log = logging.getLogger("xmppauth.limits")
+
+PRUNE_AT = 10_000
+LOG_EVERY = 60.0  # seconds between two log lines for the same address and limit
+
+
+@dataclass
+class _Address:
+    open: int = 0
+    tokens: float = 0.0
+    refilled: float = 0.0
+
+
+@dataclass
+class ConnectionLimits:
+    """The counts behind the three limits, for one process (one event loop: no locking)."""
+
+    total: int
+    per_address: int
+    rate: float
+    burst: int
+    clock: Callable[[], float] = time.monotonic
+    open: int = 0
+    _addresses: dict[str, _Address] = field(default_factory=dict)
+    _logged: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def admit(self, address: str) -> str | None:
+        """Count a new connection from ``address`` and return None, or refuse it: the reason, for the
+        client (nothing is counted then)."""
+        key = address_key(address)
+        now = self.clock()
+        entry = self._addresses.get(key)
+        if entry is None:
+            if len(self._addresses) >= PRUNE_AT:
+                self._prune(now)
+            entry = self._addresses[key] = _Address(tokens=float(self.burst), refilled=now)
+        entry.tokens = min(float(self.burst), entry.tokens + (now - entry.refilled) * self.rate)
+        entry.refilled = now
+        if self.open >= self.total:
+            return self._refused(key, "total", "the server has too many connections: try again later")
+        if entry.open >= self.per_address:
+            return self._refused(key, "address", "too many connections from your address")
+        if entry.tokens < 1.0:
+            return self._refused(key, "rate", "too many new connections from your address: slow down")
+        entry.tokens -= 1.0
+        entry.open += 1
+        self.open += 1
+        return None
+
+    def release(self, address: str) -> None:
+        """A connection that :meth:`admit` counted has gone."""
+        entry = self._addresses.get(address_key(address))
+        if entry is not None and entry.open > 0:
+            entry.open -= 1
+            self.open -= 1
+
+    def connections_from(self, address: str) -> int:
+        entry = self._addresses.get(address_key(address))
+        return entry.open if entry is not None else 0
+
+    def _refused(self, key: str, limit: str, reason: str) -> str:
+        now = self.clock()
+        if now - self._logged.get((key, limit), -LOG_EVERY) >= LOG_EVERY:
+            if len(self._logged) >= PRUNE_AT:
+                self._logged.clear()
+            self._logged[(key, limit)] = now
+            log.warning("connection from %s refused: %s (the %s limit)", key, reason, limit)
+        return reason
+
+    def _prune(self, now: float) -> None:
+        for key, entry in list(self._addresses.items()):
+            if entry.open == 0 and entry.tokens + (now - entry.refilled) * self.rate >= self.burst:
+                del self._addresses[key]
+
+
+@functools.cache
+def process_limits() -> ConnectionLimits:
+    """The process's limits, from the settings (one object, whichever listener asks)."""
+    from django.conf import settings
+
+    return ConnectionLimits(
+        total=settings.XMPP_MAX_CONNECTIONS,
+        per_address=settings.XMPP_MAX_CONNECTIONS_PER_ADDRESS,
+        rate=float(settings.XMPP_CONNECTS_PER_SECOND_PER_ADDRESS),
+        burst=settings.XMPP_CONNECT_BURST,
+    )
+
+
+#: The message a transport gives the stream application to refuse a connection it has counted not.
+def refusal(reason: str) -> dict[str, str]:
+    return {"type": "xmpp.stream_error", "condition": "policy-violation", "text": reason}
