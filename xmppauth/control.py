@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from datetime import timedelta
 from typing import Any
@@ -32,6 +33,7 @@ log = logging.getLogger("xmppauth.control")
 WINDOW = timedelta(seconds=60)  # how far back the poll looks (commits can land out of id order)
 GROUP_REFRESH = 3600.0  # channel layers expire group membership (a day by default); renew hourly
 FULL_POLL = 5.0  # seconds: read the outbox at least this often, stamp or not
+STILL_FAILING_EVERY = 60.0  # seconds: while the channel layer stays away, one line this often
 
 
 def _recent_sync(since: Any) -> list[dict[str, object]]:
@@ -94,18 +96,21 @@ class Control:
             settings.XMPP_REVOCATION_POLL_MS,
         )
         joined: float | None = None
+        outage = _Outage("control channel")
         while True:
             try:
                 if joined is None or time.monotonic() - joined > GROUP_REFRESH:
                     await layer.group_add(CONTROL_GROUP, channel)
                     joined = time.monotonic()
+                    outage.over()
                 message = await layer.receive(channel)
+                outage.over()
                 if message.get("type") == "control.revoke":
                     await self.apply(message)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("control channel failed; retrying in 1 s (the poll still runs)")
+                outage.failed("retrying every second (the poll still runs)")
                 joined = None
                 await asyncio.sleep(1)
 
@@ -196,6 +201,32 @@ class Control:
             if seen is not None and seen[0] >= since:
                 return seen[1]
         return None
+
+
+class _Outage:
+    """The log of something that keeps failing while it is away (Redis, say): the first failure with its
+    traceback, then one line every STILL_FAILING_EVERY seconds, and one when it works again; not a
+    traceback a second for as long as it lasts."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.since: float | None = None
+        self.said = 0.0
+
+    def failed(self, then: str) -> None:
+        now = time.monotonic()
+        if self.since is None:
+            self.since = self.said = now
+            log.exception("%s failed; %s", self.what, then)
+        elif now - self.said >= STILL_FAILING_EVERY:
+            self.said = now
+            reason = type(sys.exc_info()[1]).__name__
+            log.warning("%s still failing after %d s (%s); %s", self.what, now - self.since, reason, then)
+
+    def over(self) -> None:
+        if self.since is not None:
+            log.info("%s works again after %.1f s", self.what, time.monotonic() - self.since)
+            self.since = None
 
 
 async def _end(session: Session) -> None:
