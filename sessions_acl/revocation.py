@@ -304,6 +304,23 @@ def on_password_changed(sender: object, *, user: User, change: PasswordChange, *
         )
 
 
+def on_factor_removed(
+    sender: object, *, user: User, kind: str, action: str, actor: str = "", **kwargs: object
+) -> None:
+    """Receiver of :data:`accounts.signals.factor_changed` (connected in ``apps.py``): a second factor
+    removed (by its owner, or by an operator whose ``mfa reset`` answers a lost phone) takes the account's
+    FAST tokens with it, at once: they let a client back in without the password and without that factor.
+    Sessions go on; the clients log in again with the password and the factors left."""
+    if action != "removed":
+        return
+    with transaction.atomic():
+        lock_clients(Client.objects.filter(user=user))  # as logins take them (login.lock_clients)
+        dropped, _ = FastToken.objects.filter(client__user=user).delete()
+    if dropped:
+        detail = f"FAST tokens: a second factor ({kind}) was removed"
+        log_event(user, AuthEvent.Kind.REVOKED, detail, actor=actor)
+
+
 def on_account_changed(
     sender: object,
     *,

@@ -6,16 +6,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.rawclient import Session
+from tests.integration.rawclient import Session, available
 from tests.integration.server import Server
 
 
 @pytest.fixture
 def bob(server: Server) -> Iterator[Session]:
     """bob, logged in with his password (SASL2 + Bind2) and available: he receives messages and presence."""
-    session = Session(server, "bob", "builder")
-    assert session.ok, session.reply
-    session.send("<presence/>")
-    session.expect("</presence>|<presence[^>]*/>")
+    session = available(server)
     yield session
     session.close()

@@ -306,3 +306,12 @@ def parse_stream_error(data: bytes) -> str | None:
 
 def element(data: bytes) -> etree._Element:
     return etree.fromstring(data)
+
+
+def available(server: Server, user: str = "bob", password: str = "builder") -> Session:
+    """``user`` logged in with the password (SASL2 + Bind2) and available: receiving messages and presence."""
+    session = Session(server, user, password)
+    assert session.ok, session.reply
+    session.send("<presence/>")
+    session.expect("</presence>|<presence[^>]*/>")
+    return session
