@@ -210,11 +210,6 @@ def test_through_a_stripping_man_in_the_middle_the_server_still_tells_and_refuse
     client.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the reference client does not check the XEP-0474 h= of the server-first-message: through a "
-    "man in the middle that stripped -PLUS and the channel-binding types it logs in (exit 0)",
-)
 def test_the_reference_client_aborts_when_the_mechanisms_it_saw_were_tampered_with(
     server: Server, mitm: StrippingProxy
 ) -> None:

@@ -20,6 +20,7 @@ from xmppauth.client.tasks import Answers, CannotAnswer, Report, Task, choose
 from xmppauth.client.transport import ConnectionProblem, Transport
 from xmppauth.proto import ns
 from xmppauth.proto.sasl import ScramClient
+from xmppauth.proto.xep0474_ssdp import ssdp_attribute
 from xmppauth.proto.xml import escape_attr, escape_text
 
 _SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
@@ -81,11 +82,14 @@ class _Login:
         answers: Answers,
         password: Callable[[], str],
         report: Report,
+        seen: tuple[tuple[str, ...], tuple[str, ...]] = ((), ()),
     ) -> None:
         self.transport = transport
         self.options = options
         self.answers = answers
         self.password = password
+        #: the SASL2 mechanisms and XEP-0440 channel-binding types the features showed (XEP-0474)
+        self.seen = seen
         self.report = report
         self.scram: ScramClient | None = None
         self.expected_proof: bytes | None = None  # HT-*: the server's additional-data in <success/>
@@ -129,6 +133,19 @@ class _Login:
         await self.transport.send(self._authenticate(_FAST_MECHANISM, initial, f"<fast xmlns='{ns.FAST}'/>"))
         return await self._exchange()
 
+    def _lists_untouched(self) -> bool:
+        """XEP-0474: the server's ``h=`` hashes the mechanisms and channel-binding types it advertised;
+        they must be what this client saw, or someone in between removed some (the strongest, say
+        -PLUS). A server without ``h=`` (older than XEP-0474) cannot be checked; the server-final
+        signature covers the attribute, so it cannot be removed on the way."""
+        assert self.scram is not None
+        told = self.scram.server_first_attributes.get("h")
+        if told is None:
+            return True
+        mechanisms, bindings = self.seen
+        expected = ssdp_attribute(self.options.mechanism, mechanisms, dict.fromkeys(bindings, b""))
+        return hmac.compare_digest(f"h={told}".encode(), expected.encode())
+
     def _verify(self, data: bytes) -> None:
         """The server's proof, once: SCRAM's server-final-message, or the HT-* responder HMAC."""
         if self.verified:
@@ -158,6 +175,11 @@ class _Login:
                     final = self.scram.final(_unb64(element.text))
                 except ValueError as exc:
                     raise await self._abort(f"bad SCRAM challenge: {exc}") from None
+                if not self._lists_untouched():
+                    raise await self._abort(
+                        "downgrade: the mechanisms or channel-binding types this client was shown are not "
+                        "the ones the server sent (XEP-0474)"
+                    )
                 await self.transport.send(f"<response xmlns='{ns.SASL2}'>{_b64(final)}</response>")
             elif tag == _q(ns.SASL2, "continue"):
                 await self._continue(element)
@@ -238,7 +260,11 @@ async def login(
     bare = f"{options.username}@{options.domain}"
     token = tokens.load() if tokens is not None else None
     success: etree._Element | None = None
-    attempt = _Login(transport, options, answers, password, report)
+    bindings = tuple(
+        str(el.get("type")) for el in features.iter(_q(ns.SASL_CB, "channel-binding")) if el.get("type")
+    )
+    seen = (tuple(mechanisms), bindings)
+    attempt = _Login(transport, options, answers, password, report, seen)
     if token is not None and tokens is not None:
         if token.jid and token.jid != bare:
             report("fast", f"fast token in {tokens.path} is for {token.jid}: not used", used=False)
@@ -266,7 +292,7 @@ async def login(
                     condition=exc.condition,
                     text=exc.text,
                 )
-                attempt = _Login(transport, options, answers, password, report)
+                attempt = _Login(transport, options, answers, password, report, seen)
     if success is None:
         if options.mechanism not in mechanisms:
             raise AuthFailed("invalid-mechanism", f"the server does not offer {options.mechanism}")
