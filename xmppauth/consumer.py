@@ -34,6 +34,7 @@ from xmppauth.proto.jid import JID
 from xmppauth.proto.stream import C2SStream, StreamConfig
 from xmppauth.proto.xep0198_sm import MAX_UNACKED, StreamManagement
 from xmppauth.proto.xep0203_delay import with_delay
+from xmppauth.proto.xml_names import parse_element
 from xmppauth.router import ROUTER
 
 log = logging.getLogger("xmppauth.c2s")
@@ -99,6 +100,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         self.directed_to: set[JID] = set()
         self._feed: Callable[[bytes], None] | None = None  # the stream's receive_data or receive_frame
         self._closed = False
+        self._pumping = False  # _pump() is running (it is not entered twice: see there)
         self._timer: asyncio.TimerHandle | None = None
         self._peer = "?"
         self._held: list[bytes] = []  # XEP-0352: what waits while the client is inactive
@@ -208,11 +210,23 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
     async def _pump(self) -> None:
         stream = self.stream
         assert stream is not None
-        while not self._closed:
-            event = stream.next_event()
-            if event is None:
-                break
-            await self._on_event(event)
+        if self._pumping:
+            # A stanza delivered to this session while its own pump runs (a message to itself, or one
+            # that arrives while the pump awaits the database): the running pump takes the events in
+            # order; only the output goes now. Pumping again here would take the next inbound stanza
+            # before the one being handled is done, and nest a level deeper for every stanza queued
+            # (a flood of messages to one's own JID ended in RecursionError: found by bench/hardening.py).
+            await self._flush()
+            return
+        self._pumping = True
+        try:
+            while not self._closed:
+                event = stream.next_event()
+                if event is None:
+                    break
+                await self._on_event(event)
+        finally:
+            self._pumping = False
         await self._flush()
 
     async def _on_event(self, event: ev.Event) -> None:
@@ -336,7 +350,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
 
     def _receivable(self, data: bytes) -> bool:
         """may_receive() for a stanza already serialised for this session (held or unacknowledged)."""
-        stanza = etree.fromstring(data)
+        stanza = parse_element(data)  # names in a dictionary of its own (proto/xml_names.py)
         kind = etree.QName(stanza).localname
         default = "available" if kind == "presence" else "normal"
         return self.may_receive(kind, stanza.get("type") or default)

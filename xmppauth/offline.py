@@ -21,6 +21,7 @@ from xmppauth.proto import ns
 from xmppauth.proto.errors import StanzaErrorCondition
 from xmppauth.proto.jid import JID, InvalidJID
 from xmppauth.proto.xml import serialize
+from xmppauth.proto.xml_names import parse_element
 from xmppauth.router import ROUTER
 
 log = logging.getLogger("xmppauth.c2s")
@@ -51,7 +52,7 @@ def unacked_disposition(pending: list[bytes], jid: JID) -> tuple[list[bytes], li
     bounces: list[etree._Element] = []
     for data in pending:
         try:
-            stanza = etree.fromstring(data)
+            stanza = parse_element(data)  # names in a dictionary of its own (proto/xml_names.py)
         except etree.XMLSyntaxError:  # pragma: no cover - we serialised it ourselves
             continue
         kind = etree.QName(stanza).localname

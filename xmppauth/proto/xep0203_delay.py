@@ -10,6 +10,7 @@ from lxml import etree
 
 from . import ns
 from .xml import serialize
+from .xml_names import parse_element
 
 __all__ = ["with_delay"]
 
@@ -18,7 +19,7 @@ _Q_DELAY = ns.qname(ns.DELAY, "delay")
 
 def with_delay(data: bytes, domain: str, stamp: str) -> bytes:
     """The serialised stanza ``data`` with a ``<delay/>`` saying ``domain`` held it since ``stamp``."""
-    stanza = etree.fromstring(data)
+    stanza = parse_element(data)  # a stored stanza: its names in a dictionary of its own (xml_names.py)
     delay = etree.SubElement(stanza, _Q_DELAY, nsmap=ns.default(ns.DELAY))
     delay.set("from", domain)
     delay.set("stamp", stamp)

@@ -79,9 +79,16 @@ Choices worth knowing:
   message as text.
 * In framed mode, elements without an ``xmlns`` inherit ``jabber:client`` from the synthetic root
   (lenient: RFC 7395 has each message carry its own declarations, ``<message xmlns='jabber:client'>``).
-* Not bounded here: lxml interns element and attribute names in a string dictionary shared by all
-  parsers of a thread and never freed, so a peer sending ever new names grows the process a little
-  with each one (about 50 bytes per distinct name, measured with lxml 6.1.3 / libxml2 2.14.6).
+
+Name dictionaries
+-----------------
+libxml2 interns names (and some text) in a dictionary that lxml 6 keeps per thread and never frees.
+Each libxml2 parser here gets a dictionary of its own instead (:mod:`.xml_names`), current while
+:meth:`StreamParser.feed` / :meth:`StreamParser.feed_frame` run, so that the copies handed out use
+it too, and every :data:`EPOCH_BYTES` of input the parser moves on to a new libxml2 parser and
+dictionary at the next boundary between top-level elements (in TCP mode, found exactly by feeding
+slices that end at each ``>`` once a renewal is due), primed with a root that declares what the
+stream header declared. A dictionary thus holds the names of one epoch at most.
 """
 
 from __future__ import annotations
@@ -94,10 +101,13 @@ from typing import Any, Final
 
 from lxml import etree
 
+from xmppauth.proto import xml_names
 from xmppauth.proto.errors import LocalProtocolError, StreamError, StreamErrorCondition
 from xmppauth.proto.ns import CLIENT, FRAMING, STREAMS, qname
+from xmppauth.proto.xml_out import escape_attr, escape_text, serialize  # here for the callers' sake
 
 __all__ = [
+    "EPOCH_BYTES",
     "SLICE_BYTES",
     "ElementReceived",
     "ParseEvent",
@@ -111,6 +121,9 @@ __all__ = [
 
 SLICE_BYTES: Final = 4096
 """Largest piece handed to libxml2 in one call; also the slack of the size accounting."""
+
+EPOCH_BYTES: Final = 64 * 1024
+"""Input after which a stream parser moves on to a new libxml2 parser and name dictionary."""
 
 _MAX_REF: Final = 32  # longest accepted body of &...; (the longest legitimate one is 10)
 _MAX_DECL: Final = 256  # longest accepted XML declaration
@@ -134,6 +147,7 @@ _XML_DECL: Final = re.compile(
 )
 
 _FRAMED_ROOT: Final = f"<stream xmlns='{CLIENT}' xmlns:stream='{STREAMS}'>".encode()
+_FRAMED_END: Final = b"</stream>"
 _PROBE: Final = b"<_/>"
 _FRAMING_OPEN: Final = qname(FRAMING, "open")
 _FRAMING_CLOSE: Final = qname(FRAMING, "close")
@@ -204,6 +218,30 @@ def _standalone(element: etree._Element) -> etree._Element:
     copied = copy.copy(element)  # lxml's __copy__ copies the whole subtree, without deepcopy's memo
     copied.tail = None
     return copied
+
+
+def _new_parser() -> etree.XMLPullParser:
+    return etree.XMLPullParser(
+        events=("start", "end", "comment", "pi"),
+        encoding="utf-8",
+        resolve_entities=False,
+        load_dtd=False,
+        no_network=True,
+        huge_tree=False,
+        collect_ids=False,
+        remove_comments=False,
+        remove_pis=False,
+    )
+
+
+def _start_tag(root: etree._Element) -> tuple[bytes, bytes]:
+    """A start tag with the name and namespace declarations (not the attributes) of ``root``; its end tag."""
+    local = etree.QName(root).localname
+    name = f"{root.prefix}:{local}" if root.prefix else local
+    decls = "".join(
+        f" xmlns{':' + prefix if prefix else ''}='{escape_attr(uri)}'" for prefix, uri in root.nsmap.items()
+    )
+    return f"<{name}{decls}>".encode(), f"</{name}>".encode()
 
 
 def _attrs(element: etree._Element) -> dict[str, str]:
@@ -293,17 +331,8 @@ class StreamParser:
         self.max_stanza_bytes = max_stanza_bytes
         self._max_depth = max_depth
         self._framed = framed
-        self._parser = etree.XMLPullParser(
-            events=("start", "end", "comment", "pi"),
-            encoding="utf-8",
-            resolve_entities=False,
-            load_dtd=False,
-            no_network=True,
-            huge_tree=False,
-            collect_ids=False,
-            remove_comments=False,
-            remove_pis=False,
-        )
+        self._names = xml_names.new_dictionary()  # the current libxml2 parser's name dictionary
+        self._parser = _new_parser()
         self._root: etree._Element | None = None
         self._open: etree._Element | None = None  # the depth-1 element being parsed, if any
         self._completed: list[etree._Element] = []  # depth-1 elements still attached to the root
@@ -318,10 +347,17 @@ class StreamParser:
         self._hdr_quote = b""
         self._ended = False
         self._error: StreamError | None = None
+        self._epoch = 0  # self._fed when the current libxml2 parser took over
+        # The root a new libxml2 parser is primed with, and its end tag (TCP: the header's name).
+        self._reopen, self._reclose = _FRAMED_ROOT, _FRAMED_END
         if framed:
             self._phase = _BODY
-            self._feed_slice(_FRAMED_ROOT, [])
-            self._anchor = self._fed
+            own = xml_names.enter(self._names)
+            try:
+                self._feed_slice(_FRAMED_ROOT, [])
+            finally:
+                xml_names.leave(own)
+            self._anchor = self._epoch = self._fed
 
     @property
     def max_depth(self) -> int:
@@ -341,11 +377,14 @@ class StreamParser:
             self._check_alive()
         if self._ended:
             return []
+        own = xml_names.enter(self._names)
         try:
             return self._feed_tcp(data)
         except StreamError as exc:
             self._error = exc
             raise
+        finally:
+            xml_names.leave(own)
 
     def feed_frame(self, data: bytes) -> list[ParseEvent]:
         """Parse one RFC 7395 WebSocket message, which must hold exactly one complete element."""
@@ -354,11 +393,14 @@ class StreamParser:
         self._check_alive()
         if self._ended:
             return []
+        own = xml_names.enter(self._names)
         try:
             return self._feed_frame(data)
         except StreamError as exc:
             self._error = exc
             raise
+        finally:
+            xml_names.leave(own)
 
     # ----------------------------------------------------------------------------- TCP mode
 
@@ -473,8 +515,16 @@ class StreamParser:
                 what = "stream header" if self._phase != _BODY else "top-level element"
                 raise StreamError(_C.POLICY_VIOLATION, f"{what} larger than {self.max_stanza_bytes} bytes")
             n = min(SLICE_BYTES, stop - pos, budget)
+            renew = self._phase == _BODY and self._fed - self._epoch >= EPOCH_BYTES
+            if renew:  # slices that end at each '>', so that a top-level element ends at a slice's end
+                gt = data.find(b">", pos, pos + n)
+                if gt != -1:
+                    n = gt + 1 - pos
             self._feed_slice(data if n == len(data) else data[pos : pos + n], events)
             pos += n
+            # A top-level element ended in this slice (so at its last byte) and no other one is open.
+            if renew and self._anchor == self._fed and self._open is None and not self._ended:
+                self._renew()
 
     # ----------------------------------------------------------------------------- framed mode
 
@@ -509,9 +559,41 @@ class StreamParser:
         if tag == _FRAMING_CLOSE:
             self._ended = True
             return [StreamEnded()]
+        if self._fed - self._epoch >= EPOCH_BYTES:
+            self._renew()
         return [first]
 
     # ----------------------------------------------------------------------------- both modes
+
+    def _renew(self) -> None:
+        """Go on with a new libxml2 parser and name dictionary, between two top-level elements.
+
+        The new parser is primed with a root declaring the same namespaces; its bytes are not counted.
+        """
+        xml_names.finish(self._parser, self._reclose)
+        self._names = xml_names.new_dictionary()
+        xml_names.enter(self._names)  # the caller's xml_names.leave() restores the thread's own
+        self._parser = _new_parser()
+        self._root = None
+        self._depth = 0
+        self._log_seen = 0
+        fed = self._fed
+        self._feed_slice(self._reopen, [])
+        if self._root is None or self._depth != 1:  # pragma: no cover - libxml2 reports a start tag at once
+            raise LocalProtocolError("a renewed parser did not open its root")
+        self._fed = self._anchor = self._epoch = fed
+
+    def __del__(self) -> None:
+        # A stream that ends (or restarts) between two top-level elements frees its parser at once.
+        try:
+            if self._root is not None and self._error is None and self._open is None and self._depth < 2:
+                own = xml_names.enter(self._names)
+                try:
+                    xml_names.finish(self._parser, self._reclose if self._depth == 1 else b"")
+                finally:
+                    xml_names.leave(own)
+        except Exception:  # noqa: S110 - never raise from a finalizer (e.g. at interpreter exit)
+            pass
 
     def _feed_slice(self, piece: bytes, events: list[ParseEvent]) -> None:
         """Hand one vetted slice to libxml2 and turn what it completed into events."""
@@ -566,6 +648,7 @@ class StreamParser:
 
     def _opened(self, root: etree._Element) -> StreamOpened:
         nsmap = root.nsmap
+        self._reopen, self._reclose = _start_tag(root)
         return StreamOpened(
             tag=root.tag,
             attrs=_attrs(root),
@@ -611,52 +694,3 @@ class StreamParser:
         if self._framed:
             return _not_well_formed(_ONE_ELEMENT)
         return StreamError(_C.BAD_FORMAT, "only whitespace is allowed between top-level elements")
-
-
-# --------------------------------------------------------------------------------- output helpers
-
-_ILLEGAL_XML_CHARS: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-
-
-def _legal(s: str) -> str:
-    return _ILLEGAL_XML_CHARS.sub("\ufffd", s)
-
-
-def escape_text(s: str) -> str:
-    """Escape ``s`` for character data: ``& < >`` become entities, ``\\r`` a character reference.
-
-    Characters XML 1.0 cannot carry at all (C0 controls but tab/LF/CR, lone surrogates, U+FFFE,
-    U+FFFF) are replaced by U+FFFD so the output is always well-formed.
-    """
-    s = _legal(s)
-    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
-
-
-def escape_attr(s: str) -> str:
-    """Escape ``s`` for an attribute value delimited by either ``'`` or ``"``.
-
-    Both quote characters are escaped, so the result is safe inside ``'...'`` and ``"..."`` alike
-    (no need to remember which style the caller's template uses); tab, LF and CR become character
-    references so attribute-value normalization on the receiving side gives back the same string.
-    Illegal characters become U+FFFD as in :func:`escape_text`.
-    """
-    s = _legal(s)
-    return (
-        s.replace("&", "&amp;")
-        .replace("<", "&lt;")
-        .replace(">", "&gt;")
-        .replace('"', "&quot;")
-        .replace("'", "&apos;")
-        .replace("\t", "&#9;")
-        .replace("\n", "&#10;")
-        .replace("\r", "&#13;")
-    )
-
-
-def serialize(element: etree._Element) -> bytes:
-    """UTF-8 bytes of ``element`` without XML declaration and without its tail.
-
-    A detached ``jabber:client`` stanza comes out as ``<message xmlns="jabber:client" ...>``:
-    lxml declares the namespaces the subtree uses on its top element, with the original prefixes.
-    """
-    return etree.tostring(element, encoding="utf-8", xml_declaration=False, with_tail=False)
