@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
-from django.core.cache.backends.locmem import LocMemCache
 
+from accounts.localcache import LocalCache
 from xmppauth.proto.netaddr import address_key
 
 log = logging.getLogger("xmppauth.guessing")
@@ -170,7 +170,7 @@ def _claim(
 
 
 #: The process's own counts while the shared cache is failing.
-_LOCAL = LocMemCache("xmppauth-guessing-fallback", {"OPTIONS": {"MAX_ENTRIES": 200_000}})
+_LOCAL: BaseCache = LocalCache("xmppauth-guessing-fallback", {"OPTIONS": {"MAX_ENTRIES": 200_000}})
 FALLBACK_SECONDS = 10.0
 _fallback_until = 0.0
 _last_logged = -60.0

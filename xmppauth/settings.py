@@ -95,6 +95,8 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): a second factor was passed
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # a browser that completed a sign-in is not held by its account's guessing limit (accounts/views/password)
+    "accounts.views.password.KnownBrowserMiddleware",
 ]
 
 ROOT_URLCONF = "xmppauth.urls"
@@ -168,7 +170,8 @@ elif _cache_url == "database" or (
 elif _cache_url in ("", "memory"):
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            # LocMemCache without its pickling and key checks (accounts/localcache.py)
+            "BACKEND": "accounts.localcache.LocalCache",
             # beyond this many keys the oldest third goes: enough that guessing cannot flush the counts
             "OPTIONS": {"MAX_ENTRIES": 200_000},
         }

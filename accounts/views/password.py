@@ -1,39 +1,28 @@
-"""The password step of the web sign-in and of re-authentication: Django's ``authenticate`` behind a
-throttle of failed attempts.
+"""The password step of the web sign-in and of re-authentication: Django's ``authenticate`` behind the
+guessing limits that XMPP logins use (:mod:`accounts.guessing`, the one door: a guess over the portal and a
+guess over XMPP count on the same keys, the account name and the client's address).
 
-The throttle is deliberately simple (issue 12 replaces it). Failed passwords are counted in Django's
-cache under two keys, the username and the client's address; after more than :data:`FREE` failures
-on a key, each further attempt on it must wait 2^(n - free - 1) seconds after the last failure (at
-most :data:`MAX_WAIT`), and is refused unchecked while it waits. A key is forgotten :data:`FORGET`
-seconds after its last failure; a right password clears its username's count (not its address's:
-signing in to one's own account must not reset the count of guesses at others').
-
-With the default cache (local memory) each process counts on its own; a shared cache (``CACHES``)
-makes the count the same on every process. Attempts on one key take turns (``cache.add`` of a turn
-key, atomic in every cache Django ships): one at a time is checked and counted, and an attempt that finds
-the turn taken is refused unchecked, so a burst of guesses sent at once is no faster than one after
-another (an outside attack got 40 parallel guesses checked before this). A stopgap, said in docs/web.md.
+An attempt that comes during a wait is refused unchecked and told how long to wait; a right password gives
+its turn back. A browser that signed in to the account before (with every factor the account has) carries a
+signed cookie saying so, and is not held by the account's limit, as a known XMPP client is not: someone
+guessing at an account cannot lock its owner out of the portal from the owner's own browser
+(:class:`KnownBrowserMiddleware` sets it; it proves nothing by itself, the password is still checked).
 """
 
 from __future__ import annotations
 
-import hashlib
-import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.contrib.auth import authenticate
-from django.core.cache import cache
-from django.http import HttpRequest
+from django.core import signing
+from django.http import HttpRequest, HttpResponse
 
+from .. import guessing
 from ..lookup import BadName, localpart_from
 from ..models import User
 from . import guard
-
-#: Failures allowed on a key before the waits begin.
-FREE = {"user": 3, "address": 10}
-MAX_WAIT = 300
-FORGET = 900
-TURN_SECONDS = 30  # a turn left by a crashed check is free again after this
 
 #: Texts for the person, by short code.
 MESSAGES = {
@@ -41,6 +30,10 @@ MESSAGES = {
     "wrong_password": "Wrong password.",
     "throttled": "Too many failed attempts: try again in {seconds} s.",
 }
+
+KNOWN_BROWSER_COOKIE = "xmppauth_known"
+KNOWN_BROWSER_SALT = "xmppauth.known-browser"
+KNOWN_BROWSER_DAYS = 180
 
 
 @dataclass(frozen=True)
@@ -55,54 +48,64 @@ class PasswordCheck:
     known: User | None = None
 
 
-def check_password(request: HttpRequest, name: str, password: str) -> PasswordCheck:
-    """Check the password of the account ``name`` (a localpart or a whole address), throttled."""
+def check_password(
+    request: HttpRequest, name: str, password: str, *, signing_in: bool = False
+) -> PasswordCheck:
+    """Check the password of the account ``name`` (a localpart or a whole address), within the limits.
+    ``signing_in``: the sign-in's first step, where a known browser is not held by the account's limit (a
+    signed-in session re-entering its password, to re-authenticate or to change it, always is: it needs
+    no way in, and a stolen session must not guess faster)."""
     try:
         username = localpart_from(name.strip())
     except BadName:
         username = name.strip()
-    keys = _keys(username, guard.client_address(request))
-    turns = [f"{key}.turn" for key, _free in keys]
-    taken = [turn for turn in turns if cache.add(turn, 1, TURN_SECONDS)]
-    try:
-        if len(taken) < len(turns):  # another attempt on this name or from this address is being checked
-            return PasswordCheck(None, MESSAGES["throttled"].format(seconds=1), "throttled")
-        wait = _wait(keys)
-        if wait:
-            return PasswordCheck(None, MESSAGES["throttled"].format(seconds=wait), "throttled")
-        user = authenticate(request, username=username, password=password)
-        if isinstance(user, User):
-            cache.delete(keys[0][0])
-            return PasswordCheck(user)
-        _count_failure(keys)
-        known = User.objects.filter(username=username).first()
-        return PasswordCheck(None, MESSAGES["wrong"], "wrong", known)
-    finally:
-        cache.delete_many(taken)
+    exempt = _known_browser(request, username) if signing_in else None
+    verdict = guessing.claim(guard.client_address(request), username, account_exempt=exempt)
+    if verdict.refused:  # the portal takes no app passwords: held by either limit, nothing is checked
+        return PasswordCheck(None, MESSAGES["throttled"].format(seconds=verdict.wait), "throttled")
+    user = authenticate(request, username=username, password=password)
+    if isinstance(user, User):
+        verdict.claim.give_back()
+        return PasswordCheck(user)
+    known = User.objects.filter(username=username).first()
+    return PasswordCheck(None, MESSAGES["wrong"], "wrong", known)
 
 
-def _keys(username: str, address: str) -> list[tuple[str, int]]:
-    """The cache keys (hashed: any text is a valid key) and their free failures; the username's first."""
+def _known_browser(request: HttpRequest, username: str) -> Callable[[], bool]:
+    def known() -> bool:
+        value = request.COOKIES.get(KNOWN_BROWSER_COOKIE)
+        if not value:
+            return False
+        try:
+            pk = signing.loads(value, salt=KNOWN_BROWSER_SALT, max_age=KNOWN_BROWSER_DAYS * 86400)
+        except signing.BadSignature:
+            return False
+        return User.objects.filter(pk=pk, username=username).exists()
 
-    def key(kind: str, value: str) -> str:
-        return f"portal.password.{kind}.{hashlib.sha256(value.encode()).hexdigest()}"
-
-    return [(key("user", username), FREE["user"]), (key("address", address), FREE["address"])]
-
-
-def _wait(keys: list[tuple[str, int]]) -> int:
-    """Whole seconds until every key allows an attempt again, 0 if they all do now."""
-    now = guard.clock()
-    longest = 0.0
-    for key, free in keys:
-        count, last = cache.get(key, (0, 0.0))
-        if count > free:
-            longest = max(longest, last + min(2 ** (count - free - 1), MAX_WAIT) - now)
-    return max(0, math.ceil(longest))
+    return known
 
 
-def _count_failure(keys: list[tuple[str, int]]) -> None:
-    now = guard.clock()
-    for key, _free in keys:
-        count, _last = cache.get(key, (0, 0.0))
-        cache.set(key, (count + 1, now), FORGET)
+def remember_browser(request: HttpRequest, user: User) -> None:
+    """The sign-in of ``user`` is complete: the response will mark this browser as known to the account."""
+    request.known_browser_of = user.pk  # type: ignore[attr-defined]
+
+
+class KnownBrowserMiddleware:
+    """Sets the known-browser cookie on the response of a completed sign-in (:func:`remember_browser`)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        pk = getattr(request, "known_browser_of", None)
+        if pk is not None:
+            response.set_cookie(
+                KNOWN_BROWSER_COOKIE,
+                signing.dumps(pk, salt=KNOWN_BROWSER_SALT),
+                max_age=KNOWN_BROWSER_DAYS * 86400,
+                httponly=True,
+                secure=settings.SESSION_COOKIE_SECURE,
+                samesite="Lax",
+            )
+        return response

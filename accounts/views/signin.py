@@ -36,7 +36,7 @@ from .guard import (
     signed_in,
     start_pending,
 )
-from .password import check_password
+from .password import check_password, remember_browser
 
 BACKEND = "django.contrib.auth.backends.ModelBackend"
 
@@ -49,6 +49,7 @@ def finish_signin(request: HttpRequest, user: User, device: Device | None, how: 
     if device is not None:
         django_otp.login(request, device)
     mark_reauthenticated(request)
+    remember_browser(request, user)  # not held by the account's guessing limit from now on
     announce(request, user, ok=True, detail=f"web sign-in: {how}")
     return safe_next(request, next_url)
 
@@ -86,7 +87,9 @@ def sign_in(request: HttpRequest) -> HttpResponseBase:
     form = SignInForm(request.POST if request.method == "POST" else None)
     if not form.is_valid():
         return _sign_in_page(request, form, next_url)
-    checked = check_password(request, form.cleaned_data["username"], form.cleaned_data["password"])
+    checked = check_password(
+        request, form.cleaned_data["username"], form.cleaned_data["password"], signing_in=True
+    )
     if checked.user is None:
         if checked.known is not None:
             announce(request, checked.known, ok=False, detail="web sign-in: password: wrong password")

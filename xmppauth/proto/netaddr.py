@@ -7,9 +7,11 @@ Anything that is no IP address (a Unix socket, a test's name) is taken as it is.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 
+@functools.lru_cache(maxsize=4096)  # per login and per connection: the same few addresses again and again
 def address_key(address: str) -> str:
     """The key of ``address`` for per-address limits."""
     try:
