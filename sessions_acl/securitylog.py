@@ -40,6 +40,27 @@ def login_failed(
     log_event(user_id, AuthEvent.Kind.LOGIN_FAILED, detail, address=address)
 
 
+def logins_failed(batch: list[tuple[str | None, str, str, str, str]]) -> None:
+    """:func:`login_failed` for many at once (``xmppauth/failed_logins.py``): one read of the accounts
+    named, one insert; entries are (localpart, mechanism, condition, address, factor_failed)."""
+    names = {localpart for localpart, *_ in batch if localpart is not None}
+    ids = dict(User.objects.filter(username__in=names).values_list("username", "id")) if names else {}
+    rows = []
+    for localpart, mechanism, condition, address, factor_failed in batch:
+        user_id = ids.get(localpart) if localpart is not None else None
+        if user_id is None:
+            continue  # unknown names are not kept
+        detail = f"{mechanism}: {condition}"
+        if factor_failed:
+            detail = f"{mechanism}: the password was right, the second factor was not passed: {factor_failed}"
+        rows.append(
+            AuthEvent(
+                user_id=user_id, kind=AuthEvent.Kind.LOGIN_FAILED, detail=detail[:500], address=address[:100]
+            )
+        )
+    AuthEvent.objects.bulk_create(rows)
+
+
 def on_factor_changed(
     sender: object, *, user: User, kind: str, action: str, actor: str = "", detail: str = "", **kwargs: object
 ) -> None:

@@ -23,7 +23,7 @@ from django.conf import settings
 from accounts import guessing
 from sessions_acl.access import SessionAccess
 from sessions_acl.login import Authorization, Refusal
-from xmppauth import sasl2_tasks, services
+from xmppauth import failed_logins, sasl2_tasks, services
 from xmppauth.proto import events as ev
 from xmppauth.proto.errors import SaslCondition
 from xmppauth.proto.jid import InvalidJID, prep_localpart
@@ -234,7 +234,7 @@ class Login:
         owed, self._owed = self._owed, None
         if owed is not None:  # the password was right: the owner must learn that the factor stopped it
             why = "the client gave up" if event.condition is SaslCondition.ABORTED else event.text
-            await services.login_failed(
+            failed_logins.record(
                 owed[0],
                 owed[1],
                 event.condition.value,
@@ -246,7 +246,8 @@ class Login:
             return
         stream_from = self.stream.stream_from
         localpart = stream_from.local if stream_from is not None else None
-        await services.login_failed(
+        # written after the answer, in a batch (failed_logins.py): an existing account must not answer later
+        failed_logins.record(
             _localpart(event.username) or localpart, event.mechanism, event.condition.value, self.address
         )
 
@@ -255,7 +256,7 @@ class Login:
         the security log (someone has the password)."""
         owed, self._owed = self._owed, None
         if owed is not None:
-            await services.login_failed(
+            failed_logins.record(
                 owed[0],
                 owed[1],
                 "aborted",

@@ -43,7 +43,7 @@ def authorize(
 
 
 finish_after_tasks = off_loop(login.finish_after_tasks)  # the grant and token once the tasks are passed
-login_failed = off_loop(securitylog.login_failed)
+logins_failed = off_loop(securitylog.logins_failed)  # in batches: xmppauth/failed_logins.py
 verify_totp = off_loop(totp.verify_totp)  # XEP-0400: a code, accepted once per time step
 use_recovery_code = off_loop(recovery.use_code)  # each code once
 webauthn_options = off_loop(webauthn.authentication_options)  # a challenge for the account's keys

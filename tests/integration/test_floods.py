@@ -8,6 +8,7 @@ waiting for a client.
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -86,3 +87,23 @@ def test_a_client_that_stops_reading_is_dropped_and_the_sender_goes_on(server: S
     assert ping(sender, "after") < 5  # the sender's session is still served
     sender.close()
     reader.close()
+
+
+def test_a_flood_of_messages_to_ones_own_jid_comes_back_whole(server: Server) -> None:
+    """Each message to one's own full JID was delivered by pumping the stream again from inside its own
+    pump, one level deeper per queued stanza: a few thousand ended the stream with internal-server-error
+    (RecursionError; found by bench/hardening.py). Now every one comes back, in order."""
+    client = RawClient(server.c2s)
+    jid = client.login("carol", "singer", "mirror")
+    count = 3000
+    client.send(
+        "".join(
+            f"<message to='{jid}' type='chat' id='s{i}'><body>n{i}</body></message>" for i in range(count)
+        )
+    )
+    echoed = client.read_until(f"<body>n{count - 1}</body>".encode(), timeout=60)
+    bodies = re.findall(rb"<body>n(\d+)</body>", echoed)
+    assert [int(b) for b in bodies] == list(range(count))
+    assert b"stream:error" not in echoed
+    assert ping(client, "still-here") < 5
+    client.close()
