@@ -55,7 +55,7 @@ def test_a_flooding_client_is_read_at_its_rate_and_the_others_are_not_held(serve
     started = time.monotonic()
     sender = threading.Thread(target=lambda: flooder.send(flood))
     sender.start()
-    during = []
+    during: list[float] = []
     while sender.is_alive() and len(during) < 20:  # the other client, while the flood is read
         during.append(ping(other, f"d{len(during)}"))
     flooder.read_until(b"id=.mark.", timeout=60)

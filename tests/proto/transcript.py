@@ -193,10 +193,10 @@ class Transcript:
                 )
                 for cid, pw in self.app_passwords.get(event.localpart or "", {}).items()
             ]
-            creds = self._creds[key]
+            stored = self._creds[key]
             if self.limited is not None:  # the account password can no longer match
-                creds = dataclasses.replace(creds, stored_key=bytes(len(creds.stored_key)))
-            self.stream.provide_credentials(creds, alternatives, self.limited)
+                stored = dataclasses.replace(stored, stored_key=bytes(len(stored.stored_key)))
+            self.stream.provide_credentials(stored, alternatives, self.limited)
         elif isinstance(event, ev.PasswordCheckNeeded):
             localpart = event.localpart or ""
             if self.accounts.get(localpart) == event.password and self.limited is None:

@@ -131,13 +131,21 @@ def prep_localpart(value: str) -> str:
 
 
 def prep_domain(value: str) -> str:
-    part = unicodedata.normalize("NFKC", value).casefold().removesuffix(".")
+    # NFKC again after case folding: folding can undo it ("ß" + U+0301 folds to "ss" + U+0301,
+    # which composes to "sś"), and a prepared domainpart must prepare to itself.
+    folded = unicodedata.normalize("NFKC", value).casefold()
+    part = unicodedata.normalize("NFKC", folded).removesuffix(".")
     if not part:
         raise InvalidJID("empty domainpart")
     if len(part.encode()) > _MAX_PART:
         raise InvalidJID("domainpart longer than 1023 bytes")
     if any(ch.isspace() or ch in "@/" for ch in part) or _has_control(part):
         raise InvalidJID("domainpart contains a forbidden character")
+    # RFC 7622 §3.2: only "a final character considered to be a label separator (dot)" is stripped;
+    # a domain name has no empty label (RFC 1034 §3.1), so "a..b", ".a" and "a.." are refused
+    # (else "a.." would prepare to "a.", which prepares again to "a": two JIDs for one domain).
+    if part.startswith(".") or part.endswith(".") or ".." in part:
+        raise InvalidJID("domainpart has an empty label")
     return part
 
 
