@@ -39,10 +39,13 @@ def scram_lookup(
 def _lookup(
     localpart: str | None, username: str, hash_name: str
 ) -> tuple[ScramCredentials, list[ScramCredentials], bool]:
+    # an unknown name's fake keys come from the name as an account would be looked up (its prepared
+    # localpart, case-folded), so that NAME and name get the same salt as they would for a real account
+    # (found by a black-box attack: they differed for unknown names only, which told names apart)
     found = loginreads.credentials(localpart, timezone.now()) if localpart is not None else None
     entry = found.scram.get(hash_name) if found is not None else None
     if found is None or not entry:
-        return scram.fake_for(username, hash_name), [], False
+        return scram.fake_for(localpart or username, hash_name), [], False
     creds = scram.from_json(entry)
     return creds, _alternatives(found, hash_name, creds), True
 
@@ -107,7 +110,7 @@ def guarded_scram_lookup(
     app passwords can still succeed, and the exchange looks the same as for any other name."""
     verdict = _claim(localpart, username, address, user_agent_id)
     if verdict.scope == "address":
-        return scram.fake_for(username, hash_name), [], verdict
+        return scram.fake_for(localpart or username, hash_name), [], verdict
     creds, alternatives, _ = _lookup(localpart, username, hash_name)
     if verdict.scope == "account":
         creds = replace(
