@@ -143,8 +143,18 @@ def header_after(prolog: bytes) -> bytes:
     return declaration + prolog + header[len(declaration) :]
 
 
-def local_port(client: RawClient) -> int:
-    return int(client.sock.getsockname()[1])
+class Port(int):
+    """A client's local port, and how long the server's log was when it was taken: the log lines about
+    this connection come after that (a port is used again by later connections, and an earlier one's
+    lines must not be taken for this one's)."""
+
+    since: int = 0
+
+
+def local_port(client: RawClient, server: Server) -> Port:
+    port = Port(client.sock.getsockname()[1])
+    port.since = len(server.log_text())
+    return port
 
 
 def send_and_time_close(client: RawClient, payload: bytes, timeout: float = 10.0) -> tuple[bytes, float]:
@@ -184,8 +194,9 @@ def logged(server: Server, port: int, pattern: str, timeout: float = 3.0) -> str
     """The server's log line about the connection from local port ``port`` that matches ``pattern``."""
     regex = re.compile(rf"127\.0\.0\.1:{port}\b.*{pattern}")
     deadline = time.monotonic() + timeout
+    since = port.since if isinstance(port, Port) else 0
     while True:
-        for line in server.log_text().splitlines():
+        for line in server.log_text()[since:].splitlines():
             if regex.search(line):
                 return line
         if time.monotonic() > deadline:

@@ -78,7 +78,7 @@ def test_a_stanza_of_limit_plus_one_bytes_is_a_policy_violation_however_it_is_sp
     server: Server, piece: int
 ) -> None:
     client = stream_in(server, "bound")
-    port = local_port(client)
+    port = local_port(client, server)
     data = message_of(LIMIT + 1)
     if piece == 7:  # the first 50,000 bytes in 7,143 writes, the rest 1000 bytes at a time
         head, rest = data[:50_000], data[50_000:]
@@ -98,7 +98,7 @@ def test_a_huge_attribute_is_refused_before_it_is_buffered(server: Server, phase
     """8 MiB in one attribute value, written in 64 KiB pieces: the stream ends with policy-violation and
     the server's peak memory grows by far less than the attack (< 1 MiB, whatever its size)."""
     client = stream_in(server, phase)
-    port = local_port(client)
+    port = local_port(client, server)
     memory = ServerMemory(server.proc.pid)
     time.sleep(0.2)  # the login's own allocations settle
     memory.start()
@@ -130,7 +130,7 @@ def test_before_authentication_an_element_over_10000_bytes_is_a_policy_violation
     client.send(auth_of(PREAUTH_LIMIT))
     assert b"<failure" in client.read_until(rb"</failure>|<failure[^>]*/>")
     # ... 10,001 are not
-    port = local_port(client)
+    port = local_port(client, server)
     out, _ = send_and_time_close(client, auth_of(PREAUTH_LIMIT + 1))
     client.close()
     assert b"<policy-violation" in out, out[-300:]
@@ -153,7 +153,7 @@ def test_before_tls_the_starttls_element_itself_is_held_to_the_preauth_limit(
 
 def test_a_huge_stream_header_is_a_policy_violation(server: Server) -> None:
     client = RawClient(server.c2s)
-    port = local_port(client)
+    port = local_port(client, server)
     header = (
         "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
         "xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0' "
@@ -206,7 +206,7 @@ def test_nesting_down_to_the_limit_is_delivered_and_one_more_level_is_refused(
     assert alice.ok, alice.reply
     alice.send(nested(DEPTH - 1, bob.jid).decode())  # the deepest element is at depth 48
     assert b"urn:example:deep" in bob.expect("</message>")
-    port = local_port(alice.raw)
+    port = local_port(alice.raw, server)
     alice.send(nested(DEPTH, bob.jid).decode())
     assert closed_with(alice.raw) == "policy-violation"
     alice.close()
@@ -216,7 +216,7 @@ def test_nesting_down_to_the_limit_is_delivered_and_one_more_level_is_refused(
 @pytest.mark.parametrize("phase", ["tls-preauth", "bound"])
 def test_ten_thousand_levels_a_byte_at_a_time_end_the_stream_early(server: Server, phase: str) -> None:
     client = stream_in(server, phase)
-    port = local_port(client)
+    port = local_port(client, server)
     bomb = b"<a>" * 10_000
     sent = send_bytewise(client, bomb)
     assert closed_with(client, timeout=5) == "policy-violation"

@@ -93,7 +93,7 @@ def test_an_xml_bomb_or_external_entity_is_restricted_xml_at_once_and_fetches_no
 
     def attempt() -> float:
         client = stream_in(server, phase)
-        ports.append(local_port(client))
+        ports.append(local_port(client, server))
         try:
             out, took = send_and_time_close(client, data)
         finally:
@@ -178,7 +178,7 @@ def test_a_forbidden_construct_sent_a_byte_at_a_time_ends_the_stream_without_wai
 ) -> None:
     data, conditions = CONSTRUCTS[construct]
     client = stream_in(server, phase)
-    port = local_port(client)
+    port = local_port(client, server)
     client.send(b"<message to='bob@localhost' type='chat'><body>")
     send_bytewise(client, data)
     # The stanza is never finished: the error must come from the construct itself.

@@ -304,7 +304,7 @@ def test_each_restart_starts_a_new_parser_and_a_new_stream(server: Server) -> No
 @pytest.mark.parametrize("profile", ["rfc6120", "sasl2", "sasl2-pipelined"])
 def test_authenticating_again_after_success_is_a_policy_violation(server: Server, profile: str) -> None:
     client = tls_stream(server)
-    port = local_port(client)
+    port = local_port(client, server)
     plain_bob = b64(b"\0bob\0builder")
     if profile == "rfc6120":
         _, final = scram_login(client)

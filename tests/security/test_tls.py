@@ -95,7 +95,7 @@ def test_anything_but_starttls_on_a_cleartext_stream_is_a_policy_violation(
 ) -> None:
     client = RawClient(server.c2s)
     client.open_stream()
-    port = local_port(client)
+    port = local_port(client, server)
     client.send(first)
     assert closed_with(client) == "policy-violation"
     client.close()
@@ -195,7 +195,7 @@ def test_plaintext_pipelined_after_starttls_is_never_processed_inside_tls(
 ) -> None:
     client = RawClient(server.c2s)
     client.open_stream()
-    port = local_port(client)
+    port = local_port(client, server)
     client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     client.send(STARTTLS + injected)  # one write: one TCP segment on loopback
     assert b"<proceed" in client.read_until(rb"<proceed[^>]*/>")
