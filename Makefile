@@ -45,7 +45,7 @@ types: setup
 	$(VENV)/bin/mypy .
 
 test: setup
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest --durations=25
 
 check: lint types test
 

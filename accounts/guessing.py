@@ -198,14 +198,18 @@ def _take(cache: BaseCache, limit: Limit, key: str, taken: Claim) -> int:
     (uncounted): the seconds to wait."""
     now = clock()
     gap = f"{key}.gap"
-    until = cache.get(gap)  # present for as long as the wait lasts (its expiry)
-    if until is not None:  # in a wait: refused with a read, nothing written
-        return max(1, math.ceil(float(until) - now))
+    until = cache.get(gap)  # the end of the wait the last attempt started, kept a second longer
+    if until is not None:
+        if float(until) > now:  # in a wait: refused with a read, nothing written
+            return max(1, math.ceil(float(until) - now))
+        # over, but still stored: the entry outlives its wait by up to a second (the database cache keeps
+        # expiry times in whole seconds, and would end a 1 s wait at once if given no more)
+        cache.delete(gap)
     number = _incr(cache, f"{key}.n", limit.forget)
     wait = limit.wait_after(number)
     if not wait:
         return 0
-    if cache.add(gap, now + wait, wait):  # this attempt took the turn; the next waits
+    if cache.add(gap, now + wait, wait + 1):  # this attempt took the turn; the next waits
         taken.waits.append((gap, now + wait))
         cache.touch(f"{key}.n", limit.forget)
         if number == limit.free + 1:

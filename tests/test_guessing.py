@@ -6,12 +6,10 @@ two atomic steps (a number per attempt, one turn per wait) hold when attempts co
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,22 +44,29 @@ CACHE_CONFIGS = {
 }
 
 
+@pytest.fixture(scope="module")
+def postgres_cache(tmp_path_factory: pytest.TempPathFactory, django_db_blocker: Any) -> Iterator[None]:
+    """One fresh PostgreSQL database for the module, migrated with the database cache configured (the
+    multi-process configuration without Redis), whose table the migration makes; every thread opens it."""
+    with (
+        override_settings(CACHES={"default": CACHE_CONFIGS["database"]}),
+        fresh_database("postgresql", tmp_path_factory.mktemp("guessing-pg"), django_db_blocker),
+    ):
+        yield
+
+
 @pytest.fixture(params=list(CACHE_CONFIGS))
-def limits(
-    request: pytest.FixtureRequest, settings: Any, tmp_path: Path, django_db_blocker: Any
-) -> Iterator[str]:
-    """Small limits (2 free per account, 4 per address, waits of at most 2 s) on one kind of cache; the
-    database's is a fresh PostgreSQL database migrated with that cache configured (the multi-process
-    configuration without Redis), whose table the migration makes."""
+def limits(request: pytest.FixtureRequest, settings: Any) -> Iterator[str]:
+    """Small limits (2 free per account, 4 per address, waits of at most 2 s) on one kind of cache."""
     kind = request.param
     if kind == "redis" and not _redis_up():
         pytest.skip("no Redis at 127.0.0.1:6379 (.ci/run starts one)")
+    if kind == "database":
+        request.getfixturevalue("postgres_cache")
     settings.XMPP_GUESS_FREE_PER_ACCOUNT = 2
     settings.XMPP_GUESS_FREE_PER_ADDRESS = 4
     settings.XMPP_GUESS_LONGEST_WAIT = 2
-    with override_settings(CACHES={"default": CACHE_CONFIGS[kind]}), contextlib.ExitStack() as stack:
-        if kind == "database":
-            stack.enter_context(fresh_database("postgresql", tmp_path, django_db_blocker))
+    with override_settings(CACHES={"default": CACHE_CONFIGS[kind]}):
         cache.clear()
         yield kind
         cache.clear()

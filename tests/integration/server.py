@@ -78,6 +78,8 @@ def server_env(data_dir: Path, **extra: str) -> dict[str, str]:
             # and connect from one address in bursts (tests/integration/test_connection_limits.py sets these)
             "XMPP_CONNECT_BURST": "100000",
             "XMPP_MAX_CONNECTIONS_PER_ADDRESS": "100000",
+            # and send megabytes at once (the read rate is tested by tests/integration/test_floods.py)
+            "XMPP_READ_BYTES_PER_SECOND": "0",
             **extra,
         }
     )
