@@ -275,6 +275,10 @@ XMPP_MAX_CONNECTIONS = _env_int("XMPP_MAX_CONNECTIONS", 10_000, minimum=1)
 XMPP_MAX_CONNECTIONS_PER_ADDRESS = _env_int("XMPP_MAX_CONNECTIONS_PER_ADDRESS", 100, minimum=1)
 XMPP_CONNECT_BURST = _env_int("XMPP_CONNECT_BURST", 30, minimum=1)
 XMPP_CONNECTS_PER_SECOND_PER_ADDRESS = _env_int("XMPP_CONNECTS_PER_SECOND_PER_ADDRESS", 10, minimum=1)
+# The HTTP listener (portal, admin, XMPP over WebSocket) counts in the same limits; a refused connection gets
+# 503 with the reason. A request must arrive whole (line, headers, body) within this many seconds of the
+# connection opening or of the previous response (else 408, or a silent close when nothing was sent).
+XMPP_HTTP_REQUEST_TIMEOUT = _env_int("XMPP_HTTP_REQUEST_TIMEOUT", 20, minimum=1)
 # Floods (TCP listeners): each connection may send this many bytes a second, in bursts of
 # XMPP_READ_BURST_BYTES; beyond, the server stops reading from it for a while (TCP backpressure; nothing is
 # lost). A connection that does not read what it is sent is dropped once XMPP_MAX_OUTGOING_BYTES wait for it

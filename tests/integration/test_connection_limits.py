@@ -10,7 +10,7 @@ several loopback addresses (127.0.0.x) as from several machines.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -28,6 +28,7 @@ LIMITS = {
     "XMPP_MAX_CONNECTIONS_PER_ADDRESS": "5",
     "XMPP_CONNECT_BURST": "8",
     "XMPP_CONNECTS_PER_SECOND_PER_ADDRESS": "2",
+    "XMPP_HTTP_REQUEST_TIMEOUT": "2",
 }
 _sources = iter(range(2, 250))
 
@@ -79,28 +80,126 @@ def test_the_direct_tls_listener_closes_the_excess_before_any_handshake(server: 
         client.close()
 
 
-def test_a_websocket_beyond_the_limit_gets_a_stream_error(server: Server) -> None:
-    async def run() -> str:
-        url = f"ws://127.0.0.1:{server.http}/xmpp-websocket"
-        # WebSockets come from 127.0.0.1 (the websockets client binds no source address): fill its 5
-        # places over TCP first, from the same address
-        held = [RawClient(server.c2s) for _ in range(5)]
+def http_socket(server: Server, source: str) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", server.http), timeout=10, source_address=(source, 0))
+    return sock
+
+
+def read_all(sock: socket.socket) -> bytes:
+    data = b""
+    while chunk := sock.recv(4096):
+        data += chunk
+    return data
+
+
+async def websocket_from(server: Server, source: str) -> websockets.ClientConnection:
+    sock = http_socket(server, source)
+    sock.setblocking(False)
+    url = f"ws://127.0.0.1:{server.http}/xmpp-websocket"
+    return await websockets.connect(url, sock=sock, subprotocols=["xmpp"])  # type: ignore[list-item]
+
+
+def get(sock: socket.socket, path: str = "/signin/") -> bytes:
+    """One keep-alive GET; the whole response (headers and body, by its Content-Length)."""
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(4096)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+    while len(body) < length:
+        body += sock.recv(4096)
+    return head
+
+
+def test_the_http_listener_counts_in_the_same_limits_and_says_why_with_503(server: Server) -> None:
+    source = new_address()
+    held = [RawClient(server.c2s, source=source) for _ in range(3)]
+    pages = [http_socket(server, source) for _ in range(2)]
+    assert get(pages[0]).startswith(b"HTTP/1.1 200"), "an admitted HTTP connection is served"
+    refused = http_socket(server, source)  # the sixth connection of the address, HTTP or XMPP alike
+    answer = read_all(refused)
+    assert answer.startswith(b"HTTP/1.1 503 Service Unavailable"), answer
+    assert b"too many connections from your address" in answer
+    refused.close()
+    client, reply = starttls_header(server, source)  # nor the XMPP listener: the places are shared
+    assert parse_stream_error(reply) == "policy-violation", reply
+    client.close()
+    pages[1].close()  # an HTTP connection that goes frees its place for any listener
+    time.sleep(0.3)
+    client, features = starttls_header(server, source)
+    assert b"<starttls" in features, features
+    pages[0].close()
+    for xmpp in [client, *held]:
+        xmpp.close()
+
+
+def test_a_request_trickled_past_the_deadline_gets_408_and_an_idle_connection_is_closed(
+    server: Server,
+) -> None:
+    source = new_address()
+    trickler, idle = http_socket(server, source), http_socket(server, source)
+    assert get(idle).startswith(b"HTTP/1.1 200")  # then nothing: an idle keep-alive connection
+    started = time.monotonic()
+    for byte in b"GET /signin/ HTTP/1.1\r\nHost: local":  # one byte a tenth of a second
         try:
-            frames = []
-            async with websockets.connect(url, subprotocols=["xmpp"]) as ws:  # type: ignore[list-item]
-                # the server speaks first and closes: nothing the client sends is needed
-                with contextlib.suppress(websockets.ConnectionClosed):
-                    async for frame in ws:
-                        frames.append(frame if isinstance(frame, str) else frame.decode())
-            return "".join(frames)
+            trickler.send(bytes([byte]))
+        except OSError:
+            break
+        time.sleep(0.1)
+    answer = read_all(trickler)
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout"), answer
+    assert b"the request did not arrive in time" in answer
+    assert 1.5 < time.monotonic() - started < 5, "the deadline is the setting's 2 s, whatever the trickle"
+    assert read_all(idle) == b"", "an idle keep-alive connection is closed without a response"
+    for sock in (trickler, idle):
+        sock.close()
+    assert "closed: the request did not arrive in time" in server.log_text()
+
+
+def test_a_websocket_beyond_the_limit_is_refused_with_503(server: Server) -> None:
+    source = new_address()
+
+    async def run() -> Exception:
+        held = [RawClient(server.c2s, source=source) for _ in range(5)]  # the address's five places
+        try:
+            with pytest.raises(websockets.InvalidStatus) as refused:
+                await websocket_from(server, source)
+            return refused.value
+        finally:
+            for client in held:
+                client.close()
+
+    refused = asyncio.run(run())
+    assert isinstance(refused, websockets.InvalidStatus)
+    assert refused.response.status_code == 503
+    assert b"too many connections from your address" in refused.response.body
+
+
+def test_a_websocket_counts_once_and_outlives_the_request_deadline(server: Server) -> None:
+    """The HTTP listener admitted the connection; the WebSocket it became is not counted again, and the
+    HTTP request deadline (2 s here) does not end the XMPP stream that follows."""
+    source = new_address()
+
+    async def run() -> str:
+        held = [RawClient(server.c2s, source=source) for _ in range(2)]  # with three WebSockets: five
+        try:
+            sockets = [await websocket_from(server, source) for _ in range(3)]
+            await asyncio.sleep(3)  # past the HTTP deadline
+            ws = sockets[-1]
+            await ws.send("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>")
+            frames = [await asyncio.wait_for(ws.recv(), 5) for _ in range(2)]
+            for ws in sockets:
+                await ws.close()
+            return "".join(frame if isinstance(frame, str) else frame.decode() for frame in frames)
         finally:
             for client in held:
                 client.close()
 
     text = asyncio.run(run())
-    assert "<policy-violation" in text, text
-    assert "too many connections from your address" in text
-    assert "<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'" in text
+    assert "<open " in text, text
+    assert "<stream:features" in text, text
+    assert "policy-violation" not in text
 
 
 def test_a_flood_of_connects_gets_its_burst_then_the_rate(server: Server) -> None:

@@ -55,6 +55,7 @@ class ConnectionLimits:
     open: int = 0
     _addresses: dict[str, _Address] = field(default_factory=dict)
     _logged: dict[tuple[str, str], float] = field(default_factory=dict)
+    _held_by_listener: set[tuple[str, int]] = field(default_factory=set)
 
     def admit(self, address: str) -> str | None:
         """Count a new connection from ``address`` and return None, or refuse it: the reason, for the
@@ -86,18 +87,44 @@ class ConnectionLimits:
             entry.open -= 1
             self.open -= 1
 
+    def admit_from_listener(self, address: str, port: int) -> str | None:
+        """:meth:`admit` for the HTTP listener (transport/http_guard.py), which admits a TCP connection
+        before it knows whether it will carry a WebSocket: remembered by address and port so that the
+        WebSocket transport does not count it twice."""
+        refused = self.admit(address)
+        if refused is None:
+            self._held_by_listener.add((address, port))
+        return refused
+
+    def release_from_listener(self, address: str, port: int) -> None:
+        if (address, port) in self._held_by_listener:
+            self._held_by_listener.discard((address, port))
+            self.release(address)
+
+    def held_by_listener(self, address: str, port: int) -> bool:
+        """Whether the HTTP listener counted this connection already."""
+        return (address, port) in self._held_by_listener
+
     def connections_from(self, address: str) -> int:
         entry = self._addresses.get(address_key(address))
         return entry.open if entry is not None else 0
 
+    def note(self, address: str, limit: str, what: str) -> None:
+        """Log ``what`` happened to a connection from ``address`` as ``limit`` tripped, once a minute per
+        address and limit."""
+        self._log_once(address_key(address), limit, what)
+
     def _refused(self, key: str, limit: str, reason: str) -> str:
+        self._log_once(key, limit, f"connection from {key} refused: {reason} (the {limit} limit)")
+        return reason
+
+    def _log_once(self, key: str, limit: str, what: str) -> None:
         now = self.clock()
         if now - self._logged.get((key, limit), -LOG_EVERY) >= LOG_EVERY:
             if len(self._logged) >= PRUNE_AT:
                 self._logged.clear()
             self._logged[(key, limit)] = now
-            log.warning("connection from %s refused: %s (the %s limit)", key, reason, limit)
-        return reason
+            log.warning("%s", what)
 
     def _prune(self, now: float) -> None:
         for key, entry in list(self._addresses.items()):

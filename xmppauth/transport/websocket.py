@@ -99,7 +99,12 @@ class WebSocketTransport:
         xmpp_scope = {**scope, "type": "xmpp", "transport": "websocket", "xmpp_framing": "websocket"}
         # the process's connection limits (transport/limits.py), shared with the TCP listeners: a refused
         # WebSocket is told why with a stream error after the <open/>
-        address = str((scope.get("client") or ("",))[0])
+        client = scope.get("client") or ("", 0)
+        address = str(client[0])
+        if self.limits.held_by_listener(address, int(client[1] or 0)):
+            # the HTTP listener admitted this connection (transport/http_guard.py) and releases it
+            await self.application(xmpp_scope, connection.receive, connection.send)
+            return
         refused = self.limits.admit(address)
         if refused is not None:
             connection.refuse(refused)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from xmppauth.transport.tls import CertificateError, ServerTLS, ensure_certificate
+
+FILES_SPARE = 256  # files the process needs beside its connections: the database, logs, certificates
 
 Endpoint = tuple[str, int]
 
@@ -89,13 +92,14 @@ class Command(BaseCommand):
         if http is None and c2s is None and c2s_tls is None:
             raise CommandError("every listener is off; nothing to serve")
 
+        self._file_limit()
         if not options["no_migrate"]:
             self._migrate(verbosity)
         tls = self._tls()
         application = self._application()
         self._close_stale_sessions()
 
-        import daphne.server  # installs Twisted's asyncio reactor (done already when daphne is an app)
+        import daphne.server  # noqa: F401 - installs Twisted's asyncio reactor (done already when daphne is an app)
         from twisted.internet import reactor as default_reactor
 
         reactor: Any = default_reactor
@@ -132,7 +136,12 @@ class Command(BaseCommand):
             )
             start_c2s()
 
-        server = daphne.server.Server(
+        from xmppauth.transport.http_guard import guarded_server
+        from xmppauth.transport.limits import process_limits
+
+        server = guarded_server(
+            process_limits(),
+            settings.XMPP_HTTP_REQUEST_TIMEOUT,
             application=application,
             endpoints=build_endpoint_description_strings(host=http[0], port=http[1]),
             signal_handlers=True,
@@ -152,6 +161,25 @@ class Command(BaseCommand):
             raise CommandError(
                 f"cannot listen for HTTP on {format_endpoint(*http)} (see above); "
                 "is another server running? Choose another address with --http, or 'off'"
+            )
+
+    def _file_limit(self) -> None:
+        """Each connection is a file: the process may open as many as the system lets it, and says so when
+        that is fewer than XMPP_MAX_CONNECTIONS (a process out of files stops accepting anyone)."""
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or soft < hard:
+            with contextlib.suppress(ValueError, OSError):
+                resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+                soft = hard
+        wanted = settings.XMPP_MAX_CONNECTIONS + FILES_SPARE
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            self.stderr.write(
+                f"warning: this process may open {soft} files and XMPP_MAX_CONNECTIONS is "
+                f"{settings.XMPP_MAX_CONNECTIONS}: connections beyond some {max(0, soft - FILES_SPARE)} "
+                "will fail with no clear refusal; raise the file limit (ulimit -n, LimitNOFILE=) or lower "
+                "XMPP_MAX_CONNECTIONS"
             )
 
     def _migrate(self, verbosity: int) -> None:
