@@ -98,3 +98,25 @@ def test_a_refusal_is_logged_once_a_minute_per_address(caplog: pytest.LogCapture
         == ["connection from 192.0.2.60 refused: too many connections from your address (the address limit)"]
         * 2
     )
+
+
+def test_while_the_process_stops_every_connection_is_refused_with_system_shutdown() -> None:
+    counts, _ = make()
+    counts.stopping = limits.STOPPING
+    assert counts.admit("192.0.2.40") == limits.STOPPING
+    assert counts.admit_from_listener("192.0.2.40", 5000) == limits.STOPPING
+    assert counts.open == 0  # nothing counted
+    assert not counts.held_by_listener("192.0.2.40", 5000)
+    assert limits.refusal(limits.STOPPING)["condition"] == "system-shutdown"
+    assert limits.refusal("too many connections from your address")["condition"] == "policy-violation"
+
+
+def test_the_http_listener_counts_a_connection_once_and_releases_it_once() -> None:
+    counts, _ = make()
+    assert counts.admit_from_listener("192.0.2.41", 5001) is None
+    assert counts.held_by_listener("192.0.2.41", 5001)
+    assert not counts.held_by_listener("192.0.2.41", 5002)  # another connection of the address
+    counts.release_from_listener("192.0.2.41", 5001)
+    counts.release_from_listener("192.0.2.41", 5001)  # a second release does not free another's place
+    assert counts.open == 0
+    assert counts.connections_from("192.0.2.41") == 0

@@ -44,6 +44,9 @@ ACTIVITY_GRANULARITY = 60.0  # seconds: how often a busy session's record is tol
 
 
 # The transport's name in the session record (sessions_acl.Session.transport), by scope "transport".
+#: Every stream whose transport is there, bound or not (a normal stop tells each: xmppauth/shutdown.py).
+STREAMS: set[StreamConsumer] = set()
+
 _RECORDED_TRANSPORT = {"starttls": "tcp-starttls", "directtls": "tcp-tls", "websocket": "websocket"}
 
 
@@ -135,6 +138,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         self.scope = scope
         self.base_send = send
         message: dict[str, Any] = {}
+        STREAMS.add(self)
         try:
             while True:
                 message = await receive()
@@ -143,6 +147,8 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             pass
         except Exception as exc:
             await self._crash(exc, f"handling {message.get('type', 'the connection')}")
+        finally:
+            STREAMS.discard(self)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels hops to a thread on every message to close stale DB connections; all our

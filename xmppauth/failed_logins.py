@@ -40,6 +40,17 @@ def record(
         _writer = tasks.start(_write_soon(), name="writing failed logins to the security log")
 
 
+async def flush() -> None:
+    """Write what waits now (at a stop: xmppauth/shutdown.py)."""
+    writer = _writer
+    if writer is not None and not writer.done():
+        writer.cancel()
+    while _pending:
+        batch = _pending[:]
+        del _pending[: len(batch)]
+        await services.logins_failed(batch)
+
+
 async def _write_soon() -> None:
     global _dropped
     await asyncio.sleep(DELAY)

@@ -87,6 +87,10 @@ class Router:
     def resources(self, bare: JID) -> dict[str, Session]:
         return self._accounts.get(bare, {})
 
+    def sessions(self) -> list[Session]:
+        """Every session bound in this process (a copy: the caller may end them)."""
+        return [session for online in self._accounts.values() for session in online.values()]
+
     def session_count(self) -> int:
         return sum(len(r) for r in self._accounts.values())
 

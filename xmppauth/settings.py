@@ -294,6 +294,9 @@ XMPP_GUESS_FREE_PER_ADDRESS = _env_int("XMPP_GUESS_FREE_PER_ADDRESS", 20, minimu
 XMPP_GUESS_FREE_PER_ACCOUNT = _env_int("XMPP_GUESS_FREE_PER_ACCOUNT", 5, minimum=1)
 XMPP_GUESS_LONGEST_WAIT = _env_int("XMPP_GUESS_LONGEST_WAIT", 20, minimum=1)
 XMPP_GUESS_FORGET = _env_int("XMPP_GUESS_FORGET", 3600, minimum=60)
+# A normal stop (SIGTERM) ends every session with <system-shutdown/> and stores what its client had not
+# acknowledged (xmppauth/shutdown.py); it waits at most this many seconds for that
+XMPP_SHUTDOWN_SECONDS = _env_int("XMPP_SHUTDOWN_SECONDS", 10, minimum=1)
 # XEP-0198: how long a session whose connection dropped waits for the client to resume it
 XMPP_SM_RESUME_SECONDS = _env_int("XMPP_SM_RESUME_SECONDS", 300, minimum=1)
 # XEP-0198: ask a client for an acknowledgement once stanzas have waited this long unacknowledged

@@ -13,6 +13,7 @@ import socket
 import time
 import uuid
 
+import websockets
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree
@@ -315,3 +316,25 @@ def available(server: Server, user: str = "bob", password: str = "builder") -> S
     session.send("<presence/>")
     session.expect("</presence>|<presence[^>]*/>")
     return session
+
+
+async def websocket_bound(url: str, user: str, password: str, resource: str) -> websockets.ClientConnection:
+    """A websockets client connection to ``url``, logged in (RFC 6120 SASL PLAIN) and bound to
+    ``user@localhost/resource``; the caller closes it (or uses it in ``async with``)."""
+    opening = "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>"
+    ws = await websockets.connect(url, subprotocols=["xmpp"])  # type: ignore[list-item]
+    await ws.send(opening)
+    await ws.recv()
+    await ws.recv()
+    token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+    await ws.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>")
+    assert str(await ws.recv()).startswith("<success")
+    await ws.send(opening)
+    await ws.recv()
+    await ws.recv()
+    await ws.send(
+        "<iq xmlns='jabber:client' type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+        f"<resource>{resource}</resource></bind></iq>"
+    )
+    assert f"<jid>{user}@localhost/{resource}</jid>" in str(await ws.recv())
+    return ws

@@ -13,6 +13,7 @@ from autobahn.exception import Disconnected
 from lxml import etree
 from websockets.asyncio.client import ClientConnection
 
+from tests.integration.rawclient import websocket_bound
 from tests.integration.server import Server, running_server
 from xmppauth.transport.websocket import WebSocketTransport
 
@@ -60,21 +61,7 @@ async def test_a_binary_frame_after_the_open_ends_the_stream(server: Server) -> 
 
 async def test_a_binary_frame_from_a_bound_session_is_not_delivered(server: Server) -> None:
     url = f"ws://127.0.0.1:{server.http}/xmpp-websocket"
-    async with websockets.connect(url, subprotocols=["xmpp"]) as ws:  # type: ignore[list-item]
-        await ws.send(OPEN)
-        await ws.recv()
-        await ws.recv()
-        token = base64.b64encode(b"\0bob\0builder").decode()
-        await ws.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>")
-        assert str(await ws.recv()).startswith("<success")
-        await ws.send(OPEN)
-        await ws.recv()
-        await ws.recv()
-        await ws.send(
-            "<iq xmlns='jabber:client' type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
-            "<resource>web</resource></bind></iq>"
-        )
-        assert "<jid>bob@localhost/web</jid>" in str(await ws.recv())
+    async with await websocket_bound(url, "bob", "builder", "web") as ws:
         await ws.send(b"<iq xmlns='jabber:client' type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>")
         await _expect_unsupported_encoding_and_close(ws)
 

@@ -34,6 +34,7 @@ log = logging.getLogger("xmppauth.limits")
 
 PRUNE_AT = 10_000
 LOG_EVERY = 60.0  # seconds between two log lines for the same address and limit
+STOPPING = "the server is shutting down: connect again in a moment"  # the refusal while it stops
 
 
 @dataclass
@@ -56,10 +57,13 @@ class ConnectionLimits:
     _addresses: dict[str, _Address] = field(default_factory=dict)
     _logged: dict[tuple[str, str], float] = field(default_factory=dict)
     _held_by_listener: set[tuple[str, int]] = field(default_factory=set)
+    stopping: str | None = None  # STOPPING while the process stops (xmppauth/shutdown.py)
 
     def admit(self, address: str) -> str | None:
         """Count a new connection from ``address`` and return None, or refuse it: the reason, for the
         client (nothing is counted then)."""
+        if self.stopping is not None:
+            return self.stopping
         key = address_key(address)
         now = self.clock()
         entry = self._addresses.get(key)
@@ -147,4 +151,5 @@ def process_limits() -> ConnectionLimits:
 
 #: The message a transport gives the stream application to refuse a connection it has counted not.
 def refusal(reason: str) -> dict[str, str]:
-    return {"type": "xmpp.stream_error", "condition": "policy-violation", "text": reason}
+    condition = "system-shutdown" if reason == STOPPING else "policy-violation"
+    return {"type": "xmpp.stream_error", "condition": condition, "text": reason}

@@ -672,10 +672,13 @@ def listen_c2s(
     read_rate: int = 0,
     read_burst: int = 0,
     max_outgoing_bytes: int = 0,
+    close_on_shutdown: bool = True,
 ) -> list[Any]:
     """Listen for XMPP clients; returns the `IListeningPort`s (STARTTLS first). Raises `CannotListenError`.
 
-    The listeners close their connections when the reactor shuts down.
+    The listeners close their connections when the reactor shuts down; with ``close_on_shutdown`` off
+    the caller does, with each port's ``factory.shutdown()`` (``manage.py serve``, after it has ended the
+    sessions).
     """
     if reactor is None:
         from twisted.internet import reactor as default_reactor
@@ -696,12 +699,14 @@ def listen_c2s(
             factory = XMPPServerFactory(application, transport_name="starttls", **options)
             host, port = starttls_endpoint
             ports.append(reactor.listenTCP(port, factory, interface=host))
-            reactor.addSystemEventTrigger("before", "shutdown", factory.shutdown)
+            if close_on_shutdown:
+                reactor.addSystemEventTrigger("before", "shutdown", factory.shutdown)
         if directtls_endpoint is not None:
             factory = XMPPServerFactory(application, transport_name="directtls", **options)
             host, port = directtls_endpoint
             ports.append(reactor.listenTCP(port, factory, interface=host))
-            reactor.addSystemEventTrigger("before", "shutdown", factory.shutdown)
+            if close_on_shutdown:
+                reactor.addSystemEventTrigger("before", "shutdown", factory.shutdown)
     except Exception:
         for listening in ports:
             listening.stopListening()

@@ -84,6 +84,8 @@ class Command(BaseCommand):
             help="do not apply pending migrations at start-up (SQLite) or check for them (other databases)",
         )
 
+    _c2s_factories: list[Any] = []
+
     def handle(self, *args: Any, **options: Any) -> None:
         http: Endpoint | None = options["http"]
         c2s: Endpoint | None = options["c2s"]
@@ -110,6 +112,7 @@ class Command(BaseCommand):
             CONTROL.start()
 
         reactor.callWhenRunning(start_control)
+        reactor.addSystemEventTrigger("before", "shutdown", self._stop_serving)
 
         def start_c2s() -> None:
             self._listen_c2s(application, tls, c2s, c2s_tls)
@@ -162,6 +165,22 @@ class Command(BaseCommand):
                 f"cannot listen for HTTP on {format_endpoint(*http)} (see above); "
                 "is another server running? Choose another address with --http, or 'off'"
             )
+
+    def _stop_serving(self) -> Any:
+        """Before the reactor drops every connection: end the streams and sessions, storing what they had
+        accepted (xmppauth/shutdown.py), then close the XMPP listeners' connections; the reactor waits for
+        the Deferred."""
+        from twisted.internet.defer import Deferred
+
+        from xmppauth.shutdown import stop_serving
+        from xmppauth.transport.limits import process_limits
+
+        async def stop() -> None:
+            await stop_serving(process_limits(), settings.XMPP_SHUTDOWN_SECONDS)
+            loop = asyncio.get_running_loop()
+            await asyncio.gather(*(factory.shutdown().asFuture(loop) for factory in self._c2s_factories))
+
+        return Deferred.fromFuture(asyncio.ensure_future(stop()))
 
     def _file_limit(self) -> None:
         """Each connection is a file: the process may open as many as the system lets it, and says so when
@@ -264,6 +283,7 @@ class Command(BaseCommand):
                 read_rate=settings.XMPP_READ_BYTES_PER_SECOND,
                 read_burst=settings.XMPP_READ_BURST_BYTES,
                 max_outgoing_bytes=settings.XMPP_MAX_OUTGOING_BYTES,
+                close_on_shutdown=False,  # _stop_serving ends the sessions first, then closes them
             )
         except CannotListenError as exc:
             reason = exc.socketError.strerror if exc.socketError is not None else str(exc)
@@ -272,6 +292,7 @@ class Command(BaseCommand):
                 f"cannot listen for XMPP clients on {where}: {reason}; is another server running? "
                 "Choose another address with --c2s / --c2s-tls, or 'off'"
             ) from None
+        self._c2s_factories = [port.factory for port in ports]
         addresses = [port.getHost() for port in ports]
         if c2s is not None:
             address = addresses.pop(0)
