@@ -83,6 +83,9 @@ class ResumeState:
     access: SessionAccess | None
     sm: StreamManagement
     feature_state: dict[str, object]  # the server features' state of the session (roster interest)
+    offline_taken: list[int]  # stored messages it was sent and has not acknowledged (deliver_offline)
+    offline_mark: int | None
+    stored_while_away: int  # messages for it stored while it hibernated
 
 
 class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
@@ -125,6 +128,9 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         self._tasks: set[asyncio.Task[Any]] = set()  # this session's background work (tasks.start)
         self._resuming: StreamConsumer | None = None  # the hibernated session being taken over
         self._transport_closed = False  # we closed it, or the client went away
+        self._offline_taken: list[int] = []  # stored messages sent and not yet acknowledged (their ids)
+        self._offline_mark: int | None = None  # the SM count that acknowledges them all
+        self._stored_while_away = 0  # messages for this session stored while it hibernated
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """The ASGI application: one message from the transport at a time, straight to its handler.
@@ -177,6 +183,8 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         if self._feed is not None:
             self._feed(message["bytes"])
             await self._pump()
+            if self._offline_mark is not None:
+                await self._offline_acknowledged()
 
     async def xmpp_tls_established(self, message: dict[str, Any]) -> None:
         if self.stream is not None and not self._closed:
@@ -431,6 +439,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         self.available, self.priority = taken.available, taken.priority
         self.last_presence, self.directed_to = taken.last_presence, taken.directed_to
         self.feature_state = taken.feature_state  # still an interested resource (RFC 6121 §2.1.6)
+        self._offline_taken, self._offline_mark = taken.offline_taken, taken.offline_mark
         if self.access is not None and taken.access is not None:
             self.access.adopt(taken.access)  # answers to what it asked before the break still pass
         ROUTER.replace(old, self)
@@ -440,6 +449,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         everything = self.access is None or self.access.may_receive_everything()
         keep = None if everything else self._receivable
         withheld = stream.resume_succeeded(taken.jid, taken.sm, event.h, keep=keep)
+        await self._offline_acknowledged()  # the resume's h may acknowledge what was stored as taken
         await self._store_or_bounce(withheld, "withheld")
         self._timer = _cancelled(self._timer)
         self._arm_grant_expiry()
@@ -448,6 +458,8 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
                 self.session_id, self.auth, self._how_authenticated(), self._address
             )
         log.info("%s resumed %s", self._peer, self.jid)
+        if taken.stored_while_away:  # stored as they came, so that a crash would not lose them
+            await self.deliver_offline()
 
     # ------------------------------------------------------------------ being taken over (XEP-0198 §5)
     async def take_over(self) -> ResumeState:
@@ -478,6 +490,9 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             access=self.access,
             sm=stream.sm,
             feature_state=self.feature_state,
+            offline_taken=self._offline_taken,
+            offline_mark=self._offline_mark,
+            stored_while_away=self._stored_while_away,
         )
 
     def release(self) -> None:
@@ -561,7 +576,10 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         if self.session_id is not None:
             reason = self._end_reason or "ended"
             await self._try("closing its session record", services.close_session, self.session_id, reason)
-        await self._try("storing what it had not acknowledged", self._dispose_unacked)
+        stored = await self._try("storing what it had not acknowledged", self._dispose_unacked)
+        if stored and self._offline_taken:  # stored again if not acknowledged, with its delay stamp
+            taken, self._offline_taken = self._offline_taken, []
+            await self._try("forgetting stored messages it was sent", services.forget_offline, taken)
 
     async def _dispose_unacked(self) -> None:
         """XEP-0198 §6: what the client never acknowledged is stored or bounced, never dropped."""
@@ -586,6 +604,13 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         loop = asyncio.get_running_loop()
         self._expiry = loop.call_later(stream.sm.max_seconds, self._expired)
         log.info("%s: %s hibernates for up to %d s", self._peer, self.jid, stream.sm.max_seconds)
+        if stream.sm.unacked and self.jid is not None and self.session_id is not None:
+            # a copy of what it holds goes to the store, taken by this session (deliver_offline): a
+            # process that dies before the resume or the expiry leaves it to the next login
+            tasks.start(
+                self._store_copies(list(stream.sm.unacked), stream.sm.outbound),
+                name=f"{self._peer}: storing a copy of what a hibernating session holds",
+            )
 
     def _expired(self) -> None:
         self._expiry = None
@@ -691,6 +716,8 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             return
         try:
             if self._hibernating:
+                if await self._store_while_away(data):
+                    return
                 if stream.sm is None or len(stream.sm.unacked) >= MAX_UNACKED:
                     self._held.append(data)  # kept offline with the rest
                     await self._leave()  # nobody is coming back for this much
@@ -714,26 +741,79 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         except Exception as exc:
             await self._crash(exc, "delivering a stanza")
 
+    async def _store_while_away(self, data: bytes) -> bool:
+        """A message for this hibernating session goes to the offline store at once, not into memory
+        where a crashed process would lose it; True when it went (other stanzas wait in memory)."""
+        if self.jid is None:
+            return False
+        try:
+            kept = await offline.keep_now(data, self.jid)
+        except Exception:
+            log.warning(
+                "%s: cannot store a message for %s: it waits in memory", self._peer, self.jid, exc_info=True
+            )
+            return False
+        self._stored_while_away += kept
+        return kept > 0
+
+    async def _store_copies(self, unacked: list[bytes], mark: int) -> None:
+        jid, session_id = self.jid, self.session_id
+        assert jid is not None
+        keep, _ = offline.unacked_disposition(unacked, jid)
+        if not keep or session_id is None:
+            return
+        ids = await services.store_offline_taken(jid.local or "", keep, session_id)
+        self._offline_taken.extend(ids)  # the same list as the resuming stream's, if it was resumed meanwhile
+        self._offline_mark = mark  # no earlier than any mark before: counts only grow
+
     async def deliver_offline(self) -> None:
+        """Send the account's stored messages (XEP-0160), stamped with when they came (XEP-0203).
+
+        With stream management they stay stored, taken by this session, until its client acknowledges
+        them (:meth:`_offline_acknowledged`) or the session ends and stores again what was not; a
+        process killed meanwhile loses none of them (tests/integration/test_faults.py)."""
         jid = self.jid
         if jid is None or jid.local is None or not self.may_receive("message", "chat"):
             return
-        stored: list[tuple[bytes, str]] = []
+        stream = self.stream
+        sm = stream.sm if stream is not None else None
+        holder = self.session_id if sm is not None else None  # without XEP-0198 nothing is acknowledged
+        stored: list[tuple[int, bytes, str]] = []
         done = 0
         try:
-            stored = await services.take_offline(jid.local)
-            for data, stamp in stored:
+            stored = await services.take_offline(jid.local, holder)
+            for id_, data, stamp in stored:
                 if self._taken_over:
                     break
+                if holder is not None:
+                    self._offline_taken.append(id_)  # sent: forgotten when acknowledged or stored again
                 await self.deliver(with_delay(data, jid.domain, stamp))
                 done += 1
         except Exception as exc:
-            self._held.extend(data for data, _ in stored[done:])  # back to the store with _leave
+            if holder is None:
+                self._held.extend(data for _, data, _ in stored[done:])  # back to the store with _leave
+            # (taken rows not sent are free again once this session's record has ended)
             await self._crash(exc, "delivering stored messages")
             return
-        if done < len(stored):  # the session ended meanwhile: the rest waits for the next one
-            rest = [data for data, _ in stored[done:]]
-            await self._try("storing messages again", services.store_offline, jid.local, rest)
+        if sm is not None and self._offline_taken:
+            self._offline_mark = sm.outbound
+        if done < len(stored):  # the session went on elsewhere or ended: the rest waits for the next one
+            if holder is not None:
+                rest_ids = [id_ for id_, _, _ in stored[done:]]
+                await self._try("releasing stored messages", services.release_offline, rest_ids)
+            else:
+                rest = [data for _, data, _ in stored[done:]]
+                await self._try("storing messages again", services.store_offline, jid.local, rest)
+
+    async def _offline_acknowledged(self) -> None:
+        """The client acknowledged every stored message it was sent: they leave the store."""
+        stream = self.stream
+        sm = stream.sm if stream is not None else None
+        mark = self._offline_mark
+        if sm is None or mark is None or not sm.acknowledged_through(mark):
+            return
+        taken, self._offline_taken, self._offline_mark = self._offline_taken, [], None
+        await self._try("forgetting acknowledged stored messages", services.forget_offline, taken)
 
     async def bounce(self, stanza: etree._Element, condition: object, text: str) -> None:
         if self.stream is not None and not self._closed and isinstance(condition, StanzaErrorCondition):

@@ -18,6 +18,12 @@ class OfflineMessage(models.Model):
     )
     stanza = models.TextField()
     created = models.DateTimeField(auto_now_add=True, db_index=True)
+    # The session it was sent to and that has not acknowledged it yet (XEP-0198): the row is deleted
+    # when the client acknowledges it or the session ends; a session that died with its process (its
+    # record then ends at the next start) leaves the row to be sent again, not lost.
+    taken_by = models.ForeignKey(
+        "sessions_acl.Session", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ("created", "id")

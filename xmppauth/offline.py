@@ -45,6 +45,15 @@ async def store_or_bounce(
         await ROUTER.return_error(stanza, StanzaErrorCondition.SERVICE_UNAVAILABLE, "the recipient went away")
 
 
+async def keep_now(data: bytes, jid: JID) -> int:
+    """Store ``data`` (a stanza for the session ``jid``) at once if it is a message worth keeping;
+    how many were stored (0 or 1): other stanzas are the caller's to hold."""
+    keep, _ = unacked_disposition([data], jid)
+    if not keep:
+        return 0
+    return await services.store_offline(jid.local or "", keep)
+
+
 def unacked_disposition(pending: list[bytes], jid: JID) -> tuple[list[bytes], list[etree._Element]]:
     """Split unacknowledged stanzas: messages to keep offline (readdressed to the bare JID),
     iq requests to answer with an error; presence and errors are dropped, as RFC 6121 allows."""

@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 from django.db import DatabaseError, transaction
+from django.db.models import Q
 from lxml import etree
 
 from accounts import guessing, recovery, scram, totp, webauthn
@@ -88,15 +89,52 @@ def store_offline(localpart: str, stanzas: list[bytes]) -> int:
 
 
 @off_loop
-def take_offline(localpart: str) -> list[tuple[bytes, str]]:
-    """Remove and return the stored messages of ``localpart`` with their UTC timestamps, oldest first."""
+def store_offline_taken(localpart: str, stanzas: list[bytes], session_id: int) -> list[int]:
+    """Store copies of messages a session holds unacknowledged, taken by it (see :func:`take_offline`):
+    their ids. Nothing for an unknown account."""
+    user = User.objects.filter(username=localpart).only("id").first()
+    if user is None or not stanzas:
+        return []
+    rows = OfflineMessage.objects.bulk_create(
+        [OfflineMessage(user=user, stanza=data.decode(), taken_by_id=session_id) for data in stanzas]
+    )
+    return [row.id for row in rows]
+
+
+@off_loop
+def take_offline(localpart: str, session_id: int | None) -> list[tuple[int, bytes, str]]:
+    """The stored messages of ``localpart`` that no live session has taken, oldest first, as
+    ``(id, stanza, UTC timestamp)``, now taken by the session ``session_id``: they stay stored until
+    :func:`forget_offline` (its client acknowledged them, or its session ended and stored what was not
+    acknowledged again) or :func:`release_offline`; a session whose process died (its record ended at
+    the next start) no longer holds them. Without a session record they are removed at once."""
+    free = Q(taken_by__isnull=True) | Q(taken_by__ended__isnull=False)
     with transaction.atomic():
         rows = list(
-            OfflineMessage.objects.filter(user__username=localpart).values_list("id", "stanza", "created")
+            OfflineMessage.objects.select_for_update(of=("self",))
+            .filter(free, user__username=localpart)
+            .values_list("id", "stanza", "created")
         )
-        if rows:
-            OfflineMessage.objects.filter(id__in=[r[0] for r in rows]).delete()
-    return [(stanza.encode("utf-8"), created.strftime("%Y-%m-%dT%H:%M:%SZ")) for _, stanza, created in rows]
+        ids = [row[0] for row in rows]
+        if ids and session_id is None:
+            OfflineMessage.objects.filter(id__in=ids).delete()
+        elif ids:
+            OfflineMessage.objects.filter(id__in=ids).update(taken_by_id=session_id)
+    return [
+        (id_, text.encode("utf-8"), created.strftime("%Y-%m-%dT%H:%M:%SZ")) for id_, text, created in rows
+    ]
+
+
+@off_loop
+def forget_offline(ids: list[int]) -> None:
+    """Stored messages that were delivered and acknowledged (or stored again): gone."""
+    OfflineMessage.objects.filter(id__in=ids).delete()
+
+
+@off_loop
+def release_offline(ids: list[int]) -> None:
+    """Stored messages a session took and did not send: free for the account's next session."""
+    OfflineMessage.objects.filter(id__in=ids).update(taken_by=None)
 
 
 @off_loop

@@ -113,9 +113,15 @@ def migrate(data_dir: Path, **env: str) -> None:
 @contextmanager
 def running_server(data_dir: Path, accounts: dict[str, str] | None = None, **env: str) -> Iterator[Server]:
     data_dir.mkdir(parents=True, exist_ok=True)
-    for name, password in (accounts if accounts is not None else ACCOUNTS).items():
+    wanted = list((accounts if accounts is not None else ACCOUNTS).items())
+    if wanted:  # ``manage.py adduser`` for each, in one process (each manage.py costs a second or two)
+        code = (
+            "import io\nfrom django.core.management import call_command\n"
+            f"for name, password in {wanted!r}:\n"
+            "    call_command('adduser', name, password, stdout=io.StringIO())\n"
+        )
         done = subprocess.run(
-            [sys.executable, "manage.py", "adduser", name, password],
+            [sys.executable, "manage.py", "shell", "-c", code],
             cwd=ROOT,
             env=server_env(data_dir, **env),
             capture_output=True,

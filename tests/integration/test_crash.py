@@ -44,13 +44,15 @@ SM = "urn:xmpp:sm:3"
 SASL2 = "urn:xmpp:sasl:2"
 Q = "['\"]"  # either attribute quote
 _numbers = itertools.count(1)
+USERS = [f"crash{number}" for number in range(1, 41)]  # made with the server: more than there are cases
+_fresh = iter(USERS)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with running_server(
         tmp_path_factory.mktemp("crash"),
-        {"bob": "builder"},
+        {"bob": "builder"} | {name: PASSWORD for name in USERS},
         DJANGO_SETTINGS_MODULE="tests.integration.faults.settings",
         XMPP_SM_ACK_REQUEST_SECONDS="1",
     ) as srv:
@@ -60,9 +62,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.fixture
 def user(server: Server) -> str:
     """A fresh account for each case, so that no case sees another's sessions or stored messages."""
-    name = f"crash{next(_numbers)}"
-    manage(server, "adduser", name, PASSWORD)
-    return name
+    return next(_fresh)
 
 
 @pytest.fixture
@@ -381,7 +381,9 @@ def test_a_fault_while_hibernating_ends_the_session(server: Server, bob: RawClie
     fault = "C2SStream.queue_detached"
     watcher, victim = _hibernate(server, user)
     inject(server, fault)
+    # a message goes to the offline store at once (consumer._store_while_away); an iq waits in memory
     bob.send(f"<message to='{victim.jid}' type='chat'><body>while away</body></message>")
+    bob.send(f"<iq type='get' id='away' to='{victim.jid}'><ping xmlns='urn:xmpp:ping'/></iq>")
     watcher.raw.read_until(presence_of(victim.jid, unavailable=True), timeout=5)
     assert_fired(server, fault)
     assert_logged_once(server, fault)

@@ -113,6 +113,11 @@ class StreamManagement:
         self.outbound_acked = h
         self._requested_at = max(0, self._requested_at - newly)
 
+    def acknowledged_through(self, mark: int) -> bool:
+        """Whether the client has acknowledged every stanza up to the ``mark`` (an :attr:`outbound`
+        read after the last of them was sent), counting modulo 2**32 as §4 does."""
+        return (self.outbound_acked - mark) % WRAP < WRAP // 2
+
     def withhold(self, keep: Callable[[bytes], bool]) -> list[bytes]:
         """Take out of the unacknowledged queue what ``keep`` refuses, before a resume retransmits
         it (the session may no longer receive it). The client never sees these, so the counts stay
