@@ -44,6 +44,8 @@ ACTIVITY_GRANULARITY = 60.0  # seconds: how often a busy session's record is tol
 
 
 # The transport's name in the session record (sessions_acl.Session.transport), by scope "transport".
+EVENTS_PER_TURN = 16  # events a stream handles before it lets the event loop run the others
+
 #: Every stream whose transport is there, bound or not (a normal stop tells each: xmppauth/shutdown.py).
 STREAMS: set[StreamConsumer] = set()
 
@@ -107,6 +109,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         self._feed: Callable[[bytes], None] | None = None  # the stream's receive_data or receive_frame
         self._closed = False
         self._pumping = False  # _pump() is running (it is not entered twice: see there)
+        self._turn = 0  # events handled since this stream last gave the others a turn
         self._timer: asyncio.TimerHandle | None = None
         self._peer = "?"
         self._held: list[bytes] = []  # XEP-0352: what waits while the client is inactive
@@ -239,6 +242,12 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
                 if event is None:
                     break
                 await self._on_event(event)
+                self._turn += 1
+                if self._turn >= EVENTS_PER_TURN:
+                    # A client that sent many stanzas at once does not hold the event loop until all are
+                    # handled: the other streams get their turn (docs/performance.md, issue 12)
+                    self._turn = 0
+                    await asyncio.sleep(0)
         finally:
             self._pumping = False
         await self._flush()

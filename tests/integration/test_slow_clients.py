@@ -20,7 +20,7 @@ from tests.integration.server import Server, running_server
 
 pytestmark = pytest.mark.integration
 
-ROUNDS = 6
+ROUNDS = 4
 PER_ROUND = 150
 
 

@@ -745,6 +745,29 @@ async def test_tls_records_read_together_reach_the_application_as_one_message(se
     assert received[1] == {"type": "xmpp.receive", "bytes": b"<a/><b/><c/>"}
 
 
+async def test_much_read_at_once_reaches_the_application_in_pieces(server_tls: ServerTLS) -> None:
+    """A client that sent 100 KiB at once is handed over some 16 KiB at a time, so that its stream can let
+    the others take turns between pieces (consumer._pump); nothing is lost or reordered."""
+    received: list[dict[str, Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        while True:
+            received.append(await receive())
+
+    _factory, protocol, transport = _fake_connection(app, server_tls, "directtls")
+    client = _memory_tls_client(server_tls.cert_path)
+    _handshake_through(protocol, transport, client)
+    await _until(lambda: len(received) == 1)
+    sent = b"".join(b"<m n='%d'/>" % n for n in range(10_000))  # ~110 KiB
+    client.sendall(sent)
+    protocol.dataReceived(_bio_drain(client))
+    await _until(lambda: sum(len(m.get("bytes", b"")) for m in received) == len(sent))
+    pieces = [m["bytes"] for m in received[1:]]
+    assert b"".join(pieces) == sent
+    assert len(pieces) >= 6
+    assert all(len(piece) < 2 * 16384 for piece in pieces), [len(piece) for piece in pieces]
+
+
 async def test_data_read_together_with_the_peers_close_notify_is_delivered(server_tls: ServerTLS) -> None:
     from twisted.internet.error import ConnectionDone
     from twisted.python.failure import Failure

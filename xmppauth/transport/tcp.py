@@ -276,18 +276,29 @@ class XMPPServerProtocol(Protocol):
                 if self._tls_backlog:
                     backlog, self._tls_backlog = self._tls_backlog, []
                     self._tls_write(b"".join(backlog))
-            received: list[bytes] = []
+            received = False
+            piece: list[bytes] = []
+            size = 0
             peer_closed = False
             while True:
                 try:
-                    received.append(conn.recv(TLS_READ_SIZE))
+                    data = conn.recv(TLS_READ_SIZE)
                 except SSL.WantReadError:
                     break
                 except SSL.ZeroReturnError:
                     peer_closed = True
                     break
-            if received and self.queue is not None and not self._closing:
-                self._deliver({"type": "xmpp.receive", "bytes": b"".join(received)})
+                received = True
+                piece.append(data)
+                size += len(data)
+                if size >= TLS_READ_SIZE:
+                    # records read together go as one message, up to some 16 KiB: a client that sent a lot
+                    # at once is handled a piece at a time, and the stream gives the other streams their
+                    # turn between pieces (consumer._pump)
+                    self._deliver_received(piece)
+                    piece, size = [], 0
+            if piece:
+                self._deliver_received(piece)
             if peer_closed:
                 # The peer's close_notify: answer it (unless ours went out already) and close TCP.
                 self._tls_dead = True
@@ -394,6 +405,10 @@ class XMPPServerProtocol(Protocol):
         self.task = self.factory.loop.create_task(coro)  # type: ignore[arg-type]
         self.factory.tasks.add(self.task)
         self.task.add_done_callback(self._application_done)
+
+    def _deliver_received(self, piece: list[bytes]) -> None:
+        if self.queue is not None and not self._closing:
+            self._deliver({"type": "xmpp.receive", "bytes": b"".join(piece)})
 
     def _deliver(self, message: Message) -> None:
         """Hand `message` to a waiting ``receive()``, or queue it (pausing reads at `HIGH_WATER`)."""
