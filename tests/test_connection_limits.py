@@ -120,3 +120,23 @@ def test_the_http_listener_counts_a_connection_once_and_releases_it_once() -> No
     counts.release_from_listener("192.0.2.41", 5001)  # a second release does not free another's place
     assert counts.open == 0
     assert counts.connections_from("192.0.2.41") == 0
+
+
+def test_a_reverse_proxys_connections_count_in_the_total_only() -> None:
+    import ipaddress
+
+    counts, _ = make(total=6, proxies=(ipaddress.ip_network("10.0.0.0/30"),))  # type: ignore[arg-type]
+    assert [counts.admit("10.0.0.1") for _ in range(5)] == [None] * 5  # beyond per_address 3 and burst 5
+    assert counts.admit("192.0.2.50") is None
+    assert counts.admit("10.0.0.2") == "the server has too many connections: try again later"  # the total
+    counts.release("10.0.0.1")
+    assert counts.admit("10.0.0.2") is None
+    assert counts.open == 6
+    # an address outside the proxies' network keeps its own limits
+    counts, _ = make(proxies=(ipaddress.ip_network("10.0.0.0/30"),))  # type: ignore[arg-type]
+    assert [counts.admit("10.0.0.9") for _ in range(4)] == [
+        None,
+        None,
+        None,
+        "too many connections from your address",
+    ]

@@ -275,6 +275,9 @@ XMPP_MAX_CONNECTIONS = _env_int("XMPP_MAX_CONNECTIONS", 10_000, minimum=1)
 XMPP_MAX_CONNECTIONS_PER_ADDRESS = _env_int("XMPP_MAX_CONNECTIONS_PER_ADDRESS", 100, minimum=1)
 XMPP_CONNECT_BURST = _env_int("XMPP_CONNECT_BURST", 30, minimum=1)
 XMPP_CONNECTS_PER_SECOND_PER_ADDRESS = _env_int("XMPP_CONNECTS_PER_SECOND_PER_ADDRESS", 10, minimum=1)
+# Reverse proxies in front of the HTTP listener (addresses or networks, comma-separated): every client behind
+# one comes from its address, so its connections count in XMPP_MAX_CONNECTIONS only, not per address.
+XMPP_PROXY_ADDRESSES = _env_list("XMPP_PROXY_ADDRESSES", "")
 # The HTTP listener (portal, admin, XMPP over WebSocket) counts in the same limits; a refused connection gets
 # 503 with the reason. A request must arrive whole (line, headers, body) within this many seconds of the
 # connection opening or of the previous response (else 408, or a silent close when nothing was sent).

@@ -23,6 +23,7 @@ and the table of buckets is pruned of full ones when it grows past :data:`PRUNE_
 from __future__ import annotations
 
 import functools
+import ipaddress
 import logging
 import time
 from collections.abc import Callable
@@ -53,6 +54,8 @@ class ConnectionLimits:
     rate: float
     burst: int
     clock: Callable[[], float] = time.monotonic
+    # reverse proxies (XMPP_PROXY_ADDRESSES): each connection is another client's; counted in the total only
+    proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     open: int = 0
     _addresses: dict[str, _Address] = field(default_factory=dict)
     _logged: dict[tuple[str, str], float] = field(default_factory=dict)
@@ -64,6 +67,11 @@ class ConnectionLimits:
         client (nothing is counted then)."""
         if self.stopping is not None:
             return self.stopping
+        if self.proxies and self._from_proxy(address):
+            if self.open >= self.total:
+                return self._refused("proxy", "total", "the server has too many connections: try again later")
+            self.open += 1
+            return None
         key = address_key(address)
         now = self.clock()
         entry = self._addresses.get(key)
@@ -86,10 +94,20 @@ class ConnectionLimits:
 
     def release(self, address: str) -> None:
         """A connection that :meth:`admit` counted has gone."""
+        if self.proxies and self._from_proxy(address):
+            self.open = max(0, self.open - 1)
+            return
         entry = self._addresses.get(address_key(address))
         if entry is not None and entry.open > 0:
             entry.open -= 1
             self.open -= 1
+
+    def _from_proxy(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.proxies)
 
     def admit_from_listener(self, address: str, port: int) -> str | None:
         """:meth:`admit` for the HTTP listener (transport/http_guard.py), which admits a TCP connection
@@ -146,6 +164,7 @@ def process_limits() -> ConnectionLimits:
         per_address=settings.XMPP_MAX_CONNECTIONS_PER_ADDRESS,
         rate=float(settings.XMPP_CONNECTS_PER_SECOND_PER_ADDRESS),
         burst=settings.XMPP_CONNECT_BURST,
+        proxies=tuple(ipaddress.ip_network(net, strict=False) for net in settings.XMPP_PROXY_ADDRESSES),
     )
 
 
