@@ -44,7 +44,7 @@ SM = "urn:xmpp:sm:3"
 SASL2 = "urn:xmpp:sasl:2"
 Q = "['\"]"  # either attribute quote
 _numbers = itertools.count(1)
-USERS = [f"crash{number}" for number in range(1, 41)]  # made with the server: more than there are cases
+USERS = [f"crash{number}" for number in range(1, 31)]  # made with the server: more than there are cases
 _fresh = iter(USERS)
 
 
