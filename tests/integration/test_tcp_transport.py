@@ -725,7 +725,9 @@ async def test_it_drops_queued_plaintext_when_tls_starts(server_tls: ServerTLS) 
     assert client.recv(1024) == b"<stream:stream>"
 
 
-async def test_tls_records_read_together_reach_the_application_as_one_message(server_tls: ServerTLS) -> None:
+async def _tls_connection_recording(server_tls: ServerTLS) -> tuple[list[dict[str, Any]], Any, Any, Any]:
+    """A direct-TLS connection through the handshake to an application that records every message it
+    receives (the first, xmpp.connect, is in already)."""
     received: list[dict[str, Any]] = []
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -736,6 +738,11 @@ async def test_tls_records_read_together_reach_the_application_as_one_message(se
     client = _memory_tls_client(server_tls.cert_path)
     _handshake_through(protocol, transport, client)
     await _until(lambda: len(received) == 1)
+    return received, protocol, transport, client
+
+
+async def test_tls_records_read_together_reach_the_application_as_one_message(server_tls: ServerTLS) -> None:
+    received, protocol, transport, client = await _tls_connection_recording(server_tls)
     assert received[0]["type"] == "xmpp.connect"
     assert transport.value() == b"", "TLS 1.3 session tickets wait for the next write"
     for part in (b"<a/>", b"<b/>", b"<c/>"):  # three records
@@ -748,16 +755,7 @@ async def test_tls_records_read_together_reach_the_application_as_one_message(se
 async def test_much_read_at_once_reaches_the_application_in_pieces(server_tls: ServerTLS) -> None:
     """A client that sent 100 KiB at once is handed over some 16 KiB at a time, so that its stream can let
     the others take turns between pieces (consumer._pump); nothing is lost or reordered."""
-    received: list[dict[str, Any]] = []
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        while True:
-            received.append(await receive())
-
-    _factory, protocol, transport = _fake_connection(app, server_tls, "directtls")
-    client = _memory_tls_client(server_tls.cert_path)
-    _handshake_through(protocol, transport, client)
-    await _until(lambda: len(received) == 1)
+    received, protocol, _transport, client = await _tls_connection_recording(server_tls)
     sent = b"".join(b"<m n='%d'/>" % n for n in range(10_000))  # ~110 KiB
     client.sendall(sent)
     protocol.dataReceived(_bio_drain(client))
