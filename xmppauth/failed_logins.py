@@ -45,6 +45,10 @@ async def flush() -> None:
     writer = _writer
     if writer is not None and not writer.done():
         writer.cancel()
+    await _drain()
+
+
+async def _drain() -> None:
     while _pending:
         batch = _pending[:]
         del _pending[: len(batch)]
@@ -54,10 +58,7 @@ async def flush() -> None:
 async def _write_soon() -> None:
     global _dropped
     await asyncio.sleep(DELAY)
-    while _pending:
-        batch = _pending[:]
-        del _pending[: len(batch)]
-        await services.logins_failed(batch)
+    await _drain()
     if _dropped:
         log.warning("%d failed logins were not written to the security log (too many at once)", _dropped)
         _dropped = 0
