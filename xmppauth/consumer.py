@@ -85,8 +85,7 @@ class ResumeState:
     access: SessionAccess | None
     sm: StreamManagement
     feature_state: dict[str, object]  # the server features' state of the session (roster interest)
-    offline_taken: list[int]  # stored messages it was sent and has not acknowledged (deliver_offline)
-    offline_mark: int | None
+    offline_taken: offline.Taken  # stored messages it was sent and has not acknowledged
     stored_while_away: int  # messages for it stored while it hibernated
 
 
@@ -131,8 +130,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         self._tasks: set[asyncio.Task[Any]] = set()  # this session's background work (tasks.start)
         self._resuming: StreamConsumer | None = None  # the hibernated session being taken over
         self._transport_closed = False  # we closed it, or the client went away
-        self._offline_taken: list[int] = []  # stored messages sent and not yet acknowledged (their ids)
-        self._offline_mark: int | None = None  # the SM count that acknowledges them all
+        self._offline_taken = offline.Taken()  # stored messages sent and not yet acknowledged
         self._stored_while_away = 0  # messages for this session stored while it hibernated
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -186,7 +184,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         if self._feed is not None:
             self._feed(message["bytes"])
             await self._pump()
-            if self._offline_mark is not None:
+            if self._offline_taken.mark is not None:
                 await self._offline_acknowledged()
 
     async def xmpp_tls_established(self, message: dict[str, Any]) -> None:
@@ -448,7 +446,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         self.available, self.priority = taken.available, taken.priority
         self.last_presence, self.directed_to = taken.last_presence, taken.directed_to
         self.feature_state = taken.feature_state  # still an interested resource (RFC 6121 §2.1.6)
-        self._offline_taken, self._offline_mark = taken.offline_taken, taken.offline_mark
+        self._offline_taken = taken.offline_taken
         if self.access is not None and taken.access is not None:
             self.access.adopt(taken.access)  # answers to what it asked before the break still pass
         ROUTER.replace(old, self)
@@ -500,7 +498,6 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             sm=stream.sm,
             feature_state=self.feature_state,
             offline_taken=self._offline_taken,
-            offline_mark=self._offline_mark,
             stored_while_away=self._stored_while_away,
         )
 
@@ -586,9 +583,8 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             reason = self._end_reason or "ended"
             await self._try("closing its session record", services.close_session, self.session_id, reason)
         stored = await self._try("storing what it had not acknowledged", self._dispose_unacked)
-        if stored and self._offline_taken:  # stored again if not acknowledged, with its delay stamp
-            taken, self._offline_taken = self._offline_taken, []
-            await self._try("forgetting stored messages it was sent", services.forget_offline, taken)
+        if stored:  # the stored messages it was sent and had not acknowledged are stored again
+            await self._try("forgetting stored messages it was sent", self._offline_taken.forget_all)
 
     async def _dispose_unacked(self) -> None:
         """XEP-0198 §6: what the client never acknowledged is stored or bounced, never dropped."""
@@ -616,8 +612,11 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         if stream.sm.unacked and self.jid is not None and self.session_id is not None:
             # a copy of what it holds goes to the store, taken by this session (deliver_offline): a
             # process that dies before the resume or the expiry leaves it to the next login
+            copies = self._offline_taken.store_copies(
+                list(stream.sm.unacked), stream.sm.outbound, self.jid, self.session_id
+            )
             tasks.start(
-                self._store_copies(list(stream.sm.unacked), stream.sm.outbound),
+                copies,
                 name=f"{self._peer}: storing a copy of what a hibernating session holds",
             )
 
@@ -751,29 +750,12 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             await self._crash(exc, "delivering a stanza")
 
     async def _store_while_away(self, data: bytes) -> bool:
-        """A message for this hibernating session goes to the offline store at once, not into memory
-        where a crashed process would lose it; True when it went (other stanzas wait in memory)."""
-        if self.jid is None:
+        """A message for this hibernating session goes to the offline store at once (True), other
+        stanzas wait in memory (offline.keep_while_away)."""
+        if self.jid is None or not await offline.keep_while_away(data, self.jid, self._peer):
             return False
-        try:
-            kept = await offline.keep_now(data, self.jid)
-        except Exception:
-            log.warning(
-                "%s: cannot store a message for %s: it waits in memory", self._peer, self.jid, exc_info=True
-            )
-            return False
-        self._stored_while_away += kept
-        return kept > 0
-
-    async def _store_copies(self, unacked: list[bytes], mark: int) -> None:
-        jid, session_id = self.jid, self.session_id
-        assert jid is not None
-        keep, _ = offline.unacked_disposition(unacked, jid)
-        if not keep or session_id is None:
-            return
-        ids = await services.store_offline_taken(jid.local or "", keep, session_id)
-        self._offline_taken.extend(ids)  # the same list as the resuming stream's, if it was resumed meanwhile
-        self._offline_mark = mark  # no earlier than any mark before: counts only grow
+        self._stored_while_away += 1
+        return True
 
     async def deliver_offline(self) -> None:
         """Send the account's stored messages (XEP-0160), stamped with when they came (XEP-0203).
@@ -795,7 +777,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
                 if self._taken_over:
                     break
                 if holder is not None:
-                    self._offline_taken.append(id_)  # sent: forgotten when acknowledged or stored again
+                    self._offline_taken.ids.append(id_)  # sent: forgotten when acknowledged or stored again
                 await self.deliver(with_delay(data, jid.domain, stamp))
                 done += 1
         except Exception as exc:
@@ -804,25 +786,15 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             # (taken rows not sent are free again once this session's record has ended)
             await self._crash(exc, "delivering stored messages")
             return
-        if sm is not None and self._offline_taken:
-            self._offline_mark = sm.outbound
+        if sm is not None and self._offline_taken.ids:
+            self._offline_taken.mark = sm.outbound
         if done < len(stored):  # the session went on elsewhere or ended: the rest waits for the next one
-            if holder is not None:
-                rest_ids = [id_ for id_, _, _ in stored[done:]]
-                await self._try("releasing stored messages", services.release_offline, rest_ids)
-            else:
-                rest = [data for _, data, _ in stored[done:]]
-                await self._try("storing messages again", services.store_offline, jid.local, rest)
+            await self._try("putting back stored messages", offline.put_back, jid, stored[done:], holder)
 
     async def _offline_acknowledged(self) -> None:
-        """The client acknowledged every stored message it was sent: they leave the store."""
-        stream = self.stream
-        sm = stream.sm if stream is not None else None
-        mark = self._offline_mark
-        if sm is None or mark is None or not sm.acknowledged_through(mark):
-            return
-        taken, self._offline_taken, self._offline_mark = self._offline_taken, [], None
-        await self._try("forgetting acknowledged stored messages", services.forget_offline, taken)
+        sm = self.stream.sm if self.stream is not None else None
+        forget = self._offline_taken.forget_if_acknowledged
+        await self._try("forgetting acknowledged stored messages", forget, sm)
 
     async def bounce(self, stanza: etree._Element, condition: object, text: str) -> None:
         if self.stream is not None and not self._closed and isinstance(condition, StanzaErrorCondition):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import dataclass, field
 
 from lxml import etree
 
@@ -20,6 +21,7 @@ from xmppauth import services
 from xmppauth.proto import ns
 from xmppauth.proto.errors import StanzaErrorCondition
 from xmppauth.proto.jid import JID, InvalidJID
+from xmppauth.proto.xep0198_sm import StreamManagement
 from xmppauth.proto.xml import serialize
 from xmppauth.proto.xml_names import parse_element
 from xmppauth.router import ROUTER
@@ -74,3 +76,59 @@ def unacked_disposition(pending: list[bytes], jid: JID) -> tuple[list[bytes], li
         elif kind == "iq" and stanza_type in ("get", "set"):
             bounces.append(stanza)
     return keep, bounces
+
+
+@dataclass
+class Taken:
+    """The stored messages one session was sent and its client has not acknowledged (XEP-0198).
+
+    They stay in the store, taken by the session (``services.take_offline``), so that a process
+    killed meanwhile loses none of them: they leave it when the client acknowledges the count
+    ``mark``, or are stored again (with their delay stamp) when the session ends. It moves with the
+    session when a resume takes it over.
+    """
+
+    ids: list[int] = field(default_factory=list)
+    mark: int | None = None  # the stream management count that acknowledges them all
+
+    async def forget_if_acknowledged(self, sm: StreamManagement | None) -> None:
+        """The client acknowledged every stored message it was sent: they leave the store."""
+        if sm is None or self.mark is None or not sm.acknowledged_through(self.mark):
+            return
+        ids, self.ids, self.mark = self.ids, [], None
+        await services.forget_offline(ids)
+
+    async def forget_all(self) -> None:
+        """The session ended and what it had not acknowledged is stored again: the taken rows go."""
+        ids, self.ids, self.mark = self.ids, [], None
+        if ids:
+            await services.forget_offline(ids)
+
+    async def store_copies(self, unacked: list[bytes], mark: int, jid: JID, session_id: int) -> None:
+        """A copy of the messages among ``unacked`` (what a session held when it began to hibernate)
+        goes to the store, taken by the session, acknowledged with the count ``mark``."""
+        keep, _ = unacked_disposition(unacked, jid)
+        if not keep:
+            return
+        self.ids.extend(await services.store_offline_taken(jid.local or "", keep, session_id))
+        self.mark = mark  # no earlier than any mark before: counts only grow
+
+
+async def keep_while_away(data: bytes, jid: JID, peer: str) -> bool:
+    """A stanza for the hibernating session ``jid``: to the store at once if it is a message worth
+    keeping, not into memory where a crashed process would lose it. True when it went; False for
+    other stanzas, and when the store failed (logged: it then waits in memory)."""
+    try:
+        return await keep_now(data, jid) > 0
+    except Exception:
+        log.warning("%s: cannot store a message for %s: it waits in memory", peer, jid, exc_info=True)
+        return False
+
+
+async def put_back(jid: JID, rest: list[tuple[int, bytes, str]], holder: int | None) -> None:
+    """Stored messages taken for a session that were not sent to it (it ended or went on
+    elsewhere) are free again for the next session: released if still stored, else stored again."""
+    if holder is not None:
+        await services.release_offline([id_ for id_, _, _ in rest])
+    else:
+        await services.store_offline(jid.local or "", [data for _, data, _ in rest])
