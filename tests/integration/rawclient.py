@@ -26,6 +26,8 @@ STREAMS = "http://etherx.jabber.org/streams"
 SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
 SASL2 = "urn:xmpp:sasl:2"
 _control_ids = itertools.count(1)
+QUIET_TRIES = 3  # quiet(): windows watched at most, each longer than the server's last answer to a ping
+CONTROL_LIMIT = 10.0  # quiet(): seconds a ping's answer may take before the stream counts as stuck
 
 
 def client_header(to: str = "localhost") -> bytes:
@@ -119,30 +121,46 @@ class RawClient:
 
         An empty window proves nothing by itself: the stream may be dead, or the window shorter than
         the server takes to deliver. So after the window this stream pings its server (XEP-0199; always
-        allowed, whatever the grant) and the answer must arrive within the same ``seconds``: the stream
+        allowed, whatever the grant) and the answer must arrive within the window's length: the stream
         is alive and a stanza the server sends it gets through in less time than the window gave the
-        unwanted one. Returned: the window and whatever came before the answer (so a late arrival is
-        caught too), without the answer itself.
+        unwanted one. On a loaded machine the answer may take longer: then the window proved nothing,
+        so the stream is watched again for twice as long as the answer took and the control repeated,
+        ``QUIET_TRIES`` times at most. Returned: the windows and whatever came before the last answer
+        (so a late arrival is caught too), without the answers themselves.
         """
-        window = self.read_for(seconds)
-        assert not self.closed, f"the stream ended during the quiet window; it got {window!r}"
+        seen = b""
+        for _ in range(QUIET_TRIES):
+            seen += self.read_for(seconds)
+            assert not self.closed, f"the stream ended during the quiet window; it got {seen!r}"
+            before, took = self._ping_control(seen)
+            seen += before
+            if took <= seconds:
+                return seen
+            seconds = 2 * took
+        raise AssertionError(
+            f"control: the server answered a ping more slowly than the quiet window {QUIET_TRIES} times "
+            f"(the last answer took {seconds / 2:.2f} s), so the window proves no absence; got {seen!r}"
+        )
+
+    def _ping_control(self, seen: bytes) -> tuple[bytes, float]:
+        """Ping the server and wait (up to ``CONTROL_LIMIT`` s) for the answer: what came before it,
+        and the seconds it took. The answer itself is consumed."""
         control = f"quiet-{next(_control_ids)}"
         sent = time.monotonic()
         self.send(f"<iq type='get' id='{control}'><ping xmlns='urn:xmpp:ping'/></iq>")
         answer = re.compile(rf"<iq(?=[^>]*\bid=['\"]{control}['\"])[^>]*?(/>|>.*?</iq>)".encode(), re.S)
-        deadline = sent + seconds
+        deadline = sent + CONTROL_LIMIT
         while (match := answer.search(self.buffer)) is None:
-            assert not self.closed, (
-                f"control: the stream ended instead of answering a ping; got {window + self.buffer!r}"
-            )
+            got = seen + self.buffer
+            assert not self.closed, f"control: the stream ended instead of answering a ping; got {got!r}"
             assert time.monotonic() <= deadline, (
-                f"control: no answer to a ping within {seconds} s, so a {seconds} s window proves no "
-                f"absence; got {window + self.buffer!r}"
+                f"control: no answer to a ping in {CONTROL_LIMIT} s; got {got!r}"
             )
             self.buffer += self._recv_some(max(0.0, deadline - time.monotonic()))
+        took = time.monotonic() - sent
         assert re.search(rb"type=['\"]result['\"]", match.group(0)), match.group(0)
         before, self.buffer = self.buffer[: match.start()], self.buffer[match.end() :]
-        return window + before
+        return before, took
 
     def read_to_close(self, timeout: float = 10.0) -> bytes:
         deadline = time.monotonic() + timeout
