@@ -140,3 +140,18 @@ def test_a_reverse_proxys_connections_count_in_the_total_only() -> None:
         None,
         "too many connections from your address",
     ]
+
+
+def test_a_listener_accepts_at_most_a_turns_worth_of_connections_at_once() -> None:
+    """Twisted's port accepts up to 100 connections per readiness and adds 20 whenever that many
+    waited; ours stays at ACCEPTS_PER_TURN, so that a burst of connects (mostly refused) leaves the
+    event loop to the other streams in between (docs/performance.md, "a flood of connects")."""
+    from xmppauth.transport import tcp
+
+    port = tcp._TurnTakingPort.__new__(tcp._TurnTakingPort)
+    port.numberAccepts = 100  # what Twisted's startListening sets
+    assert port.numberAccepts == tcp.ACCEPTS_PER_TURN == 16
+    port.numberAccepts += 20  # every accept of a turn was used
+    assert port.numberAccepts == 16
+    port.numberAccepts = 3  # fewer waited: Twisted tries no more than that next time
+    assert port.numberAccepts == 3

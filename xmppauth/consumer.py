@@ -31,7 +31,7 @@ from xmppauth.proto import events as ev
 from xmppauth.proto.access import Admission
 from xmppauth.proto.errors import StanzaErrorCondition, StreamError, StreamErrorCondition
 from xmppauth.proto.jid import JID
-from xmppauth.proto.stream import C2SStream, StreamConfig
+from xmppauth.proto.stream import C2SStream, StreamConfig, refusal
 from xmppauth.proto.xep0198_sm import MAX_UNACKED, StreamManagement
 from xmppauth.proto.xep0203_delay import with_delay
 from xmppauth.proto.xml_names import parse_element
@@ -69,6 +69,11 @@ def stream_config() -> StreamConfig:
         extra_server_features=served.server_features,
         extra_account_features=served.account_features,
     )
+
+
+def refusal_document(condition: str, text: str) -> bytes:
+    """What the TCP transport tells a connection its limits refuse (xmppauth/transport/tcp.py)."""
+    return refusal(stream_config(), StreamErrorCondition(condition), text)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -217,6 +217,40 @@ def test_a_flood_of_connects_gets_its_burst_then_the_rate(server: Server) -> Non
     client.close()
 
 
+def refused_starttls(server: Server, source: str) -> socket.socket:
+    """A STARTTLS connection from ``source`` beyond its limit of 5 (five held open first)."""
+    held = [socket.create_connection(("127.0.0.1", server.c2s), source_address=(source, 0)) for _ in range(5)]
+    time.sleep(0.2)  # counted
+    extra = socket.create_connection(("127.0.0.1", server.c2s), source_address=(source, 0))
+    extra.settimeout(10)
+    for sock in held:
+        sock.close()
+    return extra
+
+
+@pytest.mark.parametrize("sends_header", [True, False], ids=["header", "silent"])
+def test_a_refused_starttls_connection_gets_the_whole_error_and_a_clean_close(
+    server: Server, sends_header: bool
+) -> None:
+    """The transport tells a refused connection itself (no stream set up for it): our header, the
+    error, the end, whether the client sent its header or nothing; then the connection closes without
+    a reset (the server reads the client's header first: closing on unread data sends a reset, and on
+    some systems a reset throws away what the client had not read yet), within REFUSAL_LINGER (1 s)
+    for a client that says nothing."""
+    extra = refused_starttls(server, new_address())
+    if sends_header:
+        extra.sendall(client_header())
+    started = time.monotonic()
+    reply = read_all(extra)  # raises ConnectionResetError on a reset
+    waited = time.monotonic() - started
+    extra.close()
+    assert reply.startswith(b"<?xml version='1.0'?><stream:stream "), reply
+    assert parse_stream_error(reply) == "policy-violation", reply
+    assert b"too many connections from your address" in reply
+    assert reply.endswith(b"</stream:stream>"), reply
+    assert waited < 3.0, f"a refused connection stayed open {waited:.1f} s"
+
+
 def test_a_refused_connection_costs_the_server_no_handshake(server: Server) -> None:
     """Raw: the refused direct-TLS socket is closed by the server without a byte of TLS."""
     source = new_address()

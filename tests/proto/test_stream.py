@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 
 import pytest
 
@@ -11,7 +12,7 @@ from xmppauth.proto import events as ev
 from xmppauth.proto.errors import LocalProtocolError, StreamErrorCondition
 from xmppauth.proto.jid import JID
 from xmppauth.proto.sasl import ScramClient
-from xmppauth.proto.stream import State
+from xmppauth.proto.stream import State, StreamConfig, refusal
 
 SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
 TLS_FEATURES = "<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls></stream:features>"
@@ -90,6 +91,27 @@ def test_a_stream_error_carries_a_text() -> None:
         "<text xmlns='urn:ietf:params:xml:ns:xmpp-streams' xml:lang='en'>this server does not serve example.org</text>"
         "</stream:error></stream:stream>"
     )
+
+
+def test_a_refused_connection_is_told_in_one_whole_document() -> None:
+    """proto.stream.refusal: what the TCP transport writes to a connection its limits refuse, before
+    the client's header (RFC 6120 §4.9.1.1): our header, the error with its text, the end."""
+    config = StreamConfig(domains=frozenset({"localhost"}))
+    text = "too many new connections from your address: slow down <&>"
+    out = refusal(config, StreamErrorCondition.POLICY_VIOLATION, text).decode()
+    stream_id = re.search(r" id='([^']+)'", out)
+    assert stream_id is not None, out
+    assert out == (
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'"
+        f" id='{stream_id.group(1)}' from='localhost' version='1.0' xml:lang='en'>"
+        "<stream:error><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
+        "<text xmlns='urn:ietf:params:xml:ns:xmpp-streams' xml:lang='en'>"
+        "too many new connections from your address: slow down &lt;&amp;&gt;</text>"
+        "</stream:error></stream:stream>"
+    )
+    again = refusal(config, StreamErrorCondition.SYSTEM_SHUTDOWN, "")
+    assert b"<system-shutdown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>" in again
+    assert f"id='{stream_id.group(1)}'".encode() not in again  # each refusal its own stream id
 
 
 # ---------------------------------------------------------------------------------------- STARTTLS

@@ -656,3 +656,12 @@ class C2SStream:
         if self.authenticated_localpart is not None:
             limit = self.config.max_stanza_bytes
         return StreamParser(max_stanza_bytes=limit, max_depth=self.config.max_depth, framed=self.framed)
+
+
+def refusal(config: StreamConfig, condition: StreamErrorCondition, text: str) -> bytes:
+    """The whole of what a TCP connection refused before its stream began is told (RFC 6120
+    §4.9.1.1): our stream header, the stream error, the end of the stream. Written by the transport
+    without a stream of its own for the connection, so that refusing a flood costs little."""
+    stream = C2SStream(config, framed=False, secure=False, starttls=False)
+    stream.close(condition, text)
+    return b"".join(stream.data_to_send())

@@ -51,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+from collections.abc import Callable
 from typing import Any, Literal
 
 from OpenSSL import SSL
@@ -70,6 +71,8 @@ TransportName = Literal["starttls", "directtls"]
 HIGH_WATER = 64  # receive-queue length at which reading pauses
 LOW_WATER = 16  # ... and at which it resumes
 CLOSE_GRACE = 5.0  # seconds a closing connection may take to flush before it is aborted
+ACCEPTS_PER_TURN = 16  # connections a listener accepts before the event loop runs the others again
+REFUSAL_LINGER = 1.0  # seconds a refused connection is kept for the client's stream header (then closed)
 APP_CLOSE_TIMEOUT = 5.0  # seconds an application may take to return after xmpp.disconnect
 SHUTDOWN_TIMEOUT = 3.0  # seconds applications get to return on server shutdown
 TLS_READ_SIZE = 16384  # largest decrypted read (one TLS record's worth)
@@ -108,6 +111,7 @@ class XMPPServerProtocol(Protocol):
         self._out_scheduled = False
         self._address = ""  # the peer's IP address, once the connection limits have counted it
         self._counted = False
+        self._refused = False  # refused by the limits: told so, its stream header awaited (_refuse)
         # the read rate (factory.read_rate bytes a second, bursts of factory.read_burst): a token bucket
         self._read_tokens = float(factory.read_burst)
         self._read_refilled = 0.0
@@ -143,6 +147,9 @@ class XMPPServerProtocol(Protocol):
             self._deliver({"type": "xmpp.connect", "tls": None})
 
     def dataReceived(self, data: bytes) -> None:
+        if self._refused:  # its stream header, read so that the close is a FIN, not a reset
+            self._tr.loseConnection()
+            return
         if self.factory.read_rate:
             self._meter_read(len(data))
         if self._ssl is not None:
@@ -169,16 +176,21 @@ class XMPPServerProtocol(Protocol):
             self._app_timer = self.factory.loop.call_later(APP_CLOSE_TIMEOUT, self._cancel_application)
 
     def _refuse(self, reason: str) -> None:
-        """A connection the limits refuse: on the STARTTLS listener the stream application says why with a
-        stream error (XMPP before TLS); the direct-TLS listener closes it without spending a handshake."""
-        if self.factory.transport_name == "directtls":
-            self._close_reason = f"refused: {reason}"
-            self._closing = True
+        """A connection the limits refuse: on the STARTTLS listener it is told why with a stream error
+        (XMPP before TLS), written here without starting the application (a flood of refused connects
+        costs ~10 µs each, not a stream's set-up and end); then its stream header is awaited, for at
+        most REFUSAL_LINGER s, and the connection closed. The direct-TLS listener closes it without
+        spending a handshake."""
+        self._close_reason = f"refused: {reason}"
+        self._closing = True
+        document = self.factory.refusal_document
+        if self.factory.transport_name == "directtls" or document is None:
             self._tr.loseConnection()
             return
-        self._start_application()
-        self._deliver({"type": "xmpp.connect", "tls": None})
-        self._deliver(limits.refusal(reason))
+        refusal = limits.refusal(reason)
+        self._write_raw(document(refusal["condition"], refusal["text"]))
+        self._refused = True
+        self._abort_timer = self.factory.loop.call_later(REFUSAL_LINGER, self._tr.loseConnection)
 
     # --- raw writes -------------------------------------------------------------------------------------
 
@@ -629,6 +641,7 @@ class XMPPServerFactory(Factory[XMPPServerProtocol]):
         read_rate: int = 0,
         read_burst: int = 0,
         max_outgoing_bytes: int = 0,
+        refusal_document: Callable[[str, str], bytes] | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -650,6 +663,9 @@ class XMPPServerFactory(Factory[XMPPServerProtocol]):
         self.read_rate = read_rate
         self.read_burst = max(read_burst, read_rate)
         self.max_outgoing_bytes = max_outgoing_bytes
+        # what a connection the limits refuse is told, from the stream error's condition and text (None:
+        # it is closed without a word); made by the layer that knows the streams (manage.py serve)
+        self.refusal_document = refusal_document
         self.protocols: set[XMPPServerProtocol] = set()
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -675,6 +691,27 @@ class XMPPServerFactory(Factory[XMPPServerProtocol]):
         return defer.Deferred.fromFuture(self.loop.create_task(wait()))
 
 
+class _TurnTakingPort(tcp.Port):
+    """A listening port that accepts at most ACCEPTS_PER_TURN connections in one turn of the event
+    loop. Twisted's takes up to 100 at once and grows that by 20 whenever all were waiting: a burst of
+    connects (a flood, mostly refused: ~150 µs each) then held every stream for milliseconds."""
+
+    @property
+    def numberAccepts(self) -> int:
+        return min(self._accepts, ACCEPTS_PER_TURN)
+
+    @numberAccepts.setter
+    def numberAccepts(self, value: int) -> None:
+        self._accepts = value
+
+
+def _listen(reactor: Any, port: int, factory: Any, interface: str) -> Any:
+    """``reactor.listenTCP`` with the turn-taking port."""
+    listening = _TurnTakingPort(port, factory, interface=interface, reactor=reactor)
+    listening.startListening()
+    return listening
+
+
 def listen_c2s(
     application: ASGIApp,
     *,
@@ -687,6 +724,7 @@ def listen_c2s(
     read_rate: int = 0,
     read_burst: int = 0,
     max_outgoing_bytes: int = 0,
+    refusal_document: Callable[[str, str], bytes] | None = None,
     close_on_shutdown: bool = True,
 ) -> list[Any]:
     """Listen for XMPP clients; returns the `IListeningPort`s (STARTTLS first). Raises `CannotListenError`.
@@ -707,19 +745,20 @@ def listen_c2s(
         "read_rate": read_rate,
         "read_burst": read_burst,
         "max_outgoing_bytes": max_outgoing_bytes,
+        "refusal_document": refusal_document,
     }
     ports: list[Any] = []
     try:
         if starttls_endpoint is not None:
             factory = XMPPServerFactory(application, transport_name="starttls", **options)
             host, port = starttls_endpoint
-            ports.append(reactor.listenTCP(port, factory, interface=host))
+            ports.append(_listen(reactor, port, factory, host))
             if close_on_shutdown:
                 reactor.addSystemEventTrigger("before", "shutdown", factory.shutdown)
         if directtls_endpoint is not None:
             factory = XMPPServerFactory(application, transport_name="directtls", **options)
             host, port = directtls_endpoint
-            ports.append(reactor.listenTCP(port, factory, interface=host))
+            ports.append(_listen(reactor, port, factory, host))
             if close_on_shutdown:
                 reactor.addSystemEventTrigger("before", "shutdown", factory.shutdown)
     except Exception:

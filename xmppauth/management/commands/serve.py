@@ -269,6 +269,7 @@ class Command(BaseCommand):
     ) -> None:
         from twisted.internet.error import CannotListenError
 
+        from xmppauth.consumer import refusal_document
         from xmppauth.transport.limits import process_limits
         from xmppauth.transport.tcp import listen_c2s
 
@@ -283,6 +284,7 @@ class Command(BaseCommand):
                 read_rate=settings.XMPP_READ_BYTES_PER_SECOND,
                 read_burst=settings.XMPP_READ_BURST_BYTES,
                 max_outgoing_bytes=settings.XMPP_MAX_OUTGOING_BYTES,
+                refusal_document=refusal_document,
                 close_on_shutdown=False,  # _stop_serving ends the sessions first, then closes them
             )
         except CannotListenError as exc:
