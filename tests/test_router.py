@@ -13,11 +13,10 @@ import pytest
 from lxml import etree
 
 from sessions_acl.access import MESSAGES_RECEIVE, MESSAGES_SEND, PRESENCE, SCOPES, SessionAccess
-from xmppauth.proto.access import Admission
 from xmppauth.proto.errors import StanzaErrorCondition, StreamErrorCondition
 from xmppauth.proto.events import StanzaReceived
 from xmppauth.proto.jid import JID
-from xmppauth.router import Router
+from xmppauth.router import Router, deliver_by_admission
 
 EVERYTHING = frozenset(SCOPES)
 NO_RECEIVE = EVERYTHING - {MESSAGES_RECEIVE}
@@ -84,8 +83,10 @@ class FakeSession:
     def may_receive(self, kind: str, stanza_type: str) -> bool:
         return (kind, stanza_type) not in self.refuses and self.access.may_receive(kind, stanza_type)
 
-    def admit(self, kind: str, stanza_type: str, sender: JID | None, stanza_id: str | None) -> Admission:
-        return self.access.admit(kind, stanza_type, sender, stanza_id)
+    async def deliver_paired(
+        self, kind: str, stanza_type: str, sender: JID | None, stanza_id: str | None, data: bytes
+    ) -> None:
+        await deliver_by_admission(self, self.access.admit(kind, stanza_type, sender, stanza_id), data)
 
 
 def event(xml: str) -> StanzaReceived:

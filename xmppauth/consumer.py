@@ -35,7 +35,7 @@ from xmppauth.proto.stream import C2SStream, StreamConfig, refusal
 from xmppauth.proto.xep0198_sm import MAX_UNACKED, StreamManagement
 from xmppauth.proto.xep0203_delay import with_delay
 from xmppauth.proto.xml_names import parse_element
-from xmppauth.router import ROUTER
+from xmppauth.router import ROUTER, deliver_by_admission
 
 log = logging.getLogger("xmppauth.c2s")
 
@@ -137,6 +137,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         self._transport_closed = False  # we closed it, or the client went away
         self._offline_taken = offline.Taken()  # stored messages sent and not yet acknowledged
         self._stored_while_away = 0  # messages for this session stored while it hibernated
+        self._carbons_told = False  # the stream's carbons flag as the router was last told of it
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """The ASGI application: one message from the transport at a time, straight to its handler.
@@ -191,6 +192,9 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             await self._pump()
             if self._offline_taken.mark is not None:
                 await self._offline_acknowledged()
+            if self.stream is not None and self.stream.carbons != self._carbons_told:
+                self._carbons_told = self.stream.carbons  # XEP-0280 switched: other processes route by it
+                ROUTER.changed(self)
 
     async def xmpp_tls_established(self, message: dict[str, Any]) -> None:
         if self.stream is not None and not self._closed:
@@ -365,7 +369,8 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         # XEP-0352: presence and chat states held for an inactive client were routed under the old
         # scopes; what the new ones refuse is not written (none of it is kept offline anyway).
         if not self.access.may_receive_everything():
-            self._held = [data for data in self._held if self._receivable(data)]
+            self._held = [data for data in self._held if self.receivable(data)]
+        ROUTER.changed(self)  # other processes check its scopes before they route to it
         log.info(
             "%s: %s now has %s", self._peer, self.jid, ", ".join(sorted(self.access.scopes)) or "no scopes"
         )
@@ -374,16 +379,19 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         access = self.access
         return access is None or access.may_receive(kind, stanza_type)
 
-    def _receivable(self, data: bytes) -> bool:
+    def receivable(self, data: bytes) -> bool:
         """may_receive() for a stanza already serialised for this session (held or unacknowledged)."""
         stanza = parse_element(data)  # names in a dictionary of its own (proto/xml_names.py)
         kind = etree.QName(stanza).localname
         default = "available" if kind == "presence" else "normal"
         return self.may_receive(kind, stanza.get("type") or default)
 
-    def admit(self, kind: str, stanza_type: str, sender: JID | None, stanza_id: str | None) -> Admission:
+    async def deliver_paired(
+        self, kind: str, stanza_type: str, sender: JID | None, stanza_id: str | None, data: bytes
+    ) -> None:
         access = self.access
-        return Admission.WHOLE if access is None else access.admit(kind, stanza_type, sender, stanza_id)
+        admission = Admission.WHOLE if access is None else access.admit(kind, stanza_type, sender, stanza_id)
+        await deliver_by_admission(self, admission, data)
 
     @property
     def grant_id(self) -> int | None:
@@ -459,7 +467,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         # Checked above; stanzas that its grant no longer lets it receive (narrowed while it was
         # away) are not retransmitted but stored or bounced.
         everything = self.access is None or self.access.may_receive_everything()
-        keep = None if everything else self._receivable
+        keep = None if everything else self.receivable
         withheld = stream.resume_succeeded(taken.jid, taken.sm, event.h, keep=keep)
         await self._offline_acknowledged()  # the resume's h may acknowledge what was stored as taken
         await self._store_or_bounce(withheld, "withheld")

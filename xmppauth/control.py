@@ -14,6 +14,7 @@ import asyncio
 import logging
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -30,6 +31,9 @@ from xmppauth.router import ROUTER, Session
 
 log = logging.getLogger("xmppauth.control")
 
+# The process's channels all take this prefix: channels_redis reads every channel of a process that
+# shares a prefix with one blocking pop, and one prefix's pop holds the others' messages back.
+CHANNEL_PREFIX = "xmppauth"
 WINDOW = timedelta(seconds=60)  # how far back the poll looks (commits can land out of id order)
 GROUP_REFRESH = 3600.0  # channel layers expire group membership (a day by default); renew hourly
 FULL_POLL = 5.0  # seconds: read the outbox at least this often, stamp or not
@@ -89,30 +93,17 @@ class Control:
         layer = get_channel_layer()
         if layer is None:
             return
-        channel = await layer.new_channel("xmppauth.control.")
+        channel = await layer.new_channel(CHANNEL_PREFIX)
         log.info(
             "control messages: channel layer %s, and the database every %d ms",
             type(layer).__name__,
             settings.XMPP_REVOCATION_POLL_MS,
         )
-        joined: float | None = None
-        outage = _Outage("control channel")
-        while True:
-            try:
-                if joined is None or time.monotonic() - joined > GROUP_REFRESH:
-                    await layer.group_add(CONTROL_GROUP, channel)
-                    joined = time.monotonic()
-                    outage.over()
-                message = await layer.receive(channel)
-                outage.over()
-                if message.get("type") == "control.revoke":
-                    await self.apply(message)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                outage.failed("retrying every second (the poll still runs)")
-                joined = None
-                await asyncio.sleep(1)
+        await listen(layer, channel, CONTROL_GROUP, self._heard, "control channel", "the poll still runs")
+
+    async def _heard(self, message: dict[str, Any]) -> None:
+        if message.get("type") == "control.revoke":
+            await self.apply(message)
 
     async def _poll(self) -> None:
         """Read the outbox when the stamp file says something was committed (a stat every
@@ -160,7 +151,7 @@ class Control:
         closed = 0
         if scopes is None:
             self._remember(str(message["username"]), grant_ids, everything, text, now)
-        for session in list(ROUTER.resources(bare).values()):
+        for session in list(ROUTER.here(bare).values()):  # another process applies it to its own
             sid = getattr(session, "session_id", None)
             gid = getattr(session, "grant_id", None)
             hit = (
@@ -203,7 +194,44 @@ class Control:
         return None
 
 
-class _Outage:
+async def listen(
+    layer: Any,
+    channel: str,
+    group: str,
+    handle: Callable[[dict[str, Any]], Awaitable[None]],
+    what: str,
+    meanwhile: str,
+) -> None:
+    """Receive on ``channel``, a member of ``group``, for as long as the process serves, and hand each
+    message to ``handle``. While the channel layer is away it retries every second (logged as an
+    :class:`Outage` of ``what``; ``meanwhile`` says what still works); membership is renewed hourly
+    (channel layers expire it). A message ``handle`` fails on is logged and the next one comes."""
+    joined: float | None = None
+    outage = Outage(what)
+    while True:
+        try:
+            if joined is None or time.monotonic() - joined > GROUP_REFRESH:
+                await layer.group_add(group, channel)
+                joined = time.monotonic()
+                outage.over()
+            message = await layer.receive(channel)
+            outage.over()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            outage.failed(f"retrying every second ({meanwhile})")
+            joined = None
+            await asyncio.sleep(1)
+            continue
+        try:
+            await handle(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s: handling %s failed", what, message.get("type"))
+
+
+class Outage:
     """The log of something that keeps failing while it is away (Redis, say): the first failure with its
     traceback, then one line every STILL_FAILING_EVERY seconds, and one when it works again; not a
     traceback a second for as long as it lasts."""

@@ -4,6 +4,12 @@ Local delivery is a direct call: ARCHITECTURE.md measured the channel layer at ~
 against well under a microsecond for a call, so the layer is kept for what must cross processes
 (revocation and, with several processes, routing) and never used between two local sessions.
 
+With several processes (``CHANNEL_LAYER_URL``), the sessions bound in the others are here too, as
+stand-ins (xmppauth/cluster.py) kept apart from the local ones: :meth:`Router.resources` gives both,
+so every decision below is the same whichever process holds a session, and a stand-in's ``deliver``
+carries the stanza to its process through the channel layer. The router tells its ``watcher`` (the
+cluster) when a local session's routing state changes, so that the others' stand-ins follow.
+
 Resource conflicts (RFC 6120 §7.7.2.2): the newer session wins. Binding a full JID that is
 already bound closes the older stream with a ``<conflict/>`` stream error before the new one is
 registered, so two routable sessions never share a full JID.
@@ -27,6 +33,7 @@ from xmppauth.proto.numbers import parse_uint
 from xmppauth.proto.replies import error_element
 from xmppauth.proto.routing import decide
 from xmppauth.proto.xml import serialize
+from xmppauth.proto.xml_names import parse_element
 
 log = logging.getLogger("xmppauth.router")
 
@@ -73,23 +80,70 @@ class Session(Protocol):
         """The session's grant lets it receive this (sessions_acl.access decides)."""
         ...
 
-    def admit(self, kind: str, stanza_type: str, sender: JID | None, stanza_id: str | None) -> Admission:
-        """For an iq or a message error: is it an answer this session waits for (and, for a
-        request, note that it owes one)? sessions_acl.access decides."""
+    async def deliver_paired(
+        self, kind: str, stanza_type: str, sender: JID | None, stanza_id: str | None, data: bytes
+    ) -> None:
+        """An iq, or a message error: delivered whole if it is an answer this session waits for or
+        a request (noted as owed), as a bare error if only that may reach it, else dropped
+        (sessions_acl.access decides)."""
         ...
+
+
+class Watcher(Protocol):
+    """Told when a local session's routing state changes (xmppauth/cluster.py)."""
+
+    def changed(self, session: Session) -> None: ...
+
+    def gone(self, session: Session) -> None: ...
 
 
 class Router:
     def __init__(self) -> None:
         self._accounts: dict[JID, dict[str, Session]] = {}
+        self._remote: dict[JID, dict[str, Session]] = {}  # stand-ins for other processes' sessions
+        self.watcher: Watcher | None = None
 
     # ------------------------------------------------------------------ registry
     def resources(self, bare: JID) -> dict[str, Session]:
+        """The account's bound sessions, in this process and (as stand-ins) in the others."""
+        local = self._accounts.get(bare, {})
+        remote = self._remote.get(bare)
+        if not remote:
+            return local
+        return {**remote, **local}  # a resource both claim (for a moment) is the local session's
+
+    def here(self, bare: JID) -> dict[str, Session]:
+        """The account's sessions bound in this process."""
         return self._accounts.get(bare, {})
+
+    def local(self, jid: JID) -> Session | None:
+        """The session bound to the full JID ``jid`` in this process."""
+        return self._accounts.get(jid.bare, {}).get(jid.resource or "")
 
     def sessions(self) -> list[Session]:
         """Every session bound in this process (a copy: the caller may end them)."""
         return [session for online in self._accounts.values() for session in online.values()]
+
+    def changed(self, session: Session) -> None:
+        """A local session's routing state (availability, priority, carbons, scopes) changed."""
+        if self.watcher is not None and session.jid is not None and self.local(session.jid) is session:
+            self.watcher.changed(session)
+
+    # ------------------------------------------------------------------ other processes' sessions
+    def stand_in(self, session: Session) -> Session | None:
+        """Route the full JID of another process's session to its stand-in ``session`` (no watcher
+        is told); the stand-in it replaces, if any."""
+        return _put(self._remote, session)
+
+    def stand_in_for(self, jid: JID) -> Session | None:
+        return self._remote.get(jid.bare, {}).get(jid.resource or "")
+
+    def drop_stand_in(self, session: Session) -> bool:
+        """Another process's session ended: its stand-in goes."""
+        return _remove(self._remote, session)
+
+    def stand_ins(self) -> list[Session]:
+        return [session for online in self._remote.values() for session in online.values()]
 
     def session_count(self) -> int:
         return sum(len(r) for r in self._accounts.values())
@@ -122,12 +176,8 @@ class Router:
 
     def register(self, session: Session) -> Session | None:
         """Route the session's full JID to it from now on; the session it displaced, if any."""
-        jid = session.jid
-        assert jid is not None
-        assert jid.resource is not None
-        online = self._accounts.setdefault(jid.bare, {})
-        older = online.get(jid.resource)
-        online[jid.resource] = session
+        older = _put(self._accounts, session)
+        self.changed(session)
         return older if older is not session else None
 
     async def claim(self, session: Session) -> None:
@@ -164,17 +214,13 @@ class Router:
         online = self._accounts.get(jid.bare, {})
         if online.get(jid.resource) is old:
             online[jid.resource] = new
+            self.changed(new)
 
     def unbind(self, session: Session) -> bool:
-        jid = session.jid
-        if jid is None or jid.resource is None:
-            return False
-        online = self._accounts.get(jid.bare)
-        if not online or online.get(jid.resource) is not session:
-            return False
-        del online[jid.resource]
-        if not online:
-            del self._accounts[jid.bare]
+        if not _remove(self._accounts, session):
+            return self.drop_stand_in(session)  # a stand-in, replaced here (bind) before its own news
+        if self.watcher is not None:
+            self.watcher.gone(session)
         return True
 
     # ------------------------------------------------------------------ delivery
@@ -216,14 +262,9 @@ class Router:
     async def _deliver_paired(
         sender: Session, event: StanzaReceived, data: bytes, recipients: list[Session]
     ) -> None:
-        stanza = event.stanza
-        stanza_id = stanza.get("id")
+        stanza_id = event.stanza.get("id")
         for session in recipients:
-            admission = session.admit(event.kind, event.type, sender.jid, stanza_id)
-            if admission is Admission.WHOLE:
-                await session.deliver(data)
-            elif admission is Admission.ERROR_ONLY:
-                await session.deliver(_error_only(stanza))
+            await session.deliver_paired(event.kind, event.type, sender.jid, stanza_id, data)
 
     async def _carbons(
         self, sender: Session, to: JID, delivered: tuple[str, ...], data: bytes, stanza: etree._Element
@@ -314,6 +355,7 @@ class Router:
             sender.last_presence = data
         else:
             return
+        self.changed(sender)
         for session in list(self.resources(jid.bare).values()):
             if (session.available or session is sender) and session.may_receive("presence", event.type):
                 await session.deliver(data, urgent=False)
@@ -343,21 +385,49 @@ class Router:
         if self.unbind(session):
             await self.retract_presence(session)
 
-    async def retract_presence(self, session: Session) -> None:
+    async def retract_presence(self, session: Session, only_here: bool = False) -> None:
         """The session is no longer available (it left, or may no longer share presence): say so,
-        as if it had sent unavailable presence (RFC 6121 §4.5.2)."""
+        as if it had sent unavailable presence (RFC 6121 §4.5.2); ``only_here``: to this process's
+        sessions only (another process's session whose process is gone: each process tells its own)."""
         if not session.available or session.jid is None:
             return
         session.available = False
         session.last_presence = None
+        self.changed(session)
         unavailable = etree.Element(ns.qname(ns.CLIENT, "presence"), nsmap=ns.default(ns.CLIENT))
         unavailable.set("from", str(session.jid))
         unavailable.set("type", "unavailable")
         data = serialize(unavailable)
-        for other in list(self.resources(session.jid.bare).values()):
+        others = self.here(session.jid.bare) if only_here else self.resources(session.jid.bare)
+        for other in list(others.values()):
             if other.available and other.may_receive("presence", "unavailable"):
                 await other.deliver(data)
         await self._tell_directed(session, data)
+
+
+def _put(accounts: dict[JID, dict[str, Session]], session: Session) -> Session | None:
+    """``session`` holds its full JID in ``accounts`` from now on; the session that held it, if any."""
+    jid = session.jid
+    assert jid is not None
+    assert jid.resource is not None
+    online = accounts.setdefault(jid.bare, {})
+    older = online.get(jid.resource)
+    online[jid.resource] = session
+    return older
+
+
+def _remove(accounts: dict[JID, dict[str, Session]], session: Session) -> bool:
+    """Take ``session`` out of ``accounts`` if it holds its full JID there; whether it did."""
+    jid = session.jid
+    if jid is None or jid.resource is None:
+        return False
+    online = accounts.get(jid.bare)
+    if not online or online.get(jid.resource) is not session:
+        return False
+    del online[jid.resource]
+    if not online:
+        del accounts[jid.bare]
+    return True
 
 
 def _generated_resource() -> str:
@@ -365,7 +435,15 @@ def _generated_resource() -> str:
     return secrets.token_urlsafe(9)
 
 
-def _error_only(stanza: etree._Element) -> bytes:
+async def deliver_by_admission(session: Session, admission: Admission, data: bytes) -> None:
+    """Deliver ``data`` (an iq or a message error) to ``session`` as ``admission`` says."""
+    if admission is Admission.WHOLE:
+        await session.deliver(data)
+    elif admission is Admission.ERROR_ONLY:
+        await session.deliver(error_only(parse_element(data)))
+
+
+def error_only(stanza: etree._Element) -> bytes:
     """The error stanza with nothing but its addresses, id, type and a bare ``<error/>``: its
     ``type`` and its defined condition (RFC 6120 §8.3.2), empty. An error may carry the original
     payload (§8.3.1), a ``<text/>`` and an application-specific condition, all of which the sender

@@ -143,7 +143,9 @@ if _channel_layer_url:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [_channel_layer_url]},
+            # capacity: messages a channel holds before a send fails (channels_redis's default, 100, is
+            # a moment's worth of stanzas for another process: xmppauth/cluster.py)
+            "CONFIG": {"hosts": [_channel_layer_url], "capacity": 10_000},
         }
     }
 else:

@@ -23,6 +23,7 @@ import logging
 import time
 
 from xmppauth import failed_logins
+from xmppauth.cluster import CLUSTER
 from xmppauth.consumer import STREAMS
 from xmppauth.proto.errors import StreamErrorCondition
 from xmppauth.router import ROUTER, Router, Session
@@ -52,4 +53,6 @@ async def stop_serving(limits: ConnectionLimits, seconds: float, router: Router 
         future.cancel()
     if pending:
         log.error("stopping: %d of %d task(s) did not end within %.0f s", len(pending), len(work), seconds)
+    # the other processes hear that this one's sessions ended, then that it stops
+    await CLUSTER.stop(max(0.5, seconds - (time.monotonic() - started)))
     log.info("stopped in %.2f s", time.monotonic() - started)

@@ -107,9 +107,12 @@ class Command(BaseCommand):
         reactor: Any = default_reactor
 
         def start_control() -> None:
+            from xmppauth import tasks
+            from xmppauth.cluster import CLUSTER
             from xmppauth.control import CONTROL
 
             CONTROL.start()
+            tasks.start(CLUSTER.start(), name="cluster: joining the other processes")
 
         reactor.callWhenRunning(start_control)
         reactor.addSystemEventTrigger("before", "shutdown", self._stop_serving)

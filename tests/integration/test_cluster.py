@@ -1,0 +1,136 @@
+"""Two server processes, one service (issue 13): PostgreSQL and Redis shared, each process its own
+``XMPP_NODE``. Before, alice logged in on one and bob on the other could not exchange a single
+stanza. Now messages to full and bare JIDs, iq requests and their answers, presence between an
+account's resources and directed presence, and carbons cross from one process to the other
+(xmppauth/cluster.py), with the same decisions as inside one process.
+
+Uses the PostgreSQL (a fresh database per module) and the Redis (database 6, emptied first) that this
+project's machines run on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from tests.integration.rawclient import Session
+from tests.integration.server import Server, fresh_postgres_database, migrate, running_server
+
+pytestmark = pytest.mark.integration
+
+REDIS_URL = "redis://127.0.0.1:6379/6"
+ACCOUNTS = {"alice": "wonderland", "bob": "builder"}
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Server]]:
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    with fresh_postgres_database() as database:
+        env = {"DATABASE_URL": database, "CHANNEL_LAYER_URL": REDIS_URL}
+        one, two = tmp_path_factory.mktemp("cluster-a"), tmp_path_factory.mktemp("cluster-b")
+        migrate(one, **env)
+        with (
+            running_server(one, ACCOUNTS, XMPP_NODE="a", **env) as first,
+            running_server(two, {}, XMPP_NODE="b", **env) as second,
+        ):
+            yield first, second
+
+
+def login(server: Server, user: str, carbons: bool = False, available: bool = True) -> Session:
+    """``user`` bound (SASL2 + Bind2), with carbons (XEP-0280) if asked, and available if asked."""
+    session = Session(server, user, ACCOUNTS[user])
+    assert session.ok, session.reply
+    assert "/" in session.jid, session.reply  # Bind2: the full JID
+    if carbons:
+        session.send("<iq type='set' id='carbons'><enable xmlns='urn:xmpp:carbons:2'/></iq>")
+        assert b"type='result'" in session.expect("</iq>|<iq[^>]*id=.carbons.[^>]*/>")
+    if available:
+        session.send("<presence/>")
+        session.expect("</presence>|<presence[^>]*/>")
+    return session
+
+
+def reaches(sender: Session, target: Session, within: float = 5.0) -> None:
+    """Wait until ``sender``'s process routes to ``target`` on the other one (a bind is told to the
+    other process at once, through Redis): headlines to ``target``'s full JID, which RFC 6121 §8.5.3.2.1
+    drops while no such resource is known, until one arrives."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        probe = f"probe-{uuid.uuid4().hex[:8]}"
+        sender.send(f"<message to='{target.jid}' type='headline'><body>{probe}</body></message>")
+        if probe.encode() in target.raw.read_for(0.2):
+            return
+    raise AssertionError(f"{target.jid} not routable from {sender.jid} within {within} s")
+
+
+@pytest.fixture
+def apart(pair: tuple[Server, Server]) -> Iterator[tuple[Session, Session]]:
+    """alice available on the first process, bob on the second, each routable from the other."""
+    a, b = pair
+    alice, bob = login(a, "alice"), login(b, "bob")
+    try:
+        reaches(alice, bob)
+        reaches(bob, alice)
+        yield alice, bob
+    finally:
+        alice.close()
+        bob.close()
+
+
+def test_a_message_crosses_to_a_full_jid_and_back_to_a_bare_jid(apart: tuple[Session, Session]) -> None:
+    alice, bob = apart
+    alice.send(f"<message to='{bob.jid}' type='chat' id='m1'><body>hello across</body></message>")
+    got = bob.expect("hello across</body></message>")
+    assert f"from='{alice.jid}'".encode() in got, got
+    bob.send("<message to='alice@localhost' type='chat' id='m2'><body>and back</body></message>")
+    got = alice.expect("and back</body></message>")
+    assert f"from='{bob.jid}'".encode() in got, got
+
+
+def test_an_iq_request_and_its_answer_cross_both_ways(apart: tuple[Session, Session]) -> None:
+    alice, bob = apart
+    alice.send(f"<iq to='{bob.jid}' type='get' id='v1'><query xmlns='jabber:iq:version'/></iq>")
+    request = bob.expect("</iq>")
+    assert b"type='get'" in request, request
+    assert f"from='{alice.jid}'".encode() in request, request
+    bob.send(
+        f"<iq to='{alice.jid}' type='result' id='v1'><query xmlns='jabber:iq:version'>"
+        "<name>bob's client</name></query></iq>"
+    )
+    answer = alice.expect("</iq>")
+    assert b"bob's client" in answer, answer
+    assert b"type='result'" in answer, answer
+    # an answer nobody asked for is dropped on the way, as inside one process
+    bob.send(f"<iq to='{alice.jid}' type='result' id='never-asked'/>")
+    assert b"never-asked" not in alice.quiet(0.5)
+
+
+def test_an_accounts_resources_on_two_processes_see_each_others_presence_and_get_carbons(
+    pair: tuple[Server, Server],
+) -> None:
+    a, b = pair
+    desk = login(a, "alice", carbons=True)
+    phone = login(b, "alice", carbons=True, available=False)
+    phone.send("<presence><status>on the phone</status></presence>")
+    assert b"on the phone" in desk.expect("on the phone</status>")  # broadcast to the other process
+    got = phone.expect("on the phone</status></presence>")  # its own, after the desk's last presence
+    assert f"<presence xmlns='jabber:client' from='{desk.jid}'/>".encode() in got, got
+    bob = login(b, "bob")
+    try:
+        reaches(desk, bob)
+        desk.send(f"<message to='{bob.jid}' type='chat' id='c1'><body>carbon copy</body></message>")
+        assert b"carbon copy" in bob.expect("carbon copy</body>")
+        copy = phone.expect("</sent>")  # XEP-0280: a copy of what another resource sent
+        assert b"urn:xmpp:carbons:2" in copy, copy
+        assert b"carbon copy" in copy, copy
+        desk.close()
+        gone = phone.expect("type=.unavailable.")  # the desk's end is heard on the other process
+        assert re.search(rf"from='{re.escape(desk.jid)}'".encode(), gone), gone
+    finally:
+        phone.close()
+        bob.close()

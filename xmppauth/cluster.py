@@ -1,0 +1,349 @@
+"""Several processes, one service: each process's sessions known to the others, stanzas carried between them.
+
+With ``CHANNEL_LAYER_URL`` (Redis, channels_redis) every serving process joins the channel-layer group
+``xmppauth.cluster`` with a channel of its own. Nothing here runs on the in-memory layer: one process
+has no one to tell.
+
+* **Stand-ins.** Each process tells the group when one of its sessions is bound, changes what routing
+  looks at (availability, priority, last presence, carbons, scopes) or ends (the router's watcher
+  calls, :meth:`Cluster.changed` and :meth:`Cluster.gone`). The others keep a :class:`StandIn` for it in
+  their router, so that :meth:`Router.resources` gives an account's sessions wherever they are and the
+  RFC 6121 decisions (full or bare JID, priorities, carbons, presence broadcast) are the same as in one
+  process.
+* **Delivery.** A stand-in's ``deliver`` sends the serialised stanza to its process's channel; that
+  process checks it against the session's grant again (the grant is the owner's to enforce) and
+  delivers it, pairs an iq with its request as for a local sender, and stores or bounces what finds
+  the session gone (xmppauth/offline.py), as for a session that ends.
+* **Liveness.** Every process says it is there each ``HEARTBEAT`` seconds, with how many sessions it
+  holds; a process that hears a count other than the stand-ins it keeps for that process (or a
+  process it does not know) asks for the whole list and replaces its stand-ins with it. A process not
+  heard for ``NODE_TIMEOUT`` seconds is gone: its stand-ins go (their accounts' other resources hear
+  them leave) and its session records are ended.
+
+What goes out is sent in order by one kept task (a session's news never overtakes an earlier one);
+a failure to reach the channel layer is logged (once, then every minute while it lasts) and the news
+is dropped: the next heartbeat's count brings the others back in line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.conf import settings
+from lxml import etree
+
+from sessions_acl.access import receives
+from xmppauth import offline, tasks
+from xmppauth.control import CHANNEL_PREFIX, Outage, listen
+from xmppauth.offloop import off_loop
+from xmppauth.proto.errors import StreamErrorCondition
+from xmppauth.proto.jid import JID
+from xmppauth.router import ROUTER, Router, Session
+
+log = logging.getLogger("xmppauth.cluster")
+
+GROUP = "xmppauth.cluster"
+HEARTBEAT = 1.0  # seconds between a process's "here, with so many sessions"
+NODE_TIMEOUT = 5.0  # seconds without a word after which a process counts as gone
+OUTBOX_HIGH = 10_000  # messages queued for the channel layer at which stanzas for other processes wait
+
+
+class StandIn:
+    """Another process's session as this process's router sees it (router.Session)."""
+
+    resume_id = None  # resumed only on the process that holds it
+
+    def __init__(self, cluster: Cluster, channel: str, state: dict[str, Any]) -> None:
+        self._cluster = cluster
+        self.channel = channel
+        self.jid: JID | None = JID.parse(state["jid"])
+        self.directed_to: set[JID] = set()  # its directed presence is its own process's to track
+        self.update(state)
+
+    def update(self, state: dict[str, Any]) -> None:
+        self.grant_id: int | None = state["grant"]
+        self.scopes = frozenset(state["scopes"])
+        self.available = bool(state["available"])
+        self.priority = int(state["priority"])
+        self.last_presence: bytes | None = state["presence"]
+        self.carbons = bool(state["carbons"])
+
+    def __repr__(self) -> str:
+        return f"<StandIn {self.jid} on {self.channel}>"
+
+    def may_receive(self, kind: str, stanza_type: str) -> bool:
+        return receives(self.scopes, kind, stanza_type)
+
+    async def deliver(self, data: bytes, urgent: bool = True) -> None:
+        await self._cluster.send(
+            self.channel, {"type": "cluster.deliver", "to": str(self.jid), "data": data, "urgent": urgent}
+        )
+
+    async def deliver_paired(
+        self, kind: str, stanza_type: str, sender: JID | None, stanza_id: str | None, data: bytes
+    ) -> None:
+        pairing = [kind, stanza_type, str(sender) if sender is not None else "", stanza_id]
+        await self._cluster.send(
+            self.channel, {"type": "cluster.deliver", "to": str(self.jid), "data": data, "paired": pairing}
+        )
+
+    async def kick(self, condition: StreamErrorCondition, text: str) -> None:
+        await self._cluster.send(
+            self.channel,
+            {"type": "cluster.kick", "to": str(self.jid), "condition": condition.value, "text": text},
+        )
+
+    # What only the session's own process does: it stores its own messages, answers its own client,
+    # and applies revocations itself (xmppauth/control.py reaches every process).
+    async def deliver_offline(self) -> None:
+        return None
+
+    async def bounce(self, stanza: etree._Element, condition: object, text: str) -> None:
+        return None
+
+    async def revoke(self, text: str) -> None:
+        return None
+
+    def regrant(self, scopes: frozenset[str]) -> None:
+        return None
+
+
+def session_state(session: Session) -> dict[str, Any]:
+    """What another process needs of a local session to route to it."""
+    access = getattr(session, "access", None)
+    return {
+        "jid": str(session.jid),
+        "grant": session.grant_id,
+        "scopes": sorted(access.scopes) if access is not None else [],
+        "available": session.available,
+        "priority": session.priority,
+        "presence": session.last_presence,
+        "carbons": session.carbons,
+    }
+
+
+@off_loop
+def _end_records(node: str) -> int:
+    from sessions_acl.records import close_node_sessions
+
+    return close_node_sessions(node, "its server process stopped answering")
+
+
+class Cluster:
+    def __init__(self, router: Router = ROUTER) -> None:
+        self.router = router
+        self.node = ""
+        self.channel: str | None = None
+        self._layer: Any = None
+        self._outbox: asyncio.Queue[tuple[str | None, dict[str, Any]]] = asyncio.Queue()
+        self._heard: dict[str, tuple[float, str]] = {}  # channel -> (monotonic time, node name)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._room = asyncio.Event()  # set while the outbox has room for stanzas
+
+    @property
+    def active(self) -> bool:
+        return self.channel is not None
+
+    async def start(self) -> None:
+        """Join the group (once per process) when the channel layer reaches other processes."""
+        layer = get_channel_layer()
+        if self._tasks or layer is None or isinstance(layer, InMemoryChannelLayer):
+            return
+        self._layer = layer
+        self.node = settings.XMPP_NODE
+        self.channel = await layer.new_channel(CHANNEL_PREFIX)
+        self._outbox = asyncio.Queue()
+        self.router.watcher = self
+        self._tasks = [
+            tasks.start(self._listen(), name="cluster: listener"),
+            tasks.start(self._send_out(), name="cluster: sender"),
+            tasks.start(self._beat(), name="cluster: heartbeat"),
+        ]
+        log.info("cluster: node %s on channel %s", self.node, self.channel)
+
+    async def stop(self, seconds: float) -> None:
+        """A normal stop: say goodbye (the others drop this process's stand-ins at once) and send
+        what is still queued, for at most ``seconds``."""
+        if not self.active:
+            return
+        self._queue(None, {"type": "cluster.bye"})
+        try:
+            await asyncio.wait_for(self._outbox.join(), seconds)
+        except TimeoutError:
+            log.warning("cluster: %d message(s) not sent before the stop", self._outbox.qsize())
+        tasks.cancel(set(self._tasks))
+
+    # ------------------------------------------------------------------ the router's watcher
+    def changed(self, session: Session) -> None:
+        self._queue(None, {"type": "cluster.session", "state": session_state(session)})
+
+    def gone(self, session: Session) -> None:
+        self._queue(None, {"type": "cluster.gone", "jid": str(session.jid)})
+
+    # ------------------------------------------------------------------ out
+    def _queue(self, channel: str | None, message: dict[str, Any]) -> None:
+        """Send ``message`` to ``channel`` (None: the group) after what is queued already."""
+        if self.channel is not None:
+            message["channel"] = self.channel
+            self._outbox.put_nowait((channel, message))
+
+    async def send(self, channel: str, message: dict[str, Any]) -> None:
+        """A stanza for another process: in order with the news about this process's sessions; the
+        sender waits while OUTBOX_HIGH messages wait for the channel layer (never buffered without end)."""
+        while self._outbox.qsize() >= OUTBOX_HIGH:
+            self._room.clear()
+            await self._room.wait()
+        self._queue(channel, message)
+
+    def _send_list(self, channel: str) -> None:
+        """Every session of this process, to the process listening on ``channel``."""
+        states = [session_state(session) for session in self.router.sessions()]
+        self._queue(channel, {"type": "cluster.list", "states": states})
+
+    async def _send_out(self) -> None:
+        outage = Outage("cluster: sending to the channel layer")
+        while True:
+            channel, message = await self._outbox.get()
+            try:
+                if channel is None:
+                    await self._layer.group_send(GROUP, message)
+                else:
+                    await self._layer.send(channel, message)
+                outage.over()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                outage.failed("dropped (the next heartbeat's count repairs the others' view)")
+            finally:
+                self._outbox.task_done()
+                if self._outbox.qsize() < OUTBOX_HIGH // 2:
+                    self._room.set()
+
+    async def _beat(self) -> None:
+        while True:
+            self._queue(
+                None, {"type": "cluster.beat", "node": self.node, "count": len(self.router.sessions())}
+            )
+            await self._forget_silent()
+            await asyncio.sleep(HEARTBEAT)
+
+    # ------------------------------------------------------------------ in
+    async def _listen(self) -> None:
+        assert self.channel is not None
+        await listen(
+            self._layer,
+            self.channel,
+            GROUP,
+            self.handle,
+            "cluster channel",
+            "stanzas for other processes wait",
+        )
+
+    async def handle(self, message: dict[str, Any]) -> None:
+        sender = str(message.get("channel", ""))
+        if sender == self.channel:
+            return  # our own news, through the group
+        kind = message.get("type")
+        if kind == "cluster.deliver":
+            await self._deliver(message)
+        elif kind == "cluster.session":
+            self._stand_in(sender, message["state"])
+        elif kind == "cluster.gone":
+            stand_in = self.router.stand_in_for(JID.parse(message["jid"]))
+            if isinstance(stand_in, StandIn) and stand_in.channel == sender:
+                self.router.drop_stand_in(stand_in)
+        elif kind == "cluster.beat":
+            self._beat_heard(sender, str(message.get("node", "")), int(message.get("count", 0)))
+        elif kind == "cluster.list_please":
+            self._send_list(sender)
+        elif kind == "cluster.list":
+            self._replace_stand_ins(sender, message["states"])
+        elif kind == "cluster.kick":
+            session = self.router.local(JID.parse(message["to"]))
+            if session is not None:
+                await session.kick(StreamErrorCondition(message["condition"]), str(message["text"]))
+        elif kind == "cluster.bye":
+            await self._forget(sender, "it stopped")
+
+    async def _deliver(self, message: dict[str, Any]) -> None:
+        jid = JID.parse(message["to"])
+        data: bytes = message["data"]
+        session = self.router.local(jid)
+        if session is None:  # it ended on the way: as for a session that ends with it queued
+            await offline.store_or_bounce(
+                [data], jid, None, what="arriving after its session", peer="cluster"
+            )
+            return
+        pairing = message.get("paired")
+        if pairing is not None:
+            kind, stanza_type, sender, stanza_id = pairing
+            await session.deliver_paired(
+                kind, stanza_type, JID.parse(sender) if sender else None, stanza_id, data
+            )
+            return
+        receivable = getattr(session, "receivable", None)
+        if receivable is not None and not receivable(data):
+            log.info("cluster: a stanza for %s that its grant no longer lets it receive: dropped", jid)
+            return
+        await session.deliver(data, bool(message.get("urgent", True)))
+
+    def _stand_in(self, channel: str, state: dict[str, Any]) -> None:
+        jid = JID.parse(state["jid"])
+        current = self.router.stand_in_for(jid)
+        if isinstance(current, StandIn) and current.channel == channel:
+            current.update(state)
+        else:
+            self.router.stand_in(StandIn(self, channel, state))
+
+    def _replace_stand_ins(self, channel: str, states: list[dict[str, Any]]) -> None:
+        listed = {state["jid"] for state in states}
+        for stand_in in self._stand_ins_of(channel):
+            if str(stand_in.jid) not in listed:
+                self.router.drop_stand_in(stand_in)
+        for state in states:
+            self._stand_in(channel, state)
+
+    def _stand_ins_of(self, channel: str) -> list[StandIn]:
+        return [s for s in self.router.stand_ins() if isinstance(s, StandIn) and s.channel == channel]
+
+    def _beat_heard(self, channel: str, node: str, count: int) -> None:
+        known = channel in self._heard
+        self._heard[channel] = (time.monotonic(), node)
+        if not known:
+            log.info("cluster: node %s (channel %s) is here", node, channel)
+            if node == self.node:
+                log.error(
+                    "cluster: another process calls itself %s too: give each its own XMPP_NODE (session "
+                    "records of one are ended when the other starts)",
+                    node,
+                )
+            self._send_list(channel)  # a newcomer knows none of ours
+        if not known or count != len(self._stand_ins_of(channel)):
+            self._queue(channel, {"type": "cluster.list_please"})
+
+    async def _forget_silent(self) -> None:
+        horizon = time.monotonic() - NODE_TIMEOUT
+        for channel, (heard, _node) in list(self._heard.items()):
+            if heard < horizon:
+                await self._forget(channel, f"not heard for {NODE_TIMEOUT:.0f} s", end_records=True)
+
+    async def _forget(self, channel: str, why: str, end_records: bool = False) -> None:
+        """A process is gone: its sessions are no longer here, and their accounts' other resources hear so."""
+        _heard, node = self._heard.pop(channel, (0.0, ""))
+        gone = self._stand_ins_of(channel)
+        for stand_in in gone:
+            if self.router.drop_stand_in(stand_in):
+                await self.router.retract_presence(stand_in, only_here=True)
+        log.warning(
+            "cluster: node %s (channel %s) is gone (%s): %d session(s) with it", node, channel, why, len(gone)
+        )
+        if end_records and node and node != self.node:
+            ended = await _end_records(node)
+            log.info("cluster: %d session record(s) of node %s ended", ended, node)
+
+
+CLUSTER = Cluster()
