@@ -28,7 +28,7 @@ from sessions_acl.access import ROLES, SessionAccess
 from tests.proto.transcript import Transcript
 from xmppauth.proto import events as ev
 from xmppauth.proto.jid import JID
-from xmppauth.router import Router
+from xmppauth.router import Router, deliver_by_admission
 
 
 class Recipient:
@@ -57,8 +57,10 @@ class Recipient:
     def may_receive(self, kind: str, stanza_type: str) -> bool:
         return self.access.may_receive(kind, stanza_type)
 
-    def admit(self, kind: str, stanza_type: str, sender: JID | None, stanza_id: str | None) -> object:
-        return self.access.admit(kind, stanza_type, sender, stanza_id)
+    async def deliver_paired(
+        self, kind: str, stanza_type: str, sender: JID | None, stanza_id: str | None, data: bytes
+    ) -> None:
+        await deliver_by_admission(self, self.access.admit(kind, stanza_type, sender, stanza_id), data)  # type: ignore[arg-type]
 
 
 def _run(stanzas: list[bytes]) -> float:
