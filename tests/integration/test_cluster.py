@@ -11,15 +11,26 @@ project's machines run on 127.0.0.1.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
 
 from tests.integration.rawclient import Session
-from tests.integration.server import Server, fresh_postgres_database, migrate, running_server
+from tests.integration.server import (
+    ROOT,
+    Server,
+    fresh_postgres_database,
+    migrate,
+    running_server,
+    server_env,
+)
+from xmppauth import cluster
 
 pytestmark = pytest.mark.integration
 
@@ -28,17 +39,23 @@ ACCOUNTS = {"alice": "wonderland", "bob": "builder"}
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Server]]:
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The environment of every process of this module: one database, one Redis, the accounts made."""
     redis.Redis.from_url(REDIS_URL).flushdb()
     with fresh_postgres_database() as database:
         env = {"DATABASE_URL": database, "CHANNEL_LAYER_URL": REDIS_URL}
-        one, two = tmp_path_factory.mktemp("cluster-a"), tmp_path_factory.mktemp("cluster-b")
-        migrate(one, **env)
-        with (
-            running_server(one, ACCOUNTS, XMPP_NODE="a", **env) as first,
-            running_server(two, {}, XMPP_NODE="b", **env) as second,
-        ):
-            yield first, second
+        migrate(tmp_path_factory.mktemp("cluster-migrate"), **env)
+        yield env
+
+
+@pytest.fixture(scope="module")
+def pair(shared: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Server]]:
+    one, two = tmp_path_factory.mktemp("cluster-a"), tmp_path_factory.mktemp("cluster-b")
+    with (
+        running_server(one, ACCOUNTS, XMPP_NODE="a", **shared) as first,
+        running_server(two, {}, XMPP_NODE="b", **shared) as second,
+    ):
+        yield first, second
 
 
 def login(server: Server, user: str, carbons: bool = False, available: bool = True) -> Session:
@@ -133,4 +150,47 @@ def test_an_accounts_resources_on_two_processes_see_each_others_presence_and_get
         assert re.search(rf"from='{re.escape(desk.jid)}'".encode(), gone), gone
     finally:
         phone.close()
+        bob.close()
+
+
+def live_records(shared: dict[str, str], node: str, data_dir: Path) -> int:
+    """Session records of ``node`` not ended, in the shared database."""
+    code = f"from sessions_acl.models import Session; print(Session.objects.filter(node={node!r}, ended=None).count())"
+    done = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=ROOT, env=server_env(data_dir, **shared), capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout.split()[-1])  # after what the shell says it imported
+
+
+def test_a_killed_process_is_noticed_by_the_others_within_the_bound(
+    shared: dict[str, str], pair: tuple[Server, Server], tmp_path: Path
+) -> None:
+    """kill -9 of a third process: the others withdraw its sessions within NODE_TIMEOUT and a
+    heartbeat (its account's other resources hear them leave), route around them, and end its
+    session records; nothing waits for the dead process."""
+    a, _ = pair
+    with running_server(tmp_path / "c", {}, XMPP_NODE="c", **shared) as c:
+        desk, bob = login(a, "alice"), login(a, "bob")
+        phone = login(c, "alice", available=False)
+        phone.send("<presence><status>doomed</status></presence>")
+        desk.expect("doomed</status>")
+        reaches(bob, phone)
+        assert live_records(shared, "c", tmp_path) == 1
+        c.proc.kill()
+        killed = time.monotonic()
+        gone = desk.expect(f"<presence[^>]*from=.{re.escape(phone.jid)}.[^>]*type=.unavailable.", timeout=15)
+        noticed = time.monotonic() - killed
+        assert gone
+        assert noticed < cluster.NODE_TIMEOUT + 2 * cluster.HEARTBEAT + 1, noticed
+        # a chat to the dead full JID is a chat to the account (RFC 6121 §8.5.3.2.1): its live resource
+        bob.send(f"<message to='{phone.jid}' type='chat' id='after'><body>to the living</body></message>")
+        assert f"from='{bob.jid}'".encode() in desk.expect("to the living</body></message>")
+        deadline = time.monotonic() + 5  # ended right after the stand-ins go
+        while live_records(shared, "c", tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert live_records(shared, "c", tmp_path) == 0
+        assert "node c " in a.log_text()
+        desk.close()
         bob.close()
