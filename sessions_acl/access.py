@@ -173,18 +173,6 @@ PENDING_LIMIT = 256
 PENDING_SECONDS = 120.0
 
 
-def receives(scopes: frozenset[str], kind: str, type: str) -> bool:
-    """Whether a session with ``scopes`` may be written a stanza of this kind and type at all
-    (:meth:`SessionAccess.may_receive`; also what another process's session may, xmppauth/cluster.py)."""
-    if kind == "message":
-        return type == "error" or MESSAGES_RECEIVE in scopes
-    if kind == "presence":
-        return PRESENCE in scopes
-    if type in ("result", "error"):
-        return True
-    return MESSAGES_RECEIVE in scopes
-
-
 @dataclass(slots=True)
 class SessionAccess:
     """The access policy of one live session; ``scopes`` may be replaced while it runs.
@@ -254,7 +242,13 @@ class SessionAccess:
     def may_receive(self, kind: str, type: str) -> bool:
         """Whether this kind of stanza routed to this session may be written to it at all (the
         router treats a session that may not as absent); :meth:`admit` then decides answers."""
-        return receives(self.scopes, kind, type)
+        if kind == "message":
+            return type == "error" or MESSAGES_RECEIVE in self.scopes
+        if kind == "presence":
+            return PRESENCE in self.scopes
+        if type in ("result", "error"):
+            return True
+        return MESSAGES_RECEIVE in self.scopes
 
     def may_receive_everything(self) -> bool:
         """Whether :meth:`may_receive` says yes to every kind and type (a check of stanzas queued

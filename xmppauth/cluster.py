@@ -36,7 +36,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 from lxml import etree
 
-from sessions_acl.access import receives
+from sessions_acl.access import SessionAccess
 from xmppauth import offline, tasks
 from xmppauth.control import CHANNEL_PREFIX, Outage, listen
 from xmppauth.offloop import off_loop
@@ -66,7 +66,9 @@ class StandIn:
 
     def update(self, state: dict[str, Any]) -> None:
         self.grant_id: int | None = state["grant"]
-        self.scopes = frozenset(state["scopes"])
+        # asked only what it may receive (its own process pairs answers and checks again)
+        self.access: SessionAccess | None = SessionAccess(frozenset(state["scopes"]))
+        self.feature_state: dict[str, object] = dict(state["features"])
         self.available = bool(state["available"])
         self.priority = int(state["priority"])
         self.last_presence: bytes | None = state["presence"]
@@ -76,7 +78,7 @@ class StandIn:
         return f"<StandIn {self.jid} on {self.channel}>"
 
     def may_receive(self, kind: str, stanza_type: str) -> bool:
-        return receives(self.scopes, kind, stanza_type)
+        return self.access is not None and self.access.may_receive(kind, stanza_type)
 
     async def deliver(self, data: bytes, urgent: bool = True) -> None:
         await self._cluster.send(
@@ -115,10 +117,13 @@ class StandIn:
 def session_state(session: Session) -> dict[str, Any]:
     """What another process needs of a local session to route to it."""
     access = getattr(session, "access", None)
+    features = getattr(session, "feature_state", {})
     return {
         "jid": str(session.jid),
         "grant": session.grant_id,
         "scopes": sorted(access.scopes) if access is not None else [],
+        # the features' per-session flags (an interested resource hears roster pushes, RFC 6121 §2.1.6)
+        "features": {key: value for key, value in features.items() if isinstance(value, (bool, int, str))},
         "available": session.available,
         "priority": session.priority,
         "presence": session.last_presence,

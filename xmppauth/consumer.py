@@ -26,6 +26,7 @@ from lxml import etree
 from sessions_acl.access import PRESENCE, SessionAccess, session_scopes
 from sessions_acl.login import Authorization
 from xmppauth import features, login_answers, offline, services, tasks
+from xmppauth.cluster import StandIn
 from xmppauth.control import CONTROL
 from xmppauth.proto import events as ev
 from xmppauth.proto.access import Admission
@@ -415,7 +416,10 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             credential=self.auth.credential,
             authenticated_ago=lambda: time.monotonic() - self._authorized_at,
         )
+        before = dict(self.feature_state) if ROUTER.watcher is not None else None
         await handler(context, event.stanza, event.payload)
+        if before is not None and before != self.feature_state:
+            ROUTER.changed(self)  # other processes push to it by these flags (xmppauth/cluster.py)
 
     async def _answer(self, reply: etree._Element) -> None:
         if self.stream is not None and not self._closed:
@@ -423,9 +427,13 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             await self._flush()
 
     def _account_sessions(self) -> list[features.AccountSession]:
-        """The account's bound sessions in this process (this one included)."""
+        """The account's bound sessions, this one included, in this process and the others."""
         assert self.jid is not None
-        return [s for s in list(ROUTER.resources(self.jid.bare).values()) if isinstance(s, StreamConsumer)]
+        return [
+            s
+            for s in list(ROUTER.resources(self.jid.bare).values())
+            if isinstance(s, (StreamConsumer, StandIn))
+        ]
 
     async def _resume(self, event: ev.ResumeRequested) -> None:
         """XEP-0198 §5: continue a session of this account on this stream."""

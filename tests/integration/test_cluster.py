@@ -153,6 +153,30 @@ def test_an_accounts_resources_on_two_processes_see_each_others_presence_and_get
         bob.close()
 
 
+def test_a_roster_change_on_one_process_is_pushed_to_the_accounts_resource_on_the_other(
+    pair: tuple[Server, Server],
+) -> None:
+    a, b = pair
+    desk, phone = login(a, "alice", available=False), login(b, "alice", available=False)
+    try:
+        for session in (desk, phone):  # each asks for the roster: an interested resource (RFC 6121 §2.1.6)
+            session.send("<iq type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>")
+            assert b"type='result'" in session.expect("</iq>|<iq[^>]*/>")
+        contact = f"friend-{uuid.uuid4().hex[:6]}@localhost"
+        # what the phone's process tells the desk's comes in order: once the phone reaches the desk, the
+        # desk's process knows of its interest
+        reaches(phone, desk)
+        desk.send(
+            f"<iq type='set' id='add'><query xmlns='jabber:iq:roster'><item jid='{contact}'/></query></iq>"
+        )
+        push = phone.expect(f"{contact}.*?</iq>")
+        assert b"type='set'" in push, push
+        assert f"to='{phone.jid}'".encode() in push, push
+    finally:
+        desk.close()
+        phone.close()
+
+
 def live_records(shared: dict[str, str], node: str, data_dir: Path) -> int:
     """Session records of ``node`` not ended, in the shared database."""
     code = f"from sessions_acl.models import Session; print(Session.objects.filter(node={node!r}, ended=None).count())"
