@@ -30,6 +30,7 @@ from tests.integration.server import (
     running_server,
     server_env,
 )
+from tests.integration.test_grants import closed_within, revoke_over_xep0494
 from xmppauth import cluster
 
 pytestmark = pytest.mark.integration
@@ -174,6 +175,25 @@ def test_a_roster_change_on_one_process_is_pushed_to_the_accounts_resource_on_th
         assert f"to='{phone.jid}'".encode() in push, push
     finally:
         desk.close()
+        phone.close()
+
+
+def test_a_client_revoked_over_xep0494_on_one_process_is_closed_on_the_other_within_a_second(
+    pair: tuple[Server, Server],
+) -> None:
+    a, b = pair
+    phone = Session(b, "alice", "wonderland", software="phone on b")
+    laptop = Session(a, "alice", "wonderland", software="laptop on a")
+    assert phone.ok, phone.reply
+    assert laptop.ok, laptop.reply
+    try:
+        started = revoke_over_xep0494(laptop, "phone on b")
+        text, _ = closed_within(phone, started)  # within a second, on the other process
+        assert "client was revoked" in text, text
+        answer = laptop.expect("</iq>")
+        assert b"password-reset-required" in answer, answer  # as in one process: it had used the password
+    finally:
+        laptop.close()
         phone.close()
 
 
