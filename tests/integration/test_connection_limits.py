@@ -262,3 +262,37 @@ def test_a_refused_connection_costs_the_server_no_handshake(server: Server) -> N
     assert extra.recv(100) == b""  # closed, nothing written
     for sock in [*held, extra]:
         sock.close()
+
+
+def test_what_anyone_can_make_django_log_is_written_once_a_minute_without_a_traceback(server: Server) -> None:
+    """A bad Host, a static path out of its directory and a 404, pipelined 40 times each on one
+    keep-alive connection: each kind is logged once (not 40 tracebacks), and each request answered."""
+    source = new_address()
+    before = server.log_text()
+    sock = http_socket(server, source)
+    kinds = [
+        ("GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n", "DisallowedHost", b"HTTP/1.1 400"),
+        (
+            "GET /static/%2e%2e/%2e%2e/manage.py HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            "SuspiciousFileOperation",
+            b"HTTP/1.1 40",
+        ),
+        (
+            "GET /no-such-page/ HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            "Not Found: /no-such-page/",
+            b"HTTP/1.1 404",
+        ),
+    ]
+    for request, _, status in kinds:
+        sock.sendall(request.encode() * 40)
+        answers = b""
+        while answers.count(status) < 40:
+            chunk = sock.recv(65536)
+            assert chunk, answers[-300:]
+            answers += chunk
+    sock.close()
+    time.sleep(0.5)
+    logged = server.log_text()[len(before) :]
+    for _, marker, _ in kinds:
+        assert logged.count(marker) == 1, (marker, logged[-2000:])
+    assert "Traceback" not in logged, logged[-2000:]
