@@ -93,3 +93,69 @@ def test_beyond_the_limits_the_answer_is_503_with_the_reason_and_nothing_is_coun
     first.connectionLost(None)
     assert counts.open == 1
     assert not counts.held_by_listener("192.0.2.7", 1003)
+
+
+class BufferingTransport(StringTransport):  # type: ignore[misc]
+    """A string transport that says, like Twisted's TCP one, how many bytes wait for the peer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dataBuffer = b""
+        self.offset = 0
+        self._tempDataLen = 0
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        self._tempDataLen += len(data)
+
+    def peer_reads(self, size: int) -> None:
+        self._tempDataLen = max(0, self._tempDataLen - size)
+
+
+def test_a_client_that_stops_reading_while_a_request_is_in_hand_is_dropped() -> None:
+    factory, clock, counts = make()
+    protocol: Any = factory.buildProtocol(Peer(1003))
+    transport = BufferingTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(b"GET / HTTP/1.1\r\n\r\n" * 3000)  # pipelined, then it stops reading
+    protocol.request_arrived()
+    protocol.write(b"x" * 100_000)  # the response waits for the client
+    clock.advance(20.1)  # the first look: bytes wait, none taken yet, but there was no look before
+    assert not transport.disconnecting
+    transport.peer_reads(10)  # a slow reader is not dropped
+    clock.advance(20)
+    assert not transport.disconnecting
+    clock.advance(20)  # 20 s more without a byte taken
+    assert transport.disconnected  # aborted, not waiting for what it will never read
+    protocol.connectionLost()
+    assert counts.connections_from("192.0.2.7") == 0
+
+
+def test_a_slow_answer_with_nothing_waiting_for_the_client_is_not_the_clients_fault() -> None:
+    factory, clock, _ = make()
+    protocol: Any = factory.buildProtocol(Peer(1004))
+    transport = BufferingTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(b"GET / HTTP/1.1\r\n\r\n")
+    protocol.request_arrived()
+    clock.advance(300)  # the application takes its time; nothing is written meanwhile
+    assert not transport.disconnecting
+    assert not transport.disconnected
+
+
+def test_after_a_response_a_slow_reader_gets_more_time_and_one_that_takes_nothing_is_dropped() -> None:
+    factory, clock, _ = make()
+    protocol: Any = factory.buildProtocol(Peer(1005))
+    transport = BufferingTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(b"GET /big.js HTTP/1.1\r\n\r\n")
+    protocol.request_arrived()
+    protocol.write(b"x" * 1_000_000)  # a big response, written whole into the transport's buffer
+    protocol.response_sent()
+    for _ in range(3):  # a slow link: some of it each deadline
+        transport.peer_reads(50_000)
+        clock.advance(20.1)
+        assert not transport.disconnecting
+        assert not transport.disconnected
+    clock.advance(20.1)  # a deadline without a byte taken
+    assert transport.disconnected

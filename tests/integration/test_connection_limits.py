@@ -296,3 +296,30 @@ def test_what_anyone_can_make_django_log_is_written_once_a_minute_without_a_trac
     for _, marker, _ in kinds:
         assert logged.count(marker) == 1, (marker, logged[-2000:])
     assert "Traceback" not in logged, logged[-2000:]
+
+
+def test_a_client_that_pipelines_and_stops_reading_is_dropped_and_its_place_freed(server: Server) -> None:
+    """3000 pipelined requests, then no reading: the responses fill the socket buffers and the next
+    request's response waits; two request deadlines (2 s each) without a byte taken end the
+    connection (before, it held its place for minutes), and the address has its places again."""
+    source = new_address()
+    sock = http_socket(server, source)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.sendall(b"GET /signin/ HTTP/1.1\r\nHost: localhost\r\n\r\n" * 3000)
+    time.sleep(7)  # not reading
+    sock.settimeout(10)
+    got, ended = b"", False
+    try:
+        while chunk := sock.recv(1 << 20):
+            got += chunk
+        ended = True
+    except ConnectionResetError:
+        ended = True
+    sock.close()
+    assert ended
+    assert 0 < got.count(b"HTTP/1.1 200") < 3000, got.count(b"HTTP/1.1 200")
+    assert "it does not read" in server.log_text()
+    held = [starttls_header(server, source) for _ in range(5)]  # all five places of the address
+    assert all(b"<starttls" in features for _, features in held)
+    for client, _ in held:
+        client.close()

@@ -16,6 +16,10 @@ this listener). Two rules close that, in one wrapper around Daphne's HTTP factor
   sent part of a request by then gets ``408 Request Timeout`` and is closed; an idle keep-alive
   connection is closed without a word, as HTTP/1.1 allows (RFC 9112 §9.8). Once a request is upgraded
   to a WebSocket the deadline is over: the XMPP stream's own pre-authentication deadline takes over.
+- **A client that does not read** (the same deadline): while a request is in hand, a response that has
+  bytes waiting for the client and had none taken by it for ``XMPP_HTTP_REQUEST_TIMEOUT`` seconds ends the
+  connection. A client that pipelined thousands of requests and then stopped reading held its
+  connection for minutes (the requests in hand were never timed; a black-box attack).
 
 Nothing here runs per byte beyond Twisted's own wrapper call; a connection costs one timer.
 """
@@ -80,6 +84,9 @@ class GuardedConnection(_Wrapper):  # type: ignore[misc]
         self.port = port
         self._deadline: Any = None  # twisted's IDelayedCall
         self._partial = False  # bytes of a request arrived while the deadline ran
+        self._stall: Any = None  # while a request is in hand: the check that the client reads
+        self._written = 0  # bytes given to the transport, in all
+        self._taken = -1  # bytes the client had taken at the last check
 
     def connectionMade(self) -> None:
         self._arm()
@@ -90,25 +97,59 @@ class GuardedConnection(_Wrapper):  # type: ignore[misc]
             self._partial = True
         super().dataReceived(data)
 
+    def write(self, data: bytes) -> None:
+        self._written += len(data)
+        super().write(data)
+
+    def writeSequence(self, data: Any) -> None:
+        for piece in data:
+            self.write(piece)
+
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._disarm()
+        self._stop_watching()
         self.factory.limits.release_from_listener(self.address, self.port)
         super().connectionLost(reason)
 
     # called by GuardedRequest
 
     def request_arrived(self) -> None:
-        """A whole request is in: what happens next is the application's (or the WebSocket's)."""
+        """A whole request is in: what happens next is the application's (or the WebSocket's); from
+        now on the client must take what it is sent."""
         self._disarm()
+        self._stop_watching()
+        self._taken = -1
+        self._stall = self.factory.clock.callLater(self.factory.request_timeout, self._check_reading)
 
     def response_sent(self) -> None:
         """A response is done; the connection may carry the next request, within the deadline again."""
+        self._stop_watching()
         if self.wrappedProtocol is self.channel and not self.disconnecting:
             self._arm()
+
+    def _stop_watching(self) -> None:
+        if self._stall is not None and self._stall.active():
+            self._stall.cancel()
+        self._stall = None
+
+    def _check_reading(self) -> None:
+        """Every deadline while a request is in hand: bytes wait for the client and it took none since
+        the last look: it does not read, and the connection ends. A WebSocket is the stream's to watch."""
+        self._stall = None
+        if self.wrappedProtocol is not self.channel or self.disconnecting:
+            return
+        waiting = _waiting_bytes(self.transport)
+        taken = self._written - waiting
+        if waiting and taken == self._taken:
+            self._not_reading()
+            return
+        self._taken = taken
+        self._stall = self.factory.clock.callLater(self.factory.request_timeout, self._check_reading)
 
     def _arm(self) -> None:
         self._disarm()
         self._partial = False
+        self._taken = self._written - _waiting_bytes(self.transport)
         self._deadline = self.factory.clock.callLater(self.factory.request_timeout, self._expired)
 
     def _disarm(self) -> None:
@@ -120,12 +161,36 @@ class GuardedConnection(_Wrapper):  # type: ignore[misc]
         self._deadline = None
         if self.wrappedProtocol is not self.channel or self.disconnecting:
             return
+        waiting = _waiting_bytes(self.transport)
+        if waiting:  # responses it was sent still wait for it (a close would wait for them too)
+            taken = self._written - waiting
+            if taken > self._taken:  # a slow reader of a big response: still reading, another deadline
+                self._taken = taken
+                self._deadline = self.factory.clock.callLater(self.factory.request_timeout, self._expired)
+                return
+            # not a byte taken for a whole deadline: a pipelining client that stopped reading, say
+            # (the next request waits unread behind the responses)
+            self._not_reading()
+            return
         if self._partial:
             self.factory.limits.note(
                 self.address, "http-deadline", f"HTTP connection from {self.address} closed: {TIMED_OUT}"
             )
             self.write(plain_response("408 Request Timeout", TIMED_OUT))
         self.loseConnection()
+
+    def _not_reading(self) -> None:
+        what = f"HTTP connection from {self.address} closed: it does not read"
+        self.factory.limits.note(self.address, "http-not-reading", what)
+        self.transport.abortConnection()
+
+
+def _waiting_bytes(transport: Any) -> int:
+    """Bytes a Twisted TCP transport holds for its peer (0 for a transport that does not say)."""
+    buffered = getattr(transport, "dataBuffer", b"")
+    offset = getattr(transport, "offset", 0)
+    pending = getattr(transport, "_tempDataLen", 0)
+    return max(0, len(buffered) - offset) + pending
 
 
 class GuardedHTTPFactory(_WrappingFactory):  # type: ignore[misc]
