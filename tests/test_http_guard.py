@@ -31,9 +31,9 @@ class Peer:
         self.host, self.port = "192.0.2.7", port
 
 
-def connect(factory: GuardedHTTPFactory, port: int) -> tuple[Any, Any]:
+def connect(factory: GuardedHTTPFactory, port: int, transport: Any = None) -> tuple[Any, Any]:
     protocol: Any = factory.buildProtocol(Peer(port))
-    transport = StringTransport()
+    transport = transport if transport is not None else StringTransport()
     protocol.makeConnection(transport)
     return protocol, transport
 
@@ -114,9 +114,7 @@ class BufferingTransport(StringTransport):  # type: ignore[misc]
 
 def test_a_client_that_stops_reading_while_a_request_is_in_hand_is_dropped() -> None:
     factory, clock, counts = make()
-    protocol: Any = factory.buildProtocol(Peer(1003))
-    transport = BufferingTransport()
-    protocol.makeConnection(transport)
+    protocol, transport = connect(factory, 1003, BufferingTransport())
     protocol.dataReceived(b"GET / HTTP/1.1\r\n\r\n" * 3000)  # pipelined, then it stops reading
     protocol.request_arrived()
     protocol.write(b"x" * 100_000)  # the response waits for the client
@@ -133,9 +131,7 @@ def test_a_client_that_stops_reading_while_a_request_is_in_hand_is_dropped() -> 
 
 def test_a_slow_answer_with_nothing_waiting_for_the_client_is_not_the_clients_fault() -> None:
     factory, clock, _ = make()
-    protocol: Any = factory.buildProtocol(Peer(1004))
-    transport = BufferingTransport()
-    protocol.makeConnection(transport)
+    protocol, transport = connect(factory, 1004, BufferingTransport())
     protocol.dataReceived(b"GET / HTTP/1.1\r\n\r\n")
     protocol.request_arrived()
     clock.advance(300)  # the application takes its time; nothing is written meanwhile
@@ -145,9 +141,7 @@ def test_a_slow_answer_with_nothing_waiting_for_the_client_is_not_the_clients_fa
 
 def test_after_a_response_a_slow_reader_gets_more_time_and_one_that_takes_nothing_is_dropped() -> None:
     factory, clock, _ = make()
-    protocol: Any = factory.buildProtocol(Peer(1005))
-    transport = BufferingTransport()
-    protocol.makeConnection(transport)
+    protocol, transport = connect(factory, 1005, BufferingTransport())
     protocol.dataReceived(b"GET /big.js HTTP/1.1\r\n\r\n")
     protocol.request_arrived()
     protocol.write(b"x" * 1_000_000)  # a big response, written whole into the transport's buffer
