@@ -155,3 +155,32 @@ def test_a_listener_accepts_at_most_a_turns_worth_of_connections_at_once() -> No
     assert port.numberAccepts == 16
     port.numberAccepts = 3  # fewer waited: Twisted tries no more than that next time
     assert port.numberAccepts == 3
+
+
+def test_a_full_process_makes_room_for_an_address_with_fewer_by_closing_a_waiting_one_of_the_most() -> None:
+    """A slowloris from many addresses fills the total: a newcomer from an address with fewer
+    connections takes the place of the oldest waiting connection of the address holding the most."""
+    counts, _ = make(total=5, per_address=4)
+    closed: list[str] = []
+
+    def hold(address: str, name: str, waits: bool = True) -> None:
+        assert counts.admit(address) is None
+        if waits:
+            counts.waiting(address, name, lambda: (closed.append(name), counts.release(address)))
+
+    for name in ("a1", "a2", "a3"):
+        hold("198.51.100.1", name)  # the attacker's, each waiting for its request
+    hold("198.51.100.2", "b1")
+    hold("198.51.100.3", "c1", waits=False)  # busy: a request in hand, never closed for room
+    assert counts.admit("198.51.100.1") == "the server has too many connections: try again later"
+    assert closed == []  # the address with the most gets no room by closing its own
+    assert counts.admit("203.0.113.9") is None  # a newcomer: the attacker's oldest waiting one goes
+    assert closed == ["a1"]
+    assert counts.connections_from("198.51.100.1") == 2
+    assert counts.open == 5
+    counts.busy("198.51.100.1", "a2")  # a request came on it: no longer waiting
+    assert counts.admit("203.0.113.10") is None
+    assert closed == ["a1", "a3"]
+    # the others hold one each now (or are busy): nobody holds two more than a newcomer
+    assert counts.admit("203.0.113.11") == "the server has too many connections: try again later"
+    assert closed == ["a1", "a3"]

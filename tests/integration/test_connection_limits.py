@@ -323,3 +323,57 @@ def test_a_client_that_pipelines_and_stops_reading_is_dropped_and_its_place_free
     assert all(b"<starttls" in features for _, features in held)
     for client, _ in held:
         client.close()
+
+
+def test_a_slowloris_that_fills_the_server_holds_out_no_other_address(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Two addresses fill a server of 12 connections with requests they never finish: a browser
+    from a third address is still served, and an XMPP client from a fourth still gets its features;
+    each takes the place of a waiting connection of an address holding the most (before: 503 for
+    everyone else for as long as the attack lasted)."""
+    limits = {
+        "XMPP_MAX_CONNECTIONS": "12",
+        "XMPP_MAX_CONNECTIONS_PER_ADDRESS": "7",
+        "XMPP_HTTP_REQUEST_TIMEOUT": "30",
+    }
+    with running_server(tmp_path_factory.mktemp("slowloris"), {}, **limits) as small:
+        first, second = new_address(), new_address()
+        slow = [http_socket(small, first) for _ in range(7)]  # its whole share
+        for sock in slow:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: local")  # and never the rest
+        while True:  # the other takes what is left, until the server is full
+            sock = http_socket(small, second)
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: local")  # and never the rest
+            sock.settimeout(0.3)
+            try:
+                answer = sock.recv(200)
+            except TimeoutError:
+                slow.append(sock)  # admitted, and waiting
+                continue
+            assert answer.startswith(b"HTTP/1.1 503"), answer
+            assert b"too many connections: try again later" in answer + read_all(sock)
+            sock.close()
+            break
+        browser = http_socket(small, new_address())
+        assert get(browser).startswith(b"HTTP/1.1 200")
+        client, features = starttls_header(small, new_address())  # the browser still holds its place
+        assert b"<starttls" in features, features
+        client.close()
+        browser.close()
+        closed = []
+        for index, sock in enumerate(slow):
+            sock.settimeout(0.3)
+            try:
+                if sock.recv(100) == b"":
+                    closed.append(index)
+            except ConnectionResetError:
+                closed.append(index)
+            except TimeoutError:
+                pass
+            sock.close()
+        # one to even out the two addresses (7 and 5: the second took the first's oldest), one for each
+        # newcomer; no more
+        assert len(closed) == 3, closed
+        assert closed[0] == 0, closed
+        assert "room for another address" in small.log_text()

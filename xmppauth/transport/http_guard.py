@@ -108,6 +108,7 @@ class GuardedConnection(_Wrapper):  # type: ignore[misc]
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._disarm()
         self._stop_watching()
+        self.factory.limits.busy(self.address, self)
         self.factory.limits.release_from_listener(self.address, self.port)
         super().connectionLost(reason)
 
@@ -117,6 +118,7 @@ class GuardedConnection(_Wrapper):  # type: ignore[misc]
         """A whole request is in: what happens next is the application's (or the WebSocket's); from
         now on the client must take what it is sent."""
         self._disarm()
+        self.factory.limits.busy(self.address, self)
         self._stop_watching()
         self._taken = -1
         self._stall = self.factory.clock.callLater(self.factory.request_timeout, self._check_reading)
@@ -151,6 +153,14 @@ class GuardedConnection(_Wrapper):  # type: ignore[misc]
         self._partial = False
         self._taken = self._written - _waiting_bytes(self.transport)
         self._deadline = self.factory.clock.callLater(self.factory.request_timeout, self._expired)
+        self.factory.limits.waiting(self.address, self, self._make_room)
+
+    def _make_room(self) -> None:
+        """The process is full and this waiting connection's address holds the most: it goes (its
+        place is given back now, for the newcomer)."""
+        self.factory.limits.release_from_listener(self.address, self.port)
+        self._disarm()
+        self.transport.abortConnection()
 
     def _disarm(self) -> None:
         if self._deadline is not None and self._deadline.active():

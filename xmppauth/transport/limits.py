@@ -60,6 +60,9 @@ class ConnectionLimits:
     _addresses: dict[str, _Address] = field(default_factory=dict)
     _logged: dict[tuple[str, str], float] = field(default_factory=dict)
     _held_by_listener: set[tuple[str, int]] = field(default_factory=set)
+    # connections that wait for their client (no request in hand yet) and may be closed to make room for
+    # another address when the process is full, by address key, oldest first (make_room)
+    _waiting: dict[str, dict[object, Callable[[], None]]] = field(default_factory=dict)
     stopping: str | None = None  # STOPPING while the process stops (xmppauth/shutdown.py)
 
     def admit(self, address: str) -> str | None:
@@ -81,7 +84,7 @@ class ConnectionLimits:
             entry = self._addresses[key] = _Address(tokens=float(self.burst), refilled=now)
         entry.tokens = min(float(self.burst), entry.tokens + (now - entry.refilled) * self.rate)
         entry.refilled = now
-        if self.open >= self.total:
+        if self.open >= self.total and not self._make_room(key, entry):
             return self._refused(key, "total", "the server has too many connections: try again later")
         if entry.open >= self.per_address:
             return self._refused(key, "address", "too many connections from your address")
@@ -126,6 +129,37 @@ class ConnectionLimits:
     def held_by_listener(self, address: str, port: int) -> bool:
         """Whether the HTTP listener counted this connection already."""
         return (address, port) in self._held_by_listener
+
+    def waiting(self, address: str, connection: object, close: Callable[[], None]) -> None:
+        """``connection`` from ``address`` waits for its client to say something (an HTTP connection
+        between requests): when the process is full it may be closed, with ``close``, to make room
+        for a connection from an address with fewer. ``close`` must release its count at once."""
+        self._waiting.setdefault(address_key(address), {})[connection] = close
+
+    def busy(self, address: str, connection: object) -> None:
+        """``connection`` no longer waits (a request came, or it went)."""
+        key = address_key(address)
+        waiting = self._waiting.get(key)
+        if waiting is not None and waiting.pop(connection, None) is not None and not waiting:
+            del self._waiting[key]
+
+    def _make_room(self, key: str, entry: _Address) -> bool:
+        """The process is full: close the oldest waiting connection of the address that holds the most
+        connections, if it holds more than one more than ``key`` (a slowloris from many addresses
+        then holds no one else out: the newcomer takes an attacker's place). Whether room was made."""
+        candidates = [k for k in self._waiting if k in self._addresses]
+        if not candidates:
+            return False
+        most = max(candidates, key=lambda k: self._addresses[k].open)
+        if self._addresses[most].open <= entry.open + 1:
+            return False
+        connection, close = next(iter(self._waiting[most].items()))
+        self.busy(most, connection)
+        close()
+        self._log_once(
+            most, "room", f"a waiting connection from {most} closed to make room for another address"
+        )
+        return self.open < self.total
 
     def connections_from(self, address: str) -> int:
         entry = self._addresses.get(address_key(address))
