@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from typing import Any
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
@@ -49,6 +50,7 @@ log = logging.getLogger("xmppauth.cluster")
 GROUP = "xmppauth.cluster"
 HEARTBEAT = 1.0  # seconds between a process's "here, with so many sessions"
 NODE_TIMEOUT = 5.0  # seconds without a word after which a process counts as gone
+RESUME_WAIT = 1.0  # seconds a resume waits for the process holding the session to end it
 OUTBOX_HIGH = 10_000  # messages queued for the channel layer at which stanzas for other processes wait
 
 
@@ -148,6 +150,7 @@ class Cluster:
         self._heard: dict[str, tuple[float, str]] = {}  # channel -> (monotonic time, node name)
         self._tasks: list[asyncio.Task[None]] = []
         self._room = asyncio.Event()  # set while the outbox has room for stanzas
+        self._asked: dict[str, asyncio.Future[bool]] = {}  # questions to the others, by their id
 
     @property
     def active(self) -> bool:
@@ -181,6 +184,32 @@ class Cluster:
         except TimeoutError:
             log.warning("cluster: %d message(s) not sent before the stop", self._outbox.qsize())
         tasks.cancel(set(self._tasks))
+
+    async def end_elsewhere(self, bare: JID, resume_id: str, grant_id: int | None) -> bool:
+        """A client resumes (XEP-0198) a session this process does not hold: the process that holds it
+        ends it, so that what its client had not acknowledged goes to the offline store now, not when
+        its resumption window closes (a session is resumed only where its socket was: the client then
+        binds anew, here). True when a process said it ended it, within RESUME_WAIT seconds."""
+        if not self.active:
+            return False
+        question = uuid.uuid4().hex
+        answer = asyncio.get_running_loop().create_future()
+        self._asked[question] = answer
+        message = {"type": "cluster.end_resumable", "jid": str(bare), "previd": resume_id, "grant": grant_id}
+        self._queue(None, {**message, "question": question})
+        try:
+            return await asyncio.wait_for(answer, RESUME_WAIT)
+        except TimeoutError:
+            return False
+        finally:
+            self._asked.pop(question, None)
+
+    async def _end_resumable(self, asker: str, message: dict[str, Any]) -> None:
+        session = self.router.find_resumable(JID.parse(message["jid"]), str(message["previd"]))
+        if session is None or session.grant_id is None or session.grant_id != message["grant"]:
+            return  # not ours (or another client's: only its own client may end it by resuming)
+        await session.kick(StreamErrorCondition.CONFLICT, "resumed on another server process")
+        self._queue(asker, {"type": "cluster.ended", "question": message["question"]})
 
     # ------------------------------------------------------------------ the router's watcher
     def changed(self, session: Session) -> None:
@@ -271,6 +300,12 @@ class Cluster:
             session = self.router.local(JID.parse(message["to"]))
             if session is not None:
                 await session.kick(StreamErrorCondition(message["condition"]), str(message["text"]))
+        elif kind == "cluster.end_resumable":
+            await self._end_resumable(sender, message)
+        elif kind == "cluster.ended":
+            answer = self._asked.get(str(message.get("question")))
+            if answer is not None and not answer.done():
+                answer.set_result(True)
         elif kind == "cluster.bye":
             await self._forget(sender, "it stopped")
 

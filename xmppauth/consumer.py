@@ -26,7 +26,7 @@ from lxml import etree
 from sessions_acl.access import PRESENCE, SessionAccess, session_scopes
 from sessions_acl.login import Authorization
 from xmppauth import features, login_answers, offline, services, tasks
-from xmppauth.cluster import StandIn
+from xmppauth.cluster import CLUSTER, StandIn
 from xmppauth.control import CONTROL
 from xmppauth.proto import events as ev
 from xmppauth.proto.access import Admission
@@ -441,9 +441,16 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         assert stream is not None
         assert stream.authenticated_localpart is not None
         assert stream.domain is not None
-        old = ROUTER.find_resumable(JID(stream.authenticated_localpart, stream.domain), event.previd)
+        bare = JID(stream.authenticated_localpart, stream.domain)
+        old = ROUTER.find_resumable(bare, event.previd)
         sm = old.stream.sm if isinstance(old, StreamConsumer) and old.stream is not None else None
         if not isinstance(old, StreamConsumer) or sm is None or old.jid is None:
+            if old is None and await CLUSTER.end_elsewhere(bare, event.previd, self.grant_id):
+                stream.resume_failed(
+                    "that session was on another server process: it has ended, and what it had not "
+                    "acknowledged is kept for you; bind a new session"
+                )
+                return
             stream.resume_failed("no session to resume (unknown, ended or expired)")
             return
         if old.grant_id is None or old.grant_id != self.grant_id:

@@ -4,8 +4,9 @@ When a session ends with stanzas the client never acknowledged (XEP-0198 §6) or
 for an inactive client (XEP-0352), and when a resumed session's grant no longer lets it receive
 some of them, they are not dropped: a message with a body goes to the offline store, readdressed
 to the account's bare JID, and comes out marked with when the server received it (XEP-0203); an
-iq request is answered ``service-unavailable`` for its sender. Presence, errors, groupchat and
-messages without a body (chat states, receipts) are dropped, as RFC 6121 allows.
+iq request is answered ``service-unavailable`` for its sender. Presence, errors, groupchat, headlines
+(XEP-0160 §3: not stored) and messages without a body (chat states, receipts) are dropped, as RFC 6121
+allows.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def unacked_disposition(pending: list[bytes], jid: JID) -> tuple[list[bytes], li
             continue
         kind = etree.QName(stanza).localname
         stanza_type = stanza.get("type", "normal")
-        if kind == "message" and stanza_type not in ("error", "groupchat"):
+        if kind == "message" and stanza_type not in ("error", "groupchat", "headline"):  # XEP-0160 §3
             if stanza.find(ns.qname(ns.CLIENT, "body")) is None:
                 continue  # chat states and receipts without a body are not worth keeping
             stanza.set("to", str(jid.bare))

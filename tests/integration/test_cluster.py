@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.integration.rawclient import Session
+from tests.integration.rawclient import RawClient, Session
 from tests.integration.server import (
     ROOT,
     Server,
@@ -31,6 +31,7 @@ from tests.integration.server import (
     server_env,
 )
 from tests.integration.test_grants import closed_within, revoke_over_xep0494
+from tests.integration.test_session_features import SM, bodies
 from xmppauth import cluster
 
 pytestmark = pytest.mark.integration
@@ -195,6 +196,52 @@ def test_a_client_revoked_over_xep0494_on_one_process_is_closed_on_the_other_wit
     finally:
         laptop.close()
         phone.close()
+
+
+def test_a_resume_on_the_other_process_fails_cleanly_and_nothing_unacknowledged_is_lost(
+    pair: tuple[Server, Server],
+) -> None:
+    """XEP-0198 resumes a session only on the process that holds it: a client that comes back to the
+    other one is told so and binds anew (XEP-0386 inline), the old session ends at once, and the
+    messages it had not acknowledged come to the new session from the offline store."""
+    a, b = pair
+    ua = str(uuid.uuid4())
+    phone = RawClient(b.c2s_tls, direct_tls=True)
+    phone.open_stream()
+    sm_bind = f"<bind xmlns='urn:xmpp:bind:0'><tag>phone</tag><enable xmlns='{SM}' resume='true'/></bind>"
+    phone.authenticate_plain("alice", "wonderland", ua=ua, software="phone", inline=sm_bind)
+    reply = phone.read_until(rb"</success>(<stream:features>.*?</stream:features>)?|</failure>")
+    previd = re.search(rb"<enabled xmlns='urn:xmpp:sm:3' id='([^']+)' resume='true'", reply)
+    assert previd is not None, reply
+    jid = reply.split(b"<authorization-identifier>")[1].split(b"<")[0].decode()
+    phone.send("<presence/>")
+    phone.read_until(rb"<presence[^>]*/>")
+    bob = login(a, "bob")
+    deadline = time.monotonic() + 5  # until bob's process knows the phone
+    while b"probe" not in phone.read_for(0.2):
+        assert time.monotonic() < deadline, "the phone never became routable from bob's process"
+        bob.send(f"<message to='{jid}' type='headline'><body>probe</body></message>")
+    for i in range(3):
+        bob.send(f"<message to='{jid}' type='chat'><body>kept {i}</body></message>")
+    phone.read_until(rb"kept 2</body></message>")
+    phone.sock.close()  # gone without acknowledging them: the session hibernates on its process
+    time.sleep(0.3)
+
+    back = RawClient(a.c2s_tls, direct_tls=True)
+    back.open_stream()
+    resume = f"<resume xmlns='{SM}' previd='{previd.group(1).decode()}' h='1'/>"
+    back.authenticate_plain("alice", "wonderland", ua=ua, software="phone", inline=resume + sm_bind)
+    reply = back.read_until(rb"</success>(<stream:features>.*?</stream:features>)?|</failure>")
+    assert b"<failed xmlns='urn:xmpp:sm:3'" in reply, reply
+    assert b"another server process" in reply, reply
+    assert b"<bound" in reply, reply  # bound anew, here
+    back.send("<presence/>")
+    got = back.read_until(rb"kept 2</body>")
+    assert bodies(got) == ["kept 0", "kept 1", "kept 2"], got
+    assert b"urn:xmpp:delay" in got  # from the offline store, stamped
+    assert "3 unacknowledged message(s) kept offline" in b.log_text()  # by the process that held it
+    back.close()
+    bob.close()
 
 
 def live_records(shared: dict[str, str], node: str, data_dir: Path) -> int:
