@@ -151,6 +151,7 @@ class Cluster:
         self._tasks: list[asyncio.Task[None]] = []
         self._room = asyncio.Event()  # set while the outbox has room for stanzas
         self._asked: dict[str, asyncio.Future[bool]] = {}  # questions to the others, by their id
+        self._heard_itself = 0.0  # when its own heartbeat last came back through the channel layer
 
     @property
     def active(self) -> bool:
@@ -210,6 +211,10 @@ class Cluster:
             return  # not ours (or another client's: only its own client may end it by resuming)
         await session.kick(StreamErrorCondition.CONFLICT, "resumed on another server process")
         self._queue(asker, {"type": "cluster.ended", "question": message["question"]})
+
+    def hears_itself(self) -> bool:
+        """Its own heartbeat came back through the channel layer within the last NODE_TIMEOUT seconds."""
+        return time.monotonic() - self._heard_itself < NODE_TIMEOUT
 
     # ------------------------------------------------------------------ the router's watcher
     def changed(self, session: Session) -> None:
@@ -279,8 +284,10 @@ class Cluster:
 
     async def handle(self, message: dict[str, Any]) -> None:
         sender = str(message.get("channel", ""))
-        if sender == self.channel:
-            return  # our own news, through the group
+        if sender == self.channel:  # our own news, through the group: the channel layer works
+            if message.get("type") == "cluster.beat":
+                self._heard_itself = time.monotonic()
+            return
         kind = message.get("type")
         if kind == "cluster.deliver":
             await self._deliver(message)

@@ -6,7 +6,11 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
+from xmppauth import health
+
 urlpatterns = [
+    path("healthz", health.live, name="live"),
+    path("readyz", health.ready, name="ready"),
     path("", include("accounts.urls")),
     path("", include("sessions_acl.urls")),
     path("admin/", admin.site.urls),

@@ -10,10 +10,13 @@ project's machines run on 127.0.0.1.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -242,6 +245,22 @@ def test_a_resume_on_the_other_process_fails_cleanly_and_nothing_unacknowledged_
     assert "3 unacknowledged message(s) kept offline" in b.log_text()  # by the process that held it
     back.close()
     bob.close()
+
+
+def test_each_process_is_ready_with_its_database_and_the_channel_layer(pair: tuple[Server, Server]) -> None:
+    for server, node in zip(pair, ("a", "b"), strict=True):
+        deadline = time.monotonic() + 5  # its own heartbeat comes back within a second of starting
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{server.http}/readyz", timeout=5) as answer:
+                    body = json.loads(answer.read())
+                break
+            except urllib.error.HTTPError as not_ready:
+                body = json.loads(not_ready.read())
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert body == {"node": node, "checks": {"serving": "ok", "database": "ok", "channel_layer": "ok"}}
 
 
 def live_records(shared: dict[str, str], node: str, data_dir: Path) -> int:
