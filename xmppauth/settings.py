@@ -251,14 +251,29 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
 
+# This process's name in session records, cluster messages and JSON log lines; give each process its own
+# when several share a machine (at start-up a process marks the sessions its name left open as ended).
+XMPP_NODE = os.environ.get("XMPP_NODE", "").strip() or socket.gethostname()
+# plain: "time level logger message" lines; json: one JSON object a line with the node (xmppauth/logformat.py)
+XMPP_LOG_FORMAT = os.environ.get("XMPP_LOG_FORMAT", "plain").strip().lower()
+if XMPP_LOG_FORMAT not in ("plain", "json"):
+    raise ValueError(f"XMPP_LOG_FORMAT={XMPP_LOG_FORMAT!r}: expected plain or json")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "xmppauth.logformat.JsonLines", "node": XMPP_NODE},
+    },
     # what the network can make Django log (bad Host, path traversal, 4xx) is written once a minute per kind
     "filters": {"once_per_minute": {"()": "xmppauth.logfilter.OncePerMinute"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["once_per_minute"]}
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": XMPP_LOG_FORMAT,
+            "filters": ["once_per_minute"],
+        }
     },
     "root": {"handlers": ["console"], "level": os.environ.get("XMPP_LOG_LEVEL", "INFO")},
     "loggers": {"daphne": {"level": "WARNING"}, "django.channels.server": {"level": "WARNING"}},
@@ -316,9 +331,6 @@ XMPP_WS_TLS_TERMINATED_BY = _env_list("XMPP_WS_TLS_TERMINATED_BY", "127.0.0.0/8,
 # XEP-0484 FAST: how long a token lives, and how old it gets before a login with it brings a new one
 XMPP_FAST_TOKEN_SECONDS = _env_int("XMPP_FAST_TOKEN_SECONDS", 30 * 24 * 3600, minimum=60)
 XMPP_FAST_ROTATE_SECONDS = _env_int("XMPP_FAST_ROTATE_SECONDS", 24 * 3600, minimum=0)
-# This process's name in session records; give each process its own when several share a machine
-# (at start-up a process marks the sessions its name left open as ended).
-XMPP_NODE = os.environ.get("XMPP_NODE", "").strip() or socket.gethostname()
 # How often each process looks in the database for revocations it may not have heard of on the
 # channel layer (the in-memory layer does not cross processes), in milliseconds.
 XMPP_REVOCATION_POLL_MS = _env_int("XMPP_REVOCATION_POLL_MS", 250, minimum=20)

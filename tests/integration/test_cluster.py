@@ -281,13 +281,16 @@ def test_a_killed_process_is_noticed_by_the_others_within_the_bound(
     heartbeat (its account's other resources hear them leave), route around them, and end its
     session records; nothing waits for the dead process."""
     a, _ = pair
-    with running_server(tmp_path / "c", {}, XMPP_NODE="c", **shared) as c:
+    with running_server(tmp_path / "c", {}, XMPP_NODE="c", XMPP_LOG_FORMAT="json", **shared) as c:
         desk, bob = login(a, "alice"), login(a, "bob")
         phone = login(c, "alice", available=False)
         phone.send("<presence><status>doomed</status></presence>")
         desk.expect("doomed</status>")
         reaches(bob, phone)
         assert live_records(shared, "c", tmp_path) == 1
+        logged = [json.loads(line) for line in c.log_text().splitlines() if line.startswith("{")]
+        assert logged, c.log_text()  # XMPP_LOG_FORMAT=json: each line an object naming its process
+        assert {line["node"] for line in logged} == {"c"}
         c.proc.kill()
         killed = time.monotonic()
         gone = desk.expect(f"<presence[^>]*from=.{re.escape(phone.jid)}.[^>]*type=.unavailable.", timeout=15)
