@@ -256,11 +256,24 @@ class Cluster:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                outage.failed("dropped (the next heartbeat's count repairs the others' view)")
+                outage.failed(
+                    "news dropped (the next heartbeat's count repairs the others' view), stanzas stored"
+                )
+                if message.get("type") == "cluster.deliver":
+                    await self._undeliverable(message)
             finally:
                 self._outbox.task_done()
                 if self._outbox.qsize() < OUTBOX_HIGH // 2:
                     self._room.set()
+
+    async def _undeliverable(self, message: dict[str, Any]) -> None:
+        """A stanza the channel layer would not take for another process: a message goes to the
+        offline store, an iq request is answered with an error (as for a session that ended)."""
+        jid = JID.parse(message["to"])
+        try:
+            await offline.store_or_bounce([message["data"]], jid, None, what="unsendable", peer="cluster")
+        except Exception:
+            log.exception("cluster: a stanza for %s could be neither sent nor stored", jid)
 
     async def _beat(self) -> None:
         while True:
