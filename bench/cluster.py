@@ -5,7 +5,8 @@ processes (``bench/servers.py``) share a fresh PostgreSQL database on 127.0.0.1:
 ``--redis-db`` (emptied first) on 127.0.0.1:6379, each with its own ``XMPP_NODE``. This process is the
 load: ``--pairs`` sender->receiver pairs (RFC 6120 logins, SCRAM-SHA-1), each with ``--window`` chat
 messages in flight (closed loop: every message received is answered by one more from its sender, as
-in bench/login_msg.py's ``msg`` scenario), for ``--seconds`` after ``--warmup``. Scenarios:
+in bench/login_msg.py's ``msg`` scenario), for ``--seconds`` after ``--warmup``; the servers' read rate is
+off (``XMPP_READ_BYTES_PER_SECOND=0``: it would hold each sender to 128 KiB/s). Scenarios:
 
 * ``local``: every pair on process A (sender and receiver in one process: a direct call);
 * ``across``: every sender on A, every receiver on B (each message crosses through Redis);
@@ -145,6 +146,8 @@ async def main(a: argparse.Namespace) -> None:
                     "CHANNEL_LAYER_URL": redis_url,
                     "XMPP_NODE": node,
                     "XMPP_LOG_LEVEL": "WARNING",
+                    # the load is a few connections sending as fast as they can: no read rate
+                    "XMPP_READ_BYTES_PER_SECOND": "0",
                 }
             )
         done = servers[0]._manage("migrate", "-v0")

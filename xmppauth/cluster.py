@@ -50,6 +50,7 @@ log = logging.getLogger("xmppauth.cluster")
 GROUP = "xmppauth.cluster"
 HEARTBEAT = 1.0  # seconds between a process's "here, with so many sessions"
 NODE_TIMEOUT = 5.0  # seconds without a word after which a process counts as gone
+BATCH = 200  # messages for one destination sent as one channel-layer message, at most
 RESUME_WAIT = 1.0  # seconds a resume waits for the process holding the session to end it
 OUTBOX_HIGH = 10_000  # messages queued for the channel layer at which stanzas for other processes wait
 
@@ -244,27 +245,46 @@ class Cluster:
         self._queue(channel, {"type": "cluster.list", "states": states})
 
     async def _send_out(self) -> None:
+        """Send what is queued, in order. What waits for one destination is sent together, as one
+        channel-layer message (``cluster.batch``, up to BATCH): one Redis round trip for many
+        stanzas, so that traffic between two processes is not held to one stanza per round trip."""
         outage = Outage("cluster: sending to the channel layer")
+        carry: tuple[str | None, dict[str, Any]] | None = None
         while True:
-            channel, message = await self._outbox.get()
+            head = carry if carry is not None else await self._outbox.get()
+            carry = None
+            run = [head[1]]
+            while len(run) < BATCH and not self._outbox.empty():
+                item = self._outbox.get_nowait()
+                if item[0] != head[0]:
+                    carry = item  # the next run starts with it
+                    break
+                run.append(item[1])
             try:
-                if channel is None:
-                    await self._layer.group_send(GROUP, message)
-                else:
-                    await self._layer.send(channel, message)
-                outage.over()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                outage.failed(
-                    "news dropped (the next heartbeat's count repairs the others' view), stanzas stored"
-                )
-                if message.get("type") == "cluster.deliver":
-                    await self._undeliverable(message)
+                await self._send_run(head[0], run, outage)
             finally:
-                self._outbox.task_done()
+                for _ in run:
+                    self._outbox.task_done()
                 if self._outbox.qsize() < OUTBOX_HIGH // 2:
                     self._room.set()
+
+    async def _send_run(self, channel: str | None, run: list[dict[str, Any]], outage: Outage) -> None:
+        message = (
+            run[0] if len(run) == 1 else {"type": "cluster.batch", "channel": self.channel, "messages": run}
+        )
+        try:
+            if channel is None:
+                await self._layer.group_send(GROUP, message)
+            else:
+                await self._layer.send(channel, message)
+            outage.over()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            outage.failed("news dropped (the next heartbeats repair the others' view), stanzas stored")
+            for one in run:
+                if one.get("type") == "cluster.deliver":
+                    await self._undeliverable(one)
 
     async def _undeliverable(self, message: dict[str, Any]) -> None:
         """A stanza the channel layer would not take for another process: a message goes to the
@@ -302,7 +322,10 @@ class Cluster:
                 self._heard_itself = time.monotonic()
             return
         kind = message.get("type")
-        if kind == "cluster.deliver":
+        if kind == "cluster.batch":
+            for one in message["messages"]:
+                await self.handle(one)
+        elif kind == "cluster.deliver":
             await self._deliver(message)
         elif kind == "cluster.session":
             self._stand_in(sender, message["state"])

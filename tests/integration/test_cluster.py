@@ -114,6 +114,17 @@ def test_a_message_crosses_to_a_full_jid_and_back_to_a_bare_jid(apart: tuple[Ses
     assert f"from='{bob.jid}'".encode() in got, got
 
 
+def test_a_burst_across_arrives_whole_and_in_order(apart: tuple[Session, Session]) -> None:
+    """500 messages written at once: the sending process carries what waits for the other in batches
+    (one Redis message for many stanzas); every one arrives, once, in the order sent (RFC 6120 §10.1)."""
+    alice, bob = apart
+    alice.send(
+        "".join(f"<message to='{bob.jid}' type='chat'><body>n{i}</body></message>" for i in range(500))
+    )
+    got = bob.expect("n499</body></message>", timeout=20)
+    assert bodies(got) == [f"n{i}" for i in range(500)]
+
+
 def test_an_iq_request_and_its_answer_cross_both_ways(apart: tuple[Session, Session]) -> None:
     alice, bob = apart
     alice.send(f"<iq to='{bob.jid}' type='get' id='v1'><query xmlns='jabber:iq:version'/></iq>")
