@@ -28,6 +28,7 @@ is dropped: the next heartbeat's count brings the others back in line.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 import uuid
@@ -51,6 +52,7 @@ GROUP = "xmppauth.cluster"
 HEARTBEAT = 1.0  # seconds between a process's "here, with so many sessions"
 NODE_TIMEOUT = 5.0  # seconds without a word after which a process counts as gone
 BATCH = 200  # messages for one destination sent as one channel-layer message, at most
+UNCONFIRMED_MAX = 100_000  # stanzas kept for one process until its heartbeat confirms them, at most
 RESUME_WAIT = 1.0  # seconds a resume waits for the process holding the session to end it
 OUTBOX_HIGH = 10_000  # messages queued for the channel layer at which stanzas for other processes wait
 
@@ -153,6 +155,10 @@ class Cluster:
         self._room = asyncio.Event()  # set while the outbox has room for stanzas
         self._asked: dict[str, asyncio.Future[bool]] = {}  # questions to the others, by their id
         self._heard_itself = 0.0  # when its own heartbeat last came back through the channel layer
+        # stanzas sent to each process and not yet confirmed by its heartbeat (send), by channel
+        self._unconfirmed: dict[str, collections.deque[tuple[int, dict[str, Any]]]] = {}
+        self._numbered: dict[str, int] = {}  # the last number given to a stanza for each process
+        self._handled: dict[str, int] = {}  # the last number handled of each process's stanzas to us
 
     @property
     def active(self) -> bool:
@@ -180,7 +186,7 @@ class Cluster:
         what is still queued, for at most ``seconds``."""
         if not self.active:
             return
-        self._queue(None, {"type": "cluster.bye"})
+        self._queue(None, {"type": "cluster.bye", "handled": dict(self._handled)})
         try:
             await asyncio.wait_for(self._outbox.join(), seconds)
         except TimeoutError:
@@ -233,11 +239,28 @@ class Cluster:
 
     async def send(self, channel: str, message: dict[str, Any]) -> None:
         """A stanza for another process: in order with the news about this process's sessions; the
-        sender waits while OUTBOX_HIGH messages wait for the channel layer (never buffered without end)."""
+        sender waits while OUTBOX_HIGH messages wait for the channel layer (never buffered without end).
+
+        A stanza is kept, numbered, until that process's heartbeat says it handled it: if the process
+        dies first, what it had not handled is stored or bounced here (:meth:`_forget`), not lost with
+        it. One it handled just before it died may then come twice; none is lost."""
         while self._outbox.qsize() >= OUTBOX_HIGH:
             self._room.clear()
             await self._room.wait()
+        if message.get("type") == "cluster.deliver":
+            kept = self._unconfirmed.setdefault(channel, collections.deque())
+            number = self._numbered[channel] = self._numbered.get(channel, 0) + 1
+            message["n"] = number
+            if len(kept) >= UNCONFIRMED_MAX:
+                kept.popleft()  # a process alive but not confirming: the oldest are its to deliver
+            kept.append((number, message))
         self._queue(channel, message)
+
+    def _confirmed(self, channel: str, handled: int) -> None:
+        """The process on ``channel`` handled our stanzas up to number ``handled``."""
+        kept = self._unconfirmed.get(channel)
+        while kept and kept[0][0] <= handled:
+            kept.popleft()
 
     def _send_list(self, channel: str) -> None:
         """Every session of this process, to the process listening on ``channel``."""
@@ -297,8 +320,9 @@ class Cluster:
 
     async def _beat(self) -> None:
         while True:
+            count = len(self.router.sessions())
             self._queue(
-                None, {"type": "cluster.beat", "node": self.node, "count": len(self.router.sessions())}
+                None, {"type": "cluster.beat", "node": self.node, "count": count, "handled": self._handled}
             )
             await self._forget_silent()
             await asyncio.sleep(HEARTBEAT)
@@ -335,6 +359,8 @@ class Cluster:
                 self.router.drop_stand_in(stand_in)
         elif kind == "cluster.beat":
             self._beat_heard(sender, str(message.get("node", "")), int(message.get("count", 0)))
+            assert self.channel is not None
+            self._confirmed(sender, int(message.get("handled", {}).get(self.channel, 0)))
         elif kind == "cluster.list_please":
             self._send_list(sender)
         elif kind == "cluster.list":
@@ -350,9 +376,14 @@ class Cluster:
             if answer is not None and not answer.done():
                 answer.set_result(True)
         elif kind == "cluster.bye":
+            assert self.channel is not None
+            self._confirmed(sender, int(message.get("handled", {}).get(self.channel, 0)))
             await self._forget(sender, "it stopped")
 
     async def _deliver(self, message: dict[str, Any]) -> None:
+        number = message.get("n")
+        if number is not None:  # told back in our heartbeat, so that the sender may forget it
+            self._handled[str(message["channel"])] = int(number)
         jid = JID.parse(message["to"])
         data: bytes = message["data"]
         session = self.router.local(jid)
@@ -424,6 +455,17 @@ class Cluster:
         log.warning(
             "cluster: node %s (channel %s) is gone (%s): %d session(s) with it", node, channel, why, len(gone)
         )
+        self._numbered.pop(channel, None)
+        self._handled.pop(channel, None)
+        unconfirmed = self._unconfirmed.pop(channel, None) or ()
+        if unconfirmed:
+            log.warning(
+                "cluster: %d stanza(s) not handled by node %s: stored or answered here",
+                len(unconfirmed),
+                node,
+            )
+        for _number, message in unconfirmed:
+            await self._undeliverable(message)
         if end_records and node and node != self.node:
             ended = await _end_records(node)
             log.info("cluster: %d session record(s) of node %s ended", ended, node)

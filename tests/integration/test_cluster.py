@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -272,6 +273,34 @@ def test_each_process_is_ready_with_its_database_and_the_channel_layer(pair: tup
                 break
             time.sleep(0.2)
         assert body == {"node": node, "checks": {"serving": "ok", "database": "ok", "channel_layer": "ok"}}
+
+
+def test_stanzas_sent_to_a_process_that_stopped_answering_are_stored_not_lost(
+    shared: dict[str, str], pair: tuple[Server, Server], tmp_path: Path
+) -> None:
+    """A process frozen (SIGSTOP, then killed) while messages are sent to a client on it: the sending
+    process keeps each stanza until the other's heartbeat says it was handled, so when the frozen one
+    is declared gone, what it never handled goes to the offline store, and comes at the next login."""
+    a, _ = pair
+    with running_server(tmp_path / "d", {}, XMPP_NODE="d", **shared) as d:
+        bob, phone = login(a, "bob"), login(d, "alice")
+        reaches(bob, phone)
+        d.proc.send_signal(signal.SIGSTOP)
+        try:
+            for i in range(5):
+                bob.send(f"<message to='{phone.jid}' type='chat'><body>frozen {i}</body></message>")
+            deadline = time.monotonic() + cluster.NODE_TIMEOUT + 3 * cluster.HEARTBEAT + 5
+            while "stanza(s) not handled by node d" not in a.log_text():
+                assert time.monotonic() < deadline, a.log_text()[-2000:]
+                time.sleep(0.2)
+        finally:
+            d.proc.kill()
+        later = login(a, "alice", available=False)
+        later.send("<presence/>")
+        got = later.expect("frozen 4</body>")
+        assert bodies(got) == [f"frozen {i}" for i in range(5)], got
+        for session in (bob, later):
+            session.close()
 
 
 def live_records(shared: dict[str, str], node: str, data_dir: Path) -> int:
