@@ -8,9 +8,11 @@ from django.urls import include, path
 
 from xmppauth import health
 
+# for load balancers, public by design (xmppauth/health.py); namespace "health"
+HEALTH = [path("healthz", health.live, name="live"), path("readyz", health.ready, name="ready")]
+
 urlpatterns = [
-    path("healthz", health.live, name="live"),
-    path("readyz", health.ready, name="ready"),
+    path("", include((HEALTH, "health"))),
     path("", include("accounts.urls")),
     path("", include("sessions_acl.urls")),
     path("admin/", admin.site.urls),
