@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import pytest
 
@@ -189,3 +190,25 @@ def test_a_full_process_makes_room_for_an_address_with_fewer_by_closing_a_waitin
     # the others hold one each now (or are busy): nobody holds two more than a newcomer
     assert counts.admit("203.0.113.11") == "the server has too many connections: try again later"
     assert closed == ["a1", "a3"]
+
+
+def test_an_address_held_to_its_rate_closes_nobody_to_make_room() -> None:
+    counts, clock = make(total=5, per_address=5, burst=1, rate=1.0)
+    closed: list[str] = []
+
+    def closer(name: str) -> Callable[[], None]:
+        def close() -> None:
+            closed.append(name)
+            counts.release("198.51.100.1")
+
+        return close
+
+    for name in ("a1", "a2", "a3", "a4", "a5"):  # one a second: within the first address's rate
+        assert counts.admit("198.51.100.1") is None
+        counts.waiting("198.51.100.1", name, closer(name))
+        clock.now += 1.0
+    assert counts.admit("203.0.113.9") is None  # the one connect of its burst: room is made
+    assert closed == ["a1"]
+    for _ in range(10):  # then held to its rate: refused, and nobody is closed for it
+        assert counts.admit("203.0.113.9") == "too many new connections from your address: slow down"
+    assert closed == ["a1"]

@@ -84,13 +84,15 @@ class ConnectionLimits:
             entry = self._addresses[key] = _Address(tokens=float(self.burst), refilled=now)
         entry.tokens = min(float(self.burst), entry.tokens + (now - entry.refilled) * self.rate)
         entry.refilled = now
-        if self.open >= self.total and not self._make_room(key, entry):
-            return self._refused(key, "total", "the server has too many connections: try again later")
         if entry.open >= self.per_address:
             return self._refused(key, "address", "too many connections from your address")
         if entry.tokens < 1.0:
             return self._refused(key, "rate", "too many new connections from your address: slow down")
-        entry.tokens -= 1.0
+        entry.tokens -= 1.0  # an attempt while the process is full counts too
+        # Only an address its own limits admit may make room: one held to its rate must not close
+        # another's connection with every connect it tries.
+        if self.open >= self.total and not self._make_room(key, entry):
+            return self._refused(key, "total", "the server has too many connections: try again later")
         entry.open += 1
         self.open += 1
         return None
