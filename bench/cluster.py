@@ -21,37 +21,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 
 import psutil
-import psycopg
 import redis
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests.integration.server
 
 from login_msg import MsgState, Pair, pct, receive_loop, sender_drain
 from servers import XmppauthServer
 from xmpp_client import ScramCache, Session, login, make_client_tls_context
 
-POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+from tests.integration.server import fresh_postgres_database  # one way to make a database to throw away
+
 PASSWORD = "bench-Passw0rd"
-
-
-@contextlib.contextmanager
-def fresh_database() -> Iterator[str]:
-    name = f"bench_cluster_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(POSTGRES, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgres://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(POSTGRES, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def cpu_seconds(process: psutil.Process) -> float:
@@ -137,7 +123,7 @@ async def main(a: argparse.Namespace) -> None:
     redis_url = f"redis://127.0.0.1:6379/{a.redis_db}"
     redis.Redis.from_url(redis_url).flushdb()
     accounts = [f"c{i:03d}" for i in range(2 * a.pairs)]
-    with fresh_database() as database:
+    with fresh_postgres_database("bench_cluster") as database:
         servers = (XmppauthServer(cpu=None), XmppauthServer(cpu=None))
         for server, node in zip(servers, ("a", "b"), strict=True):
             server.env.update(
