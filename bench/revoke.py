@@ -77,6 +77,13 @@ from xmpp_client import (
 DOMAIN = "localhost"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"
 EXPECTED_CONDITION = "policy-violation"
+# Every session of the bench comes from 127.0.0.1, hundreds of them in a burst: the per-address limits
+# (bench/hardening.py measures them) would refuse most.
+ONE_ADDRESS = {
+    "XMPP_MAX_CONNECTIONS_PER_ADDRESS": "100000",
+    "XMPP_CONNECT_BURST": "100000",
+    "XMPP_CONNECTS_PER_SECOND_PER_ADDRESS": "100000",
+}
 
 
 def log(msg: str) -> None:
@@ -266,7 +273,12 @@ class Mode:
 
 
 async def run_mode(
-    a: argparse.Namespace, server: XmppauthServer, mode: Mode, accounts: list[str], tag: str
+    a: argparse.Namespace,
+    server: XmppauthServer,
+    mode: Mode,
+    accounts: list[str],
+    tag: str,
+    revokers_on: XmppauthServer | None = None,
 ) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     pool = concurrent.futures.ThreadPoolExecutor(
@@ -274,8 +286,6 @@ async def run_mode(
     )
     tls_ctx = make_client_tls_context([ALPN_XMPP_CLIENT])
     scram = ScramCache()
-    port = server.c2s_tls_port
-    assert port is not None
     n_total = a.sessions + a.warmup
     run_id = uuid.uuid4().hex[:8]
     targets: list[Target] = []
@@ -284,10 +294,11 @@ async def run_mode(
     async def db(fn: Callable[..., Any], *args: Any) -> Any:
         return await loop.run_in_executor(pool, fn, *args)
 
-    async def login(account: str, ua: str, res_tag: str) -> Session:
+    async def login(account: str, ua: str, res_tag: str, on: XmppauthServer = server) -> Session:
+        assert on.c2s_tls_port is not None
         return await login2(
-            server.host,
-            port,
+            on.host,
+            on.c2s_tls_port,
             DOMAIN,
             account,
             a.password,
@@ -315,6 +326,7 @@ async def run_mode(
         "sessions": a.sessions,
         "warmup": a.warmup,
         "concurrent": a.concurrent,
+        "across": revokers_on is not None,
     }
     try:
         t_login = time.perf_counter()
@@ -328,7 +340,7 @@ async def run_mode(
                 ua = str(
                     uuid.uuid5(uuid.NAMESPACE_URL, f"xmppauth-bench-revoke:{run_id}:{tag}:revoker:{account}")
                 )
-                r = Revoker(await login(account, ua, "admin"))
+                r = Revoker(await login(account, ua, "admin", revokers_on or server))
                 r.task = asyncio.create_task(read_replies(r))
                 revokers[account] = r
         log(f"  {len(targets)} sessions logged in in {time.perf_counter() - t_login:.1f}s")
@@ -637,7 +649,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-pin", action="store_true", help="do not pin the server and this process to CPUs")
     p.add_argument("--keep", action="store_true", help="keep the server's temp dir")
     p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument(
+        "--across",
+        action="store_true",
+        help="two server processes on one fresh PostgreSQL database and Redis: the XEP-0494 revokers "
+        "log in on the second, the targets on the first (implies --layer redis --via xep0494)",
+    )
     a = p.parse_args(argv)
+    if a.across:
+        a.layer, a.via = "redis", "xep0494"
     if a.concurrent < 1 or a.sessions < 1 or a.warmup < 0:
         p.error("--concurrent and -N must be at least 1, --warmup at least 0")
     if not a.no_pin:
@@ -682,8 +702,40 @@ def main(argv: list[str] | None = None) -> int:
     vias = ["direct", "xep0494"] if a.via == "both" else [a.via]
     accounts = [f"rvuser{i}" for i in range(max(1, a.accounts))]
     server = XmppauthServer(None if a.no_pin else a.server_cpu, keep=a.keep)
+    server.env.update(ONE_ADDRESS)
+    second: XmppauthServer | None = None
     results: list[dict[str, Any]] = []
     t_start = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        if a.across:
+            # both processes on one database (a throw-away one, as the tests make it) and one Redis db
+            sys.path.insert(0, str(REPO_DIR))
+            from tests.integration.server import fresh_postgres_database
+
+            database = stack.enter_context(fresh_postgres_database("bench_revoke"))
+            second = XmppauthServer(None if a.no_pin else a.client_cpu, keep=a.keep)
+            second.env.update(ONE_ADDRESS)
+            for srv, node in ((server, "a"), (second, "b")):
+                srv.env.update({"DATABASE_URL": database, "XMPP_NODE": node})
+            done = server._manage("migrate", "-v0")
+            if done.returncode != 0:
+                log(f"FAILED: migrate: {done.stderr[-2000:]}")
+                return 1
+        return _run(a, command, server, second, layers, vias, accounts, results, t_start)
+    return 1  # pragma: no cover - the with block returns
+
+
+def _run(
+    a: argparse.Namespace,
+    command: str,
+    server: XmppauthServer,
+    second: XmppauthServer | None,
+    layers: list[str],
+    vias: list[str],
+    accounts: list[str],
+    results: list[dict[str, Any]],
+    t_start: float,
+) -> int:
     try:
         for li, layer in enumerate(layers):
             redis_url = a.redis_url if layer == "redis" else None
@@ -701,6 +753,11 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"creating {len(accounts)} accounts in {server.dir} ...")
                 server.create_accounts(accounts, a.password)
                 setup_django(server)
+                if second is not None:
+                    second.env["CHANNEL_LAYER_URL"] = server.env["CHANNEL_LAYER_URL"]
+                    second.env["XMPP_REVOCATION_POLL_MS"] = str(poll)
+                    second.start()
+                    log(f"second process pid {second.pid}, direct TLS port {second.c2s_tls_port}")
             else:
                 server.restart()  # a fresh process on the same data dir, with this layer's env
             code = server.code_fingerprint()
@@ -710,7 +767,7 @@ def main(argv: list[str] | None = None) -> int:
                     mode = Mode(layer, via, poll, redis_url)
                     t0 = time.perf_counter()
                     try:
-                        r = asyncio.run(run_mode(a, server, mode, accounts, f"{layer}-{via}"))
+                        r = asyncio.run(run_mode(a, server, mode, accounts, f"{layer}-{via}", second))
                     except (RuntimeError, OSError, ssl.SSLError, TimeoutError, ConnectionError) as e:
                         r = {"layer": layer, "via": via, "server_poll_ms": poll, "redis_url": redis_url}
                         r["fatal"] = f"{type(e).__name__}: {e}"
@@ -728,12 +785,24 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         server.stop()
+        if second is not None:
+            second.stop()
     print()
     print(f"command: {command}")
     print(
         f"server: {version}; manage.py serve on CPU {a.server_cpu if not a.no_pin else '-'}, bench on CPU "
-        f"{a.client_cpu if not a.no_pin else '-'}; SQLite in the server's temp data dir"
-        + (f"; DATABASE_URL={os.environ['DATABASE_URL']}" if os.environ.get("DATABASE_URL") else "")
+        f"{a.client_cpu if not a.no_pin else '-'}"
+        + (
+            f"; DATABASE_URL={os.environ['DATABASE_URL']}"
+            if os.environ.get("DATABASE_URL")
+            else "; SQLite in the server's temp data dir"
+        )
+        + (
+            f"; a second process (XMPP_NODE=b, CPU {a.client_cpu if not a.no_pin else '-'}) holds the "
+            "XEP-0494 revokers, the first (XMPP_NODE=a) the targets"
+            if second is not None
+            else ""
+        )
     )
     if uncommitted:
         print(f"server files with uncommitted changes: {', '.join(uncommitted[:10])}")

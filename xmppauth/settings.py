@@ -120,7 +120,9 @@ ASGI_APPLICATION = "xmppauth.asgi.application"
 
 DATABASES = {
     "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}"), conn_max_age=600
+        # an empty DATABASE_URL is the default, as an empty CHANNEL_LAYER_URL is
+        os.environ.get("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'db.sqlite3'}",
+        conn_max_age=600,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.integration.rawclient import RawClient, Session
+from tests.integration.rawclient import RawClient, Session, parse_stream_error
 from tests.integration.server import (
     ROOT,
     Server,
@@ -345,5 +345,33 @@ def test_a_killed_process_is_noticed_by_the_others_within_the_bound(
             time.sleep(0.2)
         assert live_records(shared, "c", tmp_path) == 0
         assert "node c " in a.log_text()
+        desk.close()
+        bob.close()
+
+
+def test_a_process_stopped_with_sigterm_says_goodbye_and_the_others_forget_its_sessions_at_once(
+    shared: dict[str, str], pair: tuple[Server, Server], tmp_path: Path
+) -> None:
+    """SIGTERM of a third process: its clients get ``system-shutdown``, it tells the others it is going
+    (no waiting for NODE_TIMEOUT): the account's resources on another process hear its session leave
+    within a second, a chat to its full JID goes to the account's living resource, and its session
+    records are ended."""
+    a, _ = pair
+    with running_server(tmp_path / "c", {}, XMPP_NODE="c", **shared) as c:
+        desk, bob = login(a, "alice"), login(a, "bob")
+        phone = login(c, "alice", available=False)
+        phone.send("<presence><status>leaving soon</status></presence>")
+        desk.expect("leaving soon</status>")
+        reaches(bob, phone)
+        c.proc.send_signal(signal.SIGTERM)
+        stopped = time.monotonic()
+        gone = desk.expect(f"<presence[^>]*from=.{re.escape(phone.jid)}.[^>]*type=.unavailable.", timeout=5)
+        assert gone
+        assert time.monotonic() - stopped < 1.0
+        assert parse_stream_error(phone.raw.read_to_close(timeout=10)) == "system-shutdown"
+        bob.send(f"<message to='{phone.jid}' type='chat' id='after'><body>to the living</body></message>")
+        assert f"from='{bob.jid}'".encode() in desk.expect("to the living</body></message>")
+        assert c.proc.wait(timeout=15) == 0
+        assert live_records(shared, "c", tmp_path) == 0
         desk.close()
         bob.close()

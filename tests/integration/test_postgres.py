@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import re
 import subprocess
 import sys
@@ -114,3 +115,54 @@ def test_password_app_password_fast_and_revocation_on_postgresql(server: Server,
         data = stream.read_to_close(timeout=5)
         assert parse_stream_error(data) == "policy-violation", data
     assert time.monotonic() - started < 1.0
+
+
+# What a login reads, counted on PostgreSQL: the stored SCRAM keys in one query, then (for a client that
+# logged in within the last minute) the whole decision in one more, which writes nothing.
+_COUNT_LOGIN_QUERIES = """
+import json, uuid
+import django
+django.setup()
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from sessions_acl import login, loginreads
+from sessions_acl.models import FastToken
+
+ua = str(uuid.uuid4())
+
+def authorize(credential_id, **extra):
+    return login.authorize(
+        "alice", credential_id=credential_id, mechanism="SCRAM-SHA-256", user_agent_id=ua, **extra
+    )
+
+first = authorize("", software="Chat", device="phone", fast_request="HT-SHA-256-NONE")
+token = FastToken.objects.get(slot="new", client_id=first.client_id).pk
+authorize(f"fast:{token}")  # the token's first use moves it to 'current' (a write, as it should)
+counts = {}
+with CaptureQueriesContext(connection) as queries:
+    found = loginreads.credentials("alice", timezone.now())
+counts["credentials"] = (len(queries), found is not None)
+for name, credential_id in (("password", ""), ("fast", f"fast:{token}")):
+    with CaptureQueriesContext(connection) as queries:
+        outcome = authorize(credential_id, software="Chat", device="phone")
+    counts[name] = (len(queries), type(outcome).__name__)
+print(json.dumps(counts))
+"""
+
+
+def test_a_repeat_login_reads_in_one_query_and_writes_nothing_on_postgresql(
+    server: Server, database: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _COUNT_LOGIN_QUERIES],
+        cwd=ROOT, env=server_env(server.data_dir, DATABASE_URL=database), capture_output=True, text=True,
+        check=False, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    counts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert counts == {
+        "credentials": [1, True],
+        "password": [1, "Authorization"],
+        "fast": [1, "Authorization"],
+    }, counts
