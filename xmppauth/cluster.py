@@ -47,6 +47,8 @@ from xmppauth.proto.jid import JID
 from xmppauth.router import ROUTER, Router, Session
 
 log = logging.getLogger("xmppauth.cluster")
+_CONFLICT_REPLACED = "replaced by a new session with the same resource (on another server process)"
+_CONFLICT_HELD = "that resource is held by another client or app password of this account"
 
 GROUP = "xmppauth.cluster"
 HEARTBEAT = 1.0  # seconds between a process's "here, with so many sessions"
@@ -159,6 +161,7 @@ class Cluster:
         self._unconfirmed: dict[str, collections.deque[tuple[int, dict[str, Any]]]] = {}
         self._numbered: dict[str, int] = {}  # the last number given to a stanza for each process
         self._handled: dict[str, int] = {}  # the last number handled of each process's stanzas to us
+        self._bound: dict[JID, float] = {}  # when each local session's full JID was taken (wall clock)
 
     @property
     def active(self) -> bool:
@@ -225,10 +228,20 @@ class Cluster:
 
     # ------------------------------------------------------------------ the router's watcher
     def changed(self, session: Session) -> None:
-        self._queue(None, {"type": "cluster.session", "state": session_state(session)})
+        self._queue(None, {"type": "cluster.session", "state": self._state(session)})
 
     def gone(self, session: Session) -> None:
+        if session.jid is not None:
+            self._bound.pop(session.jid, None)
         self._queue(None, {"type": "cluster.gone", "jid": str(session.jid)})
+
+    def _state(self, session: Session) -> dict[str, Any]:
+        """:func:`session_state`, with when the session took its full JID here (a resumed stream
+        continues its session: the JID stays taken since the first)."""
+        state = session_state(session)
+        assert session.jid is not None
+        state["bound"] = self._bound.setdefault(session.jid, time.time())
+        return state
 
     # ------------------------------------------------------------------ out
     def _queue(self, channel: str | None, message: dict[str, Any]) -> None:
@@ -264,7 +277,7 @@ class Cluster:
 
     def _send_list(self, channel: str) -> None:
         """Every session of this process, to the process listening on ``channel``."""
-        states = [session_state(session) for session in self.router.sessions()]
+        states = [self._state(session) for session in self.router.sessions()]
         self._queue(channel, {"type": "cluster.list", "states": states})
 
     async def _send_out(self) -> None:
@@ -407,11 +420,33 @@ class Cluster:
 
     def _stand_in(self, channel: str, state: dict[str, Any]) -> None:
         jid = JID.parse(state["jid"])
+        local = self.router.local(jid)
+        if local is not None and not self._yields(local, channel, state):
+            return  # the local session keeps the JID; the other process ends its own (same rule there)
         current = self.router.stand_in_for(jid)
         if isinstance(current, StandIn) and current.channel == channel:
             current.update(state)
         else:
             self.router.stand_in(StandIn(self, channel, state))
+
+    def _yields(self, local: Session, channel: str, state: dict[str, Any]) -> bool:
+        """Two processes bound one full JID at once (each before hearing of the other's): the rule of
+        ``Router.bind`` decides, the same way on both sides. Within one grant the later binding keeps
+        it; of two grants the earlier one does (a narrower credential never ends a wider session).
+        Bindings are ordered by the time each process took the JID, then by channel name. Whether the
+        local session lost: then it is ended with ``conflict`` here, and the stand-in takes its place."""
+        assert local.jid is not None
+        assert self.channel is not None
+        mine = (self._bound.get(local.jid, 0.0), self.channel)
+        theirs = (float(state.get("bound", 0.0)), channel)
+        later_wins = local.grant_id == state["grant"]
+        if (theirs > mine) != later_wins:
+            return False
+        log.info("resource conflict on %s with a session of %s: the session here ends", local.jid, channel)
+        text = _CONFLICT_REPLACED if later_wins else _CONFLICT_HELD
+        tasks.start(local.kick(StreamErrorCondition.CONFLICT, text), name=f"cluster: ending {local.jid}")
+        self.router.unbind(local)
+        return True
 
     def _replace_stand_ins(self, channel: str, states: list[dict[str, Any]]) -> None:
         listed = {state["jid"] for state in states}
