@@ -40,6 +40,9 @@ from xmppauth.router import ROUTER, deliver_by_admission
 
 log = logging.getLogger("xmppauth.c2s")
 
+# Messages for an account with no available resource wait in its offline store (XEP-0160).
+ROUTER.keeper = offline.Keeper()
+
 MAX_HELD = 256  # XEP-0352: held stanzas beyond this go out anyway
 ACTIVITY_GRANULARITY = 60.0  # seconds: how often a busy session's record is told it is still active
 

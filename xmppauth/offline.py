@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from copy import deepcopy
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from lxml import etree
 
 from sessions_acl.access import SessionAccess
@@ -28,6 +30,47 @@ from xmppauth.proto.xml_names import parse_element
 from xmppauth.router import ROUTER
 
 log = logging.getLogger("xmppauth.c2s")
+
+_Q_BODY = ns.qname(ns.CLIENT, "body")
+_Q_STORE = ns.qname(ns.HINTS, "store")  # XEP-0334 hints
+_Q_NO_STORE = ns.qname(ns.HINTS, "no-store")
+_UNKNOWN = (StanzaErrorCondition.SERVICE_UNAVAILABLE, "no account of this server has that address")
+_NOT_STORED = (
+    StanzaErrorCondition.SERVICE_UNAVAILABLE,
+    "the recipient is offline and the message asked not to be stored (XEP-0334 no-store)",
+)
+
+
+class Keeper:
+    """The router's keeper (``Router.keeper``): a chat or normal message for a local account with no
+    available resource is stored (XEP-0160) and delivered, stamped with when it came (XEP-0203), to the
+    account's next resource that sends available presence with a non-negative priority.
+
+    A message without a body (a chat state, a receipt) is not worth storing and is dropped, unless it
+    carries XEP-0334's ``<store/>``; one with ``<no-store/>`` is refused. An account stores at most
+    ``XMPP_MAX_OFFLINE_MESSAGES``; beyond that, and for an address that is no account here, the sender
+    gets ``service-unavailable`` (RFC 6121 §8.5.2.2.1, XEP-0160 §3) with a text that says which."""
+
+    async def keep(self, to: JID, stanza: etree._Element) -> tuple[StanzaErrorCondition, str] | None:
+        if to.domain != settings.XMPP_DOMAIN or not to.local:
+            return _UNKNOWN
+        if stanza.find(_Q_NO_STORE) is not None:
+            return _NOT_STORED
+        if stanza.find(_Q_BODY) is None and stanza.find(_Q_STORE) is None:
+            return None
+        copy = deepcopy(stanza)  # the sender's stanza stays as it came (an error may quote it)
+        copy.set("to", str(to))
+        limit = int(settings.XMPP_MAX_OFFLINE_MESSAGES)
+        outcome = await services.store_offline_message(to.local, serialize(copy), limit)
+        if outcome == "unknown":
+            return _UNKNOWN
+        if outcome == "full":
+            log.info("offline storage of %s is full (%d messages): a message was refused", to, limit)
+            return (
+                StanzaErrorCondition.SERVICE_UNAVAILABLE,
+                f"the recipient is offline and cannot store more messages (at most {limit})",
+            )
+        return None
 
 
 async def store_or_bounce(

@@ -89,6 +89,15 @@ class Session(Protocol):
         ...
 
 
+class Keeper(Protocol):
+    """Keeps what no session can take now (xmppauth/offline.py): XEP-0160 offline messages."""
+
+    async def keep(self, to: JID, stanza: etree._Element) -> tuple[StanzaErrorCondition, str] | None:
+        """Store the message ``stanza`` for the account ``to`` (bare); None once stored (or dropped as
+        not worth storing), else the error its sender gets and its text."""
+        ...
+
+
 class Watcher(Protocol):
     """Told when a local session's routing state changes (xmppauth/cluster.py)."""
 
@@ -102,6 +111,7 @@ class Router:
         self._accounts: dict[JID, dict[str, Session]] = {}
         self._remote: dict[JID, dict[str, Session]] = {}  # stand-ins for other processes' sessions
         self.watcher: Watcher | None = None
+        self.keeper: Keeper | None = None  # without one, a message for an offline account is refused
 
     # ------------------------------------------------------------------ registry
     def resources(self, bare: JID) -> dict[str, Session]:
@@ -239,6 +249,9 @@ class Router:
         if decision.error is not None:
             await sender.bounce(event.stanza, decision.error, decision.text)
             return
+        if decision.store:
+            await self._keep(sender, to, event.stanza)
+            return
         if event.kind == "presence":
             self._track_directed(sender, to, event.type)
         if not decision.resources:
@@ -257,6 +270,15 @@ class Router:
             await online[resource].deliver(data, urgent)
         if event.kind == "message" and event.type == "chat":
             await self._carbons(sender, to, decision.resources, data, stanza)
+
+    async def _keep(self, sender: Session, to: JID, stanza: etree._Element) -> None:
+        refusal = (
+            (StanzaErrorCondition.SERVICE_UNAVAILABLE, "the recipient is offline and offline storage is off")
+            if self.keeper is None
+            else await self.keeper.keep(to.bare, stanza)
+        )
+        if refusal is not None:
+            await sender.bounce(stanza, *refusal)
 
     @staticmethod
     async def _deliver_paired(

@@ -89,6 +89,21 @@ def store_offline(localpart: str, stanzas: list[bytes]) -> int:
 
 
 @off_loop
+def store_offline_message(localpart: str, data: bytes, limit: int) -> str:
+    """Keep one message for ``localpart`` (XEP-0160): "stored", "unknown" (no such active account),
+    or "full" (it holds ``limit`` stored messages already). The account's row is locked while it
+    counts, so two messages racing for the last place cannot both take it."""
+    with transaction.atomic():
+        user = User.objects.select_for_update().filter(username=localpart, is_active=True).only("id").first()
+        if user is None:
+            return "unknown"
+        if OfflineMessage.objects.filter(user=user).count() >= limit:
+            return "full"
+        OfflineMessage.objects.create(user=user, stanza=data.decode("utf-8"))
+    return "stored"
+
+
+@off_loop
 def store_offline_taken(localpart: str, stanzas: list[bytes], session_id: int) -> list[int]:
     """Store copies of messages a session holds unacknowledged, taken by it (see :func:`take_offline`):
     their ids. Nothing for an unknown account."""

@@ -338,6 +338,8 @@ XMPP_FAST_ROTATE_SECONDS = _env_int("XMPP_FAST_ROTATE_SECONDS", 24 * 3600, minim
 XMPP_REVOCATION_POLL_MS = _env_int("XMPP_REVOCATION_POLL_MS", 250, minimum=20)
 # RFC 6121 §2: how many contacts a roster may hold
 XMPP_MAX_ROSTER_ITEMS = _env_int("XMPP_MAX_ROSTER_ITEMS", 1000, minimum=1)
+# Messages an account with no available resource can have waiting (XEP-0160); beyond, senders are refused.
+XMPP_MAX_OFFLINE_MESSAGES = _env_int("XMPP_MAX_OFFLINE_MESSAGES", 1000, minimum=1)
 # RFC 6120 §8.2.3 (sessions_acl/access.py): a session's routed iq requests awaiting an answer, per
 # direction, are remembered up to this many and this long; a later answer is dropped.
 XMPP_PENDING_REQUESTS = _env_int("XMPP_PENDING_REQUESTS", 256, minimum=8)

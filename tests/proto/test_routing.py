@@ -14,9 +14,7 @@ ONLINE = {
     "silent": ResourceState(available=False, priority=0),
 }
 UNAVAILABLE = Delivery(error=StanzaErrorCondition.SERVICE_UNAVAILABLE, text="no such resource")
-OFFLINE = Delivery(
-    error=StanzaErrorCondition.SERVICE_UNAVAILABLE, text="the recipient is offline and offline storage is off"
-)
+OFFLINE = Delivery(store=True)
 GROUPCHAT = Delivery(error=StanzaErrorCondition.SERVICE_UNAVAILABLE, text="not a group chat")
 
 

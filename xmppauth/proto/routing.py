@@ -9,9 +9,10 @@ the addressed account, who gets it and whether the sender gets an error back. Ca
   (§8.5.3.2.3); an iq gets ``service-unavailable`` (§8.5.3.2.2);
 - a bare JID: message chat/normal/headline goes to every available resource with a
   non-negative priority (§8.5.2.1.1 allows all of them), groupchat is refused, error is dropped;
-  with no such resource, chat/normal is refused with ``service-unavailable`` (there is no offline
-  storage yet, so the sender must be told) and headline is dropped; presence goes to every
-  available resource (§8.5.2.1.2).
+  with no such resource, chat/normal is for offline storage (``store``: XEP-0160, §8.5.2.2.1; the
+  router's keeper stores it, or refuses it with ``service-unavailable`` when the account does not
+  exist or its storage is full) and headline is dropped; presence goes to every available resource
+  (§8.5.2.1.2).
 
 The same answer is given whether the account does not exist or has no session, so routing never
 reveals which accounts exist.
@@ -47,6 +48,7 @@ class Delivery:
     resources: tuple[str, ...] = ()
     error: StanzaErrorCondition | None = None
     text: str = ""
+    store: bool = False  # for the account's offline storage (XEP-0160)
 
 
 _NOTHING = Delivery()
@@ -76,7 +78,7 @@ def decide(kind: str, stanza_type: str, resource: str | None, online: Mapping[st
         return Delivery(resources=targets)
     if stanza_type == "headline":
         return _NOTHING
-    return Delivery(
-        error=StanzaErrorCondition.SERVICE_UNAVAILABLE,
-        text="the recipient is offline and offline storage is off",
-    )
+    return _STORE
+
+
+_STORE = Delivery(store=True)
