@@ -14,7 +14,9 @@ messages.receive  carbons enable/disable                     <message/> (incl. c
                                                              stored messages), routed iq get/set
 presence          <presence/> of any type                    <presence/>
 roster.read       roster get (jabber:iq:roster)              roster pushes
-roster.write      roster set                                 -
+roster.write      roster set; presence subscriptions         -
+                  (subscribe, subscribed, unsubscribe,
+                  unsubscribed: with presence)
 clients.manage    XEP-0494 client access management,         -
                   XEP-0077 password change
 admin             XEP-0050 commands (XEP-0133 admin)         -
@@ -80,6 +82,8 @@ ROLES: dict[str, frozenset[str]] = {
 }
 
 log = logging.getLogger("xmppauth.access")
+
+_SUBSCRIPTION_TYPES = frozenset({"subscribe", "subscribed", "unsubscribe", "unsubscribed"})
 
 _INBOUND_IQ_SCOPES: dict[tuple[str, str], str] = {
     (ns.ROSTER, "get"): ROSTER_READ,
@@ -216,7 +220,12 @@ class SessionAccess:
                 self.asked.add(peer, stanza_id)  # its error may come back (admit)
             return None
         if kind == "presence":
-            return None if PRESENCE in scopes else _denied(PRESENCE, "sending presence")
+            if PRESENCE not in scopes:
+                return _denied(PRESENCE, "sending presence")
+            if type in _SUBSCRIPTION_TYPES and ROSTER_WRITE not in scopes:
+                # a subscription adds to or changes the account's contact list (RFC 6121 §3)
+                return _denied(ROSTER_WRITE, "managing presence subscriptions")
+            return None
         # iq
         if type in ("result", "error"):
             if target != "peer" or self.owed.take(peer, stanza_id or ""):

@@ -12,6 +12,7 @@ from tests.helpers import canon, db
 from xmppauth.features import rfc6121_roster as roster
 from xmppauth.models import RosterItem
 from xmppauth.proto.jid import JID
+from xmppauth.proto.rfc6121_roster import push_iq
 
 # database_sync_to_async runs the ORM in a worker thread: the rows must be committed to be seen.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -379,8 +380,8 @@ def test_push_iq_wraps_a_copy_of_the_payload_for_each_session() -> None:
     push = etree.fromstring(
         "<query xmlns='jabber:iq:roster'><item jid='nurse@example.com' subscription='remove'/></query>"
     )
-    first = roster.push_iq(push, JID("alice", "example.org", "phone"), "p1")
-    second = roster.push_iq(push, JID("alice", "example.org", "tablet"), "p2")
+    first = push_iq(push, JID("alice", "example.org", "phone"), "p1")
+    second = push_iq(push, JID("alice", "example.org", "tablet"), "p2")
     for iq, resource, iq_id in ((first, "phone", "p1"), (second, "tablet", "p2")):
         assert_xml(
             iq,

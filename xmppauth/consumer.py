@@ -25,7 +25,7 @@ from lxml import etree
 
 from sessions_acl.access import PRESENCE, SessionAccess, session_scopes
 from sessions_acl.login import Authorization
-from xmppauth import features, login_answers, offline, services, tasks
+from xmppauth import features, login_answers, offline, services, subscriptions, tasks
 from xmppauth.cluster import CLUSTER, StandIn
 from xmppauth.control import CONTROL
 from xmppauth.proto import events as ev
@@ -40,8 +40,10 @@ from xmppauth.router import ROUTER, deliver_by_admission
 
 log = logging.getLogger("xmppauth.c2s")
 
-# Messages for an account with no available resource wait in its offline store (XEP-0160).
+# Messages for an account with no available resource wait in its offline store (XEP-0160); presence
+# goes to the account's subscribers, and subscriptions change the rosters of both sides (RFC 6121 §3-4).
 ROUTER.keeper = offline.Keeper()
+ROUTER.presences = subscriptions.Presences()
 
 MAX_HELD = 256  # XEP-0352: held stanzas beyond this go out anyway
 ACTIVITY_GRANULARITY = 60.0  # seconds: how often a busy session's record is told it is still active

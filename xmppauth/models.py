@@ -33,13 +33,17 @@ class OfflineMessage(models.Model):
 
 
 class RosterItem(models.Model):
-    """One contact in an account's roster (RFC 6121 §2.1.2).
+    """One contact of an account (RFC 6121 §2.1.2), and the presence subscription state between them.
 
     ``jid`` is the contact's bare JID, prepared (RFC 7622), so comparisons are plain string
-    equality. ``subscription`` and ``ask`` carry the presence subscription state of RFC 6121 §3;
-    until presence subscriptions are implemented they stay ``none`` and ``False``, and a roster
-    set never changes them (RFC 6121 §2.1.2.5: the server ignores ``subscription`` in a roster
-    set unless it is ``remove``).
+    equality. ``subscription``, ``ask`` (a request of the account's, pending), ``pending_in`` (a request
+    of the contact's, not answered yet) and ``approved`` (a pre-approval, §3.4) are the state of
+    RFC 6121 Appendix A (``xmppauth/proto/rfc6121_subscriptions.py``); only presence subscription
+    stanzas change them, never a roster set (§2.1.2.5).
+
+    ``listed``: the contact is in the account's roster (roster get shows it, the roster's limit counts
+    it). A contact's request to an account that has not listed it is kept in an unlisted row
+    ("None + Pending In" without an item, §3.1.3), which goes when nothing is left of it.
     """
 
     class Subscription(models.TextChoices):
@@ -54,6 +58,13 @@ class RosterItem(models.Model):
     groups = models.JSONField(default=list, blank=True)
     subscription = models.CharField(max_length=4, choices=Subscription.choices, default=Subscription.NONE)
     ask = models.BooleanField(default=False, help_text="A subscription request is pending (ask='subscribe').")
+    pending_in = models.BooleanField(
+        default=False, help_text="The contact asked to see the account's presence and has no answer yet."
+    )
+    approved = models.BooleanField(
+        default=False, help_text="The account approved the contact's subscription before it was asked (§3.4)."
+    )
+    listed = models.BooleanField(default=True, help_text="The contact is in the account's roster.")
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 

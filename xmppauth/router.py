@@ -41,6 +41,7 @@ _Q_PRIORITY = ns.qname(ns.CLIENT, "priority")
 _Q_BODY = ns.qname(ns.CLIENT, "body")
 _Q_ERROR = ns.qname(ns.CLIENT, "error")
 _REPLACED = "replaced by a new session with the same resource"
+_SUBSCRIPTION_TYPES = frozenset({"subscribe", "subscribed", "unsubscribe", "unsubscribed"})
 _HELD = "that resource is held by another client or app password of this account"
 
 
@@ -98,6 +99,28 @@ class Keeper(Protocol):
         ...
 
 
+class Presences(Protocol):
+    """Presence subscriptions and who hears an account's presence (xmppauth/subscriptions.py)."""
+
+    async def subscription(self, router: Router, sender: Session, event: StanzaReceived) -> None:
+        """A ``subscribe``, ``subscribed``, ``unsubscribe`` or ``unsubscribed`` the session sent."""
+        ...
+
+    async def broadcast(
+        self,
+        router: Router,
+        sender: Session,
+        data: bytes,
+        stanza_type: str,
+        *,
+        initial: bool,
+        only_here: bool = False,
+    ) -> None:
+        """The session's broadcast presence ``data`` for the account's subscribers; ``initial``: its
+        first available presence (it then learns its contacts' presence and waiting requests)."""
+        ...
+
+
 class Watcher(Protocol):
     """Told when a local session's routing state changes (xmppauth/cluster.py)."""
 
@@ -112,6 +135,7 @@ class Router:
         self._remote: dict[JID, dict[str, Session]] = {}  # stand-ins for other processes' sessions
         self.watcher: Watcher | None = None
         self.keeper: Keeper | None = None  # without one, a message for an offline account is refused
+        self.presences: Presences | None = None  # without, presence stays within the account
 
     # ------------------------------------------------------------------ registry
     def resources(self, bare: JID) -> dict[str, Session]:
@@ -238,6 +262,12 @@ class Router:
         if event.kind == "presence" and event.to is None:
             await self._broadcast_presence(sender, event)
             return
+        if event.kind == "presence" and self.presences is not None:
+            if event.type in _SUBSCRIPTION_TYPES:
+                await self.presences.subscription(self, sender, event)
+                return
+            if event.type == "probe":
+                return  # the server probes, on a first available presence (RFC 6121 §4.3); clients need not
         to = event.to
         assert to is not None
         kind, stanza_type = event.kind, event.type
@@ -362,7 +392,8 @@ class Router:
             sender.directed_to.discard(to)
 
     async def _broadcast_presence(self, sender: Session, event: StanzaReceived) -> None:
-        """RFC 6121 §4.2.2 and §4.5.2: to all available resources of the account, itself included."""
+        """RFC 6121 §4.2.2 and §4.5.2: to all available resources of the account, itself included,
+        and to its subscribers (``presences``)."""
         jid = sender.jid
         assert jid is not None
         stanza = event.stanza
@@ -383,6 +414,9 @@ class Router:
                 await session.deliver(data, urgent=False)
             if not was_available and sender.available and session is not sender and session.last_presence:
                 await sender.deliver(session.last_presence, urgent=False)
+        if self.presences is not None and (sender.available or was_available):
+            initial = not was_available and sender.available
+            await self.presences.broadcast(self, sender, data, event.type, initial=initial)
         if event.type == "unavailable":
             await self._tell_directed(sender, data)
         elif not was_available and sender.priority >= 0:
@@ -424,6 +458,10 @@ class Router:
         for other in list(others.values()):
             if other.available and other.may_receive("presence", "unavailable"):
                 await other.deliver(data)
+        if self.presences is not None:
+            await self.presences.broadcast(
+                self, session, data, "unavailable", initial=False, only_here=only_here
+            )
         await self._tell_directed(session, data)
 
 

@@ -54,6 +54,8 @@ PRESENCE_TYPES = (
     "probe",
     "error",
 )
+SUBSCRIPTION_TYPES = ("subscribe", "subscribed", "unsubscribe", "unsubscribed")
+SUBSCRIBING = f"{PRESENCE}+{ROSTER_WRITE}"  # both needed, and a denial names the first one missing
 TARGETS = ("server", "account", "peer")
 ALWAYS = "always"  # no scope needed
 ANSWER = "answer"  # passes only as the answer to a pending request
@@ -73,7 +75,9 @@ def _inbound_rows() -> list[tuple[str, str, str, str | None, str]]:
     for stanza_type, target in itertools.product(MESSAGE_TYPES, TARGETS):
         rows.append(("message", stanza_type, target, None, MESSAGES_SEND))  # errors included
     for stanza_type, target in itertools.product(PRESENCE_TYPES, TARGETS):
-        rows.append(("presence", stanza_type, target, None, PRESENCE))
+        # a subscription changes the contact lists of both sides (RFC 6121 §3): presence and roster.write
+        opener = SUBSCRIBING if stanza_type in SUBSCRIPTION_TYPES else PRESENCE
+        rows.append(("presence", stanza_type, target, None, opener))
     own = {  # iq get/set to the server or the own bare JID, by payload
         (PING, "get"): ALWAYS,
         (PING, "set"): ALWAYS,
@@ -123,12 +127,12 @@ def test_inbound_decisions_follow_the_table(scopes: frozenset[str]) -> None:
             # nothing was routed to this session, so it owes nobody an answer
             assert denial is not None, row
             assert denial.condition is StanzaErrorCondition.NOT_ALLOWED, row
-        elif opener in scopes:
+        elif not (missing := [scope for scope in opener.split("+") if scope not in scopes]):
             assert denial is None, row
         else:
             assert denial is not None, row
             assert denial.condition is StanzaErrorCondition.FORBIDDEN, row
-            assert f"does not include {opener} (" in denial.text, row
+            assert f"does not include {missing[0]} (" in denial.text, row
 
 
 OUTBOUND = [

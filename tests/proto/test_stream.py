@@ -593,10 +593,13 @@ def test_a_bad_to_is_jid_malformed() -> None:
     assert b"<jid-malformed" in t.output()
 
 
-def test_presence_subscriptions_are_not_implemented_yet() -> None:
+@pytest.mark.parametrize("kind", ["subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe"])
+def test_a_subscription_stanza_goes_to_the_router(kind: str) -> None:
+    """RFC 6121 §3: the server's business (xmppauth/subscriptions.py), not refused by the core."""
     t = bound()
-    t.client("<presence to='bob@localhost' type='subscribe' id='s1'/>")
-    assert b"<feature-not-implemented" in t.output()
+    (received,) = t.client(f"<presence to='Bob@localhost' type='{kind}' id='s1'/>")
+    assert (received.kind, received.type, str(received.to)) == ("presence", kind, "bob@localhost")
+    assert t.output() == b""
 
 
 def test_broadcast_presence_goes_to_the_router() -> None:

@@ -13,8 +13,10 @@ What is supported and what is not:
   exactly what the set carries. The ``subscription`` attribute is ignored unless it is
   ``remove`` (§2.1.2.5); ``ask`` and ``approved`` are not the client's to set (§2.1.2.1,
   §2.1.2.2) and are ignored too. Subscription state only changes through presence
-  subscriptions (§3), which are not implemented yet, so every item stays ``subscription='none'``.
-* ``subscription='remove'`` deletes the item (§2.5).
+  subscriptions (§3, :mod:`xmppauth.subscriptions`), which also add items (a request the account
+  sends or approves lists the contact).
+* ``subscription='remove'`` deletes the item (§2.5); the server first cancels, on the account's
+  behalf, what subscriptions and requests it had with the contact (§2.5.2).
 * Items are keyed by the contact's bare JID, prepared (RFC 7622). A full JID in a roster set
   names the item of its bare JID.
 
@@ -31,26 +33,29 @@ session that has asked for the roster and may still read it.
 
 from __future__ import annotations
 
-import copy
-import secrets
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from lxml import etree
 
 from accounts.models import User
-from sessions_acl.access import ROSTER_READ
-from xmppauth import features
+from xmppauth import features, subscriptions
 from xmppauth.models import RosterItem
 from xmppauth.offloop import off_loop
 from xmppauth.proto import ns
 from xmppauth.proto.errors import StanzaErrorCondition
 from xmppauth.proto.jid import JID, InvalidJID
 from xmppauth.proto.replies import Refusal, iq_error, iq_reply
-from xmppauth.proto.xml import serialize
+from xmppauth.proto.rfc6121_roster import (
+    GROUP,
+    INTERESTED,
+    ITEM,
+    QUERY,
+    Item,
+    item_element,
+    push_payload,
+)
 
 NS = ns.ROSTER
 
@@ -64,10 +69,9 @@ MAX_GROUPS = 32
 #: Items per account when ``settings.XMPP_MAX_ROSTER_ITEMS`` is not set.
 DEFAULT_MAX_ITEMS = 1000
 
-_Q_QUERY = ns.qname(NS, "query")
-_Q_ITEM = ns.qname(NS, "item")
-_Q_GROUP = ns.qname(NS, "group")
-_Q_IQ = ns.qname(ns.CLIENT, "iq")
+_Q_QUERY = QUERY
+_Q_ITEM = ITEM
+_Q_GROUP = GROUP
 
 
 @dataclass(frozen=True)
@@ -84,22 +88,6 @@ class RosterOutcome:
     push: etree._Element | None
 
 
-@dataclass(frozen=True)
-class _Item:
-    """A roster item as stored, independent of the ORM (what the sync layer hands back)."""
-
-    jid: str
-    name: str
-    groups: tuple[str, ...]
-    subscription: str
-    ask: bool
-
-
-#: ``IqContext.state`` key: the session asked for the roster, so it is an "interested resource"
-#: that hears of every change (RFC 6121 §2.1.6).
-INTERESTED = "rfc6121_roster.interested"
-
-
 # ---------------------------------------------------------------------------------- the handler
 async def _on_iq(context: features.IqContext, stanza: etree._Element, payload: etree._Element) -> None:
     outcome = await handle(context.user_id, context.jid, stanza, payload)
@@ -111,37 +99,13 @@ async def _on_iq(context: features.IqContext, stanza: etree._Element, payload: e
 
 
 async def _push(context: features.IqContext, push: etree._Element) -> None:
-    """RFC 6121 §2.1.6: every interested resource of the account hears of the change."""
-    for session in context.account_sessions():
-        if (
-            session.feature_state.get(INTERESTED)
-            and session.access is not None
-            and session.access.allows(ROSTER_READ)
-            and session.jid is not None
-        ):
-            iq = push_iq(push, session.jid, f"push-{secrets.token_hex(6)}")
-            await session.deliver(serialize(iq))
+    await subscriptions.push_roster(context.account_sessions(), push)
 
 
 features.register(NS, _on_iq)
 
 
 # ---------------------------------------------------------------------------------- public API
-def push_iq(push: etree._Element, to: JID, iq_id: str) -> etree._Element:
-    """Wrap a roster push payload into ``<iq type='set' id=… to=…>`` for one session (RFC 6121 §2.1.6).
-
-    The push carries no ``from``: RFC 6121 §2.1.6 has the client accept a push without one (or
-    from its own bare JID). The payload is copied, so one :attr:`RosterOutcome.push` can be
-    wrapped for every session of the account.
-    """
-    iq = etree.Element(_Q_IQ, nsmap=ns.default(ns.CLIENT))
-    iq.set("type", "set")
-    iq.set("id", iq_id)
-    iq.set("to", str(to))
-    iq.append(_copy(push))
-    return iq
-
-
 async def handle(
     user_id: int, account: JID, stanza: etree._Element, payload: etree._Element
 ) -> RosterOutcome:
@@ -175,12 +139,13 @@ async def _roster_get(user_id: int, stanza: etree._Element, payload: etree._Elem
     reply = _result(stanza)
     query = etree.SubElement(reply, _Q_QUERY, nsmap=ns.default(NS))
     for item in items:
-        query.append(_item_element(item))
+        query.append(item_element(item))
     return reply
 
 
-def _items_of(user_id: int) -> list[_Item]:
-    return [_snapshot(row) for row in RosterItem.objects.filter(user_id=user_id).order_by("jid")]
+def _items_of(user_id: int) -> list[Item]:
+    listed = RosterItem.objects.filter(user_id=user_id, listed=True).order_by("jid")
+    return [_snapshot(row) for row in listed]
 
 
 _load_items = off_loop(_items_of)
@@ -199,7 +164,7 @@ async def _roster_set(
     user_id: int, account: JID, stanza: etree._Element, payload: etree._Element
 ) -> RosterOutcome:
     request = _parse_set(account, payload)
-    push = await _apply(user_id, request)
+    push = await _apply(user_id, account, request)
     return RosterOutcome(_result(stanza), push)
 
 
@@ -260,8 +225,8 @@ def _max_items() -> int:
     return int(getattr(settings, "XMPP_MAX_ROSTER_ITEMS", DEFAULT_MAX_ITEMS))
 
 
-def _apply_set(user_id: int, request: _SetRequest) -> _Item:
-    """Store the roster set; return the item to push (subscription 'remove' for a removal).
+def _apply_set(user_id: int, request: _SetRequest) -> Item:
+    """Store the roster set (not a removal); return the item to push.
 
     Runs in one transaction with the account's row locked, so two sets racing for the last free
     place cannot both take it.
@@ -277,21 +242,18 @@ def _apply_set(user_id: int, request: _SetRequest) -> _Item:
     with transaction.atomic():
         User.objects.select_for_update().filter(pk=user_id).first()
         existing = RosterItem.objects.filter(user_id=user_id, jid=request.jid).first()
-        if request.remove:
-            if existing is None:
-                # RFC 6121 §2.5.3: removing an item that is not in the roster is item-not-found.
-                raise Refusal(StanzaErrorCondition.ITEM_NOT_FOUND, "no such item in the roster")
-            existing.delete()
-            return _Item(request.jid, "", (), "remove", False)
-        if existing is None:
+        if existing is None or not existing.listed:
+            # a new item, or a contact whose request waits becomes one (it keeps that request)
             limit = _max_items()
-            if RosterItem.objects.filter(user_id=user_id).count() >= limit:
+            if RosterItem.objects.filter(user_id=user_id, listed=True).count() >= limit:
                 raise Refusal(
                     StanzaErrorCondition.RESOURCE_CONSTRAINT,
                     f"the roster is full: at most {limit} items",
                     error_type="cancel",
                 )
-            existing = RosterItem(user_id=user_id, jid=request.jid)
+            if existing is None:
+                existing = RosterItem(user_id=user_id, jid=request.jid)
+            existing.listed = True
         existing.name = request.name
         existing.groups = list(request.groups)
         existing.save()
@@ -301,36 +263,21 @@ def _apply_set(user_id: int, request: _SetRequest) -> _Item:
 _apply_set_async = off_loop(_apply_set)
 
 
-async def _apply(user_id: int, request: _SetRequest) -> etree._Element:
-    item = await _apply_set_async(user_id, request)
-    query = etree.Element(_Q_QUERY, nsmap=ns.default(NS))
-    query.append(_item_element(item))
-    return query
+async def _apply(user_id: int, account: JID, request: _SetRequest) -> etree._Element:
+    if request.remove:
+        if not await subscriptions.remove_contact(account.bare, JID.parse(request.jid)):
+            # RFC 6121 §2.5.3: removing an item that is not in the roster is item-not-found.
+            raise Refusal(StanzaErrorCondition.ITEM_NOT_FOUND, "no such item in the roster")
+        item = Item(request.jid, "", (), "remove", False)
+    else:
+        item = await _apply_set_async(user_id, request)
+    return push_payload(item)
 
 
 # ---------------------------------------------------------------------------------- builders
-def _snapshot(row: RosterItem) -> _Item:
-    groups: Sequence[Any] = row.groups if isinstance(row.groups, list) else []
-    return _Item(row.jid, row.name, tuple(str(g) for g in groups), row.subscription, row.ask)
-
-
-def _item_element(item: _Item) -> etree._Element:
-    """``<item jid name? subscription ask?><group/>*</item>`` (RFC 6121 §2.1.2)."""
-    el = etree.Element(_Q_ITEM)
-    el.set("jid", item.jid)
-    if item.name:
-        el.set("name", item.name)
-    el.set("subscription", item.subscription)
-    if item.ask:
-        el.set("ask", "subscribe")  # RFC 6121 §2.1.2.2: the only value
-    for group in item.groups:
-        etree.SubElement(el, _Q_GROUP).text = group
-    return el
+def _snapshot(row: RosterItem) -> Item:
+    return subscriptions.item_of(row)
 
 
 def _result(stanza: etree._Element) -> etree._Element:
     return iq_reply(stanza, "result")
-
-
-def _copy(el: etree._Element) -> etree._Element:
-    return copy.deepcopy(el)

@@ -34,7 +34,6 @@ _IQ_TYPES = frozenset({"get", "set", "result", "error"})
 _PRESENCE_TYPES = frozenset(
     {"available", "unavailable", "probe", "subscribe", "subscribed", "unsubscribe", "unsubscribed", "error"}
 )
-_SUBSCRIPTION_TYPES = frozenset({"subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe"})
 NONZAS = xep0198_sm.NONZAS | xep0352_csi.NONZAS
 _CLIENT = "{" + ns.CLIENT + "}"  # the stanza kinds' namespace, as a Clark-notation prefix
 _CLIENT_LENGTH = len(_CLIENT)
@@ -114,13 +113,6 @@ class StanzaHandler:
             stream.reply_error(el, StanzaErrorCondition.BAD_REQUEST, f"unknown presence type {stanza_type}")
             return None
         if stream.access is not None and self.denied(el, "presence", stanza_type, to, None):
-            return None
-        if stanza_type in _SUBSCRIPTION_TYPES and to is not None:
-            stream.reply_error(
-                el,
-                StanzaErrorCondition.FEATURE_NOT_IMPLEMENTED,
-                "presence subscriptions are not supported yet",
-            )
             return None
         if to is not None and not self.is_local(to):
             stream.reply_error(el, StanzaErrorCondition.REMOTE_SERVER_NOT_FOUND, "no federation")

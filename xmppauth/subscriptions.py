@@ -1,0 +1,349 @@
+"""Presence subscriptions between local accounts (RFC 6121 §3) and the presence they carry (§4).
+
+The router's ``presences`` (:class:`Presences`): the one door through which subscription state
+changes. A subscription stanza a session sends (``subscribe``, ``subscribed``, ``unsubscribe``,
+``unsubscribed``) moves the sender's side by Appendix A.2 and, when it is routed, the contact's side by
+A.3 (:mod:`xmppauth.proto.rfc6121_subscriptions` decides), both in one transaction with both accounts
+locked; then:
+
+* the stanza, stamped with the sender's bare JID (§3.1.2), goes to the contact's available resources
+  when A.3 says to deliver it. A ``subscribe`` nobody is there to see waits as the contact's pending
+  request and comes with its next available presence (§3.1.3);
+* each side whose visible state changed gets a roster push on its interested resources (§2.1.6); a
+  request or an approval the account sends lists the contact in its roster (§3.1.2, §3.1.5), a
+  request that only waits for the account does not;
+* a side that starts to receive the other's presence gets it from each of the other's available
+  resources at once, and one that stops gets ``unavailable`` from each (§3.1.5, §3.2.2, §3.3.3);
+* the contact's server answers on the contact's behalf: ``subscribed`` to a request it pre-approved or
+  already granted (§3.4, §3.1.3), ``unsubscribed`` when there is no such account (§3.1.3).
+
+Broadcast presence (:meth:`Presences.broadcast`) goes to the account's subscribers' available
+resources (§4.2.2, §4.4.2, §4.5.2); an account's first available presence also brings it the presence
+of everyone it is subscribed to (the probe of §4.3, answered here from the router's state) and the
+requests that waited for it. Only local accounts exist (no server-to-server), so both sides of every
+subscription are this server's and are kept consistent together.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterable
+from copy import deepcopy
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from django.conf import settings
+from django.db import transaction
+from lxml import etree
+
+from accounts.models import User
+from sessions_acl.access import ROSTER_READ, SessionAccess
+from xmppauth.models import RosterItem
+from xmppauth.offloop import off_loop
+from xmppauth.proto import ns
+from xmppauth.proto import rfc6121_subscriptions as rules
+from xmppauth.proto.events import StanzaReceived
+from xmppauth.proto.jid import JID, InvalidJID
+from xmppauth.proto.rfc6121_roster import INTERESTED, Item, push_iq, push_payload
+from xmppauth.proto.xml import serialize
+from xmppauth.router import ROUTER, Router, Session
+
+log = logging.getLogger("xmppauth.router")
+
+_Q_PRESENCE = ns.qname(ns.CLIENT, "presence")
+
+
+# ---------------------------------------------------------------------------------- roster pushes
+@runtime_checkable
+class Resource(Protocol):
+    """A bound session of the account, as a roster push sees it (a local session or a stand-in)."""
+
+    jid: JID | None
+    access: SessionAccess | None
+    feature_state: dict[str, object]
+
+    async def deliver(self, data: bytes, urgent: bool = True) -> None: ...
+
+
+async def push_roster(sessions: Iterable[Resource], push: etree._Element) -> None:
+    """RFC 6121 §2.1.6: every interested resource among the account's ``sessions`` hears of the change
+    (those that asked for the roster and may still read it), wherever their process is."""
+    for session in sessions:
+        access = session.access
+        if (
+            session.feature_state.get(INTERESTED)
+            and access is not None
+            and access.allows(ROSTER_READ)
+            and session.jid
+        ):
+            iq = push_iq(push, session.jid, f"push-{secrets.token_hex(6)}")
+            await session.deliver(serialize(iq))
+
+
+def item_of(row: RosterItem) -> Item:
+    groups = row.groups if isinstance(row.groups, list) else []
+    return Item(row.jid, row.name, tuple(str(g) for g in groups), row.subscription, row.ask, row.approved)
+
+
+# ---------------------------------------------------------------------------------- the database side
+def _state(row: RosterItem | None) -> rules.State:
+    if row is None:
+        return rules.State()
+    try:
+        return rules.State(
+            subscription=row.subscription,  # type: ignore[arg-type]
+            pending_out=row.ask,
+            pending_in=row.pending_in,
+            approved=row.approved,
+        )
+    except ValueError:  # a state Appendix A does not have: only this module writes them
+        log.error("roster item %s of user %s holds an impossible state; read as none", row.jid, row.user_id)
+        return rules.State()
+
+
+@dataclass
+class _Side:
+    """One account's side of a subscription change, as stored."""
+
+    account: JID
+    contact: JID
+    before: rules.State
+    after: rules.State
+    push: Item | None = None
+
+
+def _store(user: User, contact: JID, row: RosterItem | None, side: _Side, *, lists: bool = False) -> None:
+    """Write ``side.after``. The contact is listed when its visible state has something to show, or
+    when ``lists`` (the account sent it a request or an approval: §3.1.2, §3.1.5, even one answered
+    at once); an unlisted row with nothing left goes. Sets ``side.push`` when the roster shows a
+    change (a newly listed contact included)."""
+    after = side.after
+    shows = lists or rules.visible(after) != ("none", None, False)
+    was_listed = row is not None and row.listed
+    if row is None:
+        if after == rules.State() and not shows:
+            return
+        row = RosterItem(user=user, jid=str(contact), listed=shows)
+    elif after == rules.State() and not row.listed and not shows:
+        row.delete()
+        return
+    row.subscription, row.ask = after.subscription, after.pending_out
+    row.pending_in, row.approved = after.pending_in, after.approved
+    row.listed = row.listed or shows
+    row.save()
+    if row.listed and (not was_listed or rules.visible(after) != rules.visible(side.before)):
+        side.push = item_of(row)
+
+
+@dataclass
+class _Change:
+    user: _Side
+    contact: _Side | None  # None: no such account here
+    delivered: list[str]  # the presence types that go to the contact's available resources
+    replies: list[str]  # presence types the contact's side answers the user with
+
+
+def _lock(*localparts: str) -> dict[str, User]:
+    """The active accounts among ``localparts``, locked in one order (two changes between the same two
+    accounts, from either side, never deadlock)."""
+    users = User.objects.select_for_update().filter(username__in=localparts, is_active=True).order_by("pk")
+    return {user.username: user for user in users}
+
+
+def _local(jid: JID) -> bool:
+    return jid.domain == settings.XMPP_DOMAIN and bool(jid.local)
+
+
+@off_loop
+def _apply(account: JID, contact: JID, kind: str | None) -> _Change | None:
+    """Apply the subscription stanza ``kind`` that ``account`` sends ``contact`` (both bare); None:
+    take the contact out of the account's roster, after the stanzas §2.5.2 sends on its behalf.
+    None when the account is gone or, for a removal, when the contact is not in its roster."""
+    remove = kind is None
+    with transaction.atomic():
+        names = {account.local or "", contact.local or ""} if _local(contact) else {account.local or ""}
+        users = _lock(*names)
+        user = users.get(account.local or "")
+        if user is None:
+            return None
+        peer = users.get(contact.local or "") if _local(contact) else None
+        row = RosterItem.objects.filter(user=user, jid=str(contact)).first()
+        if remove and (row is None or not row.listed):
+            return None
+        peer_row = RosterItem.objects.filter(user=peer, jid=str(account)).first() if peer else None
+        mine = _Side(account, contact, _state(row), _state(row))
+        theirs = _Side(contact, account, _state(peer_row), _state(peer_row)) if peer else None
+        delivered: list[str] = []
+        replies: list[str] = []
+        for sent in rules.roster_removed(mine.before) if remove else (kind or "",):
+            out = rules.outbound(mine.after, sent)
+            mine.after = out.state
+            if not out.forward:
+                continue
+            if theirs is None:
+                if sent == "subscribe":  # §3.1.3: no such contact, answered "unsubscribed" on its behalf
+                    answer = rules.inbound(mine.after, "unsubscribed")
+                    mine.after = answer.state
+                    replies.append("unsubscribed")
+                continue
+            got = rules.inbound(theirs.after, sent)
+            theirs.after = got.state
+            if got.deliver:
+                delivered.append(sent)
+            if got.auto_reply is not None:
+                answer = rules.inbound(mine.after, got.auto_reply)
+                mine.after = answer.state
+                if answer.deliver:
+                    replies.append(got.auto_reply)
+        if remove:
+            assert row is not None
+            row.delete()
+            mine.after = rules.State()
+        else:
+            _store(user, contact, row, mine, lists=kind in ("subscribe", "subscribed"))
+        if theirs is not None and peer is not None:
+            _store(peer, account, peer_row, theirs)
+        return _Change(mine, theirs, delivered, replies)
+
+
+@dataclass(frozen=True)
+class Contacts:
+    """Whom an account's presence goes to, whose it receives, who waits for its answer."""
+
+    subscribers: tuple[JID, ...]  # subscription from or both (§4.2.2)
+    subscribed_to: tuple[JID, ...]  # subscription to or both (§4.3)
+    requests: tuple[JID, ...]  # pending in: their requests wait for the account (§3.1.3)
+
+
+@off_loop
+def _contacts(account: JID) -> Contacts:
+    rows = RosterItem.objects.filter(user__username=account.local or "", user__is_active=True).filter(
+        subscription__in=("from", "to", "both")
+    ) | RosterItem.objects.filter(user__username=account.local or "", pending_in=True)
+    subscribers, subscribed_to, requests = [], [], []
+    for jid, subscription, pending_in in rows.values_list("jid", "subscription", "pending_in"):
+        try:
+            contact = JID.parse(jid)
+        except InvalidJID:
+            continue
+        if subscription in ("from", "both"):
+            subscribers.append(contact)
+        if subscription in ("to", "both"):
+            subscribed_to.append(contact)
+        if pending_in:
+            requests.append(contact)
+    return Contacts(tuple(subscribers), tuple(subscribed_to), tuple(requests))
+
+
+# ---------------------------------------------------------------------------------- the router's side
+def _presence(sender: JID, to: JID, kind: str, original: etree._Element | None = None) -> bytes:
+    """A subscription stanza from ``sender`` (bare, §3.1.2) to ``to``; with the original's children."""
+    stanza = etree.Element(_Q_PRESENCE, nsmap=ns.default(ns.CLIENT))
+    stanza.set("from", str(sender))
+    stanza.set("to", str(to))
+    stanza.set("type", kind)
+    if original is not None:
+        stanza.extend(deepcopy(child) for child in original)
+    return serialize(stanza)
+
+
+def _available(router: Router, account: JID, only_here: bool = False) -> list[Session]:
+    sessions = router.here(account) if only_here else router.resources(account)
+    return [s for s in list(sessions.values()) if s.available]
+
+
+async def _to_available(router: Router, account: JID, data: bytes, stanza_type: str) -> None:
+    for session in _available(router, account):
+        if session.may_receive("presence", stanza_type):
+            await session.deliver(data, urgent=False)
+
+
+async def _presence_of(router: Router, of: JID, to: JID, gained: bool) -> None:
+    """``to`` starts (or stops) receiving the presence of ``of``: each of ``of``'s available resources'
+    last presence (or ``unavailable`` from it) goes to ``to``'s available resources."""
+    for session in _available(router, of):
+        if gained:
+            data = session.last_presence
+        else:
+            gone = etree.Element(_Q_PRESENCE, nsmap=ns.default(ns.CLIENT))
+            gone.set("from", str(session.jid))
+            gone.set("type", "unavailable")
+            data = serialize(gone)
+        if data is not None:
+            await _to_available(router, to, data, "available" if gained else "unavailable")
+
+
+async def _act(router: Router, change: _Change, original: etree._Element | None = None) -> None:
+    """What a committed change means for the sessions of both accounts; ``original``: the stanza the
+    account sent (its children, a status or a nick, go with it)."""
+    mine, theirs = change.user, change.contact
+    sides = [side for side in (mine, theirs) if side is not None]
+    for side in sides:  # the roster first (§3.1.5: the push, then the stanza)
+        if side.push is not None:
+            sessions = [s for s in router.resources(side.account).values() if isinstance(s, Resource)]
+            await push_roster(sessions, push_payload(side.push))
+    for kind in change.delivered:
+        await _to_available(router, mine.contact, _presence(mine.account, mine.contact, kind, original), kind)
+    for reply in change.replies:
+        await _to_available(router, mine.account, _presence(mine.contact, mine.account, reply), reply)
+    for side in sides:  # then the presence the new (or lost) subscription brings (§3.2.2, §3.3.3)
+        before, after = rules.receives_presence_from(side.before), rules.receives_presence_from(side.after)
+        if before != after:
+            await _presence_of(router, side.contact, side.account, gained=after)
+
+
+async def remove_contact(account: JID, contact: JID) -> bool:
+    """RFC 6121 §2.5.2: ``account`` removes ``contact`` from its roster; the server first sends the
+    contact, on the account's behalf, what ends their subscriptions and requests. False when the
+    contact was not in the roster (the caller answers item-not-found); the removal's own push is the
+    caller's."""
+    change = await _apply(account, contact, None)
+    if change is None:
+        return False
+    await _act(ROUTER, change)
+    return True
+
+
+class Presences:
+    """The router's ``presences``: subscription stanzas and broadcast presence (module docstring)."""
+
+    async def subscription(self, router: Router, sender: Session, event: StanzaReceived) -> None:
+        jid, to = sender.jid, event.to
+        assert jid is not None
+        assert to is not None
+        account, contact = jid.bare, to.bare
+        if contact == account:
+            return  # one's own presence is not a subscription (RFC 6121 §3 is between two entities)
+        change = await _apply(account, contact, event.type)
+        if change is not None:
+            await _act(router, change, event.stanza)
+
+    async def broadcast(
+        self,
+        router: Router,
+        sender: Session,
+        data: bytes,
+        stanza_type: str,
+        *,
+        initial: bool,
+        only_here: bool = False,
+    ) -> None:
+        """The account's subscribers' available resources get the broadcast presence ``data`` (§4.2.2,
+        §4.5.2); with ``initial`` (its first available presence) the sender gets the presence of those
+        it is subscribed to and the requests that wait for it (§4.3, §3.1.3)."""
+        jid = sender.jid
+        assert jid is not None
+        contacts = await _contacts(jid.bare)
+        for contact in contacts.subscribers:
+            for session in _available(router, contact, only_here):
+                if session.may_receive("presence", stanza_type):
+                    await session.deliver(data, urgent=False)
+        if not initial:
+            return
+        for contact in contacts.subscribed_to:
+            for session in _available(router, contact):
+                if session.last_presence is not None:
+                    await sender.deliver(session.last_presence, urgent=False)
+        for contact in contacts.requests:
+            await sender.deliver(_presence(contact, jid.bare, "subscribe"), urgent=False)
