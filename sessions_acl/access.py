@@ -13,8 +13,10 @@ messages.send     <message/> of any type, errors included;   -
 messages.receive  carbons enable/disable                     <message/> (incl. carbons and
                                                              stored messages), routed iq get/set
 presence          <presence/> of any type                    <presence/>
-roster.read       roster get (jabber:iq:roster)              roster pushes
-roster.write      roster set; presence subscriptions         -
+roster.read       roster get (jabber:iq:roster), blocklist   roster and blocklist pushes
+                  get (XEP-0191)
+roster.write      roster set, block and unblock; presence    -
+                  subscriptions
                   (subscribe, subscribed, unsubscribe,
                   unsubscribed: with presence)
 clients.manage    XEP-0494 client access management,         -
@@ -88,6 +90,8 @@ _SUBSCRIPTION_TYPES = frozenset({"subscribe", "subscribed", "unsubscribe", "unsu
 _INBOUND_IQ_SCOPES: dict[tuple[str, str], str] = {
     (ns.ROSTER, "get"): ROSTER_READ,
     (ns.ROSTER, "set"): ROSTER_WRITE,
+    (ns.BLOCKING, "get"): ROSTER_READ,  # XEP-0191: who the account blocks is part of its contacts
+    (ns.BLOCKING, "set"): ROSTER_WRITE,
     (ns.CAM, "get"): CLIENTS_MANAGE,  # XEP-0494
     (ns.CAM, "set"): CLIENTS_MANAGE,
     (ns.REGISTER, "get"): CLIENTS_MANAGE,  # XEP-0077 (in-band password change)

@@ -39,11 +39,13 @@ from django.conf import settings
 from lxml import etree
 
 from sessions_acl.access import SessionAccess
-from xmppauth import offline, tasks
+from xmppauth import blocking, offline, tasks
 from xmppauth.control import CHANNEL_PREFIX, Outage, listen
 from xmppauth.offloop import off_loop
-from xmppauth.proto.errors import StreamErrorCondition
-from xmppauth.proto.jid import JID
+from xmppauth.proto import xep0191_blocking
+from xmppauth.proto.errors import StanzaErrorCondition, StreamErrorCondition
+from xmppauth.proto.jid import JID, InvalidJID
+from xmppauth.proto.xml_names import parse_element
 from xmppauth.router import ROUTER, Router, Session
 
 log = logging.getLogger("xmppauth.cluster")
@@ -230,6 +232,10 @@ class Cluster:
     def changed(self, session: Session) -> None:
         self._queue(None, {"type": "cluster.session", "state": self._state(session)})
 
+    def blocklist_changed(self, account: JID) -> None:
+        """The blocklist of ``account`` (bare) changed here: the others read it again (XEP-0191)."""
+        self._queue(None, {"type": "cluster.blocklist", "jid": str(account)})
+
     def gone(self, session: Session) -> None:
         if session.jid is not None:
             self._bound.pop(session.jid, None)
@@ -388,6 +394,8 @@ class Cluster:
             answer = self._asked.get(str(message.get("question")))
             if answer is not None and not answer.done():
                 answer.set_result(True)
+        elif kind == "cluster.blocklist":
+            await blocking.reload(JID.parse(message["jid"]))
         elif kind == "cluster.bye":
             assert self.channel is not None
             self._confirmed(sender, int(message.get("handled", {}).get(self.channel, 0)))
@@ -405,6 +413,8 @@ class Cluster:
                 [data], jid, None, what="arriving after its session", peer="cluster"
             )
             return
+        if blocking.items(jid.bare) and await self._refused(jid, data):
+            return
         pairing = message.get("paired")
         if pairing is not None:
             kind, stanza_type, sender, stanza_id = pairing
@@ -417,6 +427,21 @@ class Cluster:
             log.info("cluster: a stanza for %s that its grant no longer lets it receive: dropped", jid)
             return
         await session.deliver(data, bool(message.get("urgent", True)))
+
+    async def _refused(self, to: JID, data: bytes) -> bool:
+        """XEP-0191 §3.3 for a stanza from another process: the account ``to`` (bound here) blocks
+        its sender, so it is dropped or, a message or a request, answered as if nobody were there."""
+        try:
+            stanza = parse_element(data)
+            sender = JID.parse(stanza.get("from", ""))
+        except (etree.XMLSyntaxError, InvalidJID):
+            return False
+        if sender.bare == to.bare or not blocking.Blocking().refuses(to.bare, sender):
+            return False
+        kind = etree.QName(stanza).localname
+        if xep0191_blocking.inbound_decision(kind, stanza.get("type", "")) == "error":
+            await self.router.return_error(stanza, StanzaErrorCondition.SERVICE_UNAVAILABLE, "")
+        return True
 
     def _stand_in(self, channel: str, state: dict[str, Any]) -> None:
         jid = JID.parse(state["jid"])

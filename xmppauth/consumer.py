@@ -25,13 +25,14 @@ from lxml import etree
 
 from sessions_acl.access import PRESENCE, SessionAccess, session_scopes
 from sessions_acl.login import Authorization
-from xmppauth import features, login_answers, offline, services, subscriptions, tasks
+from xmppauth import blocking, features, login_answers, offline, services, subscriptions, tasks
 from xmppauth.cluster import CLUSTER, StandIn
 from xmppauth.control import CONTROL
 from xmppauth.proto import events as ev
 from xmppauth.proto.access import Admission
 from xmppauth.proto.errors import StanzaErrorCondition, StreamError, StreamErrorCondition
 from xmppauth.proto.jid import JID
+from xmppauth.proto.replies import Refusal
 from xmppauth.proto.stream import C2SStream, StreamConfig, refusal
 from xmppauth.proto.xep0198_sm import MAX_UNACKED, StreamManagement
 from xmppauth.proto.xep0203_delay import with_delay
@@ -44,6 +45,7 @@ log = logging.getLogger("xmppauth.c2s")
 # goes to the account's subscribers, and subscriptions change the rosters of both sides (RFC 6121 §3-4).
 ROUTER.keeper = offline.Keeper()
 ROUTER.presences = subscriptions.Presences()
+ROUTER.blocking = blocking.Blocking()  # XEP-0191: what an account blocks is neither sent nor received
 
 MAX_HELD = 256  # XEP-0352: held stanzas beyond this go out anyway
 ACTIVITY_GRANULARITY = 60.0  # seconds: how often a busy session's record is told it is still active
@@ -329,8 +331,12 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             self._end_reason = revoked
             await self._close(StreamErrorCondition.POLICY_VIOLATION, revoked)
             return
+        if not blocking.held(JID(localpart, domain)):
+            await blocking.load(JID(localpart, domain))  # routing checks it from memory from now on
         self.jid = stream.bind_resource(resource)
         await ROUTER.claim(self)  # anyone who took the JID meanwhile goes
+        if not blocking.held(self.jid.bare):  # the account's last other session left meanwhile
+            await blocking.load(self.jid.bare)
         self._arm_grant_expiry()
         self._timer = _cancelled(self._timer)
         log.info("%s bound %s", self._peer, self.jid)
@@ -612,6 +618,8 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             await self._try("logging a login left unfinished", self._login.abandoned)
         if not await self._try("leaving the router", ROUTER.session_ended, self) and ROUTER.unbind(self):
             await self._try("withdrawing its presence", ROUTER.retract_presence, self)
+        if self.jid is not None and not ROUTER.here(self.jid.bare):
+            blocking.release(self.jid.bare)  # its last session here: its blocklist is read again at the next
         if self.session_id is not None:
             reason = self._end_reason or "ended"
             await self._try("closing its session record", services.close_session, self.session_id, reason)
@@ -830,12 +838,27 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         await self._try("forgetting acknowledged stored messages", forget, sm)
 
     async def bounce(self, stanza: etree._Element, condition: object, text: str) -> None:
-        if self.stream is not None and not self._closed and isinstance(condition, StanzaErrorCondition):
-            try:
-                self.stream.bounce(stanza, condition, text)
-                await self._flush()
-            except Exception as exc:
-                await self._crash(exc, "returning an error")
+        """Return ``stanza`` to the client as an error: ``condition`` a StanzaErrorCondition (with
+        ``text``), or a whole Refusal (its type and application condition too)."""
+        if self.stream is None or self._closed:
+            return
+        if isinstance(condition, Refusal):
+            refusal = condition
+        elif isinstance(condition, StanzaErrorCondition):
+            refusal = Refusal(condition, text)
+        else:
+            return
+        try:
+            self.stream.bounce(
+                stanza,
+                refusal.condition,
+                refusal.text,
+                error_type=refusal.error_type,
+                application=refusal.application,
+            )
+            await self._flush()
+        except Exception as exc:
+            await self._crash(exc, "returning an error")
 
     async def kick(self, condition: StreamErrorCondition, text: str) -> None:
         try:

@@ -75,3 +75,23 @@ class RosterItem(models.Model):
     def __str__(self) -> str:
         label = f"{self.name} <{self.jid}>" if self.name else self.jid
         return f"{label} in the roster of {self.user_id}"
+
+
+class BlockedJid(models.Model):
+    """One entry of an account's blocklist (XEP-0191): a full JID, a bare JID or a domain, prepared.
+
+    Matched as XEP-0016 does (``xmppauth/proto/xep0191_blocking.py``); nothing from it reaches the
+    account and nothing of the account's reaches it."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="blocked_jids")
+    jid = models.CharField(max_length=3071)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "jid"], name="one_block_per_jid")]
+        ordering = ("jid",)
+        verbose_name = "blocked JID"
+        verbose_name_plural = "blocked JIDs"
+
+    def __str__(self) -> str:
+        return f"{self.jid} blocked by {self.user_id}"

@@ -20,7 +20,7 @@ from django.conf import settings
 from lxml import etree
 
 from sessions_acl.access import SessionAccess
-from xmppauth import services
+from xmppauth import blocking, services
 from xmppauth.proto import ns
 from xmppauth.proto.errors import StanzaErrorCondition
 from xmppauth.proto.jid import JID, InvalidJID
@@ -35,6 +35,7 @@ _Q_BODY = ns.qname(ns.CLIENT, "body")
 _Q_STORE = ns.qname(ns.HINTS, "store")  # XEP-0334 hints
 _Q_NO_STORE = ns.qname(ns.HINTS, "no-store")
 _UNKNOWN = (StanzaErrorCondition.SERVICE_UNAVAILABLE, "no account of this server has that address")
+_REFUSED = (StanzaErrorCondition.SERVICE_UNAVAILABLE, "")
 _NOT_STORED = (
     StanzaErrorCondition.SERVICE_UNAVAILABLE,
     "the recipient is offline and the message asked not to be stored (XEP-0334 no-store)",
@@ -58,6 +59,9 @@ class Keeper:
             return _NOT_STORED
         if stanza.find(_Q_BODY) is None and stanza.find(_Q_STORE) is None:
             return None
+        with contextlib.suppress(InvalidJID):
+            if await blocking.refuses_stored(to, JID.parse(stanza.get("from", ""))):
+                return _REFUSED  # XEP-0191 §3.3: as if nobody were there
         copy = deepcopy(stanza)  # the sender's stanza stays as it came (an error may quote it)
         copy.set("to", str(to))
         limit = int(settings.XMPP_MAX_OFFLINE_MESSAGES)

@@ -24,7 +24,7 @@ from typing import Protocol
 
 from lxml import etree
 
-from xmppauth.proto import ns, xep0280_carbons
+from xmppauth.proto import ns, xep0191_blocking, xep0280_carbons
 from xmppauth.proto.access import Admission
 from xmppauth.proto.errors import StanzaErrorCondition, StreamErrorCondition
 from xmppauth.proto.events import StanzaReceived
@@ -121,6 +121,18 @@ class Presences(Protocol):
         ...
 
 
+class Blocking(Protocol):
+    """XEP-0191 blocklists of the accounts bound here (xmppauth/blocking.py), asked from memory."""
+
+    def blocks(self, account: JID, to: JID) -> bool:
+        """The account (bare) blocks ``to``: its stanza to it comes back."""
+        ...
+
+    def refuses(self, account: JID, sender: JID) -> bool:
+        """The account (bare, bound here) blocks ``sender``: nothing of the sender reaches it."""
+        ...
+
+
 class Watcher(Protocol):
     """Told when a local session's routing state changes (xmppauth/cluster.py)."""
 
@@ -136,6 +148,7 @@ class Router:
         self.watcher: Watcher | None = None
         self.keeper: Keeper | None = None  # without one, a message for an offline account is refused
         self.presences: Presences | None = None  # without, presence stays within the account
+        self.blocking: Blocking | None = None  # without, nobody blocks anybody
 
     # ------------------------------------------------------------------ registry
     def resources(self, bare: JID) -> dict[str, Session]:
@@ -271,6 +284,8 @@ class Router:
         to = event.to
         assert to is not None
         kind, stanza_type = event.kind, event.type
+        if self.blocking is not None and await self._blocked(sender, event, to):
+            return
         online = self.resources(to.bare)
         if not all(s.may_receive(kind, stanza_type) for s in online.values()):
             # A session whose grant does not let it receive this is, for routing, not there.
@@ -300,6 +315,24 @@ class Router:
             await online[resource].deliver(data, urgent)
         if event.kind == "message" and event.type == "chat":
             await self._carbons(sender, to, decision.resources, data, stanza)
+
+    async def _blocked(self, sender: Session, event: StanzaReceived, to: JID) -> bool:
+        """XEP-0191 §3.3: a stanza to a JID the sender's account blocks comes back ``not-acceptable``
+        with ``<blocked/>``; one to an account (bound here) that blocks the sender is dropped or, for a
+        message or a request, answered ``service-unavailable`` as if nobody were there."""
+        blocking, jid = self.blocking, sender.jid
+        assert blocking is not None
+        assert jid is not None
+        if to.bare == jid.bare:
+            return False  # never between an account's own resources (§5)
+        if blocking.blocks(jid.bare, to):
+            await sender.bounce(event.stanza, xep0191_blocking.blocked_refusal(), "")
+            return True
+        if blocking.refuses(to.bare, jid):
+            if xep0191_blocking.inbound_decision(event.kind, event.type) == "error":
+                await sender.bounce(event.stanza, StanzaErrorCondition.SERVICE_UNAVAILABLE, "")
+            return True
+        return False
 
     async def _keep(self, sender: Session, to: JID, stanza: etree._Element) -> None:
         refusal = (

@@ -340,6 +340,8 @@ XMPP_REVOCATION_POLL_MS = _env_int("XMPP_REVOCATION_POLL_MS", 250, minimum=20)
 XMPP_MAX_ROSTER_ITEMS = _env_int("XMPP_MAX_ROSTER_ITEMS", 1000, minimum=1)
 # Messages an account with no available resource can have waiting (XEP-0160); beyond, senders are refused.
 XMPP_MAX_OFFLINE_MESSAGES = _env_int("XMPP_MAX_OFFLINE_MESSAGES", 1000, minimum=1)
+# JIDs an account may block (XEP-0191); a block beyond it is refused with policy-violation.
+XMPP_MAX_BLOCKLIST_ITEMS = _env_int("XMPP_MAX_BLOCKLIST_ITEMS", 1000, minimum=1)
 # RFC 6120 §8.2.3 (sessions_acl/access.py): a session's routed iq requests awaiting an answer, per
 # direction, are remembered up to this many and this long; a later answer is dropped.
 XMPP_PENDING_REQUESTS = _env_int("XMPP_PENDING_REQUESTS", 256, minimum=8)

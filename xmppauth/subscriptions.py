@@ -39,9 +39,10 @@ from lxml import etree
 
 from accounts.models import User
 from sessions_acl.access import ROSTER_READ, SessionAccess
+from xmppauth import blocking
 from xmppauth.models import RosterItem
 from xmppauth.offloop import off_loop
-from xmppauth.proto import ns
+from xmppauth.proto import ns, xep0191_blocking
 from xmppauth.proto import rfc6121_subscriptions as rules
 from xmppauth.proto.events import StanzaReceived
 from xmppauth.proto.jid import JID, InvalidJID
@@ -315,6 +316,11 @@ class Presences:
         account, contact = jid.bare, to.bare
         if contact == account:
             return  # one's own presence is not a subscription (RFC 6121 §3 is between two entities)
+        if router.blocking is not None and router.blocking.blocks(account, contact):
+            await sender.bounce(event.stanza, xep0191_blocking.blocked_refusal(), "")
+            return  # XEP-0191 §3.3: not sent to a JID the account blocks
+        if await blocking.refuses_stored(contact, jid):
+            return  # nor to one that blocks the account: dropped, as presence from it is (§3.3)
         change = await _apply(account, contact, event.type)
         if change is not None:
             await _act(router, change, event.stanza)
@@ -334,16 +340,35 @@ class Presences:
         it is subscribed to and the requests that wait for it (§4.3, §3.1.3)."""
         jid = sender.jid
         assert jid is not None
-        contacts = await _contacts(jid.bare)
+        account = jid.bare
+        contacts = await _contacts(account)
+        shield = router.blocking
         for contact in contacts.subscribers:
+            if shield is not None and (shield.blocks(account, contact) or shield.refuses(contact, jid)):
+                continue  # XEP-0191 §3.3 (an account bound elsewhere is checked by its own process)
             for session in _available(router, contact, only_here):
                 if session.may_receive("presence", stanza_type):
                     await session.deliver(data, urgent=False)
         if not initial:
             return
-        for contact in contacts.subscribed_to:
+        # the contacts' presence, as their probe answers (§4.3): not of one blocked either way
+        online = [c for c in contacts.subscribed_to if _available(router, c)]
+        refusing = await blocking.refusing(online, jid) if online else set()
+        for contact in online:
+            if contact in refusing or (shield is not None and shield.blocks(account, contact)):
+                continue
             for session in _available(router, contact):
                 if session.last_presence is not None:
                     await sender.deliver(session.last_presence, urgent=False)
         for contact in contacts.requests:
-            await sender.deliver(_presence(contact, jid.bare, "subscribe"), urgent=False)
+            if shield is None or not shield.blocks(account, contact):
+                await sender.deliver(_presence(contact, account, "subscribe"), urgent=False)
+
+
+async def blocklist_changed(account: JID, jids: list[str], *, blocked: bool) -> None:
+    """XEP-0191 §3.3, §3.4: the account's subscribers among the JIDs it just blocked see it go (an
+    ``unavailable`` from each of its available resources); those it unblocked see it again."""
+    contacts = await _contacts(account)
+    for contact in contacts.subscribers:
+        if any(xep0191_blocking.matches(item, contact) for item in jids):
+            await _presence_of(ROUTER, account, contact, gained=not blocked)

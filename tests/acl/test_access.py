@@ -42,6 +42,9 @@ REGISTER = "{jabber:iq:register}query"
 COMMAND = "{http://jabber.org/protocol/commands}command"
 CARBONS_ENABLE = "{urn:xmpp:carbons:2}enable"
 VCARD = "{vcard-temp}vCard"
+BLOCKLIST = "{urn:xmpp:blocking}blocklist"
+BLOCK = "{urn:xmpp:blocking}block"
+UNBLOCK = "{urn:xmpp:blocking}unblock"
 
 MESSAGE_TYPES = ("chat", "normal", "headline", "groupchat", "error")
 PRESENCE_TYPES = (
@@ -85,6 +88,9 @@ def _inbound_rows() -> list[tuple[str, str, str, str | None, str]]:
         (VCARD, "get"): ALWAYS,
         (ROSTER, "get"): ROSTER_READ,
         (ROSTER, "set"): ROSTER_WRITE,
+        (BLOCKLIST, "get"): ROSTER_READ,  # XEP-0191
+        (BLOCK, "set"): ROSTER_WRITE,
+        (UNBLOCK, "set"): ROSTER_WRITE,
         (CAM_LIST, "get"): CLIENTS_MANAGE,
         (CAM_LIST, "set"): CLIENTS_MANAGE,
         (CAM_REVOKE, "set"): CLIENTS_MANAGE,

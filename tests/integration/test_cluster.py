@@ -375,3 +375,21 @@ def test_a_process_stopped_with_sigterm_says_goodbye_and_the_others_forget_its_s
         assert live_records(shared, "c", tmp_path) == 0
         desk.close()
         bob.close()
+
+
+def test_a_contact_blocked_on_one_process_reaches_nothing_from_the_other(
+    apart: tuple[Session, Session],
+) -> None:
+    """XEP-0191 across processes: bob's process does not keep alice's blocklist; alice's process checks
+    what comes to her and answers bob through the cluster, as if nobody were there."""
+    alice, bob = apart
+    blocking = "urn:xmpp:blocking"
+    alice.send(f"<iq type='set' id='blk'><block xmlns='{blocking}'><item jid='bob@localhost'/></block></iq>")
+    alice.expect("id=.blk.")
+    bob.send(f"<message to='{alice.jid}' type='chat' id='x1'><body>across the wall</body></message>")
+    refused = bob.expect("<message[^>]*id=.x1.[^>]*>.*?</message>")
+    assert b"<service-unavailable" in refused, refused
+    assert b"across the wall" not in alice.quiet(0.3)
+    alice.send(f"<iq type='set' id='unb'><unblock xmlns='{blocking}'/></iq>")
+    alice.expect("id=.unb.")
+    reaches(bob, alice)

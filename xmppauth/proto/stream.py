@@ -379,14 +379,23 @@ class C2SStream:
         if self.state is State.BOUND:
             self._queue_stanza(data)
 
-    def bounce(self, stanza: etree._Element, condition: StanzaErrorCondition, text: str = "") -> None:
-        """Return ``stanza`` to this session's client as an error (RFC 6120 §8.3).
+    def bounce(
+        self,
+        stanza: etree._Element,
+        condition: StanzaErrorCondition,
+        text: str = "",
+        *,
+        error_type: str | None = None,
+        application: tuple[str, str] | None = None,
+    ) -> None:
+        """Return ``stanza`` to this session's client as an error (RFC 6120 §8.3), of ``error_type``
+        (else the condition's usual one) and with an application-specific condition if given.
 
         Error and result stanzas are never answered with an error (RFC 6120 §8.3.1, §8.2.3).
         """
         if stanza.get("type") in ("error", "result") or self.state is not State.BOUND:
             return
-        self.emit_stanza(self._error_reply(stanza, condition, text))
+        self.emit_stanza(self._error_reply(stanza, condition, text, error_type, application))
 
     # ------------------------------------------------------------------ for the negotiators
     def emit(self, data: bytes) -> None:
@@ -593,7 +602,14 @@ class C2SStream:
         if self.sm is not None and self.sm.stanza_sent(data):
             self._out.append(request_element().encode())
 
-    def _error_reply(self, el: etree._Element, condition: StanzaErrorCondition, text: str) -> etree._Element:
+    def _error_reply(
+        self,
+        el: etree._Element,
+        condition: StanzaErrorCondition,
+        text: str,
+        error_type: str | None = None,
+        application: tuple[str, str] | None = None,
+    ) -> etree._Element:
         reply = etree.Element(el.tag, nsmap=ns.default(ns.CLIENT))
         reply.set("type", "error")
         if el.get("id") is not None:
@@ -605,7 +621,11 @@ class C2SStream:
             reply.set("from", self.domain)
         if self.jid is not None:
             reply.set("to", str(self.jid))
-        reply.append(error_element(condition, text, lang=self.config.lang))
+        reply.append(
+            error_element(
+                condition, text, error_type=error_type, application=application, lang=self.config.lang
+            )
+        )
         return reply
 
     def _send_header(self, peer: str | None) -> None:
