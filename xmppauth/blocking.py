@@ -8,20 +8,22 @@ reads it. Routing asks two questions on every stanza between accounts, without a
 * :meth:`Blocking.refuses`: does the receiving account block the sender? (presence and answers are
   dropped, messages and requests answered ``service-unavailable``: XEP-0191 §3.3).
 
-Both read the lists of the accounts with a session bound in this process, loaded when a session binds
-(:func:`load`) and dropped with the account's last session (:func:`release`). An account bound only in
-another process is checked there (its process checks what the cluster carries to it,
-``xmppauth/cluster.py``); one bound nowhere is checked against the database before a message is
-stored for it (:func:`refuses_stored`). A change in one process reaches the others' copies through
-the cluster (``cluster.blocklist``).
+Both read the lists kept in memory: always those of the accounts with a session bound in this process,
+read when a session binds unless fresh (:func:`fresh`, :func:`load`), and, up to KEPT, of accounts that
+were bound here before. An account bound only in another process is checked there (its process checks
+what the cluster carries to it, ``xmppauth/cluster.py``); one bound nowhere is checked against the
+database before a message is stored for it (:func:`refuses_stored`). A change in one process reaches
+the others' copies through the cluster (``cluster.blocklist``).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import time
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from accounts.models import User
 from xmppauth.models import BlockedJid
@@ -29,10 +31,17 @@ from xmppauth.offloop import off_loop
 from xmppauth.proto import xep0191_blocking as rules
 from xmppauth.proto.jid import JID
 from xmppauth.proto.replies import Refusal
+from xmppauth.router import ROUTER
 
 log = logging.getLogger("xmppauth.router")
 
-_LISTS: dict[JID, frozenset[str]] = {}  # bare JID of an account bound here -> its blocklist
+_LISTS: dict[JID, frozenset[str]] = {}  # bare JID -> its blocklist (always kept for those bound here)
+_LOADED: dict[JID, float] = {}  # when each was read (monotonic), the least recently read first
+#: Lists kept at most; beyond, the least recently read of accounts not bound here are forgotten.
+KEPT = 100_000
+#: A list kept for an account not bound here is read again at its next bind once this old (seconds):
+#: a change made while the cluster could not tell this process is not kept for long.
+FRESH = 300.0
 
 
 def items(account: JID) -> frozenset[str]:
@@ -40,30 +49,51 @@ def items(account: JID) -> frozenset[str]:
     return _LISTS.get(account, frozenset())
 
 
+@functools.cache
+def _stored_sql() -> str:
+    blocked, users = BlockedJid._meta.db_table, User._meta.db_table
+    # table names from the models; the one value is a parameter
+    return f"SELECT b.jid FROM {blocked} b JOIN {users} u ON u.id = b.user_id WHERE u.username = %s"  # noqa: S608
+
+
 @off_loop
 def _stored(localpart: str) -> list[str]:
-    return list(BlockedJid.objects.filter(user__username=localpart).values_list("jid", flat=True))
+    # read at every first bind of an account in this process: written out, the ORM's query building
+    # would be most of its cost (docs/performance.md, issue 14)
+    with connection.cursor() as cursor:
+        cursor.execute(_stored_sql(), [localpart])
+        return [row[0] for row in cursor.fetchall()]
 
 
-def held(account: JID) -> bool:
-    """This process keeps the blocklist of ``account`` (bare): a session of it is bound here."""
-    return account in _LISTS
+def fresh(account: JID) -> bool:
+    """This process knows the blocklist of ``account`` (bare) well enough for a new session of it:
+    a session of it is bound here (the list is kept up to date), or it was read in the last FRESH
+    seconds. A session binding here reads it first otherwise (:func:`load`): most logins of an account
+    that logged in here before then cost no query."""
+    if account not in _LISTS:
+        return False
+    return bool(ROUTER.here(account)) or time.monotonic() - _LOADED[account] < FRESH
 
 
 async def load(account: JID) -> None:
-    """Read the blocklist of ``account`` (bare) for its session binding here."""
-    _LISTS[account] = frozenset(await _stored(account.local or ""))
+    """Read the blocklist of ``account`` (bare), before a session of it binds here."""
+    _keep(account, frozenset(await _stored(account.local or "")))
+
+
+def _keep(account: JID, listed: frozenset[str]) -> None:
+    _LISTS[account] = listed
+    _LOADED.pop(account, None)
+    _LOADED[account] = time.monotonic()
+    if len(_LOADED) > KEPT:
+        for old in list(_LOADED)[: len(_LOADED) - KEPT + KEPT // 10]:
+            if not ROUTER.here(old):  # never the list of an account bound here: routing reads it
+                del _LISTS[old], _LOADED[old]
 
 
 async def reload(account: JID) -> None:
     """Another process changed the list: read it again if this process keeps it."""
     if account in _LISTS:
         await load(account)
-
-
-def release(account: JID) -> None:
-    """The account's last session here ended."""
-    _LISTS.pop(account, None)
 
 
 @off_loop
@@ -122,7 +152,7 @@ async def change(account: JID, request: rules.Block | rules.Unblock) -> list[str
             current.update(changed)
         else:
             current.difference_update(changed)
-        _LISTS[account] = frozenset(current)
+        _keep(account, frozenset(current))
     return changed
 
 

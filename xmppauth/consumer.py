@@ -331,11 +331,11 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             self._end_reason = revoked
             await self._close(StreamErrorCondition.POLICY_VIOLATION, revoked)
             return
-        if not blocking.held(JID(localpart, domain)):
+        if not blocking.fresh(JID(localpart, domain)):
             await blocking.load(JID(localpart, domain))  # routing checks it from memory from now on
         self.jid = stream.bind_resource(resource)
         await ROUTER.claim(self)  # anyone who took the JID meanwhile goes
-        if not blocking.held(self.jid.bare):  # the account's last other session left meanwhile
+        if not blocking.fresh(self.jid.bare):  # forgotten meanwhile (the process kept too many lists)
             await blocking.load(self.jid.bare)
         self._arm_grant_expiry()
         self._timer = _cancelled(self._timer)
@@ -618,8 +618,6 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             await self._try("logging a login left unfinished", self._login.abandoned)
         if not await self._try("leaving the router", ROUTER.session_ended, self) and ROUTER.unbind(self):
             await self._try("withdrawing its presence", ROUTER.retract_presence, self)
-        if self.jid is not None and not ROUTER.here(self.jid.bare):
-            blocking.release(self.jid.bare)  # its last session here: its blocklist is read again at the next
         if self.session_id is not None:
             reason = self._end_reason or "ended"
             await self._try("closing its session record", services.close_session, self.session_id, reason)
