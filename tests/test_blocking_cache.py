@@ -38,7 +38,7 @@ def test_a_list_kept_for_an_account_not_bound_here_is_read_again_once_old(
     small: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = [1000.0]
-    monkeypatch.setattr(blocking.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr("xmppauth.blocking.time.monotonic", lambda: clock[0])
     blocking._keep(JID("zed", "localhost"), frozenset())
     assert blocking.fresh(JID("zed", "localhost"))
     clock[0] += blocking.FRESH
