@@ -7,6 +7,7 @@ only counts. Useful for before/after figures of a change on the hot path (the fu
 
     .venv/bin/python bench/stanza_path.py                    # defaults: 20,000 stanzas, best of 7
     .venv/bin/python bench/stanza_path.py -n 50000 --repeat 9
+    .venv/bin/python bench/stanza_path.py --archive          # with the archive's work on the loop
 
 To compare two trees, run the same script with ``PYTHONPATH`` pointing at the other tree
 (``git worktree add /tmp/before HEAD~1``; ``PYTHONPATH=/tmp/before .venv/bin/python bench/stanza_path.py``).
@@ -63,7 +64,22 @@ class Recipient:
         await deliver_by_admission(self, self.access.admit(kind, stanza_type, sender, stanza_id), data)  # type: ignore[arg-type]
 
 
-def _run(stanzas: list[bytes]) -> float:
+ARCHIVED: list[int] = [0]  # rows the archive was handed (--archive)
+
+
+def _archive() -> object:
+    """The router's archive (xmppauth/archive.py) with its writer cut off: what archiving costs the
+    event loop per message, without the database (the writer's thread does that part)."""
+    from xmppauth import archive
+
+    def queue(rows: list[archive.Row], data: bytes) -> None:
+        ARCHIVED[0] += len(rows)
+
+    archive.WRITER.queue = queue  # type: ignore[method-assign]
+    return archive.Archive()
+
+
+def _run(stanzas: list[bytes], archive: object | None = None) -> float:
     """Seconds for the whole list: fed to alice's stream, events routed to bob."""
     t = Transcript.tcp(secure=True)
     t.session()
@@ -71,6 +87,7 @@ def _run(stanzas: list[bytes]) -> float:
     access = SessionAccess(ROLES["full"])
     stream.access = access
     router = Router()
+    router.archive = archive  # type: ignore[assignment]
     sender = Recipient(JID("alice", "localhost", "res"), access)
     bob = Recipient(JID("bob", "localhost", "res"), SessionAccess(ROLES["full"]))
     router.register(sender)  # type: ignore[arg-type]
@@ -98,10 +115,14 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=20_000, help="stanzas per run")
     parser.add_argument("--repeat", type=int, default=7, help="runs per case; the best is reported")
     parser.add_argument("--case", choices=["chat", "iq", "both"], default="both")
+    parser.add_argument(
+        "--archive", action="store_true", help="with the message archive (XEP-0313), its writer cut off"
+    )
     args = parser.parse_args()
     import django
 
     django.setup()
+    archive = _archive() if args.archive else None
     chats = [
         f"<message to='bob@localhost/res' type='chat' id='m{i}'><body>hello {i}</body></message>".encode()
         for i in range(args.n)
@@ -113,7 +134,7 @@ def main() -> None:
     ]
     cases = {"chat": [("chat message", chats)], "iq": [("iq get", iqs)]}
     for name, stanzas in cases.get(args.case, cases["chat"] + cases["iq"]):
-        best = min(_run(stanzas) for _ in range(args.repeat))
+        best = min(_run(stanzas, archive) for _ in range(args.repeat))
         per = best / len(stanzas) * 1e6
         print(f"{name:14} {per:7.2f} us per stanza (best of {args.repeat}, n={len(stanzas)})")
 

@@ -10,8 +10,8 @@ scope             inbound (client â†’ server)                 outbound (server â
 messages.send     <message/> of any type, errors included;   -
                   iq get/set to another entity (routed
                   requests)
-messages.receive  carbons enable/disable                     <message/> (incl. carbons and
-                                                             stored messages), routed iq get/set
+messages.receive  carbons enable/disable; the message        <message/> (incl. carbons and
+                  archive (XEP-0313 queries, preferences)    stored messages), routed iq get/set
 presence          <presence/> of any type                    <presence/>
 roster.read       roster get (jabber:iq:roster), blocklist   roster and blocklist pushes
                   get (XEP-0191)
@@ -99,6 +99,8 @@ _INBOUND_IQ_SCOPES: dict[tuple[str, str], str] = {
     (ns.COMMANDS, "get"): ADMIN,  # XEP-0050, for XEP-0133
     (ns.COMMANDS, "set"): ADMIN,
     (ns.CARBONS, "set"): MESSAGES_RECEIVE,
+    (ns.MAM, "get"): MESSAGES_RECEIVE,  # XEP-0313: the archive holds the account's messages
+    (ns.MAM, "set"): MESSAGES_RECEIVE,
     (ns.MFA, "get"): CLIENTS_MANAGE,  # XEP-0400 enrolment: how the account logs in
     (ns.MFA, "set"): CLIENTS_MANAGE,
 }

@@ -29,10 +29,10 @@ def payload(xml: str) -> etree._Element:
 # ---------------------------------------------------------------------------------- iq features
 def test_the_core_is_told_the_namespaces_nodes_and_features_of_every_module() -> None:
     served = features.advertised()
-    assert served.iq_namespaces == {ns.ROSTER, ns.REGISTER, ns.COMMANDS, ns.CAM, ns.MFA, ns.BLOCKING}
+    assert served.iq_namespaces == {ns.ROSTER, ns.REGISTER, ns.COMMANDS, ns.CAM, ns.MFA, ns.BLOCKING, ns.MAM}
     assert served.disco_nodes == {ns.COMMANDS}
     assert served.server_features == (ns.COMMANDS, ns.BLOCKING, ns.MFA)
-    assert served.account_features == (ns.CAM,)
+    assert served.account_features == (ns.CAM, ns.MAM, f"{ns.MAM}#extended")
 
 
 @pytest.mark.parametrize(

@@ -39,7 +39,7 @@ from django.conf import settings
 from lxml import etree
 
 from sessions_acl.access import SessionAccess
-from xmppauth import blocking, offline, tasks
+from xmppauth import archive, blocking, offline, tasks
 from xmppauth.control import CHANNEL_PREFIX, Outage, listen
 from xmppauth.offloop import off_loop
 from xmppauth.proto import xep0191_blocking
@@ -236,6 +236,10 @@ class Cluster:
         """The blocklist of ``account`` (bare) changed here: the others read it again (XEP-0191)."""
         self._queue(None, {"type": "cluster.blocklist", "jid": str(account)})
 
+    def archive_prefs_changed(self, account: JID) -> None:
+        """The archiving preferences of ``account`` (bare) changed here: the others read them again."""
+        self._queue(None, {"type": "cluster.archive_prefs", "jid": str(account)})
+
     def gone(self, session: Session) -> None:
         if session.jid is not None:
             self._bound.pop(session.jid, None)
@@ -394,6 +398,8 @@ class Cluster:
             answer = self._asked.get(str(message.get("question")))
             if answer is not None and not answer.done():
                 answer.set_result(True)
+        elif kind == "cluster.archive_prefs":
+            await archive.reload_prefs(JID.parse(message["jid"]))
         elif kind == "cluster.blocklist":
             await blocking.reload(JID.parse(message["jid"]))
         elif kind == "cluster.bye":

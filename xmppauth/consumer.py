@@ -25,7 +25,7 @@ from lxml import etree
 
 from sessions_acl.access import PRESENCE, SessionAccess, session_scopes
 from sessions_acl.login import Authorization
-from xmppauth import blocking, features, login_answers, offline, services, subscriptions, tasks
+from xmppauth import archive, blocking, features, login_answers, offline, services, subscriptions, tasks
 from xmppauth.cluster import CLUSTER, StandIn
 from xmppauth.control import CONTROL
 from xmppauth.proto import events as ev
@@ -46,6 +46,7 @@ log = logging.getLogger("xmppauth.c2s")
 ROUTER.keeper = offline.Keeper()
 ROUTER.presences = subscriptions.Presences()
 ROUTER.blocking = blocking.Blocking()  # XEP-0191: what an account blocks is neither sent nor received
+ROUTER.archive = archive.Archive()  # XEP-0313: chat messages go to both accounts' archives
 
 MAX_HELD = 256  # XEP-0352: held stanzas beyond this go out anyway
 ACTIVITY_GRANULARITY = 60.0  # seconds: how often a busy session's record is told it is still active

@@ -95,3 +95,51 @@ class BlockedJid(models.Model):
 
     def __str__(self) -> str:
         return f"{self.jid} blocked by {self.user_id}"
+
+
+class ArchivedMessage(models.Model):
+    """One message of an account's archive (XEP-0313): a chat or normal message it sent or received.
+
+    ``archive_id`` is the id clients page by and the ``<stanza-id/>`` the message was delivered with
+    (XEP-0359, time-ordered); ``with_jid`` is the other party's bare JID and ``peer`` its full JID as
+    the stanza had it; ``stanza`` the message as routed (``from`` stamped by the server)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="archive")
+    archive_id = models.CharField(max_length=26)
+    with_jid = models.CharField(max_length=3071)
+    peer = models.CharField(max_length=3071)
+    outgoing = models.BooleanField()
+    stamp = models.DateTimeField()
+    stanza = models.TextField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "archive_id"], name="one_archive_id_per_account")
+        ]
+        indexes = [
+            models.Index(fields=["user", "stamp"], name="archive_by_time"),
+            models.Index(fields=["user", "with_jid", "stamp"], name="archive_by_contact"),
+        ]
+        ordering = ("id",)
+
+    def __str__(self) -> str:
+        return f"{self.archive_id} of {self.user_id} with {self.with_jid}"
+
+
+class ArchivePrefs(models.Model):
+    """An account's archiving preferences (XEP-0441); an account without a row archives everything."""
+
+    class Default(models.TextChoices):
+        ALWAYS = "always"
+        ROSTER = "roster"
+        NEVER = "never"
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="archive_prefs"
+    )
+    default = models.CharField(max_length=6, choices=Default.choices, default=Default.ALWAYS)
+    always = models.JSONField(default=list, blank=True)
+    never = models.JSONField(default=list, blank=True)
+
+    def __str__(self) -> str:
+        return f"archive preferences of {self.user_id}: {self.default}"

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
-from typing import Protocol
+from typing import Any, Protocol
 
 from lxml import etree
 
@@ -133,6 +133,22 @@ class Blocking(Protocol):
         ...
 
 
+class Archive(Protocol):
+    """The accounts' message archives (xmppauth/archive.py, XEP-0313)."""
+
+    def prepare(self, sender: JID, to: JID, stanza: etree._Element) -> list[Any]:
+        """The archive rows a message gets, before it is serialised."""
+        ...
+
+    def mark(self, rows: list[Any], stanza: etree._Element) -> None:
+        """Give the message its ``<stanza-id/>`` as an element (before it is stored offline)."""
+        ...
+
+    def write(self, rows: list[Any], data: bytes, *, marked: bool = False) -> bytes:
+        """Keep the rows of the message ``data``; the message as delivered (with its ``<stanza-id/>``)."""
+        ...
+
+
 class Watcher(Protocol):
     """Told when a local session's routing state changes (xmppauth/cluster.py)."""
 
@@ -149,6 +165,7 @@ class Router:
         self.keeper: Keeper | None = None  # without one, a message for an offline account is refused
         self.presences: Presences | None = None  # without, presence stays within the account
         self.blocking: Blocking | None = None  # without, nobody blocks anybody
+        self.archive: Archive | None = None  # without, no message is archived
 
     # ------------------------------------------------------------------ registry
     def resources(self, bare: JID) -> dict[str, Session]:
@@ -294,8 +311,20 @@ class Router:
         if decision.error is not None:
             await sender.bounce(event.stanza, decision.error, decision.text)
             return
+        archive, jid = self.archive, sender.jid
+        rows: list[Any] = []
+        if (
+            archive is not None
+            and jid is not None
+            and kind == "message"
+            and (decision.store or decision.resources)
+        ):
+            rows = archive.prepare(jid, to, event.stanza)  # XEP-0313: this one is kept, by whom
         if decision.store:
-            await self._keep(sender, to, event.stanza)
+            if rows and archive is not None:
+                archive.mark(rows, event.stanza)
+            if await self._keep(sender, to, event.stanza) and rows and archive is not None:
+                archive.write(rows, serialize(event.stanza), marked=True)
             return
         if event.kind == "presence":
             self._track_directed(sender, to, event.type)
@@ -303,6 +332,8 @@ class Router:
             return
         stanza = event.stanza
         data = serialize(stanza)
+        if rows and archive is not None:
+            data = archive.write(rows, data)  # with the recipient's <stanza-id/>
         if kind == "iq" or (stanza_type == "error" and kind == "message"):
             # Requests and answers are paired per session (sessions_acl.access, "answers only to
             # questions"); other stanzas are decided by may_receive above alone.
@@ -334,7 +365,9 @@ class Router:
             return True
         return False
 
-    async def _keep(self, sender: Session, to: JID, stanza: etree._Element) -> None:
+    async def _keep(self, sender: Session, to: JID, stanza: etree._Element) -> bool:
+        """Offline storage for a message to an account with no available resource; whether it was
+        accepted (stored, or dropped as not worth storing) rather than refused."""
         refusal = (
             (StanzaErrorCondition.SERVICE_UNAVAILABLE, "the recipient is offline and offline storage is off")
             if self.keeper is None
@@ -342,6 +375,7 @@ class Router:
         )
         if refusal is not None:
             await sender.bounce(stanza, *refusal)
+        return refusal is None
 
     @staticmethod
     async def _deliver_paired(

@@ -340,6 +340,8 @@ XMPP_REVOCATION_POLL_MS = _env_int("XMPP_REVOCATION_POLL_MS", 250, minimum=20)
 XMPP_MAX_ROSTER_ITEMS = _env_int("XMPP_MAX_ROSTER_ITEMS", 1000, minimum=1)
 # Messages an account with no available resource can have waiting (XEP-0160); beyond, senders are refused.
 XMPP_MAX_OFFLINE_MESSAGES = _env_int("XMPP_MAX_OFFLINE_MESSAGES", 1000, minimum=1)
+# Days a message stays in its accounts' archives (XEP-0313); 0 keeps them for good.
+XMPP_ARCHIVE_DAYS = _env_int("XMPP_ARCHIVE_DAYS", 0, minimum=0)
 # JIDs an account may block (XEP-0191); a block beyond it is refused with policy-violation.
 XMPP_MAX_BLOCKLIST_ITEMS = _env_int("XMPP_MAX_BLOCKLIST_ITEMS", 1000, minimum=1)
 # RFC 6120 §8.2.3 (sessions_acl/access.py): a session's routed iq requests awaiting an answer, per

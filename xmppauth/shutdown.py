@@ -22,7 +22,7 @@ import asyncio
 import logging
 import time
 
-from xmppauth import failed_logins
+from xmppauth import archive, failed_logins
 from xmppauth.cluster import CLUSTER
 from xmppauth.consumer import STREAMS
 from xmppauth.proto.errors import StreamErrorCondition
@@ -53,6 +53,10 @@ async def stop_serving(limits: ConnectionLimits, seconds: float, router: Router 
         future.cancel()
     if pending:
         log.error("stopping: %d of %d task(s) did not end within %.0f s", len(pending), len(work), seconds)
+    try:  # what the archive was about to write, as the sessions' last stanzas
+        await asyncio.wait_for(archive.WRITER.flush(), max(0.5, seconds - (time.monotonic() - started)))
+    except Exception:
+        log.exception("stopping: the archive's last messages could not be written")
     # the other processes hear that this one's sessions ended, then that it stops
     await CLUSTER.stop(max(0.5, seconds - (time.monotonic() - started)))
     log.info("stopped in %.2f s", time.monotonic() - started)

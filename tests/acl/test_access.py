@@ -42,6 +42,8 @@ REGISTER = "{jabber:iq:register}query"
 COMMAND = "{http://jabber.org/protocol/commands}command"
 CARBONS_ENABLE = "{urn:xmpp:carbons:2}enable"
 VCARD = "{vcard-temp}vCard"
+MAM_QUERY = "{urn:xmpp:mam:2}query"
+MAM_PREFS = "{urn:xmpp:mam:2}prefs"
 BLOCKLIST = "{urn:xmpp:blocking}blocklist"
 BLOCK = "{urn:xmpp:blocking}block"
 UNBLOCK = "{urn:xmpp:blocking}unblock"
@@ -100,6 +102,9 @@ def _inbound_rows() -> list[tuple[str, str, str, str | None, str]]:
         (COMMAND, "get"): ADMIN,
         (COMMAND, "set"): ADMIN,
         (CARBONS_ENABLE, "set"): MESSAGES_RECEIVE,
+        (MAM_QUERY, "set"): MESSAGES_RECEIVE,  # XEP-0313: the archive holds the account's messages
+        (MAM_QUERY, "get"): MESSAGES_RECEIVE,
+        (MAM_PREFS, "set"): MESSAGES_RECEIVE,
         (CARBONS_ENABLE, "get"): ALWAYS,  # answered feature-not-implemented, changes nothing
     }
     for (payload, stanza_type), opener in own.items():

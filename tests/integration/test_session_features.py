@@ -53,7 +53,7 @@ def test_a_dropped_connection_resumes_inline_and_loses_nothing(server: Server) -
     bob.login("bob", "builder", "desk")
     for i in range(3):
         bob.send(f"<message to='{jid}' type='chat'><body>before {i}</body></message>")
-    got = phone.read_until(rb"before 2</body></message>")
+    got = phone.read_until(rb"before 2</body>.*?</message>")
     assert bodies(got) == ["before 0", "before 1", "before 2"]
     # handled: its own presence and the first message; the other two are lost with the connection
     phone.send(f"<a xmlns='{SM}' h='2'/>")
@@ -80,7 +80,7 @@ def test_a_dropped_connection_resumes_inline_and_loses_nothing(server: Server) -
     assert bodies(replay) == ["before 1", "before 2", "during 0", "during 1", "during 2"]
     # and the session lives on: new messages arrive on the resumed stream
     bob.send(f"<message to='{jid}' type='chat'><body>after</body></message>")
-    assert bodies(back.read_until(rb"after</body></message>")) == ["after"]
+    assert bodies(back.read_until(rb"after</body>.*?</message>")) == ["after"]
     back.close()
     bob.close()
 
@@ -151,7 +151,7 @@ def test_an_inactive_client_gets_messages_at_once_and_presence_later(server: Ser
     bob = RawClient(server.c2s)
     bob.login("bob", "builder", "csi")
     bob.send("<message to='carol@localhost/quiet' type='chat'><body>now</body></message>")
-    urgent = quiet.read_until(rb"now</body></message>")
+    urgent = quiet.read_until(rb"now</body>.*?</message>")
     # the held presence comes first, so order is kept, then the message
     assert urgent.index(b"carol@localhost/other") < urgent.index(b"now")
     for c in (quiet, other, bob):

@@ -113,6 +113,12 @@ def register(
         _account_features.append(namespace)
 
 
+def advertise(feature: str, *, account_feature: bool = False) -> None:
+    """List ``feature`` (a disco#info feature that is no namespace of its own, e.g. XEP-0313's
+    ``urn:xmpp:mam:2#extended``) among the server's, or the account's, features."""
+    (_account_features if account_feature else _server_features).append(feature)
+
+
 def register_node(node: str, handler: Handler) -> None:
     """Answer disco#info and disco#items of the server's ``node`` with ``handler`` (XEP-0030 §3.2)."""
     if node in _nodes:

@@ -28,6 +28,7 @@ DISCO_INFO = "http://jabber.org/protocol/disco#info"  # XEP-0030
 DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
 ROSTER = "jabber:iq:roster"  # RFC 6121 §2
 BLOCKING = "urn:xmpp:blocking"  # XEP-0191
+MAM = "urn:xmpp:mam:2"  # XEP-0313
 REGISTER = "jabber:iq:register"  # XEP-0077 (in-band password change)
 COMMANDS = "http://jabber.org/protocol/commands"  # XEP-0050
 ADMIN = "http://jabber.org/protocol/admin"  # XEP-0133, also the FORM_TYPE of its forms

@@ -100,6 +100,9 @@ class Command(BaseCommand):
         tls = self._tls()
         application = self._application()
         self._close_stale_sessions()
+        from xmppauth import archive
+
+        archive.load_prefs()  # XEP-0441: what each account archives, known before anything is routed
 
         import daphne.server  # noqa: F401 - installs Twisted's asyncio reactor (done already when daphne is an app)
         from twisted.internet import reactor as default_reactor

@@ -1,0 +1,327 @@
+"""The message archive (XEP-0313): what is archived as it is routed, written behind, read for queries.
+
+The router's ``archive``: for a chat or normal message worth keeping (:func:`xep0313_mam.should_store`)
+that is delivered or stored between two accounts of this server, :meth:`Archive.prepare` decides, by
+each account's preferences (XEP-0441), which archives keep it, and gives the recipient's copy its
+``<stanza-id/>`` (XEP-0359: the id its client pages by; any a sender forged in the recipient's name is
+removed first); :meth:`Archive.write` then queues the rows. The event loop never waits for the
+database for it: one writer task (:class:`_Writer`) inserts what waits in batches, and a query first
+waits until what was queued before it is written (:func:`settled`), so a client always finds its
+latest messages.
+
+Preferences other than the default (archive everything) are kept in memory for every account that has
+them, read at start (:func:`load_prefs`) and kept up to date by :func:`set_prefs` and, from other
+processes, the cluster. An account whose default is ``roster`` has the writer check the roster before
+its rows go in; its messages carry no ``<stanza-id/>`` (the id could name a message that was not kept).
+
+Retention: ``XMPP_ARCHIVE_DAYS`` (0: keep everything); the writer removes older messages once an hour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
+
+from django.conf import settings
+from django.db import transaction
+from lxml import etree
+
+from accounts.models import User
+from xmppauth import tasks
+from xmppauth.models import ArchivedMessage, ArchivePrefs, RosterItem
+from xmppauth.offloop import off_loop
+from xmppauth.proto import xep0313_mam as mam
+from xmppauth.proto.jid import JID
+from xmppauth.proto.xml import escape_attr
+
+log = logging.getLogger("xmppauth.archive")
+
+BATCH = 500  # rows inserted at most in one transaction
+PRUNE_EVERY = 3600.0  # seconds between two removals of messages older than the retention
+
+_PREFS: dict[JID, mam.Prefs] = {}  # accounts whose preferences are not the default
+_DEFAULT = mam.Prefs(default="always")
+
+
+class Row(NamedTuple):
+    """One archive's copy of a message, before it is written (a tuple: made for every message)."""
+
+    account: JID  # whose archive (bare)
+    archive_id: str
+    contact: JID  # the other party, bare
+    peer: JID  # the other party as the stanza had it
+    outgoing: bool
+    stamp: float  # time.time() when the server routed it
+    roster_only: bool  # the account archives only its roster's contacts: the writer checks
+
+
+def prefs_of(account: JID) -> mam.Prefs:
+    return _PREFS.get(account, _DEFAULT)
+
+
+_EVERYTHING = (True, False)
+
+
+def _decide(account: JID, contact: JID) -> tuple[bool, bool]:
+    """(archived, only if the contact is in the roster)."""
+    if not _PREFS:
+        return _EVERYTHING  # nobody chose anything but the default
+    prefs = _PREFS.get(account)
+    if prefs is None:
+        return True, False
+    if prefs.default == "roster":
+        return mam.should_archive(prefs, contact, in_roster=True), not mam.should_archive(
+            prefs, contact, in_roster=False
+        )
+    return mam.should_archive(prefs, contact, in_roster=False), False
+
+
+class Archive:
+    """The router's ``archive`` (module docstring)."""
+
+    def prepare(self, sender: JID, to: JID, stanza: etree._Element) -> list[Row]:
+        """The rows a message from ``sender`` (full) to ``to`` gets, the recipient's first. The message
+        is not changed, but for ``<stanza-id/>`` a sender put there in the recipient's name."""
+        worth, ids = mam.archivable(stanza)
+        if not worth:
+            return []
+        now = time.time()
+        mine, theirs = sender.bare, to.bare
+        if ids:  # rare: a client put ids in; those in the recipient's name go (XEP-0359 §3)
+            mam.strip_foreign_stanza_ids(stanza, theirs)
+        # one id for both copies: an id is unique within its archive (XEP-0359 §4: per ``by``)
+        archive_id = mam.new_archive_id(int(now * 1000))
+        rows = []
+        keep, roster_only = _decide(theirs, mine)
+        if keep:
+            rows.append(Row(theirs, archive_id, mine, sender, False, now, roster_only))
+        if mine != theirs:
+            keep, roster_only = _decide(mine, theirs)
+            if keep:
+                rows.append(Row(mine, archive_id, theirs, to, True, now, roster_only))
+        return rows
+
+    def mark(self, rows: list[Row], stanza: etree._Element) -> None:
+        """Give ``stanza`` the recipient's ``<stanza-id/>`` as an element (a message to be stored)."""
+        stamped = _stamped(rows)
+        if stamped is not None:
+            stanza.append(mam.stanza_id_element(stamped.archive_id, stamped.account))
+
+    def write(self, rows: list[Row], data: bytes, *, marked: bool = False) -> bytes:
+        """Queue ``rows`` of the message ``data`` (serialised as routed) for the writer; the message as
+        the recipient gets it: with its ``<stanza-id/>`` (XEP-0359), unless ``marked`` already."""
+        stamped = None if marked else _stamped(rows)
+        if stamped is not None and data.endswith(_END):
+            data = data[: -len(_END)] + _stanza_id(stamped) + _END
+        WRITER.queue(rows, data)
+        return data
+
+
+_END = b"</message>"
+
+
+def _stamped(rows: list[Row]) -> Row | None:
+    """The recipient's row, when its id goes with the message (not for an archive that keeps only its
+    roster's contacts: the writer may drop the row, and the id would then name nothing)."""
+    if rows and not rows[0].outgoing and not rows[0].roster_only:
+        return rows[0]
+    return None
+
+
+def _stanza_id(row: Row) -> bytes:
+    return (
+        f"<stanza-id xmlns='{mam.SID}' id='{row.archive_id}' by='{escape_attr(str(row.account))}'/>".encode()
+    )
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self._waiting: list[tuple[Row, bytes]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._queued = 0  # rows queued since start
+        self._written = 0  # rows handled (written, or dropped by a roster check or a failure)
+        self._progress = asyncio.Event()
+        self._pruned = 0.0
+
+    def queue(self, rows: list[Row], data: bytes) -> None:
+        self._waiting.extend((row, data) for row in rows)
+        self._queued += len(rows)
+        if self._task is None or self._task.done():
+            self._task = tasks.start(self._run(), name="archive: writer")
+        self._wake.set()
+
+    async def settled(self) -> None:
+        """Wait until every row queued before this call is written."""
+        target = self._queued
+        while self._written < target:
+            self._progress.clear()
+            await self._progress.wait()
+
+    async def flush(self) -> None:
+        """Write what waits now (a normal stop)."""
+        while self._waiting:
+            await self._write_some()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._waiting:
+                await self._write_some()
+
+    async def _write_some(self) -> None:
+        batch, self._waiting = self._waiting[:BATCH], self._waiting[BATCH:]
+        try:
+            await _insert(batch, self._prune_due())
+        except Exception:
+            log.exception("archive: %d message copies could not be written", len(batch))
+        self._written += len(batch)
+        self._progress.set()
+
+    def _prune_due(self) -> float | None:
+        days = float(settings.XMPP_ARCHIVE_DAYS)
+        now = time.monotonic()
+        if days <= 0 or now - self._pruned < PRUNE_EVERY:
+            return None
+        self._pruned = now
+        return days
+
+
+WRITER = _Writer()
+
+
+async def settled() -> None:
+    await WRITER.settled()
+
+
+@off_loop
+def _insert(batch: list[tuple[Row, bytes]], prune_days: float | None) -> None:
+    names = {row.account.local or "" for row, _ in batch}
+    users = dict(User.objects.filter(username__in=names).values_list("username", "id"))
+    checks = [(users.get(row.account.local or ""), str(row.contact)) for row, _ in batch if row.roster_only]
+    in_roster = set()
+    if checks:
+        pairs = RosterItem.objects.filter(
+            user_id__in={user for user, _ in checks if user is not None},
+            jid__in={jid for _, jid in checks},
+            listed=True,
+        )
+        in_roster = set(pairs.values_list("user_id", "jid"))
+    rows = []
+    for row, data in batch:
+        user_id = users.get(row.account.local or "")
+        if user_id is None or (row.roster_only and (user_id, str(row.contact)) not in in_roster):
+            continue
+        rows.append(
+            ArchivedMessage(
+                user_id=user_id,
+                archive_id=row.archive_id,
+                with_jid=str(row.contact),
+                peer=str(row.peer),
+                outgoing=row.outgoing,
+                stamp=datetime.fromtimestamp(row.stamp, UTC),
+                stanza=data.decode(),
+            )
+        )
+    with transaction.atomic():
+        ArchivedMessage.objects.bulk_create(rows)
+    if prune_days is not None:
+        cutoff = datetime.now(UTC) - timedelta(days=prune_days)
+        removed, _ = ArchivedMessage.objects.filter(stamp__lt=cutoff).delete()
+        if removed:
+            log.info("archive: %d messages older than %g days removed", removed, prune_days)
+
+
+# ---------------------------------------------------------------------------------- preferences
+def load_prefs() -> None:
+    """Read every account's preferences that are not the default (at start, before any routing)."""
+    _PREFS.clear()
+    for prefs in ArchivePrefs.objects.select_related("user"):
+        _remember(JID(prefs.user.username, settings.XMPP_DOMAIN), prefs)
+
+
+def _remember(account: JID, row: ArchivePrefs | None) -> None:
+    if row is None or (row.default == "always" and not row.always and not row.never):
+        _PREFS.pop(account, None)
+        return
+    _PREFS[account] = mam.Prefs(default=row.default, always=frozenset(row.always), never=frozenset(row.never))  # type: ignore[arg-type]
+
+
+@off_loop
+def _read_prefs(localpart: str) -> ArchivePrefs | None:
+    return ArchivePrefs.objects.filter(user__username=localpart).first()
+
+
+async def reload_prefs(account: JID) -> None:
+    """Another process changed the account's preferences."""
+    _remember(account, await _read_prefs(account.local or ""))
+
+
+@off_loop
+def _store_prefs(user_id: int, prefs: mam.Prefs) -> ArchivePrefs:
+    row, _ = ArchivePrefs.objects.update_or_create(
+        user_id=user_id,
+        defaults={"default": prefs.default, "always": sorted(prefs.always), "never": sorted(prefs.never)},
+    )
+    return row
+
+
+async def set_prefs(user_id: int, account: JID, prefs: mam.Prefs) -> None:
+    _remember(account, await _store_prefs(user_id, prefs))
+
+
+# ---------------------------------------------------------------------------------- reading
+@dataclass(frozen=True, slots=True)
+class Page:
+    messages: list[tuple[str, datetime, bytes]]  # archive id, stamp, stanza; oldest first
+    complete: bool
+
+
+@off_loop
+def query(user_id: int, account: JID, request: mam.Query) -> Page:
+    """The page of the account's archive ``request`` asks for (XEP-0313 §4, XEP-0059)."""
+    rows = ArchivedMessage.objects.filter(user_id=user_id)
+    contact = request.with_jid
+    if contact is not None:
+        if contact.resource is not None:
+            rows = rows.filter(peer=str(contact))
+        else:
+            rows = rows.filter(with_jid=str(contact))
+    if request.start is not None:
+        rows = rows.filter(stamp__gte=request.start)
+    if request.end is not None:
+        rows = rows.filter(stamp__lte=request.end)
+    if request.ids:
+        rows = rows.filter(archive_id__in=request.ids)
+    named = ArchivedMessage.objects.filter(user_id=user_id, archive_id__in=mam.referenced_ids(request))
+    positions = dict(named.values_list("archive_id", "id"))
+    mam.require_ids(request, positions.keys())  # item-not-found for an id this archive does not hold
+    for bound in (request.after_id, request.page.after):
+        if bound is not None:
+            rows = rows.filter(id__gt=positions[bound])
+    for bound in (request.before_id, request.page.before or None):
+        if bound is not None:
+            rows = rows.filter(id__lt=positions[bound])
+    size = request.page.max
+    backwards = request.page.backwards
+    ordered = rows.order_by("-id" if backwards else "id").values_list("archive_id", "stamp", "stanza")
+    got = list(ordered[: size + 1])
+    complete = len(got) <= size
+    got = got[:size]
+    if backwards:
+        got.reverse()
+    return Page([(archive_id, stamp, stanza.encode()) for archive_id, stamp, stanza in got], complete)
+
+
+@off_loop
+def bounds(user_id: int) -> tuple[tuple[str, datetime] | None, tuple[str, datetime] | None]:
+    """The oldest and newest message of the archive (XEP-0313 §5)."""
+    rows = ArchivedMessage.objects.filter(user_id=user_id).values_list("archive_id", "stamp")
+    first = rows.order_by("id").first()
+    last = rows.order_by("-id").first()
+    return (first, last) if first is not None and last is not None else (None, None)
