@@ -60,7 +60,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from servers import REPO_DIR, ServerStartError, XmppauthServer
+from servers import ONE_ADDRESS, REPO_DIR, ServerStartError, XmppauthServer
 from xmpp_client import (
     ALPN_XMPP_CLIENT,
     NS_CAM,
@@ -77,13 +77,6 @@ from xmpp_client import (
 DOMAIN = "localhost"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"
 EXPECTED_CONDITION = "policy-violation"
-# Every session of the bench comes from 127.0.0.1, hundreds of them in a burst: the per-address limits
-# (bench/hardening.py measures them) would refuse most.
-ONE_ADDRESS = {
-    "XMPP_MAX_CONNECTIONS_PER_ADDRESS": "100000",
-    "XMPP_CONNECT_BURST": "100000",
-    "XMPP_CONNECTS_PER_SECOND_PER_ADDRESS": "100000",
-}
 
 
 def log(msg: str) -> None:
