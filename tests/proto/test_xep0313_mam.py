@@ -3,7 +3,6 @@ XEP's examples parsed and built, every refusal, and properties of the ids and of
 
 from __future__ import annotations
 
-import copy
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -11,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from tests.proto.test_xep0059_rsm import canonical
 from xmppauth.proto import xep0313_mam as mam
 from xmppauth.proto.errors import StanzaErrorCondition
 from xmppauth.proto.jid import JID
@@ -21,17 +21,6 @@ from xmppauth.proto.xml import serialize
 C = StanzaErrorCondition
 MAM = "urn:xmpp:mam:2"
 JULIET = JID.parse("juliet@capulet.lit")
-
-
-def canonical(xml: str | bytes | etree._Element) -> bytes:
-    """C14N of ``xml`` without whitespace-only text between elements: equal for equal XML."""
-    element = etree.fromstring(xml) if isinstance(xml, str | bytes) else copy.deepcopy(xml)
-    for node in element.iter():
-        if node.text is not None and not node.text.strip():
-            node.text = None
-        if node.tail is not None and not node.tail.strip():
-            node.tail = None
-    return etree.tostring(element, method="c14n")
 
 
 def parse(iq_text: str, default_max: int = 50, max_max: int = 100) -> mam.Query:

@@ -64,11 +64,14 @@ async def _page(
     request = mam.parse_query(stanza, payload, default_max=DEFAULT_MAX, max_max=MAX_MAX)
     await archive.settled()  # what was routed before the query is in the archive
     page = await archive.query(context.user_id, context.jid.bare, request)
-    me = next(s for s in context.account_sessions() if s.jid == context.jid)
+    me = next((s for s in context.account_sessions() if s.jid == context.jid), None)
     shown = list(reversed(page.messages)) if request.flip else page.messages
-    for archive_id, stamp, data in shown:
-        result = mam.result_message(context.jid, context.jid.bare, request.queryid, archive_id, stamp, data)
-        await me.deliver(result)
+    if me is not None:  # else it ended meanwhile
+        for archive_id, stamp, data in shown:
+            result = mam.result_message(
+                context.jid, context.jid.bare, request.queryid, archive_id, stamp, data
+            )
+            await me.deliver(result)
     if page.messages:
         answer = rsm.result_set(page.messages[0][0], None, page.messages[-1][0], None)
     else:
