@@ -72,7 +72,7 @@ def _archive() -> object:
     event loop per message, without the database (the writer's thread does that part)."""
     from xmppauth import archive
 
-    def queue(rows: list[archive.Row], data: bytes) -> None:
+    def queue(rows: list[archive.Row], data: bytes, plain: bytes) -> None:
         ARCHIVED[0] += len(rows)
 
     archive.WRITER.queue = queue  # type: ignore[method-assign]

@@ -10,15 +10,15 @@ from xmppauth import archive
 from xmppauth.proto import xep0313_mam as mam
 from xmppauth.proto.jid import JID
 
-Queued = list[tuple[list[archive.Row], bytes]]
+Queued = list[tuple[list[archive.Row], bytes, bytes]]
 ALICE = JID.parse("alice@localhost/desk")
 BOB = JID.parse("bob@localhost/phone")
 
 
 @pytest.fixture
 def queued(monkeypatch: pytest.MonkeyPatch) -> Queued:
-    got: list[tuple[list[archive.Row], bytes]] = []
-    monkeypatch.setattr(archive.WRITER, "queue", lambda rows, data: got.append((rows, data)))
+    got: Queued = []
+    monkeypatch.setattr(archive.WRITER, "queue", lambda rows, data, plain: got.append((rows, data, plain)))
     monkeypatch.setattr(archive, "_PREFS", {})
     return got
 
@@ -38,13 +38,14 @@ def test_both_archives_keep_a_chat_under_one_id_and_the_recipient_gets_it(queued
     ]
     assert rows[0].archive_id == rows[1].archive_id
     assert mam.is_archive_id(rows[0].archive_id)
-    data = archive.Archive().write(rows, b"<message xmlns='jabber:client'><body>hi</body></message>")
+    plain = b"<message xmlns='jabber:client'><body>hi</body></message>"
+    data = archive.Archive().write(rows, plain)
     assert data == (
         b"<message xmlns='jabber:client'><body>hi</body>"
         + f"<stanza-id xmlns='urn:xmpp:sid:0' id='{rows[0].archive_id}' by='bob@localhost'/>".encode()
         + b"</message>"
     )
-    assert queued == [(rows, data)]
+    assert queued == [(rows, data, plain)]  # bob's copy with his id, alice's without
 
 
 @pytest.mark.parametrize(

@@ -113,13 +113,18 @@ class Archive:
         if stamped is not None:
             stanza.append(mam.stanza_id_element(stamped.archive_id, stamped.account))
 
-    def write(self, rows: list[Row], data: bytes, *, marked: bool = False) -> bytes:
+    def write(
+        self, rows: list[Row], data: bytes, *, marked: bool = False, plain: bytes | None = None
+    ) -> bytes:
         """Queue ``rows`` of the message ``data`` (serialised as routed) for the writer; the message as
-        the recipient gets it: with its ``<stanza-id/>`` (XEP-0359), unless ``marked`` already."""
+        the recipient gets it: with its ``<stanza-id/>`` (XEP-0359), unless ``marked`` already. The
+        sender's copy is kept without it (``plain``, when ``data`` was marked): the id is the
+        recipient's archive's, not for the sender to see."""
+        original = data if plain is None else plain
         stamped = None if marked else _stamped(rows)
         if stamped is not None and data.endswith(_END):
             data = data[: -len(_END)] + _stanza_id(stamped) + _END
-        WRITER.queue(rows, data)
+        WRITER.queue(rows, data, original)
         return data
 
 
@@ -150,8 +155,9 @@ class _Writer:
         self._progress = asyncio.Event()
         self._pruned = 0.0
 
-    def queue(self, rows: list[Row], data: bytes) -> None:
-        self._waiting.extend((row, data) for row in rows)
+    def queue(self, rows: list[Row], data: bytes, plain: bytes) -> None:
+        """The recipient's rows keep ``data``, the sender's ``plain``."""
+        self._waiting.extend((row, plain if row.outgoing else data) for row in rows)
         self._queued += len(rows)
         if self._task is None or self._task.done():
             self._task = tasks.start(self._run(), name="archive: writer")

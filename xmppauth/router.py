@@ -144,7 +144,9 @@ class Archive(Protocol):
         """Give the message its ``<stanza-id/>`` as an element (before it is stored offline)."""
         ...
 
-    def write(self, rows: list[Any], data: bytes, *, marked: bool = False) -> bytes:
+    def write(
+        self, rows: list[Any], data: bytes, *, marked: bool = False, plain: bytes | None = None
+    ) -> bytes:
         """Keep the rows of the message ``data``; the message as delivered (with its ``<stanza-id/>``)."""
         ...
 
@@ -321,10 +323,12 @@ class Router:
         ):
             rows = archive.prepare(jid, to, event.stanza)  # XEP-0313: this one is kept, by whom
         if decision.store:
+            plain = b""
             if rows and archive is not None:
+                plain = serialize(event.stanza)  # the sender's copy, without the recipient's id
                 archive.mark(rows, event.stanza)
             if await self._keep(sender, to, event.stanza) and rows and archive is not None:
-                archive.write(rows, serialize(event.stanza), marked=True)
+                archive.write(rows, serialize(event.stanza), marked=True, plain=plain)
             return
         if event.kind == "presence":
             self._track_directed(sender, to, event.type)

@@ -102,6 +102,7 @@ def test_a_conversation_is_in_both_archives_and_pages_both_ways(server: Server) 
 
     mine = query(alice, "a1", with_jid="bob@localhost")  # what alice sent is in hers
     assert bodies(mine) == [f"line {n}" for n in range(5)], mine
+    assert b"by='bob@localhost'" not in mine, mine  # bob's ids are his archive's, not for alice to see
     assert b"complete='true'" in mine, mine
     nothing = query(bob, "n1", fields="<field var='start'><value>2999-01-01T00:00:00Z</value></field>")
     assert bodies(nothing) == [], nothing
