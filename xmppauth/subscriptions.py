@@ -67,13 +67,16 @@ class Resource(Protocol):
     async def deliver(self, data: bytes, urgent: bool = True) -> None: ...
 
 
-async def push_roster(sessions: Iterable[Resource], push: etree._Element) -> None:
+async def push_roster(
+    sessions: Iterable[Resource], push: etree._Element, interested: str = INTERESTED
+) -> None:
     """RFC 6121 §2.1.6: every interested resource among the account's ``sessions`` hears of the change
-    (those that asked for the roster and may still read it), wherever their process is."""
+    (those that asked for the roster, or for what ``interested`` names, e.g. the XEP-0191 blocklist, and
+    may still read it: ``roster.read``), wherever their process is."""
     for session in sessions:
         access = session.access
         if (
-            session.feature_state.get(INTERESTED)
+            session.feature_state.get(interested)
             and access is not None
             and access.allows(ROSTER_READ)
             and session.jid

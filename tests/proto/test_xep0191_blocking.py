@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from tests.proto.test_xep0163_pep import canonical
 from xmppauth.proto import xep0191_blocking as blocking
 from xmppauth.proto.errors import StanzaErrorCondition
 from xmppauth.proto.jid import JID
@@ -17,23 +18,6 @@ _PARSER = etree.XMLParser(remove_blank_text=True)
 
 def xml(text: str) -> etree._Element:
     return etree.fromstring(text, _PARSER)
-
-
-def canonical(element: etree._Element | str) -> object:
-    """The element as Clark names, sorted attributes and text, whitespace-only text dropped: two
-    serialisations compare equal whatever their prefixes, quoting and namespace declarations."""
-    if isinstance(element, str):
-        element = xml(element)
-
-    def text(value: str | None) -> str | None:
-        return value if value and value.strip() else None
-
-    return (
-        element.tag,
-        sorted(element.attrib.items()),
-        text(element.text),
-        [(canonical(child), text(child.tail)) for child in element],
-    )
 
 
 def payload(iq: str) -> tuple[str, etree._Element]:

@@ -11,19 +11,14 @@ its presence again (§3.3, §3.4: for contacts subscribed to it). Reading the li
 
 from __future__ import annotations
 
-import copy
-import secrets
-
 from lxml import etree
 
-from sessions_acl.access import ROSTER_READ
 from xmppauth import blocking, features, subscriptions
 from xmppauth.cluster import CLUSTER
 from xmppauth.proto import ns
 from xmppauth.proto import xep0191_blocking as rules
 from xmppauth.proto.jid import JID
 from xmppauth.proto.replies import Refusal, iq_error, iq_reply
-from xmppauth.proto.xml import serialize
 
 #: ``IqContext.state`` key: the session asked for the blocklist, so it hears of every change (§3.2).
 INTERESTED = "xep0191_blocking.interested"
@@ -51,26 +46,15 @@ async def _on_iq(context: features.IqContext, stanza: etree._Element, payload: e
     block = isinstance(request, rules.Block)
     everything = isinstance(request, rules.Unblock) and request.everything
     push = rules.push(block, () if everything else changed)
-    for session in context.account_sessions():
-        access, jid = session.access, session.jid
-        interested = session.feature_state.get(INTERESTED)
-        if interested and access is not None and access.allows(ROSTER_READ) and jid is not None:
-            await session.deliver(serialize(_push_iq(push, jid)))
+    await subscriptions.push_roster(
+        context.account_sessions(), push, INTERESTED
+    )  # the same push, its own key
     await subscriptions.blocklist_changed(account, changed, blocked=block)
 
 
 async def _stored(account: JID) -> frozenset[str]:
     await blocking.load(account)  # only a session bound here asks, so the list is kept from now on
     return blocking.items(account)
-
-
-def _push_iq(push: etree._Element, to: JID) -> etree._Element:
-    iq = etree.Element(_Q_IQ, nsmap=ns.default(ns.CLIENT))
-    iq.set("type", "set")
-    iq.set("id", f"block-{secrets.token_hex(6)}")
-    iq.set("to", str(to))
-    iq.append(copy.deepcopy(push))  # one push, wrapped for each session
-    return iq
 
 
 features.register(rules.NS, _on_iq, server_feature=True)
