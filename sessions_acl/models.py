@@ -224,6 +224,9 @@ class Revocation(models.Model):
     text = models.CharField(max_length=300)
     # Not a revocation but a change: the sessions of ``grant_ids`` go on with these scopes.
     scopes = models.JSONField(null=True, blank=True)
+    # When the transaction that wrote it committed (set just after): a login whose credential read
+    # began later saw what it changed, and ``all_sessions`` spares it. Unset, the reader's own time.
+    committed = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"revocation {self.pk} for {self.username}: {self.text}"
@@ -238,4 +241,5 @@ class Revocation(models.Model):
             "except_session": self.except_session,
             "text": self.text,
             "scopes": self.scopes,
+            "committed": self.committed.timestamp() if self.committed is not None else None,
         }

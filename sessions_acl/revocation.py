@@ -48,6 +48,13 @@ def _publish_on_commit(revocation: Revocation) -> None:
     message = revocation.message()
 
     def committed() -> None:
+        # When it committed: the serving processes spare logins that began after it (control.py).
+        now = timezone.now()
+        try:
+            Revocation.objects.filter(pk=revocation.pk).update(committed=now)
+            message["committed"] = now.timestamp()
+        except Exception:  # without it, each process takes the time it heard of it: later, so safe
+            log.exception("could not stamp revocation %s as committed", revocation.pk)
         touch_stamp()
         publish(message)
 

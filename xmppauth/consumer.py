@@ -137,6 +137,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         self._end_reason = ""
         self._touched = 0.0
         self._authorized_at = 0.0
+        self.login_began = 0.0  # time.time() when the login read its credential (control.py)
         self._grant_timer: asyncio.TimerHandle | None = None
         self._transport = ""
         self.feature_state: dict[str, object] = {}  # xmppauth.features' per-session state
@@ -300,9 +301,12 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
                 self._end_reason = self._end_reason or "closed by the client"
             await self._finish(by_peer=event.by_peer)
 
-    def _admitted(self, auth: Authorization, access: SessionAccess, authorized_at: float) -> None:
-        """The login got the grant ``auth`` (read at ``authorized_at``), limited to ``access``."""
-        self.auth, self.access, self._authorized_at = auth, access, authorized_at
+    def _admitted(
+        self, auth: Authorization, access: SessionAccess, authorized_at: float, began: float
+    ) -> None:
+        """The login got the grant ``auth`` (read at ``authorized_at``; its credential read began at
+        ``began``, wall clock), limited to ``access``."""
+        self.auth, self.access, self._authorized_at, self.login_began = auth, access, authorized_at, began
 
     async def _bind(self, event: ev.BindRequested) -> None:
         stream = self.stream
@@ -327,7 +331,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         if self._closed:
             await services.close_session(session_id, "connection lost while binding")
             return
-        revoked = CONTROL.revoked_since(self._authorized_at, localpart, self.auth.grant_id)
+        revoked = CONTROL.revoked_since(self._authorized_at, self.login_began, localpart, self.auth.grant_id)
         if revoked is not None:  # while it was logging in: no router entry yet to find it by
             self._end_reason = revoked
             await self._close(StreamErrorCondition.POLICY_VIOLATION, revoked)

@@ -75,8 +75,9 @@ class Control:
     def __init__(self) -> None:
         self._applied: dict[int, float] = {}
         # What recent revocations named, for streams that were between authentication and binding
-        # (not yet in the router) when one was applied: key -> (monotonic time, text).
-        self._recent: dict[tuple[str, object], tuple[float, str]] = {}
+        # (not yet in the router) when one was applied: key -> (monotonic time, text, and for "every
+        # session" when it committed: logins that began later are not meant).
+        self._recent: dict[tuple[str, object], tuple[float, str, float]] = {}
         self._started = timezone.now()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -148,16 +149,19 @@ class Control:
         spared = message.get("except_session")
         text = str(message.get("text") or "revoked")
         scopes = message.get("scopes")
+        # A login whose credential read began after the commit saw the change (the new password, the
+        # tokens gone): "every session" does not mean it. Not stamped: the time we heard, later still.
+        committed = float(message.get("committed") or time.time())
         closed = 0
         if scopes is None:
-            self._remember(str(message["username"]), grant_ids, everything, text, now)
+            self._remember(str(message["username"]), grant_ids, everything, text, now, committed)
         for session in list(ROUTER.here(bare).values()):  # another process applies it to its own
             sid = getattr(session, "session_id", None)
             gid = getattr(session, "grant_id", None)
             hit = (
                 (sid is not None and sid in session_ids)
                 or (gid is not None and gid in grant_ids)
-                or (everything and sid != spared)
+                or (everything and sid != spared and getattr(session, "login_began", 0.0) <= committed)
             )
             if not hit:
                 continue
@@ -175,21 +179,24 @@ class Control:
             log.info("control message %s %s %d stream(s) of %s: %s", key, what, closed, bare, text)
         return closed
 
-    def _remember(self, username: str, grant_ids: set[int], everything: bool, text: str, now: float) -> None:
+    def _remember(
+        self, username: str, grant_ids: set[int], everything: bool, text: str, now: float, committed: float
+    ) -> None:
         if len(self._recent) > 10_000:
             horizon = now - WINDOW.total_seconds()
             self._recent = {k: v for k, v in self._recent.items() if v[0] > horizon}
         for grant_id in grant_ids:
-            self._recent[("grant", grant_id)] = (now, text)
+            self._recent[("grant", grant_id)] = (now, text, float("inf"))
         if everything:
-            self._recent[("user", username)] = (now, text)
+            self._recent[("user", username)] = (now, text, committed)
 
-    def revoked_since(self, since: float, username: str, grant_id: int) -> str | None:
+    def revoked_since(self, since: float, began: float, username: str, grant_id: int) -> str | None:
         """The text of a revocation applied after ``since`` (time.monotonic()) that covers a stream
-        of ``username`` holding ``grant_id``, or None. For a stream binding after authorizing."""
+        of ``username`` holding ``grant_id`` whose credential read began at ``began`` (time.time()),
+        or None. For a stream binding after authorizing."""
         for key in (("grant", grant_id), ("user", username)):
             seen = self._recent.get(key)
-            if seen is not None and seen[0] >= since:
+            if seen is not None and seen[0] >= since and began <= seen[2]:
                 return seen[1]
         return None
 

@@ -53,13 +53,17 @@ class Login:
         address: str,
         peer: str,
         is_open: Callable[[], bool],
-        admitted: Callable[[Authorization, SessionAccess, float], None],
+        admitted: Callable[[Authorization, SessionAccess, float, float], None],
     ) -> None:
         self.stream = stream
         self.address = address  # the client's IP address, for the records
         self.peer = peer  # address and port, for the log
         self.is_open = is_open
-        self.admitted = admitted  # (grant, access, when the grant was read): the login may go on
+        # (grant, access, when the grant was read, when the credential read began): the login may go on
+        self.admitted = admitted
+        #: time.time() when this attempt began reading its credential: a revocation committed
+        #: before it (a password change, "log out everywhere") does not concern this login
+        self._began = 0.0
         self._tasks: sasl2_tasks.TaskContext | None = None  # the SASL2 tasks of the current attempt
         #: (account, mechanism) of an attempt that passed the password step and owes its second factor
         self._owed: tuple[str, str] | None = None
@@ -75,6 +79,8 @@ class Login:
     async def answer(self, event: ev.Event) -> None:
         """Answer one of :data:`EVENTS`."""
         stream = self.stream
+        if isinstance(event, (ev.CredentialsNeeded, ev.PasswordCheckNeeded, ev.TokenCheckNeeded)):
+            self._began = time.time()
         if isinstance(event, ev.CredentialsNeeded):
             creds, alternatives, verdict = await services.scram_credentials(
                 event.localpart, event.username, event.hash_name, self.address, event.user_agent_id
@@ -193,7 +199,7 @@ class Login:
         access = SessionAccess(
             result.scopes, limit=settings.XMPP_PENDING_REQUESTS, seconds=settings.XMPP_PENDING_REQUEST_SECONDS
         )
-        self.admitted(result, access, authorizing)
+        self.admitted(result, access, authorizing, self._began)
         self.stream.access = access
         if result.token is not None:
             self.stream.issue_token(result.token.token, result.token.expiry)

@@ -330,10 +330,7 @@ def test_a_fault_in_a_bound_session_ends_that_stream_and_its_session(
 ) -> None:
     case = BOUND[fault]
     if fault == "adhoc.handle":
-        manage(server, "adduser", user, PASSWORD, "--staff")
-        # adduser sets the password again: its revocation reaches the server by the 250 ms poll and, today,
-        # ends every session of the account, even one logged in since (a known bug, issue 12's note)
-        time.sleep(0.6)
+        manage(server, "adduser", user, PASSWORD, "--staff")  # sets the password again: logins after it stay
     watcher = login(server, user, "watcher")
     victim = login(server, user, "victim", sm=case.sm, available=case.available)
     if case.available:

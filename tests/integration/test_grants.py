@@ -412,9 +412,37 @@ def test_a_password_change_ends_the_other_sessions_with_a_reason(server: Server)
     done = server.manage("adduser", "dave", "new-password")
     started = time.monotonic()
     assert done.returncode == 0
+    # Logged in with the new password before the server heard of the change (its poll): not meant.
+    fresh = Session(server, "dave", "new-password")
+    assert fresh.ok
     text, _ = closed_within(victim, started)
     assert "password was changed" in text
+    time.sleep(0.5)  # the same revocation would reach the other sessions within milliseconds
+    fresh.send("<iq type='get' id='still-here'><ping xmlns='urn:xmpp:ping'/></iq>")
+    answer = fresh.expect("still-here")
+    assert re.search(rb"type=.result.", answer), (
+        f"a login after the change was ended with the old ones: {answer!r}"
+    )
     assert Session(server, "dave", "new-password").ok
+
+
+def test_a_login_with_the_new_password_before_the_server_hears_of_the_change_stays(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # A slow poll (and the in-memory channel layer of another process) leaves seconds between the
+    # change's commit and the server applying it: "every other session" means those open before it.
+    with running_server(tmp_path_factory.mktemp("slow-poll"), XMPP_REVOCATION_POLL_MS="2500") as slow:
+        victim = Session(slow, "bob", "builder")
+        assert slow.manage("adduser", "bob", "new-password").returncode == 0
+        fresh = Session(slow, "bob", "new-password")
+        assert fresh.ok
+        data = victim.raw.read_to_close(timeout=10)
+        assert parse_stream_error(data) == "policy-violation", data
+        assert b"password was changed" in data
+        time.sleep(0.5)  # the same revocation would reach the other sessions within milliseconds
+        fresh.send("<iq type='get' id='still-here'><ping xmlns='urn:xmpp:ping'/></iq>")
+        answer = fresh.expect("still-here")
+        assert re.search(rb"type=.result.", answer), f"the login after the change was ended: {answer!r}"
 
 
 def test_an_expiring_app_password_ends_its_session_when_it_expires(server: Server) -> None:
