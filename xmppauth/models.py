@@ -143,3 +143,53 @@ class ArchivePrefs(models.Model):
 
     def __str__(self) -> str:
         return f"archive preferences of {self.user_id}: {self.default}"
+
+
+class PepNode(models.Model):
+    """One node of an account's Personal Eventing service (XEP-0163), made by its first publish.
+
+    ``config`` holds what differs from the node defaults of ``xmppauth/proto/xep0163_pep.py``
+    (``NodeConfig``), as the node-configuration fields' values (access model, max items, …)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="pep_nodes")
+    node = models.CharField(max_length=1023)
+    config = models.JSONField(default=dict, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "node"], name="one_pep_node_per_name")]
+
+    def __str__(self) -> str:
+        return f"PEP node {self.node} of {self.user_id}"
+
+
+class PepItem(models.Model):
+    """One published item of a PEP node: its id, its one payload element as published (serialised), and
+    who published it when. Publishing an id again replaces the item (XEP-0060 §7.1.2)."""
+
+    node = models.ForeignKey(PepNode, on_delete=models.CASCADE, related_name="items")
+    item_id = models.CharField(max_length=1023)
+    payload = models.TextField()
+    publisher = models.CharField(max_length=3071)
+    published = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["node", "item_id"], name="one_pep_item_per_id")]
+        indexes = [models.Index(fields=["node", "published"], name="pep_items_by_time")]
+
+    def __str__(self) -> str:
+        return f"item {self.item_id} of {self.node_id}"
+
+
+class PepSubscription(models.Model):
+    """An explicit subscription to a PEP node (XEP-0060 §6.1): ``jid`` (bare or full) is notified
+    whatever its entity capabilities say, as long as the node's access model lets it read."""
+
+    node = models.ForeignKey(PepNode, on_delete=models.CASCADE, related_name="subscriptions")
+    jid = models.CharField(max_length=3071)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["node", "jid"], name="one_pep_subscription_per_jid")]
+
+    def __str__(self) -> str:
+        return f"{self.jid} subscribed to {self.node_id}"
