@@ -103,6 +103,12 @@ _INBOUND_IQ_SCOPES: dict[tuple[str, str], str] = {
     (ns.MAM, "set"): MESSAGES_RECEIVE,
     (ns.MFA, "get"): CLIENTS_MANAGE,  # XEP-0400 enrolment: how the account logs in
     (ns.MFA, "set"): CLIENTS_MANAGE,
+    # XEP-0163 PEP (the account's and its contacts'): what the account shares with those who see its
+    # presence, its avatar or its OMEMO keys; the notifications come with the same scope (may_receive)
+    (ns.PUBSUB, "get"): PRESENCE,
+    (ns.PUBSUB, "set"): PRESENCE,
+    (ns.PUBSUB_OWNER, "get"): PRESENCE,
+    (ns.PUBSUB_OWNER, "set"): PRESENCE,
 }
 
 
@@ -259,7 +265,7 @@ class SessionAccess:
         router treats a session that may not as absent); :meth:`admit` then decides answers."""
         if kind == "message":
             return type == "error" or MESSAGES_RECEIVE in self.scopes
-        if kind == "presence":
+        if kind in ("presence", "pep"):  # "pep": a XEP-0163 notification (a headline message)
             return PRESENCE in self.scopes
         if type in ("result", "error"):
             return True
@@ -307,7 +313,8 @@ _IQ_WHAT = {
     ROSTER_WRITE: "changing the roster",
     CLIENTS_MANAGE: "managing clients and the password",
     ADMIN: "server administration",
-    MESSAGES_RECEIVE: "message carbons",
+    MESSAGES_RECEIVE: "message carbons and the message archive",
+    PRESENCE: "personal eventing (PEP)",
 }
 
 

@@ -14,6 +14,7 @@ from xmppauth import features, sasl2_tasks
 from xmppauth.features import rfc6121_roster, xep0050_commands, xep0077_register, xep0494_clients
 from xmppauth.plugins import import_submodules
 from xmppauth.proto import ns
+from xmppauth.proto import xep0163_pep as pep_rules
 from xmppauth.proto.errors import SaslCondition
 from xmppauth.proto.events import TaskData, TaskStarted
 from xmppauth.proto.jid import JID
@@ -29,10 +30,18 @@ def payload(xml: str) -> etree._Element:
 # ---------------------------------------------------------------------------------- iq features
 def test_the_core_is_told_the_namespaces_nodes_and_features_of_every_module() -> None:
     served = features.advertised()
-    assert served.iq_namespaces == {ns.ROSTER, ns.REGISTER, ns.COMMANDS, ns.CAM, ns.MFA, ns.BLOCKING, ns.MAM}
+    assert served.iq_namespaces == {
+        *(ns.ROSTER, ns.REGISTER, ns.COMMANDS, ns.CAM, ns.MFA, ns.BLOCKING, ns.MAM),
+        *(ns.PUBSUB, ns.PUBSUB_OWNER),
+    }
+    # PEP is served on other accounts' bare JIDs too (XEP-0163 §4: a contact's nodes)
+    assert served.contact_namespaces == {ns.PUBSUB, ns.PUBSUB_OWNER}
     assert served.disco_nodes == {ns.COMMANDS}
     assert served.server_features == (ns.COMMANDS, ns.BLOCKING, ns.MFA)
-    assert served.account_features == (ns.CAM, ns.MAM, f"{ns.MAM}#extended")
+    pep_features = tuple(f"{ns.PUBSUB}#{name}" for name in ("publish", "publish-options", "subscribe"))
+    assert {ns.CAM, ns.MAM, f"{ns.MAM}#extended", ns.PUBSUB, *pep_features} <= set(served.account_features)
+    assert len(served.account_features) == len(set(served.account_features)) == 4 + len(pep_rules.FEATURES)
+    assert served.account_identities == (("pubsub", "pep"),)
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,18 @@ from lxml import etree
 
 from sessions_acl.access import PRESENCE, SessionAccess, session_scopes
 from sessions_acl.login import Authorization
-from xmppauth import archive, blocking, features, login_answers, offline, services, subscriptions, tasks
+from xmppauth import (
+    archive,
+    blocking,
+    caps,
+    features,
+    login_answers,
+    offline,
+    pep,
+    services,
+    subscriptions,
+    tasks,
+)
 from xmppauth.cluster import CLUSTER, StandIn
 from xmppauth.control import CONTROL
 from xmppauth.proto import events as ev
@@ -47,6 +58,7 @@ ROUTER.keeper = offline.Keeper()
 ROUTER.presences = subscriptions.Presences()
 ROUTER.blocking = blocking.Blocking()  # XEP-0191: what an account blocks is neither sent nor received
 ROUTER.archive = archive.Archive()  # XEP-0313: chat messages go to both accounts' archives
+ROUTER.eventing = pep.Eventing()  # XEP-0163: presence with caps asks for PEP notifications
 
 MAX_HELD = 256  # XEP-0352: held stanzas beyond this go out anyway
 ACTIVITY_GRANULARITY = 60.0  # seconds: how often a busy session's record is told it is still active
@@ -74,9 +86,11 @@ def stream_config() -> StreamConfig:
         fast=True,
         advertise_limits=True,
         driver_iq_namespaces=served.iq_namespaces,
+        driver_contact_namespaces=served.contact_namespaces,
         driver_disco_nodes=served.disco_nodes,
         extra_server_features=served.server_features,
         extra_account_features=served.account_features,
+        extra_account_identities=served.account_identities,
     )
 
 
@@ -283,6 +297,9 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             await self._login.answer(event)
         elif isinstance(event, ev.IqRequest):
             await self._iq_request(event)
+        elif isinstance(event, ev.IqAnswered):
+            if self.jid is not None:
+                caps.answered(self.jid, event.stanza)  # XEP-0115: the answer to our disco#info query
         elif isinstance(event, ev.StartTlsRequested):
             await self._flush()
             await self.send({"type": "xmpp.starttls"})

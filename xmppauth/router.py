@@ -121,6 +121,14 @@ class Presences(Protocol):
         ...
 
 
+class Eventing(Protocol):
+    """XEP-0163 PEP (xmppauth/pep.py): what a resource's available presence says it wants to hear."""
+
+    def presence(self, router: Router, sender: Session, stanza: etree._Element, initial: bool) -> None:
+        """The session sent available presence ``stanza`` (``initial``: its first); must not block."""
+        ...
+
+
 class Blocking(Protocol):
     """XEP-0191 blocklists of the accounts bound here (xmppauth/blocking.py), asked from memory."""
 
@@ -168,6 +176,7 @@ class Router:
         self.presences: Presences | None = None  # without, presence stays within the account
         self.blocking: Blocking | None = None  # without, nobody blocks anybody
         self.archive: Archive | None = None  # without, no message is archived
+        self.eventing: Eventing | None = None  # without, presence asks for no PEP notifications
 
     # ------------------------------------------------------------------ registry
     def resources(self, bare: JID) -> dict[str, Session]:
@@ -488,6 +497,8 @@ class Router:
         if self.presences is not None and (sender.available or was_available):
             initial = not was_available and sender.available
             await self.presences.broadcast(self, sender, data, event.type, initial=initial)
+        if self.eventing is not None and sender.available:
+            self.eventing.presence(self, sender, stanza, not was_available)
         if event.type == "unavailable":
             await self._tell_directed(sender, data)
         elif not was_available and sender.priority >= 0:

@@ -344,6 +344,10 @@ XMPP_MAX_OFFLINE_MESSAGES = _env_int("XMPP_MAX_OFFLINE_MESSAGES", 1000, minimum=
 XMPP_ARCHIVE_DAYS = _env_int("XMPP_ARCHIVE_DAYS", 0, minimum=0)
 # JIDs an account may block (XEP-0191); a block beyond it is refused with policy-violation.
 XMPP_MAX_BLOCKLIST_ITEMS = _env_int("XMPP_MAX_BLOCKLIST_ITEMS", 1000, minimum=1)
+# XEP-0163 PEP: nodes an account may have (a create or first publish beyond is refused with
+# not-allowed + <max-nodes-exceeded/>), and items a node keeps at most ("max" in a node's config).
+XMPP_PEP_MAX_NODES = _env_int("XMPP_PEP_MAX_NODES", 200, minimum=1)
+XMPP_PEP_MAX_ITEMS = _env_int("XMPP_PEP_MAX_ITEMS", 256, minimum=1)
 # RFC 6120 §8.2.3 (sessions_acl/access.py): a session's routed iq requests awaiting an answer, per
 # direction, are remembered up to this many and this long; a later answer is dropped.
 XMPP_PENDING_REQUESTS = _env_int("XMPP_PENDING_REQUESTS", 256, minimum=8)

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('sessions_acl', '0006_account_changed_event'),
+        ("sessions_acl", "0006_account_changed_event"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='revocation',
-            name='committed',
+            model_name="revocation",
+            name="committed",
             field=models.DateTimeField(blank=True, null=True),
         ),
     ]

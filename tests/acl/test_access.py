@@ -47,6 +47,8 @@ MAM_PREFS = "{urn:xmpp:mam:2}prefs"
 BLOCKLIST = "{urn:xmpp:blocking}blocklist"
 BLOCK = "{urn:xmpp:blocking}block"
 UNBLOCK = "{urn:xmpp:blocking}unblock"
+PUBSUB = "{http://jabber.org/protocol/pubsub}pubsub"  # XEP-0163 PEP, its own and its contacts'
+PUBSUB_OWNER = "{http://jabber.org/protocol/pubsub#owner}pubsub"
 
 MESSAGE_TYPES = ("chat", "normal", "headline", "groupchat", "error")
 PRESENCE_TYPES = (
@@ -61,7 +63,7 @@ PRESENCE_TYPES = (
 )
 SUBSCRIPTION_TYPES = ("subscribe", "subscribed", "unsubscribe", "unsubscribed")
 SUBSCRIBING = f"{PRESENCE}+{ROSTER_WRITE}"  # both needed, and a denial names the first one missing
-TARGETS = ("server", "account", "peer")
+TARGETS = ("server", "account", "contact", "peer")
 ALWAYS = "always"  # no scope needed
 ANSWER = "answer"  # passes only as the answer to a pending request
 
@@ -106,13 +108,18 @@ def _inbound_rows() -> list[tuple[str, str, str, str | None, str]]:
         (MAM_QUERY, "get"): MESSAGES_RECEIVE,
         (MAM_PREFS, "set"): MESSAGES_RECEIVE,
         (CARBONS_ENABLE, "get"): ALWAYS,  # answered feature-not-implemented, changes nothing
+        (PUBSUB, "get"): PRESENCE,  # XEP-0163: what the account shares with those who see its presence
+        (PUBSUB, "set"): PRESENCE,
+        (PUBSUB_OWNER, "get"): PRESENCE,
+        (PUBSUB_OWNER, "set"): PRESENCE,
     }
     for (payload, stanza_type), opener in own.items():
-        for target in ("server", "account"):
+        # "contact": another account's bare JID, answered by the server on its behalf (or refused)
+        for target in ("server", "account", "contact"):
             rows.append(("iq", stanza_type, target, payload, opener))
         rows.append(("iq", stanza_type, "peer", payload, MESSAGES_SEND))  # routed requests
     for stanza_type in ("result", "error"):
-        for target in ("server", "account"):
+        for target in ("server", "account", "contact"):
             rows.append(("iq", stanza_type, target, None, ALWAYS))  # answers end in the server
         rows.append(("iq", stanza_type, "peer", None, ANSWER))
     return rows
@@ -151,6 +158,7 @@ OUTBOUND = [
     *[("presence", t, PRESENCE) for t in PRESENCE_TYPES],
     ("iq", "get", MESSAGES_RECEIVE),
     ("iq", "set", MESSAGES_RECEIVE),
+    ("pep", "headline", PRESENCE),  # XEP-0163 notifications
 ]
 
 

@@ -66,8 +66,20 @@ class Clock:
             "{http://jabber.org/protocol/commands}command",
             "admin (server administration)",
         ),
-        ("iq", "set", "server", "{urn:xmpp:carbons:2}enable", "messages.receive (message carbons)"),
-        ("iq", "set", "server", "{urn:xmpp:carbons:2}disable", "messages.receive (message carbons)"),
+        (
+            "iq",
+            "set",
+            "server",
+            "{urn:xmpp:carbons:2}enable",
+            "messages.receive (message carbons and the message archive)",
+        ),
+        (
+            "iq",
+            "set",
+            "server",
+            "{urn:xmpp:carbons:2}disable",
+            "messages.receive (message carbons and the message archive)",
+        ),
     ],
 )
 def test_a_refusal_names_the_missing_scope_and_what_it_guards(
@@ -241,5 +253,5 @@ def test_a_scopes_error_lists_every_unknown_name_and_every_known_one() -> None:
 
 def test_the_table_covers_every_target_a_policy_is_asked_about() -> None:
     """xmppauth.proto.access.TARGETS is the contract with the stream; the table tests walk exactly it."""
-    assert TARGETS == ("server", "account", "peer")
+    assert TARGETS == ("server", "account", "contact", "peer")
     assert {row[2] for row in test_access.INBOUND} == set(TARGETS)

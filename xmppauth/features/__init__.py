@@ -88,29 +88,46 @@ class Advertised:
     """What the core is told about the registered features (``StreamConfig`` fields)."""
 
     iq_namespaces: frozenset[str]
+    contact_namespaces: frozenset[str]  # also answered for other accounts' bare JIDs (target "contact")
     disco_nodes: frozenset[str]
     server_features: tuple[str, ...]
     account_features: tuple[str, ...]
+    account_identities: tuple[tuple[str, str], ...]
 
 
 _handlers: dict[str, Handler] = {}  # payload namespace -> handler
+_contact_namespaces: set[str] = set()
 _nodes: dict[str, Handler] = {}  # disco node of the server -> handler of its disco#info / disco#items
 _server_features: list[str] = []
 _account_features: list[str] = []
+_account_identities: list[tuple[str, str]] = []
 
 
 def register(
-    namespace: str, handler: Handler, *, server_feature: bool = False, account_feature: bool = False
+    namespace: str,
+    handler: Handler,
+    *,
+    server_feature: bool = False,
+    account_feature: bool = False,
+    contacts: bool = False,
 ) -> None:
     """Answer iq requests whose payload is in ``namespace`` with ``handler``; list ``namespace``
-    among the server's (or the account's) features in disco#info if asked to."""
+    among the server's (or the account's) features in disco#info if asked to. ``contacts``: requests
+    to other accounts' bare JIDs too (the handler reads the account from the stanza's ``to``)."""
     if namespace in _handlers:
         raise ValueError(f"two handlers for {namespace}")
     _handlers[namespace] = handler
+    if contacts:
+        _contact_namespaces.add(namespace)
     if server_feature:
         _server_features.append(namespace)
     if account_feature:
         _account_features.append(namespace)
+
+
+def advertise_identity(category: str, kind: str) -> None:
+    """List the XEP-0030 identity (``category``, ``kind``) in the account's disco#info too."""
+    _account_identities.append((category, kind))
 
 
 def advertise(feature: str, *, account_feature: bool = False) -> None:
@@ -142,7 +159,9 @@ def advertised() -> Advertised:
     import_submodules(__name__)
     return Advertised(
         iq_namespaces=frozenset(_handlers),
+        contact_namespaces=frozenset(_contact_namespaces),
         disco_nodes=frozenset(_nodes),
         server_features=tuple(_server_features),
         account_features=tuple(_account_features),
+        account_identities=tuple(_account_identities),
     )

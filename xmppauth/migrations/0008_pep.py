@@ -6,56 +6,91 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('xmppauth', '0007_archive'),
+        ("xmppauth", "0007_archive"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='PepNode',
+            name="PepNode",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('node', models.CharField(max_length=1023)),
-                ('config', models.JSONField(blank=True, default=dict)),
-                ('created', models.DateTimeField(auto_now_add=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='pep_nodes', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("node", models.CharField(max_length=1023)),
+                ("config", models.JSONField(blank=True, default=dict)),
+                ("created", models.DateTimeField(auto_now_add=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="pep_nodes",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='PepItem',
+            name="PepItem",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('item_id', models.CharField(max_length=1023)),
-                ('payload', models.TextField()),
-                ('publisher', models.CharField(max_length=3071)),
-                ('published', models.DateTimeField()),
-                ('node', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='items', to='xmppauth.pepnode')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("item_id", models.CharField(max_length=1023)),
+                ("payload", models.TextField()),
+                ("publisher", models.CharField(max_length=3071)),
+                ("published", models.DateTimeField()),
+                (
+                    "node",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="items",
+                        to="xmppauth.pepnode",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='PepSubscription',
+            name="PepSubscription",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('jid', models.CharField(max_length=3071)),
-                ('node', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='subscriptions', to='xmppauth.pepnode')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("jid", models.CharField(max_length=3071)),
+                (
+                    "node",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="subscriptions",
+                        to="xmppauth.pepnode",
+                    ),
+                ),
             ],
         ),
         migrations.AddConstraint(
-            model_name='pepnode',
-            constraint=models.UniqueConstraint(fields=('user', 'node'), name='one_pep_node_per_name'),
+            model_name="pepnode",
+            constraint=models.UniqueConstraint(fields=("user", "node"), name="one_pep_node_per_name"),
         ),
         migrations.AddIndex(
-            model_name='pepitem',
-            index=models.Index(fields=['node', 'published'], name='pep_items_by_time'),
+            model_name="pepitem",
+            index=models.Index(fields=["node", "published"], name="pep_items_by_time"),
         ),
         migrations.AddConstraint(
-            model_name='pepitem',
-            constraint=models.UniqueConstraint(fields=('node', 'item_id'), name='one_pep_item_per_id'),
+            model_name="pepitem",
+            constraint=models.UniqueConstraint(fields=("node", "item_id"), name="one_pep_item_per_id"),
         ),
         migrations.AddConstraint(
-            model_name='pepsubscription',
-            constraint=models.UniqueConstraint(fields=('node', 'jid'), name='one_pep_subscription_per_jid'),
+            model_name="pepsubscription",
+            constraint=models.UniqueConstraint(fields=("node", "jid"), name="one_pep_subscription_per_jid"),
         ),
     ]

@@ -17,8 +17,9 @@ The question is kept small and cheap on purpose, one call per stanza on the hot 
     presence and ``"normal"`` for a message without one.
 ``target``
     ``"server"`` (no ``to``, or ``to`` is a bare domain this server serves), ``"account"``
-    (``to`` is the session's own bare JID) or ``"peer"`` (anything else, the session's own other
-    resources included).
+    (``to`` is the session's own bare JID), ``"contact"`` (the bare JID of another account of this
+    server, whose server answers some requests on its behalf, e.g. XEP-0163 PEP) or ``"peer"``
+    (anything else, the session's own other resources included).
 ``payload``
     For an iq, the Clark-notation tag of its single child element (``{urn:xmpp:ping}ping``);
     None for messages, presences and an iq without (exactly one) child.
@@ -44,7 +45,7 @@ from .errors import StanzaErrorCondition
 __all__ = ["TARGETS", "AccessPolicy", "Admission", "Denial"]
 
 #: The values of ``target``.
-TARGETS = ("server", "account", "peer")
+TARGETS = ("server", "account", "contact", "peer")
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ Requests (the machine pauses until the driver answers with the named method):
 - :class:`TokenCheckNeeded` → ``provide_tokens()`` (XEP-0484 FAST);
 - :class:`Authenticated` → ``continue_with()`` (tasks, possibly none) or ``refuse()``;
 - :class:`BindRequested` → ``bind_resource()`` or ``bind_failed()``.
-Facts: :class:`AuthFailed`, :class:`StanzaReceived`, :class:`IqRequest`,
+Facts: :class:`AuthFailed`, :class:`StanzaReceived`, :class:`IqRequest`, :class:`IqAnswered`,
 :class:`StreamClosed`.
 
 :class:`IqRequest` does not pause the machine: it is an iq get/set addressed to the server or to
@@ -199,14 +199,25 @@ class StanzaReceived:
 class IqRequest:
     """An iq get/set in one of ``StreamConfig.driver_iq_namespaces``, for the driver to answer.
 
-    ``target`` is ``"server"`` (no ``to``, or a bare domain of ours) or ``"account"`` (the
-    session's own bare JID); ``payload`` is the iq's single child. ``from`` is stamped already.
+    ``target`` is ``"server"`` (no ``to``, or a bare domain of ours), ``"account"`` (the
+    session's own bare JID) or ``"contact"`` (another local account's bare JID, for a namespace in
+    ``StreamConfig.driver_contact_namespaces``: the server answers on that account's behalf, as
+    XEP-0163 PEP does); ``payload`` is the iq's single child. ``from`` is stamped already.
     Answer with ``send_stanza()``; see the module docstring.
     """
 
     stanza: etree._Element
     payload: etree._Element
     target: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class IqAnswered:
+    """An iq result or error the client sent to the server or to its own bare JID (RFC 6120 §8.2.3:
+    it ends there), e.g. the answer to a request the driver sent the client (XEP-0115's disco#info).
+    The core does nothing more with it; the driver may ignore it."""
+
+    stanza: etree._Element
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -235,5 +246,6 @@ Event = (
     | ClientStateChanged
     | StanzaReceived
     | IqRequest
+    | IqAnswered
     | StreamClosed
 )

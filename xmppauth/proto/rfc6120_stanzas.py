@@ -19,7 +19,7 @@ from lxml import etree
 
 from . import ns, xep0030_disco, xep0198_sm, xep0199_ping, xep0280_carbons, xep0352_csi
 from .errors import StanzaErrorCondition, StreamError, StreamErrorCondition
-from .events import ClientStateChanged, Event, IqRequest, StanzaReceived
+from .events import ClientStateChanged, Event, IqAnswered, IqRequest, StanzaReceived
 from .jid import JID, InvalidJID, parse_jid
 from .rfc6120_bind import SESSION
 from .rfc6120_sasl import is_auth_element
@@ -150,16 +150,21 @@ class StanzaHandler:
             return None
         if to is not None and to.resource is not None:
             return StanzaReceived(kind="iq", type=iq_type, to=to, stanza=el)
-        if iq_type in ("result", "error"):
-            return None  # answers to the server or a bare JID end here (§8.2.3)
-        assert payload is not None
         assert stream.jid is not None
+        if iq_type in ("result", "error"):
+            # answers to the server or a bare JID end here (§8.2.3); the driver may be waiting for one
+            if to is None or to.local is None or to == stream.jid.bare:
+                return IqAnswered(stanza=el)
+            return None
+        assert payload is not None
         if to is None or to.local is None:
             return self.server_iq(el, iq_type, payload)
         if to == stream.jid.bare:
             return self.account_iq(el, iq_type, payload)
+        if _namespace(payload) in stream.config.driver_contact_namespaces:
+            return IqRequest(stanza=el, payload=payload, target="contact")
         # RFC 6121 §8.5.2.1.3: the server answers on behalf of the account and implements
-        # nothing on behalf of other accounts; the same answer whether or not the account exists.
+        # nothing else on behalf of other accounts; the same answer whether or not the account exists.
         stream.reply_error(el, StanzaErrorCondition.SERVICE_UNAVAILABLE)
         return None
 
@@ -176,13 +181,15 @@ class StanzaHandler:
         return True
 
     def target(self, to: JID | None) -> str:
-        """``"server"``, ``"account"`` or ``"peer"``: see :mod:`xmppauth.proto.access`."""
+        """``"server"``, ``"account"``, ``"contact"`` or ``"peer"``: see :mod:`xmppauth.proto.access`."""
         if to is None:
             return "server"
         if to.local is None:
             return "server" if to.resource is None and self.is_local(to) else "peer"
         jid = self.stream.jid
-        return "account" if jid is not None and to == jid.bare else "peer"
+        if jid is not None and to == jid.bare:
+            return "account"
+        return "contact" if to.resource is None and self.is_local(to) else "peer"
 
     def is_local(self, jid: JID) -> bool:
         return jid.domain in self.stream.config.domains
@@ -209,10 +216,7 @@ class StanzaHandler:
 
     def driver_iq(self, el: etree._Element, payload: etree._Element, target: str) -> Event | None:
         """An iq nobody in the core answers: the driver's if it claimed the namespace."""
-        tag = payload.tag
-        assert isinstance(tag, str)  # element children only
-        namespace = tag[1 : tag.find("}")] if tag.startswith("{") else ""
-        if namespace in self.stream.config.driver_iq_namespaces:
+        if _namespace(payload) in self.stream.config.driver_iq_namespaces:
             return IqRequest(stanza=el, payload=payload, target=target)
         self.stream.reply_error(el, StanzaErrorCondition.SERVICE_UNAVAILABLE)
         return None
@@ -252,8 +256,12 @@ class StanzaHandler:
         return None
 
     def account_info(self, el: etree._Element, payload: etree._Element, iq_type: str) -> Event | None:
-        features = ACCOUNT_FEATURES + self.stream.config.extra_account_features
-        self.answer_get(el, iq_type, xep0030_disco.info(payload, "account", "registered", None, features))
+        config = self.stream.config
+        features = ACCOUNT_FEATURES + config.extra_account_features
+        identities = config.extra_account_identities
+        self.answer_get(
+            el, iq_type, xep0030_disco.info(payload, "account", "registered", None, features, identities)
+        )
         return None
 
     def items(self, el: etree._Element, payload: etree._Element, iq_type: str) -> Event | None:
@@ -288,3 +296,9 @@ _ACCOUNT_ANSWERS: dict[str, _Answer] = {
     xep0030_disco.INFO: StanzaHandler.account_info,
     xep0030_disco.ITEMS: StanzaHandler.items,
 }
+
+
+def _namespace(payload: etree._Element) -> str:
+    tag = payload.tag
+    assert isinstance(tag, str)  # element children only
+    return tag[1 : tag.find("}")] if tag.startswith("{") else ""

@@ -91,9 +91,14 @@ class StreamConfig:
     # events for the driver, where the core would otherwise answer service-unavailable (the
     # namespaces the core answers itself, ping, disco, carbons and session, stay with the core)
     driver_iq_namespaces: frozenset[str] = frozenset()
+    # and iq get/set to another account of ours (its bare JID) in these, with target "contact": the
+    # server answers on the account's behalf (RFC 6121 §8.5.2.1.3 "implements nothing" otherwise)
+    driver_contact_namespaces: frozenset[str] = frozenset()
     # XEP-0030 features added to the disco#info of the server and of the account
     extra_server_features: tuple[str, ...] = ()
     extra_account_features: tuple[str, ...] = ()
+    # and identities (category, type) besides account/registered, e.g. XEP-0163's pubsub/pep
+    extra_account_identities: tuple[tuple[str, str], ...] = ()
     # XEP-0030 disco#info / disco#items of these nodes of the server become IqRequest events too
     # (e.g. XEP-0050's command list, whose answer depends on the session's grant)
     driver_disco_nodes: frozenset[str] = frozenset()

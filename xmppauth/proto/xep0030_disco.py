@@ -20,15 +20,23 @@ _FEATURE = ns.qname(ns.DISCO_INFO, "feature")
 
 
 def info(
-    query: etree._Element, category: str, kind: str, name: str | None, features: tuple[str, ...]
+    query: etree._Element,
+    category: str,
+    kind: str,
+    name: str | None,
+    features: tuple[str, ...],
+    more_identities: tuple[tuple[str, str], ...] = (),
 ) -> etree._Element | StanzaErrorCondition:
-    """``<query/>`` with one identity and ``features``; a node is not found."""
+    """``<query/>`` with the identity, ``more_identities`` (category, type) and ``features``; a node
+    is not found."""
     if query.get("node"):
         return StanzaErrorCondition.ITEM_NOT_FOUND
     result = etree.Element(INFO, nsmap=ns.default(ns.DISCO_INFO))
     identity = etree.SubElement(result, _IDENTITY, category=category, type=kind)
     if name:
         identity.set("name", name)
+    for more_category, more_kind in more_identities:
+        etree.SubElement(result, _IDENTITY, category=more_category, type=more_kind)
     for var in features:
         etree.SubElement(result, _FEATURE, var=var)
     return result

@@ -40,8 +40,8 @@ from .replies import Refusal, iq_error
 from .xml import escape_attr, serialize
 from .xml_names import parse_element
 
-PUBSUB = "http://jabber.org/protocol/pubsub"
-PUBSUB_OWNER = f"{PUBSUB}#owner"
+PUBSUB = ns.PUBSUB
+PUBSUB_OWNER = ns.PUBSUB_OWNER
 PUBSUB_EVENT = f"{PUBSUB}#event"
 PUBSUB_ERRORS = f"{PUBSUB}#errors"
 PUBLISH_OPTIONS = f"{PUBSUB}#publish-options"  # FORM_TYPE of <publish-options/> (§7.1.5)
