@@ -40,6 +40,8 @@ from xmppauth import (
 from xmppauth.cluster import CLUSTER, StandIn
 from xmppauth.control import CONTROL
 from xmppauth.proto import events as ev
+from xmppauth.proto import ns
+from xmppauth.proto import xep0163_pep as pep_rules
 from xmppauth.proto.access import Admission
 from xmppauth.proto.errors import StanzaErrorCondition, StreamError, StreamErrorCondition
 from xmppauth.proto.jid import JID
@@ -70,6 +72,7 @@ EVENTS_PER_TURN = 16  # events a stream handles before it lets the event loop ru
 #: Every stream whose transport is there, bound or not (a normal stop tells each: xmppauth/shutdown.py).
 STREAMS: set[StreamConsumer] = set()
 
+_Q_PEP_EVENT = ns.qname(pep_rules.PUBSUB_EVENT, "event")
 _RECORDED_TRANSPORT = {"starttls": "tcp-starttls", "directtls": "tcp-tls", "websocket": "websocket"}
 
 
@@ -418,6 +421,8 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         stanza = parse_element(data)  # names in a dictionary of its own (proto/xml_names.py)
         kind = etree.QName(stanza).localname
         default = "available" if kind == "presence" else "normal"
+        if kind == "message" and stanza.find(_Q_PEP_EVENT) is not None:
+            kind = "pep"  # a XEP-0163 notification: the presence scope, as xmppauth/pep.py sent it
         return self.may_receive(kind, stanza.get("type") or default)
 
     async def deliver_paired(

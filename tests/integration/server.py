@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,6 +46,7 @@ class Server:
     c2s_tls: int
     proc: subprocess.Popen[bytes]
     log: Path
+    env: dict[str, str] = field(default_factory=dict)  # what running_server was given (DATABASE_URL…)
 
     @property
     def cert(self) -> Path:
@@ -55,7 +56,7 @@ class Server:
         return subprocess.run(
             [sys.executable, "manage.py", *args],
             cwd=ROOT,
-            env=server_env(self.data_dir),
+            env=server_env(self.data_dir, **self.env),
             capture_output=True,
             text=True,
             check=False,
@@ -149,7 +150,7 @@ def running_server(data_dir: Path, accounts: dict[str, str] | None = None, **env
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    server = Server(data_dir, http, c2s, c2s_tls, proc, log)
+    server = Server(data_dir, http, c2s, c2s_tls, proc, log, dict(env))
     try:
         for port in (http, c2s, c2s_tls):
             wait_for_port(port, proc)

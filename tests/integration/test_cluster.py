@@ -34,7 +34,8 @@ from tests.integration.server import (
     running_server,
     server_env,
 )
-from tests.integration.test_grants import closed_within, revoke_over_xep0494
+from tests.integration.test_grants import app_password, closed_within, revoke_over_xep0494
+from tests.integration.test_pep import DEVICES, DISCO, befriend, devicelist, disco_answer, ver
 from tests.integration.test_session_features import SM, bodies
 from xmppauth import cluster
 
@@ -393,3 +394,34 @@ def test_a_contact_blocked_on_one_process_reaches_nothing_from_the_other(
     alice.send(f"<iq type='set' id='unb'><unblock xmlns='{blocking}'/></iq>")
     alice.expect("id=.unb.")
     reaches(bob, alice)
+
+
+def test_a_pep_notification_crosses_to_a_contact_that_wants_it_on_the_other_process(
+    pair: tuple[Server, Server],
+) -> None:
+    """XEP-0163 across processes: bob (on b) says through his caps that he wants alice's OMEMO device
+    list; alice publishes on a. Bob's session holds an app password with the presence scope and not
+    messages.receive: a notification is presence-scoped wherever it is checked."""
+    a, b = pair
+    _, secret = app_password(a, "bob", "omemo-only", "presence", "roster.read", "roster.write")
+    alice = login(a, "alice")
+    bob = Session(b, "bob", secret)
+    assert bob.ok, bob.reply
+    features = [DISCO, f"{DEVICES}+notify", "urn:xmppauth:test:cluster"]
+    bob.send(
+        f"<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='n' ver='{ver(features)}'/></presence>"
+    )
+    bob.send(disco_answer(bob.expect("<iq[^>]*type=.get.[^>]*><query[^>]*/></iq>"), features))
+    befriend(bob, alice)  # (not reaches(): bob receives no messages, headlines included)
+    deadline = time.monotonic() + 5
+    while True:  # until a has heard of bob's interest (his process tells the others at once)
+        alice.send(
+            f"<iq type='set' id='pub'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='{DEVICES}'>"
+            f"<item id='current'>{devicelist(4711)}</item></publish></pubsub></iq>"
+        )
+        alice.expect("id=.pub.")
+        if b"4711" in bob.raw.read_for(0.3):
+            break
+        assert time.monotonic() < deadline, "no notification crossed to bob's process"
+    alice.close()
+    bob.close()

@@ -404,3 +404,33 @@ def test_other_disco_nodes_stay_item_not_found() -> None:
         t.client("<iq type='get' id='d3'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>") == []
     )
     assert b"type='result'" in t.output().replace(b'"', b"'")  # the node-less query is still the core's
+
+
+PUBSUB = "http://jabber.org/protocol/pubsub"
+
+
+def test_a_contact_namespace_to_another_accounts_bare_jid_goes_to_the_driver() -> None:
+    # XEP-0163: the server answers on behalf of another account of its own, for the namespaces the
+    # driver claims for contacts (RFC 6121 §8.5.2.1.3 otherwise: service-unavailable)
+    policy = RecordingPolicy()
+    t = bound(policy, driver_iq_namespaces=frozenset({PUBSUB}), driver_contact_namespaces=frozenset({PUBSUB}))
+    (request,) = t.client(f"<iq type='get' id='p1' to='Bob@localhost'><pubsub xmlns='{PUBSUB}'/></iq>")
+    assert isinstance(request, ev.IqRequest)
+    assert request.target == "contact"
+    assert request.stanza.get("from") == "alice@localhost/res"
+    assert policy.calls == [("iq", "get", "contact", f"{{{PUBSUB}}}pubsub")]
+    t.silent()
+    # not to a full JID (routed), not to a domain that is not ours, not outside the namespace
+    (routed,) = t.client(f"<iq type='get' id='p2' to='bob@localhost/x'><pubsub xmlns='{PUBSUB}'/></iq>")
+    assert isinstance(routed, ev.StanzaReceived)
+    assert t.client(f"<iq type='get' id='p3' to='bob@localhost'><query xmlns='{CAM}'/></iq>") == []
+    t.server(
+        "<iq xmlns='jabber:client' type='error' id='p3' from='bob@localhost' to='alice@localhost/res'>"
+        "<error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+    )
+
+
+def test_without_the_contact_claim_another_accounts_bare_jid_is_service_unavailable() -> None:
+    t = bound(None, driver_iq_namespaces=frozenset({PUBSUB}))  # own account only
+    assert t.client(f"<iq type='get' id='p1' to='bob@localhost'><pubsub xmlns='{PUBSUB}'/></iq>") == []
+    assert b"<service-unavailable" in t.output()
