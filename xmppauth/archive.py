@@ -37,7 +37,8 @@ from xmppauth.models import ArchivedMessage, ArchivePrefs, RosterItem
 from xmppauth.offloop import off_loop
 from xmppauth.proto import xep0313_mam as mam
 from xmppauth.proto.jid import JID
-from xmppauth.proto.xml import escape_attr
+from xmppauth.proto.xml import escape_attr, serialize
+from xmppauth.proto.xml_names import parse_element
 
 log = logging.getLogger("xmppauth.archive")
 
@@ -143,6 +144,19 @@ def _stanza_id(row: Row) -> bytes:
     return (
         f"<stanza-id xmlns='{mam.SID}' id='{row.archive_id}' by='{escape_attr(str(row.account))}'/>".encode()
     )
+
+
+def archived_for(data: bytes, account: JID) -> bool:
+    """Whether the stored message ``data`` carries the ``<stanza-id/>`` of ``account``'s archive
+    (XEP-0359): a copy is in that archive (or in the writer's queue), readable with XEP-0313."""
+    stanza = parse_element(data)
+    return any(found.get("by") == str(account) for found in stanza.iterchildren(mam.STANZA_ID))
+
+
+async def bound_metadata(user_id: int) -> str:
+    """XEP-0386 §2.4: the archive's ``<metadata/>`` (XEP-0313 §5) for a Bind2 ``<bound/>``."""
+    first, last = await bounds(user_id)
+    return serialize(mam.metadata(first, last)).decode()
 
 
 class _Writer:
@@ -334,6 +348,6 @@ def query(user_id: int, account: JID, request: mam.Query) -> Page:
 def bounds(user_id: int) -> tuple[tuple[str, datetime] | None, tuple[str, datetime] | None]:
     """The oldest and newest message of the archive (XEP-0313 §5)."""
     rows = ArchivedMessage.objects.filter(user_id=user_id).values_list("archive_id", "stamp")
-    first = rows.order_by("id").first()
-    last = rows.order_by("-id").first()
+    first = rows.order_by("stamp", "id").first()  # the (user, stamp) index: no sort of the archive
+    last = rows.order_by("-stamp", "-id").first()
     return (first, last) if first is not None and last is not None else (None, None)

@@ -161,6 +161,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         self._address = ""
         self._tasks: set[asyncio.Task[Any]] = set()  # this session's background work (tasks.start)
         self._resuming: StreamConsumer | None = None  # the hibernated session being taken over
+        self._fetches_archive = False  # bound with Bind2: stored messages in the archive are not sent
         self._transport_closed = False  # we closed it, or the client went away
         self._offline_taken = offline.Taken()  # stored messages sent and not yet acknowledged
         self._stored_while_away = 0  # messages for this session stored while it hibernated
@@ -358,7 +359,13 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             return
         if not blocking.fresh(JID(localpart, domain)):
             await blocking.load(JID(localpart, domain))  # routing checks it from memory from now on
-        self.jid = stream.bind_resource(resource)
+        extra = ""
+        if event.inline and ROUTER.archive is not None and self.may_receive("message", "chat"):
+            # XEP-0386 §2.4: where the account's archive stands, so the client knows what to fetch;
+            # and what waits stored and is archived is the client's to fetch, not to be sent (§2.3)
+            extra = await archive.bound_metadata(self.auth.user_id)
+            self._fetches_archive = settings.XMPP_BIND2_OFFLINE_FROM_ARCHIVE
+        self.jid = stream.bind_resource(resource, extra)
         await ROUTER.claim(self)  # anyone who took the JID meanwhile goes
         if not blocking.fresh(self.jid.bare):  # forgotten meanwhile (the process kept too many lists)
             await blocking.load(self.jid.bare)
@@ -837,11 +844,16 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         holder = self.session_id if sm is not None else None  # without XEP-0198 nothing is acknowledged
         stored: list[tuple[int, bytes, str]] = []
         done = 0
+        fetched: list[int] = []  # XEP-0386 §2.3: in the archive, for a Bind2 client to fetch there
         try:
             stored = await services.take_offline(jid.local, holder)
             for id_, data, stamp in stored:
                 if self._taken_over:
                     break
+                if self._fetches_archive and archive.archived_for(data, jid.bare):
+                    fetched.append(id_)
+                    done += 1
+                    continue
                 if holder is not None:
                     self._offline_taken.ids.append(id_)  # sent: forgotten when acknowledged or stored again
                 await self.deliver(with_delay(data, jid.domain, stamp))
@@ -854,6 +866,8 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             return
         if sm is not None and self._offline_taken.ids:
             self._offline_taken.mark = sm.outbound
+        if fetched and holder is not None:  # taken by this session: gone (without a holder, gone already)
+            await self._try("forgetting stored messages the archive holds", services.forget_offline, fetched)
         if done < len(stored):  # the session went on elsewhere or ended: the rest waits for the next one
             await self._try("putting back stored messages", offline.put_back, jid, stored[done:], holder)
 

@@ -344,6 +344,10 @@ XMPP_MAX_OFFLINE_MESSAGES = _env_int("XMPP_MAX_OFFLINE_MESSAGES", 1000, minimum=
 XMPP_ARCHIVE_DAYS = _env_int("XMPP_ARCHIVE_DAYS", 0, minimum=0)
 # JIDs an account may block (XEP-0191); a block beyond it is refused with policy-violation.
 XMPP_MAX_BLOCKLIST_ITEMS = _env_int("XMPP_MAX_BLOCKLIST_ITEMS", 1000, minimum=1)
+# XEP-0386 §2.3: a client bound with Bind2 is expected to fetch what waited for it from the archive
+# (XEP-0313), so stored messages the archive holds are cleared, not sent, at its first available
+# presence (those it does not hold are sent as to any client). 0: send them all, as XEP-0160 does.
+XMPP_BIND2_OFFLINE_FROM_ARCHIVE = _env_bool("XMPP_BIND2_OFFLINE_FROM_ARCHIVE", True)
 # XEP-0163 PEP: nodes an account may have (a create or first publish beyond is refused with
 # not-allowed + <max-nodes-exceeded/>), and items a node keeps at most ("max" in a node's config).
 XMPP_PEP_MAX_NODES = _env_int("XMPP_PEP_MAX_NODES", 200, minimum=1)

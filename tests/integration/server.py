@@ -81,6 +81,9 @@ def server_env(data_dir: Path, **extra: str) -> dict[str, str]:
             "XMPP_MAX_CONNECTIONS_PER_ADDRESS": "100000",
             # and send megabytes at once (the read rate is tested by tests/integration/test_floods.py)
             "XMPP_READ_BYTES_PER_SECOND": "0",
+            # the tests of stored messages log in with Bind2 and want them sent, as RFC 6120 clients
+            # get them; XEP-0386's rule (fetch them from the archive) is tested by test_bind2_archive.py
+            "XMPP_BIND2_OFFLINE_FROM_ARCHIVE": "0",
             **extra,
         }
     )

@@ -94,7 +94,7 @@ class Binding:
         )
         return None
 
-    def bound(self, resource: str) -> JID:
+    def bound(self, resource: str, bound_extra: str = "") -> JID:
         """The driver bound ``resource``: answer, and the stream is BOUND."""
         stream = self.stream
         assert stream.authenticated_localpart is not None
@@ -106,7 +106,7 @@ class Binding:
             # XEP-0386 §2.4: <success/> names the full JID and carries <bound/> with the answers
             # of the inline features; no restart, and no resource binding offered afterwards.
             self.inline = False
-            bound = xep0386_bind2.bound_element(stream, request)
+            bound = xep0386_bind2.bound_element(stream, request, bound_extra)
             stream.sasl2.success(str(jid), bound)
             stream.emit(stream.features(stream.bound_features()))
         else:

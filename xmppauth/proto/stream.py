@@ -318,10 +318,12 @@ class C2SStream:
         self._expect_waiting(Waiting.TASK)
         self.push_event(self.sasl.fail(condition, text))
 
-    def bind_resource(self, resource: str) -> JID:
-        """Bind ``resource`` (chosen by the driver under its conflict policy); returns the full JID."""
+    def bind_resource(self, resource: str, bound_extra: str = "") -> JID:
+        """Bind ``resource`` (chosen by the driver under its conflict policy); returns the full JID.
+        ``bound_extra``: serialised elements of the driver's for a XEP-0386 ``<bound/>`` (e.g. the
+        archive's XEP-0313 ``<metadata/>``), ignored for RFC 6120 binding."""
         self._expect_waiting(Waiting.BIND)
-        return self.binding.bound(resource)
+        return self.binding.bound(resource, bound_extra)
 
     def bind_failed(self, condition: StanzaErrorCondition, text: str = "") -> None:
         self._expect_waiting(Waiting.BIND)

@@ -82,9 +82,10 @@ def resource_for(request: Bind2Request, user_agent: UserAgent | None, localpart:
     return f"{tag}~{suffix}" if tag else suffix
 
 
-def bound_element(stream: C2SStream, request: Bind2Request) -> str:
-    """§2.4: switch on what the client asked inline and say so in ``<bound/>``."""
-    answers = ""
+def bound_element(stream: C2SStream, request: Bind2Request, extra: str = "") -> str:
+    """§2.4: switch on what the client asked inline and say so in ``<bound/>``, after ``extra`` (the
+    driver's: the archive's ``<metadata/>``, which §2.4 says the element SHOULD hold)."""
+    answers = extra
     if request.sm_enable:
         stream.sm = StreamManagement.enable(resume=True, max_seconds=stream.config.sm_resume_seconds)
         answers = stream.sm.enabled_element()
