@@ -344,10 +344,26 @@ def query(user_id: int, account: JID, request: mam.Query) -> Page:
     return Page([(archive_id, stamp, stanza.encode()) for archive_id, stamp, stanza in got], complete)
 
 
+@functools.cache
+def _bounds_sql() -> str:
+    table = ArchivedMessage._meta.db_table
+    pick = f"SELECT id FROM {table} WHERE user_id = %s ORDER BY archive_id {{}} LIMIT 1"  # noqa: S608 - ours
+    # ids are time-ordered, and (user, archive_id) is indexed: two index probes, no sort
+    first, last = pick.format("ASC"), pick.format("DESC")
+    return f"SELECT archive_id, stamp FROM {table} WHERE id IN (({first}), ({last}))"  # noqa: S608 - ours
+
+
 @off_loop
 def bounds(user_id: int) -> tuple[tuple[str, datetime] | None, tuple[str, datetime] | None]:
-    """The oldest and newest message of the archive (XEP-0313 §5)."""
-    rows = ArchivedMessage.objects.filter(user_id=user_id).values_list("archive_id", "stamp")
-    first = rows.order_by("stamp", "id").first()  # the (user, stamp) index: no sort of the archive
-    last = rows.order_by("-stamp", "-id").first()
-    return (first, last) if first is not None and last is not None else (None, None)
+    """The oldest and newest message of the archive (XEP-0313 §5), in one query: a Bind2 login asks
+    (the ORM's two queries cost 673 µs a login, this 140, docs/performance.md)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_bounds_sql(), [user_id, user_id])
+        rows = sorted((archive_id, _aware(stamp)) for archive_id, stamp in cursor.fetchall())
+    return (rows[0], rows[-1]) if rows else (None, None)
+
+
+def _aware(stamp: datetime | str) -> datetime:
+    """A ``stamp`` as the database driver returns it, as an aware UTC datetime (SQLite: ISO text)."""
+    moment = datetime.fromisoformat(stamp) if isinstance(stamp, str) else stamp
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
