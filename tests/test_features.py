@@ -37,10 +37,16 @@ def test_the_core_is_told_the_namespaces_nodes_and_features_of_every_module() ->
     # PEP is served on other accounts' bare JIDs too (XEP-0163 §4: a contact's nodes)
     assert served.contact_namespaces == {ns.PUBSUB, ns.PUBSUB_OWNER}
     assert served.disco_nodes == {ns.COMMANDS}
-    assert served.server_features == (ns.COMMANDS, ns.BLOCKING, ns.MFA)
+    assert set(served.server_features) == {ns.COMMANDS, ns.BLOCKING, ns.MFA, "msgoffline"}
+    assert len(served.server_features) == 4
     pep_features = tuple(f"{ns.PUBSUB}#{name}" for name in ("publish", "publish-options", "subscribe"))
-    assert {ns.CAM, ns.MAM, f"{ns.MAM}#extended", ns.PUBSUB, *pep_features} <= set(served.account_features)
-    assert len(served.account_features) == len(set(served.account_features)) == 4 + len(pep_rules.FEATURES)
+    own = {ns.CAM, ns.MAM, f"{ns.MAM}#extended", "urn:xmpp:sid:0", ns.PUBSUB}
+    assert {*own, *pep_features} <= set(served.account_features)
+    assert (
+        len(served.account_features)
+        == len(set(served.account_features))
+        == len(own) + len(pep_rules.FEATURES)
+    )
     assert served.account_identities == (("pubsub", "pep"),)
 
 

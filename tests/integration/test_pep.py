@@ -118,6 +118,32 @@ def options(**fields: str) -> str:
     )
 
 
+def test_disco_lists_what_the_server_and_the_account_support(server: Server) -> None:
+    """Issue 14 §5: exactly the protocols served, on the server's JID and on the account's bare JID."""
+    ann = online(server, "ann8")
+    ann.send(f"<iq type='get' id='srv' to='localhost'><query xmlns='{DISCO}'/></iq>")
+    served = set(re.findall(rb"<feature var=.([^'\"]+).", ann.expect("id=.srv.[^>]*>.*?</iq>")))
+    assert served == {
+        *(b"urn:xmpp:carbons:2", b"urn:xmpp:ping", b"urn:xmpp:blocking", b"urn:xmpp:mfa:0", b"msgoffline"),
+        *(DISCO.encode(), b"http://jabber.org/protocol/disco#items", b"http://jabber.org/protocol/commands"),
+    }
+    ann.send(f"<iq type='get' id='acc' to='ann8@localhost'><query xmlns='{DISCO}'/></iq>")
+    account = set(re.findall(rb"<feature var=.([^'\"]+).", ann.expect("id=.acc.[^>]*>.*?</iq>")))
+    own = {
+        b"urn:xmpp:mam:2",
+        b"urn:xmpp:mam:2#extended",
+        b"urn:xmpp:sid:0",
+        b"urn:xmpp:cam:0",
+        PUBSUB.encode(),
+    }
+    assert own <= account
+    assert {f for f in account - own if not f.startswith(PUBSUB.encode() + b"#")} == {
+        DISCO.encode(),
+        b"urn:xmpp:ping",
+    }
+    ann.close()
+
+
 def test_the_account_says_it_is_a_pep_service(server: Server) -> None:
     ann = online(server, "ann1")
     ann.send(f"<iq type='get' id='info' to='ann1@localhost'><query xmlns='{DISCO}'/></iq>")

@@ -81,3 +81,4 @@ async def _page(
 
 features.register(mam.MAM, _on_iq, account_feature=True)
 features.advertise(mam.MAM_EXTENDED, account_feature=True)
+features.advertise(mam.SID, account_feature=True)  # XEP-0359 §8: the account's bare JID stamps <stanza-id/>
