@@ -9,6 +9,7 @@ from lxml import etree
 
 from accounts.models import User
 from tests.helpers import canon, db
+from xmppauth import subscriptions
 from xmppauth.features import rfc6121_roster as roster
 from xmppauth.models import RosterItem
 from xmppauth.proto.jid import JID
@@ -37,6 +38,11 @@ def rows(**filters: Any) -> list[tuple[Any, ...]]:
         .order_by("user_id", "jid")
         .values_list("jid", "name", "groups", "subscription", "ask")
     )
+
+
+async def version(user: User) -> str:
+    """The account's roster version now (RFC 6121 §2.6): what the last push carried."""
+    return str(await db(subscriptions.roster_version, user.pk))
 
 
 async def send(user: User, xml: str) -> roster.RosterOutcome:
@@ -77,7 +83,7 @@ async def test_an_empty_roster_is_an_empty_query_without_ver(alice: User) -> Non
     assert outcome.push is None
 
 
-async def test_get_lists_every_item_sorted_by_jid_and_ignores_ver(alice: User, bob: User) -> None:
+async def test_get_lists_every_item_sorted_by_jid_with_the_current_ver(alice: User, bob: User) -> None:
     await db(
         RosterItem.objects.create,
         user=alice,
@@ -104,7 +110,7 @@ async def test_get_lists_every_item_sorted_by_jid_and_ignores_ver(alice: User, b
         outcome.reply,
         """
         <iq xmlns='jabber:client' type='result' id='g2' from='alice@example.org' to='alice@example.org/phone'>
-          <query xmlns='jabber:iq:roster'>
+          <query xmlns='jabber:iq:roster' ver='0'>
             <item jid='benvolio@example.net' subscription='none'/>
             <item jid='nurse@example.com' name='Nurse' subscription='none' ask='subscribe'>
               <group>Servants</group>
@@ -153,7 +159,7 @@ async def test_adding_an_item_answers_an_empty_result_and_pushes_the_item(alice:
     )
     assert_xml(
         outcome.push,
-        "<query xmlns='jabber:iq:roster'>"
+        f"<query xmlns='jabber:iq:roster' ver='{await version(alice)}'>"
         "<item jid='nurse@example.com' name='Nurse' subscription='none'><group>Servants</group></item>"
         "</query>",
     )
@@ -172,7 +178,8 @@ async def test_the_jid_is_stored_prepared_and_bare(alice: User) -> None:
     outcome = await send(alice, roster_set("<item jid='Nurse@Example.COM./balcony'/>"))
     assert_xml(
         outcome.push,
-        "<query xmlns='jabber:iq:roster'><item jid='nurse@example.com' subscription='none'/></query>",
+        f"<query xmlns='jabber:iq:roster' ver='{await version(alice)}'>"
+        "<item jid='nurse@example.com' subscription='none'/></query>",
     )
     assert await db(rows) == [("nurse@example.com", "", [], "none", False)]
 
@@ -197,7 +204,7 @@ async def test_an_update_replaces_name_and_groups_and_ignores_subscription_ask_a
     )
     assert_xml(
         outcome.push,
-        "<query xmlns='jabber:iq:roster'>"
+        f"<query xmlns='jabber:iq:roster' ver='{await version(alice)}'>"
         "<item jid='romeo@example.net' subscription='none'><group>Verona</group></item></query>",
     )
     assert await db(rows) == [("romeo@example.net", "", ["Verona"], "none", False)]
@@ -233,7 +240,8 @@ async def test_removing_an_item_deletes_it_and_pushes_subscription_remove(alice:
     )
     assert_xml(
         outcome.push,
-        "<query xmlns='jabber:iq:roster'><item jid='nurse@example.com' subscription='remove'/></query>",
+        f"<query xmlns='jabber:iq:roster' ver='{await version(alice)}'>"
+        "<item jid='nurse@example.com' subscription='remove'/></query>",
     )
     assert await db(rows) == []
 

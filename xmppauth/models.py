@@ -193,3 +193,37 @@ class PepSubscription(models.Model):
 
     def __str__(self) -> str:
         return f"{self.jid} subscribed to {self.node_id}"
+
+
+class RosterVersion(models.Model):
+    """The version of an account's roster (RFC 6121 §2.6), sent as ``ver`` with roster results and pushes.
+
+    ``counter`` goes up by one in the transaction of every change a roster get would show (an item
+    listed, changed or removed), so two changes never share a version, whichever process makes them.
+    ``tag`` is random, made with the row: an account deleted and made again under the same name starts
+    counting again, and its clients' cached versions must not match the new roster's. An account without
+    a row has had no such change since versioning began (``xmppauth/subscriptions.py``)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="roster_version"
+    )
+    counter = models.PositiveBigIntegerField(default=0)
+    tag = models.CharField(max_length=16)
+
+    def __str__(self) -> str:
+        return f"roster version {self.counter}-{self.tag} of {self.user_id}"
+
+
+class LastPresence(models.Model):
+    """The unavailable presence of an account's last available resource, as it was broadcast (``from`` its
+    full JID), and when: what a subscriber's probe gets while the account has no available resource
+    (RFC 6121 §4.3.2), with a XEP-0203 ``<delay/>``. One row per account, replaced each time."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="last_presence"
+    )
+    stanza = models.TextField()
+    stamp = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"last unavailable presence of {self.user_id} at {self.stamp:%Y-%m-%d %H:%M}"

@@ -19,34 +19,42 @@ locked; then:
 
 Broadcast presence (:meth:`Presences.broadcast`) goes to the account's subscribers' available
 resources (§4.2.2, §4.4.2, §4.5.2); an account's first available presence also brings it the presence
-of everyone it is subscribed to (the probe of §4.3, answered here from the router's state) and the
-requests that waited for it. Only local accounts exist (no server-to-server), so both sides of every
-subscription are this server's and are kept consistent together.
+of everyone it is subscribed to (the probe of §4.3, answered here from the router's state; for a
+contact with no available resource, its last unavailable presence with a XEP-0203 ``<delay/>``,
+§4.3.2) and the requests that waited for it. Only local accounts exist (no server-to-server), so both
+sides of every subscription are this server's and are kept consistent together.
+
+Roster versions (§2.6): every change a roster get would show raises the account's version in the
+transaction that writes it (:func:`bump_version`), and its push carries the new version.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 from collections.abc import Iterable
 from copy import deepcopy
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
 from lxml import etree
 
 from accounts.models import User
 from sessions_acl.access import ROSTER_READ, SessionAccess
-from xmppauth import blocking
-from xmppauth.models import RosterItem
+from xmppauth import blocking, tasks
+from xmppauth.models import BlockedJid, LastPresence, RosterItem, RosterVersion
 from xmppauth.offloop import off_loop
 from xmppauth.proto import ns, xep0191_blocking
 from xmppauth.proto import rfc6121_subscriptions as rules
 from xmppauth.proto.events import StanzaReceived
 from xmppauth.proto.jid import JID, InvalidJID
-from xmppauth.proto.rfc6121_roster import INTERESTED, Item, push_iq, push_payload
+from xmppauth.proto.rfc6121_roster import INITIAL, INTERESTED, Item, push_iq, push_payload, version
+from xmppauth.proto.xep0203_delay import with_delay
 from xmppauth.proto.xml import serialize
 from xmppauth.router import ROUTER, Router, Session
 
@@ -90,6 +98,40 @@ def item_of(row: RosterItem) -> Item:
     return Item(row.jid, row.name, tuple(str(g) for g in groups), row.subscription, row.ask, row.approved)
 
 
+# ---------------------------------------------------------------------------------- roster versions
+@functools.cache
+def _bump_sql() -> str:
+    table = RosterVersion._meta.db_table
+    return (
+        f"INSERT INTO {table} (user_id, counter, tag) VALUES (%s, 1, %s) "  # noqa: S608 - the table's name
+        f"ON CONFLICT (user_id) DO UPDATE SET counter = {table}.counter + 1 RETURNING counter, tag"
+    )
+
+
+def bump_version(user_id: int) -> str:
+    """The account's roster just changed in what a roster get shows: its new version (RFC 6121 §2.6),
+    for the push. Call it in the transaction that writes the change, so that the version and the change
+    are committed (or rolled back) together.
+
+    Written out: the ORM has neither an upsert that raises a counter nor UPDATE ... RETURNING, and
+    would need three statements (update, create on the first change, read back). This one is atomic in
+    the database itself: two changes of one account never read the same counter, whichever processes
+    make them (PostgreSQL locks the row until the commit; SQLite has one writer; the callers also hold
+    the account's row). RETURNING needs SQLite 3.35 or PostgreSQL 9.5."""
+    with connection.cursor() as cursor:
+        cursor.execute(_bump_sql(), [user_id, secrets.token_hex(4)])
+        counter, tag = cursor.fetchone()
+    return version(int(counter), str(tag))
+
+
+def roster_version(user_id: int) -> str:
+    """The current version of the account's roster; :data:`INITIAL` before its first versioned change.
+    Read it before the items: a change committed in between then makes the items newer than the version
+    (the client's next get sends the full roster again), never the reverse."""
+    row = RosterVersion.objects.filter(user_id=user_id).values_list("counter", "tag").first()
+    return INITIAL if row is None else version(*row)
+
+
 # ---------------------------------------------------------------------------------- the database side
 def _state(row: RosterItem | None) -> rules.State:
     if row is None:
@@ -115,6 +157,7 @@ class _Side:
     before: rules.State
     after: rules.State
     push: Item | None = None
+    ver: str | None = None  # the roster version the change made, when it showed (push, or removal)
 
 
 def _store(user: User, contact: JID, row: RosterItem | None, side: _Side, *, lists: bool = False) -> None:
@@ -138,6 +181,7 @@ def _store(user: User, contact: JID, row: RosterItem | None, side: _Side, *, lis
     row.save()
     if row.listed and (not was_listed or rules.visible(after) != rules.visible(side.before)):
         side.push = item_of(row)
+        side.ver = bump_version(user.pk)
 
 
 @dataclass
@@ -159,8 +203,7 @@ def _local(jid: JID) -> bool:
     return jid.domain == settings.XMPP_DOMAIN and bool(jid.local)
 
 
-@off_loop
-def _apply(account: JID, contact: JID, kind: str | None) -> _Change | None:
+def _apply_sync(account: JID, contact: JID, kind: str | None) -> _Change | None:
     """Apply the subscription stanza ``kind`` that ``account`` sends ``contact`` (both bare); None:
     take the contact out of the account's roster, after the stanzas §2.5.2 sends on its behalf.
     None when the account is gone or, for a removal, when the contact is not in its roster."""
@@ -204,11 +247,15 @@ def _apply(account: JID, contact: JID, kind: str | None) -> _Change | None:
             assert row is not None
             row.delete()
             mine.after = rules.State()
+            mine.ver = bump_version(user.pk)
         else:
             _store(user, contact, row, mine, lists=kind in ("subscribe", "subscribed"))
         if theirs is not None and peer is not None:
             _store(peer, account, peer_row, theirs)
         return _Change(mine, theirs, delivered, replies)
+
+
+_apply = off_loop(_apply_sync)
 
 
 @dataclass(frozen=True)
@@ -238,6 +285,37 @@ def _contacts(account: JID) -> Contacts:
         if pending_in:
             requests.append(contact)
     return Contacts(tuple(subscribers), tuple(subscribed_to), tuple(requests))
+
+
+# ---------------------------------------------------------------------------------- last presence (§4.3.2)
+@off_loop
+def _keep_last(localpart: str, stanza: str, stamp: datetime) -> None:
+    user_id = User.objects.filter(username=localpart).values_list("pk", flat=True).first()
+    if user_id is not None:
+        LastPresence.objects.update_or_create(user_id=user_id, defaults={"stanza": stanza, "stamp": stamp})
+
+
+def _remember_last(account: JID, data: bytes) -> None:
+    """The account's last available resource went unavailable with ``data`` (as broadcast): keep it, with
+    the time, for its subscribers' probes. Written behind the event loop (a background task, whose
+    failure is logged): the unavailable presence goes on meanwhile."""
+    write = _keep_last(account.local or "", data.decode(), datetime.now(UTC))
+    tasks.start(write, name="presence: keeping the last unavailable presence")
+
+
+@off_loop
+def _last_presences(localparts: list[str], keys: tuple[str, ...]) -> list[tuple[str, datetime]]:
+    """The kept last unavailable presence, and its time, of each active account among ``localparts``
+    that has one and does not block the JID whose XEP-0191 match keys are ``keys``: one query."""
+    refuses = BlockedJid.objects.filter(user_id=OuterRef("user_id"), jid__in=keys)
+    rows = LastPresence.objects.filter(user__username__in=localparts, user__is_active=True)
+    return list(rows.filter(~Exists(refuses)).values_list("stanza", "stamp"))
+
+
+def _delayed(stanza: str, stamp: datetime) -> bytes:
+    """A kept presence with the XEP-0203 ``<delay/>`` saying since when this server has held it."""
+    when = stamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return with_delay(stanza.encode(), settings.XMPP_DOMAIN, when)
 
 
 # ---------------------------------------------------------------------------------- the router's side
@@ -285,8 +363,9 @@ async def _act(router: Router, change: _Change, original: etree._Element | None 
     sides = [side for side in (mine, theirs) if side is not None]
     for side in sides:  # the roster first (§3.1.5: the push, then the stanza)
         if side.push is not None:
+            assert side.ver is not None
             sessions = [s for s in router.resources(side.account).values() if isinstance(s, Resource)]
-            await push_roster(sessions, push_payload(side.push))
+            await push_roster(sessions, push_payload(side.push, ver=side.ver))
     for kind in change.delivered:
         await _to_available(router, mine.contact, _presence(mine.account, mine.contact, kind, original), kind)
     for reply in change.replies:
@@ -297,16 +376,16 @@ async def _act(router: Router, change: _Change, original: etree._Element | None 
             await _presence_of(router, side.contact, side.account, gained=after)
 
 
-async def remove_contact(account: JID, contact: JID) -> bool:
+async def remove_contact(account: JID, contact: JID) -> str | None:
     """RFC 6121 §2.5.2: ``account`` removes ``contact`` from its roster; the server first sends the
-    contact, on the account's behalf, what ends their subscriptions and requests. False when the
-    contact was not in the roster (the caller answers item-not-found); the removal's own push is the
-    caller's."""
+    contact, on the account's behalf, what ends their subscriptions and requests. The roster version
+    the removal made; None when the contact was not in the roster (the caller answers item-not-found).
+    The removal's own push is the caller's."""
     change = await _apply(account, contact, None)
     if change is None:
-        return False
+        return None
     await _act(ROUTER, change)
-    return True
+    return change.user.ver
 
 
 class Presences:
@@ -352,6 +431,8 @@ class Presences:
             for session in _available(router, contact, only_here):
                 if session.may_receive("presence", stanza_type):
                     await session.deliver(data, urgent=False)
+        if stanza_type == "unavailable" and not _available(router, account):
+            _remember_last(account, data)  # its last available resource is gone (§4.3.2)
         if not initial:
             return
         # the contacts' presence, as their probe answers (§4.3): not of one blocked either way
@@ -363,6 +444,21 @@ class Presences:
             for session in _available(router, contact):
                 if session.last_presence is not None:
                     await sender.deliver(session.last_presence, urgent=False)
+        # §4.3.2: a contact with no available resource answers the probe either with the last unavailable
+        # presence the server received from it or not at all. We answer with it, the whole stanza as it was
+        # broadcast, so 'from' is the full JID of the resource that sent it (as in the RFC's example),
+        # and with a XEP-0203 <delay/> saying since when (the RFC's example carries one too).
+        seen = set(online)
+        offline = [
+            contact.local or ""
+            for contact in contacts.subscribed_to
+            if contact not in seen
+            and _local(contact)
+            and not (shield is not None and shield.blocks(account, contact))
+        ]
+        if offline:
+            for stanza, stamp in await _last_presences(offline, xep0191_blocking.match_keys(jid)):
+                await sender.deliver(_delayed(stanza, stamp), urgent=False)
         for contact in contacts.requests:
             if shield is None or not shield.blocks(account, contact):
                 await sender.deliver(_presence(contact, account, "subscribe"), urgent=False)

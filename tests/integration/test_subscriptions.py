@@ -43,7 +43,7 @@ def online(server: Server, user: str, status: str = "") -> Session:
 def push(session: Session, contact: str) -> bytes:
     """The next roster push about ``contact``: its <item/>."""
     got = session.expect(
-        f"<iq[^>]*type=.set.[^>]*><query xmlns=.{ROSTER}.><item[^>]*jid=.{contact}@localhost.[^>]*"
+        f"<iq[^>]*type=.set.[^>]*><query xmlns=.{ROSTER}.[^>]*><item[^>]*jid=.{contact}@localhost.[^>]*"
     )
     item = re.search(rb"<item[^>]*", got)
     assert item, got

@@ -32,7 +32,7 @@ EXPIRED = "this token is not valid (expired, replaced or revoked); authenticate 
 POST_AUTH_FEATURES = (
     "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"
     "<session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>"
-    "<sm xmlns='urn:xmpp:sm:3'/><csi xmlns='urn:xmpp:csi:0'/></stream:features>"
+    "<sm xmlns='urn:xmpp:sm:3'/><csi xmlns='urn:xmpp:csi:0'/><ver xmlns='urn:xmpp:features:rosterver'/></stream:features>"
 )
 INLINE_SM_BIND2 = (
     "<sm xmlns='urn:xmpp:sm:3'/><bind xmlns='urn:xmpp:bind:0'><inline>"
@@ -224,7 +224,7 @@ def test_ht_with_bind2_gets_a_full_jid() -> None:
     t.server(
         f"<success xmlns='{SASL2}'><additional-data>{ht_additional_data('HT-SHA-256-EXPR')}</additional-data>"
         "<authorization-identifier>*</authorization-identifier><bound xmlns='urn:xmpp:bind:0'/></success>"
-        "<stream:features><csi xmlns='urn:xmpp:csi:0'/><sm xmlns='urn:xmpp:sm:3'/></stream:features>"
+        "<stream:features><csi xmlns='urn:xmpp:csi:0'/><ver xmlns='urn:xmpp:features:rosterver'/><sm xmlns='urn:xmpp:sm:3'/></stream:features>"
     )
     assert t.stream.state is State.BOUND
     assert t.stream.jid is not None
@@ -410,7 +410,7 @@ def test_request_token_with_scram_and_bind2() -> None:
         f"<success xmlns='{SASL2}'><additional-data>*</additional-data>"
         "<authorization-identifier>*</authorization-identifier><bound xmlns='urn:xmpp:bind:0'/>"
         f"<token xmlns='{FAST}' token='secret-token:bound' expiry='2026-12-16T10:00:00Z'/></success>"
-        "<stream:features><csi xmlns='urn:xmpp:csi:0'/><sm xmlns='urn:xmpp:sm:3'/></stream:features>"
+        "<stream:features><csi xmlns='urn:xmpp:csi:0'/><ver xmlns='urn:xmpp:features:rosterver'/><sm xmlns='urn:xmpp:sm:3'/></stream:features>"
     )
     assert t.stream.state is State.BOUND
 

@@ -134,7 +134,7 @@ def test_bind2_refusal_as_a_literal_transcript() -> None:
     t.server(
         f"<success xmlns='{SASL2}'><authorization-identifier>alice@localhost/{resource}"
         "</authorization-identifier><bound xmlns='urn:xmpp:bind:0'/></success>"
-        "<stream:features><csi xmlns='urn:xmpp:csi:0'/><sm xmlns='urn:xmpp:sm:3'/></stream:features>"
+        "<stream:features><csi xmlns='urn:xmpp:csi:0'/><ver xmlns='urn:xmpp:features:rosterver'/><sm xmlns='urn:xmpp:sm:3'/></stream:features>"
     )
 
 

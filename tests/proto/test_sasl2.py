@@ -89,7 +89,7 @@ def test_scram_with_bind2_succeeds_in_one_exchange_without_restart() -> None:
         f"<success xmlns='{SASL2}'><additional-data>*</additional-data>"
         f"<authorization-identifier>alice@localhost/{bind.resource}</authorization-identifier>"
         "<bound xmlns='urn:xmpp:bind:0'/></success>"
-        "<stream:features><csi xmlns='urn:xmpp:csi:0'/><sm xmlns='urn:xmpp:sm:3'/></stream:features>"
+        "<stream:features><csi xmlns='urn:xmpp:csi:0'/><ver xmlns='urn:xmpp:features:rosterver'/><sm xmlns='urn:xmpp:sm:3'/></stream:features>"
     )
     assert t.stream.state is State.BOUND
     assert t.stream.jid == JID("alice", "localhost", bind.resource)
@@ -131,7 +131,7 @@ def test_sasl2_without_bind2_offers_rfc6120_bind_on_the_same_stream() -> None:
         f"<success xmlns='{SASL2}'><authorization-identifier>alice@localhost</authorization-identifier></success>"
         "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"
         "<session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>"
-        "<sm xmlns='urn:xmpp:sm:3'/><csi xmlns='urn:xmpp:csi:0'/></stream:features>"
+        "<sm xmlns='urn:xmpp:sm:3'/><csi xmlns='urn:xmpp:csi:0'/><ver xmlns='urn:xmpp:features:rosterver'/></stream:features>"
     )
     t.client(
         "<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>legacy</resource></bind></iq>"
@@ -230,7 +230,7 @@ def test_inline_bind_failure_travels_inside_success() -> None:
         "<failed xmlns='urn:xmpp:bind:0'/></success>"
         "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"
         "<session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>"
-        "<sm xmlns='urn:xmpp:sm:3'/><csi xmlns='urn:xmpp:csi:0'/></stream:features>"
+        "<sm xmlns='urn:xmpp:sm:3'/><csi xmlns='urn:xmpp:csi:0'/><ver xmlns='urn:xmpp:features:rosterver'/></stream:features>"
     )
     assert t.stream.state is State.EXPECT_BIND
 
@@ -244,6 +244,6 @@ def test_websocket_sasl2_needs_no_new_open() -> None:
     assert frames[0].startswith(f"<success xmlns='{SASL2}'>".encode())
     assert frames[1] == (
         b"<stream:features xmlns:stream='http://etherx.jabber.org/streams'>"
-        b"<csi xmlns='urn:xmpp:csi:0'/><sm xmlns='urn:xmpp:sm:3'/></stream:features>"
+        b"<csi xmlns='urn:xmpp:csi:0'/><ver xmlns='urn:xmpp:features:rosterver'/><sm xmlns='urn:xmpp:sm:3'/></stream:features>"
     )
     assert t.stream.state is State.BOUND

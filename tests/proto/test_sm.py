@@ -223,7 +223,7 @@ def test_bind2_enables_sm_carbons_and_csi_inline() -> None:
         f"<success xmlns='{SASL2}'><authorization-identifier>*</authorization-identifier>"
         "<bound xmlns='urn:xmpp:bind:0'><enabled xmlns='urn:xmpp:sm:3' id='*' resume='true' max='300'/></bound>"
         # fluux #380: no <sm/> after an inline enable
-        "</success><stream:features><csi xmlns='urn:xmpp:csi:0'/></stream:features>"
+        "</success><stream:features><csi xmlns='urn:xmpp:csi:0'/><ver xmlns='urn:xmpp:features:rosterver'/></stream:features>"
     )
     assert t.stream.carbons
     assert not t.stream.csi_active

@@ -6,9 +6,11 @@ session may read or change the roster (its scopes) was decided before :func:`han
 
 What is supported and what is not:
 
-* Roster get (RFC 6121 §2.1.3, §2.2) answers every item, sorted by JID, without a ``ver``
-  attribute: roster versioning (§2.6) is not offered, so a ``ver`` in the request is ignored
-  and the whole roster is returned.
+* Roster get (RFC 6121 §2.1.3, §2.2) answers every item, sorted by JID. With roster versioning
+  (§2.6, :mod:`xmppauth.proto.rfc6121_roster`): a get whose ``ver`` is the current version gets an
+  empty result and then only pushes (§2.6.3); one with any other ``ver`` (an older one, or the empty
+  string that bootstraps versioning, §2.6.2) gets every item and the current ``ver``; one without
+  ``ver`` gets every item and no ``ver``, as before versioning.
 * Roster set (§2.1.5, §2.3, §2.4) creates or replaces one item: its name and groups become
   exactly what the set carries. The ``subscription`` attribute is ignored unless it is
   ``remove`` (§2.1.2.5); ``ask`` and ``approved`` are not the client's to set (§2.1.2.1,
@@ -28,7 +30,9 @@ the ``XMPP_MAX_ROSTER_ITEMS`` setting (default 1000); adding an item beyond it i
 
 A successful set is answered with an empty result and yields the payload of a roster push
 (§2.1.6), which goes to every interested resource of the account (:func:`push_iq` wraps it): each
-session that has asked for the roster and may still read it.
+session that has asked for the roster and may still read it. The push carries the roster version the
+set made: the set raises the account's version in the transaction that stores it
+(:func:`xmppauth.subscriptions.bump_version`).
 """
 
 from __future__ import annotations
@@ -53,8 +57,9 @@ from xmppauth.proto.rfc6121_roster import (
     ITEM,
     QUERY,
     Item,
-    item_element,
     push_payload,
+    roster_payload,
+    unchanged,
 )
 
 NS = ns.ROSTER
@@ -79,9 +84,9 @@ class RosterOutcome:
     """What to answer the requesting session, and what to push to all of the account's sessions.
 
     ``reply`` is the complete ``<iq type='result'/>`` or ``<iq type='error'/>``. ``push`` is the
-    ``<query xmlns='jabber:iq:roster'>`` with the one changed item (``subscription='remove'`` for
-    a removed one) when a roster set succeeded, else None; RFC 6121 §2.3.2, §2.4.2 and §2.5.2
-    require it to go to every interested resource, the one that sent the set included.
+    ``<query xmlns='jabber:iq:roster' ver>`` with the one changed item (``subscription='remove'`` for
+    a removed one) and the new roster version when a roster set succeeded, else None; RFC 6121 §2.3.2,
+    §2.4.2 and §2.5.2 require it to go to every interested resource, the one that sent the set included.
     """
 
     reply: etree._Element
@@ -90,9 +95,16 @@ class RosterOutcome:
 
 # ---------------------------------------------------------------------------------- the handler
 async def _on_iq(context: features.IqContext, stanza: etree._Element, payload: etree._Element) -> None:
-    outcome = await handle(context.user_id, context.jid, stanza, payload)
-    if stanza.get("type") == "get" and outcome.reply.get("type") == "result":
+    get = stanza.get("type") == "get"
+    interested = context.state.get(INTERESTED)
+    if get:
+        # Interested from before the roster is read: a change committed while it is read is pushed to
+        # this session too (maybe before the result). Marked after the read, a push made in between
+        # would miss it, and with versioning the next push's version would hide that for good.
         context.state[INTERESTED] = True
+    outcome = await handle(context.user_id, context.jid, stanza, payload)
+    if get and not interested and outcome.reply.get("type") != "result":
+        del context.state[INTERESTED]  # refused: no more interested than before
     await context.answer(outcome.reply)
     if outcome.push is not None:
         await _push(context, outcome.push)
@@ -135,11 +147,12 @@ async def _roster_get(user_id: int, stanza: etree._Element, payload: etree._Elem
     if any(isinstance(child.tag, str) for child in payload):
         # RFC 6121 §2.1.3: the <query/> of a roster get contains no child elements.
         raise Refusal(StanzaErrorCondition.BAD_REQUEST, "a roster get carries an empty <query/>")
-    items = await _load_items(user_id)
+    requested = payload.get("ver")  # None: the client does not use versioning (§2.6.2)
+    current, items = await _load_roster(user_id, requested)
     reply = _result(stanza)
-    query = etree.SubElement(reply, _Q_QUERY, nsmap=ns.default(NS))
-    for item in items:
-        query.append(item_element(item))
+    if items is not None:
+        reply.append(roster_payload(items, current if requested is not None else None))
+    # else §2.6.3: the client's copy is current, "an empty IQ-result"; changes come as pushes
     return reply
 
 
@@ -148,7 +161,13 @@ def _items_of(user_id: int) -> list[Item]:
     return [_snapshot(row) for row in listed]
 
 
-_load_items = off_loop(_items_of)
+@off_loop
+def _load_roster(user_id: int, requested: str | None) -> tuple[str, list[Item] | None]:
+    """The current version, and the items unless the client holds that version (None then)."""
+    current = subscriptions.roster_version(user_id)  # first: see roster_version
+    if unchanged(requested, current):
+        return current, None
+    return current, _items_of(user_id)
 
 
 # ---------------------------------------------------------------------------------- set
@@ -225,11 +244,11 @@ def _max_items() -> int:
     return int(getattr(settings, "XMPP_MAX_ROSTER_ITEMS", DEFAULT_MAX_ITEMS))
 
 
-def _apply_set(user_id: int, request: _SetRequest) -> Item:
-    """Store the roster set (not a removal); return the item to push.
+def _apply_set(user_id: int, request: _SetRequest) -> tuple[Item, str]:
+    """Store the roster set (not a removal); return the item to push and the roster version it made.
 
     Runs in one transaction with the account's row locked, so two sets racing for the last free
-    place cannot both take it.
+    place cannot both take it, and the version is raised in that same transaction.
 
     A full roster is refused with ``resource-constraint`` (RFC 6121 §2.3.3 allows it or
     ``policy-violation``): the request itself is acceptable and would succeed once the account
@@ -257,7 +276,7 @@ def _apply_set(user_id: int, request: _SetRequest) -> Item:
         existing.name = request.name
         existing.groups = list(request.groups)
         existing.save()
-        return _snapshot(existing)
+        return _snapshot(existing), subscriptions.bump_version(user_id)
 
 
 _apply_set_async = off_loop(_apply_set)
@@ -265,13 +284,14 @@ _apply_set_async = off_loop(_apply_set)
 
 async def _apply(user_id: int, account: JID, request: _SetRequest) -> etree._Element:
     if request.remove:
-        if not await subscriptions.remove_contact(account.bare, JID.parse(request.jid)):
+        ver = await subscriptions.remove_contact(account.bare, JID.parse(request.jid))
+        if ver is None:
             # RFC 6121 §2.5.3: removing an item that is not in the roster is item-not-found.
             raise Refusal(StanzaErrorCondition.ITEM_NOT_FOUND, "no such item in the roster")
         item = Item(request.jid, "", (), "remove", False)
     else:
-        item = await _apply_set_async(user_id, request)
-    return push_payload(item)
+        item, ver = await _apply_set_async(user_id, request)
+    return push_payload(item, ver=ver)
 
 
 # ---------------------------------------------------------------------------------- builders

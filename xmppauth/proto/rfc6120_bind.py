@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from lxml import etree
 
-from . import ns, xep0198_sm, xep0352_csi, xep0386_bind2
+from . import ns, rfc6121_roster, xep0198_sm, xep0352_csi, xep0386_bind2
 from .errors import StanzaErrorCondition, StreamError, StreamErrorCondition
 from .events import BindRequested, Event
 from .jid import JID, InvalidJID, prep_resource
@@ -32,7 +32,7 @@ _IQ_TYPES = frozenset({"get", "set", "result", "error"})
 
 FEATURES = (
     f"<bind xmlns='{ns.BIND}'/><session xmlns='{ns.SESSION}'><optional/></session>"
-    f"{xep0198_sm.FEATURE}{xep0352_csi.FEATURE}"
+    f"{xep0198_sm.FEATURE}{xep0352_csi.FEATURE}{rfc6121_roster.FEATURE}"
 )
 
 

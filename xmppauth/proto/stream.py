@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from . import ns, xep0198_sm, xep0352_csi, xep0440_channel_binding, xep0478_limits
+from . import ns, rfc6121_roster, xep0198_sm, xep0352_csi, xep0440_channel_binding, xep0478_limits
 from .access import AccessPolicy
 from .errors import (
     LocalProtocolError,
@@ -458,8 +458,8 @@ class C2SStream:
     def bound_features(self) -> str:
         """The features after a Bind2 bind: CSI, and SM unless it is on (never twice: fluux #380)."""
         if self.sm is None:
-            return xep0352_csi.FEATURE + xep0198_sm.FEATURE
-        return xep0352_csi.FEATURE
+            return xep0352_csi.FEATURE + rfc6121_roster.FEATURE + xep0198_sm.FEATURE
+        return xep0352_csi.FEATURE + rfc6121_roster.FEATURE
 
     def reply_error(self, el: etree._Element, condition: StanzaErrorCondition, text: str = "") -> None:
         """Answer the client's ``el`` with a stanza error (never an error or a result)."""
