@@ -218,8 +218,8 @@ async def test_the_last_login_to_claim_a_full_jid_holds_it_and_the_one_it_displa
         (StreamErrorCondition.CONFLICT, "replaced by a new session with the same resource")
     ]
     assert second.kicked == []
-    assert phone.received == [
-        b'<presence xmlns="jabber:client" from="alice@localhost/dup" type="unavailable"/>'
+    assert phone.received == [  # addressed to the account (RFC 6121 §4.2.2)
+        b'<presence xmlns="jabber:client" from="alice@localhost/dup" type="unavailable" to=\'alice@localhost\'/>'
     ]
     await router.claim(second)  # claiming again displaces nobody
     assert second.kicked == []
@@ -306,7 +306,7 @@ async def test_a_session_that_ends_is_unregistered_and_its_presence_withdrawn(ro
     await router.session_ended(desk)
     assert router.resources(JID("alice", "localhost")) == {"phone": phone}
     assert phone.received == [
-        b'<presence xmlns="jabber:client" from="alice@localhost/desk" type="unavailable"/>'
+        b'<presence xmlns="jabber:client" from="alice@localhost/desk" type="unavailable" to=\'alice@localhost\'/>'
     ]
     await router.session_ended(desk)  # already gone: nothing more to say
     assert len(phone.received) == 1
@@ -673,15 +673,17 @@ async def test_initial_presence_goes_to_the_account_and_brings_back_the_others(r
     online(router, desk, phone, quiet, blind)
     await router.route(desk, event(AVAILABLE.format(priority=3)))
     sent = b'<presence xmlns="jabber:client" from="alice@localhost/desk"><priority>3</priority></presence>'
+    own = b'<presence xmlns="jabber:client" from="alice@localhost/desk" to=\'alice@localhost\'><priority>3</priority></presence>'
     assert desk.available is True
     assert desk.priority == 3
-    assert desk.last_presence == sent
-    assert phone.received == [sent]
+    assert desk.last_presence == sent  # as sent; each delivery is addressed to its recipient
+    assert phone.received == [own]
     assert phone.urgency == [False]
     assert quiet.received == []
     assert blind.received == []  # no presence scope
     # its own presence, and what the other available resources last said
-    assert sorted(desk.received) == sorted([sent, b"<presence phone/>", b"<presence blind/>"])
+    to_me = [b"<presence phone to='alice@localhost'/>", b"<presence blind to='alice@localhost'/>"]
+    assert sorted(desk.received) == sorted([own, *to_me])
     assert desk.urgency == [False, False, False]
     assert desk.offline_deliveries == 1
 
@@ -692,7 +694,7 @@ async def test_presence_updates_do_not_resend_the_others_or_stored_messages(rout
     online(router, desk, phone)
     await router.route(desk, event(AVAILABLE.format(priority=1)))
     await router.route(desk, event(AVAILABLE.format(priority=2)))
-    assert desk.received.count(b"<presence phone/>") == 1
+    assert desk.received.count(b"<presence phone to='alice@localhost'/>") == 1
     assert desk.offline_deliveries == 1
     assert desk.priority == 2
     assert len(phone.received) == 2
@@ -753,15 +755,19 @@ async def test_unavailable_presence_goes_to_the_account_and_to_directed_contacts
         JID("erin", "localhost", "gone"),
     }
     await router.route(desk, event(UNAVAILABLE))
-    sent = b'<presence xmlns="jabber:client" from="alice@localhost/desk" type="unavailable"/>'
+    sent = b'<presence xmlns="jabber:client" from="alice@localhost/desk" type="unavailable" to=\'alice@localhost\'/>'
     assert desk.available is False
     assert desk.last_presence is None
     assert desk.directed_to == set()
     assert desk.received == [sent]  # the sender hears its own unavailable presence
     assert phone.received == [sent]
     assert idle.received == []
-    assert bob.received == [sent]
-    assert carol.received == [sent]
+    assert bob.received == [
+        b'<presence xmlns="jabber:client" from="alice@localhost/desk" type="unavailable" to=\'bob@localhost/phone\'/>'
+    ]  # to whom it was directed
+    assert carol.received == [
+        b'<presence xmlns="jabber:client" from="alice@localhost/desk" type="unavailable" to=\'carol@localhost\'/>'
+    ]
     assert carol_idle.received == []  # a bare JID reaches the available resources only
     assert dave.received == []  # no presence scope
     assert desk.offline_deliveries == 0
@@ -776,7 +782,7 @@ async def test_a_directed_contact_without_presence_is_not_told_by_bare_jid(route
     assert dave.received == []
     # control: the unavailable presence did go out: the sender hears its own
     assert desk.received == [
-        b'<presence xmlns="jabber:client" from="alice@localhost/desk" type="unavailable"/>'
+        b'<presence xmlns="jabber:client" from="alice@localhost/desk" type="unavailable" to=\'alice@localhost\'/>'
     ]
 
 
@@ -802,10 +808,13 @@ async def test_withdrawing_presence_tells_the_account_and_directed_contacts(rout
     online(router, desk, phone, blind, idle, bob)
     desk.directed_to = {JID("bob", "localhost", "phone")}
     await router.retract_presence(desk)
-    sent = b'<presence xmlns="jabber:client" from="alice@localhost/desk" type="unavailable"/>'
     assert (desk.available, desk.last_presence, desk.directed_to) == (False, None, set())
-    assert phone.received == [sent]
-    assert bob.received == [sent]
+    assert phone.received == [
+        b'<presence xmlns="jabber:client" from="alice@localhost/desk" type="unavailable" to=\'alice@localhost\'/>'
+    ]
+    assert bob.received == [
+        b'<presence xmlns="jabber:client" from="alice@localhost/desk" type="unavailable" to=\'bob@localhost/phone\'/>'
+    ]
     assert phone.urgency == bob.urgency == [True]
     assert desk.received == blind.received == idle.received == []
 
@@ -926,7 +935,7 @@ async def test_a_session_that_refuses_available_presence_still_hears_departures(
     await router.route(desk, event(AVAILABLE.format(priority=0)))
     await router.route(desk, event(UNAVAILABLE))
     assert phone.received == [
-        b'<presence xmlns="jabber:client" from="alice@localhost/desk" type="unavailable"/>'
+        b'<presence xmlns="jabber:client" from="alice@localhost/desk" type="unavailable" to=\'alice@localhost\'/>'
     ]
 
 
@@ -940,7 +949,7 @@ async def test_directed_contacts_that_refuse_unavailable_presence_are_not_told(r
     assert by_full_jid.received == by_bare_jid.received == []
     # control: the unavailable presence did go out: the sender hears its own
     assert desk.received == [
-        b'<presence xmlns="jabber:client" from="alice@localhost/desk" type="unavailable"/>'
+        b'<presence xmlns="jabber:client" from="alice@localhost/desk" type="unavailable" to=\'alice@localhost\'/>'
     ]
 
 

@@ -236,6 +236,10 @@ class Cluster:
         """The blocklist of ``account`` (bare) changed here: the others read it again (XEP-0191)."""
         self._queue(None, {"type": "cluster.blocklist", "jid": str(account)})
 
+    def contacts_changed(self, account: JID) -> None:
+        """The presence subscriptions of ``account`` (bare) changed here: the others read them again."""
+        self._queue(None, {"type": "cluster.contacts", "jid": str(account)})
+
     def archive_prefs_changed(self, account: JID) -> None:
         """The archiving preferences of ``account`` (bare) changed here: the others read them again."""
         self._queue(None, {"type": "cluster.archive_prefs", "jid": str(account)})
@@ -402,6 +406,10 @@ class Cluster:
             await archive.reload_prefs(JID.parse(message["jid"]))
         elif kind == "cluster.blocklist":
             await blocking.reload(JID.parse(message["jid"]))
+        elif kind == "cluster.contacts":
+            from xmppauth import subscriptions  # it routes through this module's router: imported late
+
+            subscriptions.forget_contacts(JID.parse(message["jid"]))
         elif kind == "cluster.bye":
             assert self.channel is not None
             self._confirmed(sender, int(message.get("handled", {}).get(self.channel, 0)))

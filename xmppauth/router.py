@@ -31,7 +31,7 @@ from xmppauth.proto.events import StanzaReceived
 from xmppauth.proto.jid import JID
 from xmppauth.proto.numbers import parse_uint
 from xmppauth.proto.replies import error_element
-from xmppauth.proto.routing import decide
+from xmppauth.proto.routing import addressed, decide
 from xmppauth.proto.xml import serialize
 from xmppauth.proto.xml_names import parse_element
 
@@ -165,6 +165,10 @@ class Watcher(Protocol):
     def changed(self, session: Session) -> None: ...
 
     def gone(self, session: Session) -> None: ...
+
+    def contacts_changed(self, account: JID) -> None:
+        """The presence subscriptions of ``account`` (bare) changed here (xmppauth/subscriptions.py)."""
+        ...
 
 
 class Router:
@@ -489,11 +493,12 @@ class Router:
         else:
             return
         self.changed(sender)
+        own = addressed(data, str(jid.bare))  # RFC 6121 §4.2.2: to each recipient's bare JID
         for session in list(self.resources(jid.bare).values()):
             if (session.available or session is sender) and session.may_receive("presence", event.type):
-                await session.deliver(data, urgent=False)
+                await session.deliver(own, urgent=False)
             if not was_available and sender.available and session is not sender and session.last_presence:
-                await sender.deliver(session.last_presence, urgent=False)
+                await sender.deliver(addressed(session.last_presence, str(jid.bare)), urgent=False)
         if self.presences is not None and (sender.available or was_available):
             initial = not was_available and sender.available
             await self.presences.broadcast(self, sender, data, event.type, initial=initial)
@@ -509,14 +514,15 @@ class Router:
         targets, sender.directed_to = sender.directed_to, set()
         for target in targets:
             recipients = self.resources(target.bare)
+            to_it = addressed(data, str(target))
             if target.resource is not None:
                 session = recipients.get(target.resource)
                 if session is not None and session.may_receive("presence", "unavailable"):
-                    await session.deliver(data)
+                    await session.deliver(to_it)
             else:
                 for session in recipients.values():
                     if session.available and session.may_receive("presence", "unavailable"):
-                        await session.deliver(data)
+                        await session.deliver(to_it)
 
     async def session_ended(self, session: Session) -> None:
         """Unregister; if it was available, tell the account's other resources and directed contacts."""
@@ -537,9 +543,10 @@ class Router:
         unavailable.set("type", "unavailable")
         data = serialize(unavailable)
         others = self.here(session.jid.bare) if only_here else self.resources(session.jid.bare)
+        own = addressed(data, str(session.jid.bare))
         for other in list(others.values()):
             if other.available and other.may_receive("presence", "unavailable"):
-                await other.deliver(data)
+                await other.deliver(own)
         if self.presences is not None:
             await self.presences.broadcast(
                 self, session, data, "unavailable", initial=False, only_here=only_here

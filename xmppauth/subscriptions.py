@@ -33,6 +33,8 @@ from __future__ import annotations
 import functools
 import logging
 import secrets
+import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from copy import deepcopy
 from dataclasses import dataclass
@@ -54,6 +56,7 @@ from xmppauth.proto import rfc6121_subscriptions as rules
 from xmppauth.proto.events import StanzaReceived
 from xmppauth.proto.jid import JID, InvalidJID
 from xmppauth.proto.rfc6121_roster import INITIAL, INTERESTED, Item, push_iq, push_payload, version
+from xmppauth.proto.routing import addressed
 from xmppauth.proto.xep0203_delay import with_delay
 from xmppauth.proto.xml import serialize
 from xmppauth.router import ROUTER, Router, Session
@@ -267,8 +270,41 @@ class Contacts:
     requests: tuple[JID, ...]  # pending in: their requests wait for the account (§3.1.3)
 
 
+# Each broadcast presence needs the account's subscribers (1.7 ms a read with 100 contacts, docs/
+# performance.md): kept per account, forgotten by the one door that changes them (_act, on every process:
+# the router's watcher tells the others), and read again after FRESH seconds whatever happened.
+FRESH = 300.0
+KEPT = 20_000
+_known: OrderedDict[JID, tuple[float, Contacts]] = OrderedDict()
+_generation: dict[JID, int] = {}  # a read that began before a forget must not be kept
+
+
+async def _contacts(account: JID) -> Contacts:
+    """``account``'s subscribers, those it is subscribed to and the requests waiting for it."""
+    now = time.monotonic()
+    known = _known.get(account)
+    if known is not None and now - known[0] < FRESH:
+        return known[1]
+    generation = _generation.get(account, 0)
+    contacts = await _read_contacts(account)
+    if _generation.get(account, 0) == generation:
+        _known[account] = (now, contacts)
+        _known.move_to_end(account)
+        if len(_known) > KEPT:
+            _known.popitem(last=False)
+    return contacts
+
+
+def forget_contacts(account: JID) -> None:
+    """The subscriptions of ``account`` changed (here, or on another process): read them again."""
+    _known.pop(account, None)
+    _generation[account] = _generation.get(account, 0) + 1
+    if len(_generation) > KEPT:
+        _generation.clear()  # a read in flight may then keep what it read: FRESH bounds it
+
+
 @off_loop
-def _contacts(account: JID) -> Contacts:
+def _read_contacts(account: JID) -> Contacts:
     rows = RosterItem.objects.filter(user__username=account.local or "", user__is_active=True).filter(
         subscription__in=("from", "to", "both")
     ) | RosterItem.objects.filter(user__username=account.local or "", pending_in=True)
@@ -336,6 +372,7 @@ def _available(router: Router, account: JID, only_here: bool = False) -> list[Se
 
 
 async def _to_available(router: Router, account: JID, data: bytes, stanza_type: str) -> None:
+    data = addressed(data, str(account))  # broadcast presence names its recipient (RFC 6121 §4.2.2)
     for session in _available(router, account):
         if session.may_receive("presence", stanza_type):
             await session.deliver(data, urgent=False)
@@ -361,6 +398,10 @@ async def _act(router: Router, change: _Change, original: etree._Element | None 
     account sent (its children, a status or a nick, go with it)."""
     mine, theirs = change.user, change.contact
     sides = [side for side in (mine, theirs) if side is not None]
+    for side in sides:
+        forget_contacts(side.account)
+        if router.watcher is not None:
+            router.watcher.contacts_changed(side.account)  # the other processes forget theirs
     for side in sides:  # the roster first (§3.1.5: the push, then the stanza)
         if side.push is not None:
             assert side.ver is not None
@@ -428,9 +469,10 @@ class Presences:
         for contact in contacts.subscribers:
             if shield is not None and (shield.blocks(account, contact) or shield.refuses(contact, jid)):
                 continue  # XEP-0191 §3.3 (an account bound elsewhere is checked by its own process)
+            to_contact = addressed(data, str(contact))
             for session in _available(router, contact, only_here):
                 if session.may_receive("presence", stanza_type):
-                    await session.deliver(data, urgent=False)
+                    await session.deliver(to_contact, urgent=False)
         if stanza_type == "unavailable" and not _available(router, account):
             _remember_last(account, data)  # its last available resource is gone (§4.3.2)
         if not initial:
@@ -443,7 +485,7 @@ class Presences:
                 continue
             for session in _available(router, contact):
                 if session.last_presence is not None:
-                    await sender.deliver(session.last_presence, urgent=False)
+                    await sender.deliver(addressed(session.last_presence, str(account)), urgent=False)
         # §4.3.2: a contact with no available resource answers the probe either with the last unavailable
         # presence the server received from it or not at all. We answer with it, the whole stanza as it was
         # broadcast, so 'from' is the full JID of the resource that sent it (as in the RFC's example),
@@ -458,7 +500,7 @@ class Presences:
         ]
         if offline:
             for stanza, stamp in await _last_presences(offline, xep0191_blocking.match_keys(jid)):
-                await sender.deliver(_delayed(stanza, stamp), urgent=False)
+                await sender.deliver(addressed(_delayed(stanza, stamp), str(account)), urgent=False)
         for contact in contacts.requests:
             if shield is None or not shield.blocks(account, contact):
                 await sender.deliver(_presence(contact, account, "subscribe"), urgent=False)

@@ -154,7 +154,7 @@ def test_an_accounts_resources_on_two_processes_see_each_others_presence_and_get
     phone.send("<presence><status>on the phone</status></presence>")
     assert b"on the phone" in desk.expect("on the phone</status>")  # broadcast to the other process
     got = phone.expect("on the phone</status></presence>")  # its own, after the desk's last presence
-    assert f"<presence xmlns='jabber:client' from='{desk.jid}'/>".encode() in got, got
+    assert f"<presence xmlns='jabber:client' from='{desk.jid}' to='alice@localhost'/>".encode() in got, got
     bob = login(b, "bob")
     try:
         reaches(desk, bob)

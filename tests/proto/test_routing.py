@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from xmppauth.proto import routing
 from xmppauth.proto.errors import StanzaErrorCondition
 from xmppauth.proto.routing import Delivery, ResourceState, decide
 
@@ -89,3 +90,34 @@ def test_a_full_jid_that_is_online_gets_every_kind_and_type() -> None:
         ("presence", "probe"),
     ]:
         assert decide(kind, stanza_type, "shy", ONLINE) == Delivery(resources=("shy",))
+
+
+# ------------------------------------------------------------------ broadcast presence, addressed
+@pytest.mark.parametrize(
+    ("data", "to", "expected"),
+    [
+        (
+            b'<presence xmlns="jabber:client" from="a@l/r"><show>away</show></presence>',
+            "b@l",
+            b'<presence xmlns="jabber:client" from="a@l/r" to=\'b@l\'><show>away</show></presence>',
+        ),
+        (
+            b'<presence xmlns="jabber:client" from="a@l/r"/>',
+            "b@l",
+            b'<presence xmlns="jabber:client" from="a@l/r" to=\'b@l\'/>',
+        ),
+        # a 'to' already there (a subscription stanza, directed presence) stays as it is
+        (
+            b'<presence xmlns="jabber:client" to="c@l" from="a@l/r"/>',
+            "b@l",
+            b'<presence xmlns="jabber:client" to="c@l" from="a@l/r"/>',
+        ),
+        (b"<presence\tto='c@l'/>", "b@l", b"<presence\tto='c@l'/>"),
+        # a JID that needs escaping in an attribute (a resource may hold a quote)
+        (b"<presence/>", "b@l/it's", b"<presence to='b@l/it&apos;s'/>"),
+        # 'to' inside a child is not the stanza's
+        (b"<presence><status to='x'/></presence>", "b@l", b"<presence to='b@l'><status to='x'/></presence>"),
+    ],
+)
+def test_broadcast_presence_is_addressed_to_each_recipient(data: bytes, to: str, expected: bytes) -> None:
+    assert routing.addressed(data, to) == expected

@@ -20,11 +20,13 @@ reveals which accounts exist.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from .errors import StanzaErrorCondition
+from .xml_out import escape_attr
 
 
 class Presence(Protocol):
@@ -82,3 +84,18 @@ def decide(kind: str, stanza_type: str, resource: str | None, online: Mapping[st
 
 
 _STORE = Delivery(store=True)
+
+
+_TO = re.compile(rb"\sto\s*=")
+
+
+def addressed(data: bytes, to: str) -> bytes:
+    """The serialised stanza ``data`` with ``to`` as its 'to' address, unless it has one: presence the
+    server broadcasts on a client's behalf is addressed to each recipient's bare JID (RFC 6121 §4.2.2,
+    §4.4.2; clients file presence by it: slixmpp under the roster of its 'to'). ``to`` is escaped."""
+    end = data.find(b">")
+    if end < 0 or _TO.search(data, 0, end):
+        return data
+    if data[end - 1 : end] == b"/":
+        end -= 1
+    return data[:end] + f" to='{escape_attr(to)}'".encode() + data[end:]

@@ -88,7 +88,7 @@ def bound_element(stream: C2SStream, request: Bind2Request, extra: str = "") -> 
     answers = extra
     if request.sm_enable:
         stream.sm = StreamManagement.enable(resume=True, max_seconds=stream.config.sm_resume_seconds)
-        answers = stream.sm.enabled_element()
+        answers += stream.sm.enabled_element()
     if request.carbons:
         stream.carbons = True  # carbons enable succeeds, no answer needed
     if request.csi_active is not None:

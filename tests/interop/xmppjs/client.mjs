@@ -35,6 +35,9 @@
 //   resumed              wait until xmpp.js has reconnected and resumed the session (needs --reconnect);
 //                        fails if it logged in afresh instead
 //   stop                 close the stream (also done implicitly at the end)
+// and the actions of the modules in EXTENSIONS, each described in its header:
+//   im.mjs               roster and presence subscriptions, the message archive (XEP-0313 + XEP-0059),
+//                        blocking (XEP-0191), ping
 //
 // Output: one JSON object per line on stdout:
 //   {"event":"nonza","name":...,"xmlns":...,"children":[...],"online":false}  every top-level non-stanza received
@@ -47,7 +50,8 @@
 //   {"event":"token","mechanism":...,"expiry":...}, {"event":"token-deleted"}   FAST token kept / dropped
 //   {"event":"online","jid":...,"sasl":"sasl2"|"sasl1"|null,"bind":"bind2"|"rfc6120"|null}
 //   {"event":"sm","enabled":...,"id":...,"max":...}   xmpp.js's XEP-0198 state once logged in
-//   {"event":"message","from":...,"to":...,"type":...,"body":...}
+//   {"event":"message","from":...,"to":...,"type":...,"body":...}   (with "delay":{"stamp":...,"from":...}
+//                        when it carries a XEP-0203 <delay/>)
 //   {"event":"sent","to":...,"body":...}
 //   {"event":"deaf"}, {"event":"dropped","transport":...,"inbound":h,"ignored":bytes}
 //   {"event":"disconnect","clean":...}   the transport was lost (with --reconnect or on `drop`; otherwise
@@ -60,6 +64,8 @@
 //   {"event":"warning","stage":...,"message":...}   an error that does not end the run
 //   {"event":"offline"}
 //   {"event":"error","stage":...,"name":...,"condition":...,"message":...}   (then a non-zero exit)
+//   and the events of the EXTENSIONS' actions (im.mjs: presence, roster, mam-page, blocklist, refused, …)
+// A message error ends the run (exit 4) unless an action expects it (im.mjs `send-refused`).
 // Exit codes: 0 success, 1 login failed, 2 bad usage, 3 timeout, 4 failure after login.
 //
 // TLS: our test server uses a self-signed certificate; run with NODE_TLS_REJECT_UNAUTHORIZED=0.
@@ -69,6 +75,13 @@ import net from "node:net";
 import process from "node:process";
 import readline from "node:readline";
 
+import * as im from "./im.mjs";
+
+// Action modules: each exports `arity` ({ action: number of arguments }) and `setup(ctx)`, which
+// registers its handlers on the client before it connects and returns the action runners (see im.mjs).
+// A new family of actions is a new module here.
+const EXTENSIONS = [im];
+
 const NS_SASL1 = "urn:ietf:params:xml:ns:xmpp-sasl";
 const NS_SASL2 = "urn:xmpp:sasl:2";
 const NS_BIND1 = "urn:ietf:params:xml:ns:xmpp-bind";
@@ -76,6 +89,7 @@ const NS_BIND2 = "urn:xmpp:bind:0";
 const NS_SM = "urn:xmpp:sm:3";
 const NS_STREAMS = "http://etherx.jabber.org/streams";
 const NS_FAST = "urn:xmpp:fast:0";
+const NS_DELAY = "urn:xmpp:delay";
 
 const t0 = performance.now();
 const since = () => Math.round(performance.now() - t0);
@@ -118,6 +132,26 @@ const OPTIONS = {
   "token-file": "XMPP_TOKEN_FILE",
 };
 
+const CORE_ARITY = {
+  presence: 0,
+  stop: 0,
+  send: 2,
+  wait: 1,
+  reply: 1,
+  sleep: 1,
+  hold: 0,
+  deaf: 0,
+  drop: 0,
+  resumed: 0,
+};
+const ARITY = { ...CORE_ARITY };
+for (const extension of EXTENSIONS) {
+  for (const [name, arity] of Object.entries(extension.arity)) {
+    if (Object.hasOwn(ARITY, name)) throw new Error(`action ${name} is defined twice`);
+    ARITY[name] = arity;
+  }
+}
+
 function parseArgs(argv) {
   const opts = {};
   for (const [name, env] of Object.entries(OPTIONS)) {
@@ -138,18 +172,7 @@ function parseArgs(argv) {
       if (!(name in OPTIONS) || words.length === 0) throw new Error(`bad option ${word}`);
       opts[name] = words.shift();
     } else {
-      const arity = {
-        presence: 0,
-        stop: 0,
-        send: 2,
-        wait: 1,
-        reply: 1,
-        sleep: 1,
-        hold: 0,
-        deaf: 0,
-        drop: 0,
-        resumed: 0,
-      }[word];
+      const arity = Object.hasOwn(ARITY, word) ? ARITY[word] : undefined;
       if (arity === undefined) throw new Error(`unknown action ${JSON.stringify(word)}`);
       if (words.length < arity) throw new Error(`action ${word} needs ${arity} argument(s)`);
       actions.push([word, ...words.splice(0, arity)]);
@@ -387,10 +410,17 @@ async function main({ opts, actions }) {
   };
 
   const inbox = [];
+  const expectedErrors = new Map(); // message id -> handler, for errors an action expects
   xmpp.on("stanza", (el) => {
     if (!el.is("message")) return;
     const type = el.attrs.type ?? "normal";
     if (type === "error") {
+      const expected = el.attrs.id !== undefined && expectedErrors.get(el.attrs.id);
+      if (expected) {
+        expectedErrors.delete(el.attrs.id);
+        expected(el);
+        return;
+      }
       const err = el.getChild("error");
       const condition = err?.getChildElements()[0]?.name ?? null;
       fail(4, stage, Object.assign(new Error(`message error from ${el.attrs.from}`), { condition }));
@@ -399,6 +429,8 @@ async function main({ opts, actions }) {
     const body = el.getChildText("body");
     if (body === null) return;
     const msg = { event: "message", from: el.attrs.from ?? null, to: el.attrs.to ?? null, type, body };
+    const delay = el.getChild("delay", NS_DELAY);
+    if (delay) msg.delay = { stamp: delay.attrs.stamp ?? null, from: delay.attrs.from ?? null };
     emit(msg);
     inbox.push(msg);
     changed();
@@ -457,6 +489,24 @@ async function main({ opts, actions }) {
     emit({ event: "online", jid: jid.toString(), sasl, bind });
     changed();
   });
+
+  // The extension actions, set up before connecting so that their handlers see everything.
+  const context = {
+    xmpp,
+    xml,
+    emit,
+    until,
+    changed,
+    expectError: (id, handler) => expectedErrors.set(id, handler),
+  };
+  const extensionActions = {};
+  for (const extension of EXTENSIONS) {
+    const runners = extension.setup(context);
+    for (const name of Object.keys(extension.arity)) {
+      if (typeof runners[name] !== "function") throw new Error(`no runner for the action ${name}`);
+      extensionActions[name] = runners[name];
+    }
+  }
 
   try {
     await xmpp.start();
@@ -523,6 +573,8 @@ async function main({ opts, actions }) {
         await new Promise((resolve) => setTimeout(resolve, Number(args[0])));
       } else if (name === "stop") {
         break;
+      } else {
+        await extensionActions[name](...args);
       }
     }
     stage = "stop";
