@@ -45,7 +45,7 @@ from xmppauth.proto.jid import JID, InvalidJID
 from xmppauth.proto.replies import Refusal
 from xmppauth.proto.xep0313_mam import format_timestamp
 from xmppauth.proto.xml import serialize
-from xmppauth.router import ROUTER, Router, Session
+from xmppauth.router import ROUTER, Blocking, Router, Session
 
 log = logging.getLogger("xmppauth.pep")
 
@@ -61,6 +61,11 @@ def interest(session: object) -> frozenset[str]:
     state = getattr(session, "feature_state", None)
     value = state.get(NOTIFY) if state is not None else None
     return frozenset(value.split("\0")) if isinstance(value, str) and value else frozenset()
+
+
+# An <items/> answer holds the newest items up to this many bytes (at least one item): a node may hold
+# far more (XMPP_PEP_MAX_ITEMS items of up to a stanza each), which no client could be sent at once.
+_ANSWER_BYTES = 512 * 1024
 
 
 def _ceiling() -> int:
@@ -292,10 +297,15 @@ def _read(owner: JID, reader: JID, request: rules.Items) -> list[tuple[str, byte
     items = PepItem.objects.filter(node=row)
     if request.item_ids:
         items = items.filter(item_id__in=request.item_ids)
-    chosen = list(items.order_by("-id").values_list("item_id", "payload"))
-    if request.max_items is not None:
-        chosen = chosen[: request.max_items]
-    return [(item_id, payload.encode()) for item_id, payload in reversed(chosen)]
+    limit = request.max_items if request.max_items is not None else _ceiling()
+    chosen: list[tuple[str, bytes]] = []
+    size = 0
+    for item_id, payload in items.order_by("-id").values_list("item_id", "payload").iterator():
+        size += len(payload)
+        if len(chosen) == limit or (chosen and size > _ANSWER_BYTES):
+            break  # XEP-0060 §6.5.4: the newest that fit, a truncated set, not a stanza too big to send
+        chosen.append((item_id, payload.encode()))
+    return list(reversed(chosen))
 
 
 @dataclass(frozen=True)
@@ -408,12 +418,15 @@ class _Mail:
 
     owner: JID
     change: Change
+    shield: Blocking | None = None
     sent: set[str] = field(default_factory=set)
 
     async def send(self, session: Session) -> None:
         jid = session.jid
         if jid is None or str(jid) in self.sent or not session.may_receive("pep", "headline"):
             return
+        if self.shield is not None and jid.bare != self.owner and self.shield.blocks(self.owner, jid):
+            return  # a full JID the owner blocks (its bare JID was checked with the contact)
         self.sent.add(str(jid))
         change, owner = self.change, str(self.owner)
         if change.deleted:
@@ -425,8 +438,8 @@ class _Mail:
 
 async def notify(router: Router, owner: JID, change: Change) -> int:
     """Send ``change`` to everyone the module docstring names; returns how many sessions got it."""
-    mail, config, node = _Mail(owner, change), change.config, change.node
     shield = router.blocking
+    mail, config, node = _Mail(owner, change, shield), change.config, change.node
     for session in _available(router, owner):
         if node in interest(session):
             await mail.send(session)
@@ -481,6 +494,9 @@ class Service:
         """The ``<pubsub/>`` to answer with (None: an empty result); raises :class:`Refusal`. What
         follows the answer (a subscription's last item) waits in :meth:`then`."""
         own = requester.bare == owner
+        if not own and await blocking.refuses_stored(owner, requester):
+            # XEP-0191 §3.3: a request from a JID the owner blocks is answered as if nobody were there
+            raise Refusal(StanzaErrorCondition.SERVICE_UNAVAILABLE, "")
         if isinstance(request, rules.Items):
             return rules.items_result(request.node, await _read(owner, requester, request))
         if isinstance(request, (rules.Subscribe, rules.Unsubscribe)):

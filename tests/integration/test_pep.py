@@ -333,3 +333,62 @@ def test_an_explicit_subscription_gets_notifications_without_caps(server: Server
     assert b"invalid-jid" in ben.expect("id=.sub2.[^>]*>.*?</iq>")
     for s in (ann, ben):
         s.close()
+
+
+def test_a_blocked_contact_reads_nothing_and_a_blocked_full_jid_hears_nothing(server: Server) -> None:
+    """Found by a black-box attack: blocking stopped notifications but a blocked subscriber still read the
+    items on request, subscribed to open nodes, and a full JID blocked still got notifications."""
+    ann, ben = online(server, "ann1", (DEVICES,)), online(server, "ben1", (DEVICES,))
+    befriend(ben, ann)
+    publish(ann, DEVICES, devicelist(11))
+    ben.quiet(0.3)
+    ann.send(
+        "<iq type='set' id='blk'><block xmlns='urn:xmpp:blocking'><item jid='ben1@localhost'/></block></iq>"
+    )
+    ann.expect("id=.blk.")
+    publish(ann, DEVICES, devicelist(12))
+    ben.send(
+        f"<iq type='get' id='read' to='ann1@localhost'><pubsub xmlns='{PUBSUB}'><items node='{DEVICES}'/></pubsub></iq>"
+    )
+    refused = ben.expect("id=.read.[^>]*>.*?</iq>")
+    assert b"<service-unavailable" in refused, refused
+    assert b"12" not in refused
+    assert b"block" not in refused  # not a word of blocking (XEP-0191 §3.3)
+    ben.send(
+        f"<iq type='set' id='sub' to='ann1@localhost'><pubsub xmlns='{PUBSUB}'>"
+        f"<subscribe node='{DEVICES}' jid='{ben.jid}'/></pubsub></iq>"
+    )
+    assert b"<service-unavailable" in ben.expect("id=.sub.[^>]*>.*?</iq>")
+    ann.send("<iq type='set' id='unb'><unblock xmlns='urn:xmpp:blocking'/></iq>")
+    ann.expect("id=.unb.")
+    # a block of one full JID: that session hears nothing, the account's others still do
+    other = online(server, "ben1", (DEVICES,), own=False)
+    ann.send(
+        f"<iq type='set' id='blk2'><block xmlns='urn:xmpp:blocking'><item jid='{ben.jid}'/></block></iq>"
+    )
+    ann.expect("id=.blk2.")
+    publish(ann, DEVICES, devicelist(13))
+    other.expect("<device id=.13./>")
+    assert b"<device id='13'/>" not in ben.quiet(0.4).replace(b'"', b"'")
+    for s in (ann, ben, other):
+        s.close()
+
+
+def test_an_items_answer_is_the_newest_that_fit_not_the_whole_node(server: Server) -> None:
+    """Found by a black-box attack: a node of many large items was answered in one stanza of every item
+    (tens of MB built in memory, then the client dropped for not reading it fast enough)."""
+    ann = online(server, "ann3")
+    config = options(max_items="max")
+    for n in range(12):
+        answer = publish(
+            ann, "big", f"<blob xmlns='urn:example'>{n:02d}{'x' * 100_000}</blob>", f"i{n}", config
+        )
+        assert re.search(rb"type=.result.", answer), answer[:300]
+    ann.send(
+        f"<iq type='get' id='all' to='ann3@localhost'><pubsub xmlns='{PUBSUB}'><items node='big'/></pubsub></iq>"
+    )
+    got = ann.expect("id=.all.[^>]*>.*?</iq>", timeout=10)
+    ids = re.findall(rb"<item id=.(i\d+).>", got)
+    assert ids == [b"i7", b"i8", b"i9", b"i10", b"i11"], ids  # the newest five (512 KiB), in order
+    assert len(got) < 600_000
+    ann.close()

@@ -1675,3 +1675,25 @@ def test_options_raise_only_refusals(options: dict[str, list[str]]) -> None:
     for config in (None, pep.DEFAULTS):
         result = outcome(lambda: pep.check_publish_options(config, options, ceiling=100))  # noqa: B023
         assert isinstance(result, pep.NodeConfig) or result.text
+
+
+def test_a_separator_inside_a_value_never_verifies() -> None:
+    """Found by a black-box attack: one feature holding §5.1's "<" separators hashes exactly as several
+    features do, so a forged answer verified for another client's ver and poisoned the cache for it."""
+    many = xml(
+        "<query xmlns='http://jabber.org/protocol/disco#info'><identity category='client' type='pc' name='x'/>"
+        "<feature var='urn:a'/><feature var='urn:b+notify'/></query>"
+    )
+    one = xml(
+        "<query xmlns='http://jabber.org/protocol/disco#info'><identity category='client' type='pc' name='x'/>"
+        "<feature var='urn:a&lt;urn:b+notify'/></query>"
+    )
+    ver = pep.caps_ver("sha-1", many)
+    assert ver is not None
+    assert pep.caps_ver("sha-1", one) is None  # would be ``ver`` without the check
+    assert not pep.verify_caps(ver, "sha-1", one)
+    named = xml(
+        "<query xmlns='http://jabber.org/protocol/disco#info'><identity category='client' type='pc' name='a&lt;b'/>"
+        "</query>"
+    )
+    assert pep.caps_ver("sha-1", named) is None

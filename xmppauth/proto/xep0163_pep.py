@@ -668,6 +668,8 @@ def caps_ver(hash_alg: str, disco_info_query: etree._Element) -> str | None:
     features = [f.get("var", "") for f in disco_info_query.iterchildren(ns.qname(ns.DISCO_INFO, "feature"))]
     if algorithm is None or len(set(identities)) != len(identities) or len(set(features)) != len(features):
         return None  # §5.4 steps 3.3 and 3.4
+    if any("<" in part for part in (*features, *(p for i in identities for p in i))):
+        return None  # "<" is §5.1's separator: inside a value, two answers could hash alike (a forgery)
     forms: dict[str, list[tuple[str, list[str]]]] = {}
     for x in disco_info_query.iterchildren(_Q_X):
         fields = [
@@ -679,9 +681,10 @@ def caps_ver(hash_alg: str, disco_info_query: etree._Element) -> str | None:
             continue  # §5.4 step 3.6: such a form is ignored
         if len(form_type) > 1 or len(form_type[0][1]) != 1 or min(form_type[0][1]) in forms:
             return None  # §5.4 step 3.5
-        forms[min(form_type[0][1])] = sorted(
-            (var, sorted(vals)) for var, _, vals in fields if var != "FORM_TYPE"
-        )
+        form = sorted((var, sorted(vals)) for var, _, vals in fields if var != "FORM_TYPE")
+        if any("<" in text for var, vals in form for text in (var, *vals)) or "<" in min(form_type[0][1]):
+            return None  # as for features: the separator inside a value is ambiguous
+        forms[min(form_type[0][1])] = form
     text = "".join("/".join(identity) + "<" for identity in sorted(identities))
     text += "".join(f"{feature}<" for feature in sorted(features))
     for form_type_value, form_fields in sorted(forms.items()):
