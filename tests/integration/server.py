@@ -119,8 +119,13 @@ def running_server(data_dir: Path, accounts: dict[str, str] | None = None, **env
     data_dir.mkdir(parents=True, exist_ok=True)
     wanted = list((accounts if accounts is not None else ACCOUNTS).items())
     if wanted:  # ``manage.py adduser`` for each, in one process (each manage.py costs a second or two)
+        # The web password hash (Django's PBKDF2, ~0.25 s each) made with one round: it records its count,
+        # so the server checks it as it is (and strengthens it at a first portal login); the XMPP logins
+        # use the SCRAM keys, made as always. Only these tests' accounts: a minute of the suite's time.
         code = (
             "import io\nfrom django.core.management import call_command\n"
+            "from django.contrib.auth.hashers import PBKDF2PasswordHasher\n"
+            "PBKDF2PasswordHasher.iterations = 1\n"
             f"for name, password in {wanted!r}:\n"
             "    call_command('adduser', name, password, stdout=io.StringIO())\n"
         )
