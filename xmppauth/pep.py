@@ -206,6 +206,14 @@ def _store_item(row: PepNode, config: rules.NodeConfig, item_id: str, payload: b
         publisher=str(publisher),
         published=timezone.now(),
     )
+    _trim(row, config)
+
+
+def _trim(row: PepNode, config: rules.NodeConfig) -> None:
+    """Beyond the node's item limit the oldest items go; a node that keeps none loses them all."""
+    if not config.persist_items:
+        PepItem.objects.filter(node=row).delete()
+        return
     limit = config.item_limit(_ceiling())
     surplus = list(PepItem.objects.filter(node=row).order_by("-id").values_list("id", flat=True)[limit:])
     if surplus:
@@ -273,14 +281,7 @@ def _configure(owner: JID, node: str, options: rules.Options | None) -> rules.No
         config = rules.apply_configuration(config, options, ceiling=_ceiling())
         row.config = {**(row.config if isinstance(row.config, dict) else {}), **options}
         row.save(update_fields=["config"])
-        if config.persist_items:
-            limit = config.item_limit(_ceiling())
-            surplus = list(
-                PepItem.objects.filter(node=row).order_by("-id").values_list("id", flat=True)[limit:]
-            )
-            PepItem.objects.filter(id__in=surplus).delete()
-        else:
-            PepItem.objects.filter(node=row).delete()
+        _trim(row, config)
         return config
 
 
