@@ -19,6 +19,10 @@ roster.write      roster set, block and unblock; presence    -
                   subscriptions
                   (subscribe, subscribed, unsubscribe,
                   unsubscribed: with presence)
+pep.write         XEP-0163 changes: publish, retract,        -
+                  create, configure, delete, explicit
+                  subscriptions (reading PEP, the account's
+                  and its contacts', is ``presence``)
 clients.manage    XEP-0494 client access management,         -
                   XEP-0077 password change
 admin             XEP-0050 commands (XEP-0133 admin)         -
@@ -57,6 +61,7 @@ MESSAGES_RECEIVE = "messages.receive"
 PRESENCE = "presence"
 ROSTER_READ = "roster.read"
 ROSTER_WRITE = "roster.write"
+PEP_WRITE = "pep.write"
 CLIENTS_MANAGE = "clients.manage"
 ADMIN = "admin"
 
@@ -67,6 +72,7 @@ SCOPES: dict[str, str] = {
     PRESENCE: "See and share online status",
     ROSTER_READ: "Read the contact list",
     ROSTER_WRITE: "Change the contact list",
+    PEP_WRITE: "Publish what the account shares with its contacts (avatar, encryption keys, bookmarks)",
     CLIENTS_MANAGE: "List and revoke this account's clients, change its password",
     ADMIN: "Administer the server (staff accounts only)",
 }
@@ -103,12 +109,14 @@ _INBOUND_IQ_SCOPES: dict[tuple[str, str], str] = {
     (ns.MAM, "set"): MESSAGES_RECEIVE,
     (ns.MFA, "get"): CLIENTS_MANAGE,  # XEP-0400 enrolment: how the account logs in
     (ns.MFA, "set"): CLIENTS_MANAGE,
-    # XEP-0163 PEP (the account's and its contacts'): what the account shares with those who see its
-    # presence, its avatar or its OMEMO keys; the notifications come with the same scope (may_receive)
+    # XEP-0163 PEP (the account's and its contacts'): reading what the account and its contacts share
+    # with those who see their presence (avatars, OMEMO keys) is ``presence``, as are the notifications
+    # (may_receive); changing it is ``pep.write``: a device list published by a read-only app password
+    # would make the contacts encrypt to a device of its choosing
     (ns.PUBSUB, "get"): PRESENCE,
-    (ns.PUBSUB, "set"): PRESENCE,
+    (ns.PUBSUB, "set"): PEP_WRITE,
     (ns.PUBSUB_OWNER, "get"): PRESENCE,
-    (ns.PUBSUB_OWNER, "set"): PRESENCE,
+    (ns.PUBSUB_OWNER, "set"): PEP_WRITE,
 }
 
 
@@ -314,7 +322,8 @@ _IQ_WHAT = {
     CLIENTS_MANAGE: "managing clients and the password",
     ADMIN: "server administration",
     MESSAGES_RECEIVE: "message carbons and the message archive",
-    PRESENCE: "personal eventing (PEP)",
+    PRESENCE: "reading personal eventing (PEP)",
+    PEP_WRITE: "publishing to personal eventing (PEP)",
 }
 
 

@@ -18,10 +18,11 @@ from django.db import connections
 from django.test import override_settings
 
 from accounts import guessing
+from tests.integration.server import redis_url
 from tests.races import fresh_database
 from xmppauth.proto.netaddr import address_key
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_URL = redis_url(0)
 
 
 def _redis_up() -> bool:

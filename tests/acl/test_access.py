@@ -18,6 +18,7 @@ from sessions_acl.access import (
     CLIENTS_MANAGE,
     MESSAGES_RECEIVE,
     MESSAGES_SEND,
+    PEP_WRITE,
     PRESENCE,
     ROLES,
     ROSTER_READ,
@@ -109,9 +110,9 @@ def _inbound_rows() -> list[tuple[str, str, str, str | None, str]]:
         (MAM_PREFS, "set"): MESSAGES_RECEIVE,
         (CARBONS_ENABLE, "get"): ALWAYS,  # answered feature-not-implemented, changes nothing
         (PUBSUB, "get"): PRESENCE,  # XEP-0163: what the account shares with those who see its presence
-        (PUBSUB, "set"): PRESENCE,
+        (PUBSUB, "set"): PEP_WRITE,  # changing it: publish, retract, create, configure, delete
         (PUBSUB_OWNER, "get"): PRESENCE,
-        (PUBSUB_OWNER, "set"): PRESENCE,
+        (PUBSUB_OWNER, "set"): PEP_WRITE,
     }
     for (payload, stanza_type), opener in own.items():
         # "contact": another account's bare JID, answered by the server on its behalf (or refused)
@@ -308,7 +309,15 @@ def test_adopting_respects_the_limit() -> None:
 # ------------------------------------------------------------------------ roles and session scopes
 def test_the_roles_are_exactly_these() -> None:
     expected = {
-        "full": {MESSAGES_SEND, MESSAGES_RECEIVE, PRESENCE, ROSTER_READ, ROSTER_WRITE, CLIENTS_MANAGE},
+        "full": {
+            MESSAGES_SEND,
+            MESSAGES_RECEIVE,
+            PRESENCE,
+            ROSTER_READ,
+            ROSTER_WRITE,
+            PEP_WRITE,
+            CLIENTS_MANAGE,
+        },
         "bot": {MESSAGES_SEND, MESSAGES_RECEIVE, PRESENCE},
         "notifier": {MESSAGES_SEND},
         "read-only": {MESSAGES_RECEIVE, PRESENCE, ROSTER_READ},

@@ -17,6 +17,7 @@ from sessions_acl.access import (
     CLIENTS_MANAGE,
     MESSAGES_RECEIVE,
     MESSAGES_SEND,
+    PEP_WRITE,
     PRESENCE,
     ROLES,
     ROSTER_READ,
@@ -217,6 +218,10 @@ def test_the_scope_catalogue_is_exactly_these_names_with_these_descriptions() ->
         ("presence", "See and share online status"),
         ("roster.read", "Read the contact list"),
         ("roster.write", "Change the contact list"),
+        (
+            "pep.write",
+            "Publish what the account shares with its contacts (avatar, encryption keys, bookmarks)",
+        ),
         ("clients.manage", "List and revoke this account's clients, change its password"),
         ("admin", "Administer the server (staff accounts only)"),
     ]
@@ -226,6 +231,7 @@ def test_the_scope_catalogue_is_exactly_these_names_with_these_descriptions() ->
         PRESENCE,
         ROSTER_READ,
         ROSTER_WRITE,
+        PEP_WRITE,
         CLIENTS_MANAGE,
         ADMIN,
     )
@@ -241,7 +247,7 @@ def test_a_scopes_error_lists_every_unknown_name_and_every_known_one() -> None:
         access.validate_scopes(["nope", "bogus", MESSAGES_SEND])
     assert str(raised.value) == (
         "unknown scope bogus, nope; known scopes: messages.send, messages.receive, presence, "
-        "roster.read, roster.write, clients.manage, admin"
+        "roster.read, roster.write, pep.write, clients.manage, admin"
     )
     with pytest.raises(access.UnknownScope) as raised:
         access.scopes_for_role("boss")

@@ -19,6 +19,14 @@ POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 ACCOUNTS = {"alice": "wonderland", "bob": "builder", "carol": "singer"}
 
 
+def redis_url(db: int) -> str:
+    """The machine's Redis, database ``db`` for this test process: pytest-xdist's workers (gw0, gw1)
+    get databases 8 apart, so two workers' tests never flush or count in each other's."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    offset = 8 * int(worker) if worker.isdigit() else 0
+    return f"redis://127.0.0.1:6379/{(db + offset) % 16}"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

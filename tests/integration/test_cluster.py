@@ -31,6 +31,7 @@ from tests.integration.server import (
     Server,
     fresh_postgres_database,
     migrate,
+    redis_url,
     running_server,
     server_env,
 )
@@ -41,7 +42,7 @@ from xmppauth import cluster
 
 pytestmark = pytest.mark.integration
 
-REDIS_URL = "redis://127.0.0.1:6379/6"
+REDIS_URL = redis_url(6)
 ACCOUNTS = {"alice": "wonderland", "bob": "builder"}
 
 

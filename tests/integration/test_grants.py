@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.rawclient import RawClient, Session, parse_stream_error
-from tests.integration.server import ROOT, Server, running_server, server_env
+from tests.integration.server import ROOT, Server, redis_url, running_server, server_env
 
 pytestmark = pytest.mark.integration
 
@@ -605,7 +605,7 @@ def test_a_revocation_reaches_the_server_through_redis_without_the_poll(
 ) -> None:
     """With CHANNEL_LAYER_URL the commit is published on Redis and heard at once by every serving
     process; the outbox poll is slowed to a minute here, so only the channel layer can be in time."""
-    redis_env = {"CHANNEL_LAYER_URL": "redis://127.0.0.1:6379/7", "XMPP_REVOCATION_POLL_MS": "60000"}
+    redis_env = {"CHANNEL_LAYER_URL": redis_url(7), "XMPP_REVOCATION_POLL_MS": "60000"}
     data_dir = tmp_path_factory.mktemp("redis")
     with running_server(data_dir, {"alice": "wonderland"}, **redis_env) as srv:
         victim = Session(srv, "alice", "wonderland")

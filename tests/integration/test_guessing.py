@@ -27,7 +27,14 @@ import pytest
 import websockets
 
 from tests.integration.rawclient import RawClient
-from tests.integration.server import Server, fresh_postgres_database, migrate, running_server, server_env
+from tests.integration.server import (
+    Server,
+    fresh_postgres_database,
+    migrate,
+    redis_url,
+    running_server,
+    server_env,
+)
 from tests.integration.test_grants import app_password, fast_login, manage
 from tests.integration.test_mfa import BIND2, FAST, MFA, SASL2, enrolled, fresh_code
 
@@ -37,7 +44,7 @@ PASSWORD = "correct-horse"
 DEFAULTS = {"XMPP_GUESS_FREE_PER_ACCOUNT": "5", "XMPP_GUESS_FREE_PER_ADDRESS": "20"}
 ACCOUNT_TEXT = "too many failed attempts for this account"
 ADDRESS_TEXT = "too many failed attempts from your address"
-REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_URL = redis_url(0)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import pytest
 
 from tests.integration.rawclient import Session
 from tests.integration.server import Server, running_server
-from tests.integration.test_grants import app_password
+from tests.integration.test_grants import app_password, forbidden
 
 pytestmark = pytest.mark.integration
 
@@ -297,18 +297,27 @@ def test_blocking_and_the_grant_keep_notifications_away(server: Server) -> None:
     publish(ann, DEVICES, devicelist(62))
     assert b"62" in event(ben, "ann6")
 
-    # an app password without the presence scope neither publishes nor hears
+    # an app password without the presence scope neither publishes nor reads
     _, secret = app_password(server, "ann6", "bot", "messages.send,messages.receive")
     bot = Session(server, "ann6", secret)
     assert bot.ok
-    bot.send(
-        f"<iq type='set' id='p'><pubsub xmlns='{PUBSUB}'><publish node='{DEVICES}'><item id='current'>{devicelist(1)}"
-        "</item></publish></pubsub></iq>"
+    forbidden(publish(bot, DEVICES, devicelist(1), "b1"), "pep.write")
+    bot.send(f"<iq type='get' id='r'><pubsub xmlns='{PUBSUB}'><items node='{DEVICES}'/></pubsub></iq>")
+    forbidden(bot.expect("id=.r.[^>]*>.*?</iq>"), "presence")
+    # one with presence (the read-only role) reads the account's device list, publishes nothing:
+    # a device list of its choosing would have the contacts encrypt to it
+    _, secret = app_password(server, "ann6", "read-only", "messages.receive,presence,roster.read")
+    reader = Session(server, "ann6", secret)
+    assert reader.ok
+    reader.send(f"<iq type='get' id='o'><pubsub xmlns='{PUBSUB}'><items node='{DEVICES}'/></pubsub></iq>")
+    assert b"62" in reader.expect("id=.o.[^>]*>.*?</iq>")
+    forbidden(publish(reader, DEVICES, devicelist(666), "evil"), "pep.write")
+    reader.send(
+        f"<iq type='set' id='del'><pubsub xmlns='{PUBSUB}#owner'><delete node='{DEVICES}'/></pubsub></iq>"
     )
-    denied = bot.expect("id=.p.[^>]*>.*?</iq>")
-    assert b"<forbidden" in denied, denied
-    assert b"presence" in denied, denied
-    for s in (ann, ben, bot):
+    forbidden(reader.expect("id=.del.[^>]*>.*?</iq>"), "pep.write")
+    assert b"666" not in ben.quiet(0.3)
+    for s in (ann, ben, bot, reader):
         s.close()
 
 

@@ -97,7 +97,7 @@ def test_it_lists_the_clients_and_the_live_and_past_sessions(
     when = r"\d+ \w+ \d{4}, \d\d:\d\d UTC \(just now\)"
     assert re.search(
         rf"Conversations on Pixel 8 Online {when} {when} password clients.manage messages.receive "
-        "messages.send presence roster.read roster.write Revoke Conversations on Pixel 8",
+        "messages.send pep.write presence roster.read roster.write Revoke Conversations on Pixel 8",
         shown,
     ), shown
     live = shown[shown.index("Online now") : shown.index("Past sessions")]
