@@ -44,8 +44,11 @@ lint: setup
 types: setup
 	$(VENV)/bin/mypy .
 
+# On every core by default (pytest-xdist, a module per worker so that each starts its servers once);
+# TEST_WORKERS=0 runs in this process, one test after another.
+TEST_WORKERS ?= 2
 test: setup
-	$(VENV)/bin/pytest --durations=25
+	$(VENV)/bin/pytest --durations=25 $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 check: lint types test
 

@@ -32,7 +32,7 @@ from django.db import connection, transaction
 from lxml import etree
 
 from accounts.models import User
-from xmppauth import tasks
+from xmppauth import sending, tasks
 from xmppauth.models import ArchivedMessage, ArchivePrefs, RosterItem
 from xmppauth.offloop import off_loop
 from xmppauth.proto import xep0313_mam as mam
@@ -336,12 +336,20 @@ def query(user_id: int, account: JID, request: mam.Query) -> Page:
     size = request.page.max
     backwards = request.page.backwards
     ordered = rows.order_by("-id" if backwards else "id").values_list("archive_id", "stamp", "stanza")
-    got = list(ordered[: size + 1])
-    complete = len(got) <= size
-    got = got[:size]
+    got: list[tuple[str, datetime, bytes]] = []
+    complete, held, budget = True, 0, sending.piece_bytes()
+    for archive_id, stamp, stanza in ordered[: size + 1]:
+        data = stanza.encode()
+        held += len(data)
+        if len(got) == size or (got and held > budget):
+            # fewer than asked, complete='false': the client asks for the next page from the last it got
+            # (XEP-0059 §2.6 lets a page be smaller), rather than megabytes at once (xmppauth/sending.py)
+            complete = False
+            break
+        got.append((archive_id, stamp, data))
     if backwards:
         got.reverse()
-    return Page([(archive_id, stamp, stanza.encode()) for archive_id, stamp, stanza in got], complete)
+    return Page(got, complete)
 
 
 @functools.cache

@@ -33,6 +33,7 @@ from xmppauth import (
     login_answers,
     offline,
     pep,
+    sending,
     services,
     subscriptions,
     tasks,
@@ -165,6 +166,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         self._transport_closed = False  # we closed it, or the client went away
         self._offline_taken = offline.Taken()  # stored messages sent and not yet acknowledged
         self._stored_while_away = 0  # messages for this session stored while it hibernated
+        self._offline_more = False  # stored messages wait to be sent once the client has read the last piece
         self._carbons_told = False  # the stream's carbons flag as the router was last told of it
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -835,20 +837,43 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
 
         With stream management they stay stored, taken by this session, until its client acknowledges
         them (:meth:`_offline_acknowledged`) or the session ends and stores again what was not; a
-        process killed meanwhile loses none of them (tests/integration/test_faults.py)."""
+        process killed meanwhile loses none of them (tests/integration/test_faults.py).
+
+        A piece at a time (:func:`xmppauth.sending.piece_bytes`): over a transport that tells when the client
+        has read what it was sent (``xmpp.drain``, TCP), the next piece goes when it has; megabytes of
+        stored messages would otherwise wait at once for a client on a slow link, past
+        XMPP_MAX_OUTGOING_BYTES, and the connection would be dropped at every login."""
+        if self._offline_more:
+            return  # a piece is on its way: the next follows it (xmpp_drained)
+        more = True
+        while more:
+            more = await self._deliver_stored_piece()
+            if more and self.scope.get("xmpp_drain"):
+                self._offline_more = True
+                await self.send({"type": "xmpp.drain"})
+                return
+
+    async def xmpp_drained(self, message: dict[str, Any]) -> None:
+        if self._offline_more and not self._closed:
+            self._offline_more = False
+            await self.deliver_offline()
+
+    async def _deliver_stored_piece(self) -> bool:
+        """One piece of :meth:`deliver_offline`: whether more wait."""
         jid = self.jid
-        if jid is None or jid.local is None or not self.may_receive("message", "chat"):
-            return
+        if jid is None or jid.local is None or self._taken_over or not self.may_receive("message", "chat"):
+            return False
         stream = self.stream
         sm = stream.sm if stream is not None else None
         holder = self.session_id if sm is not None else None  # without XEP-0198 nothing is acknowledged
         stored: list[tuple[int, bytes, str]] = []
+        more = False
         done = 0
         fetched: list[int] = []  # XEP-0386 §2.3: in the archive, for a Bind2 client to fetch there
         try:
-            stored = await services.take_offline(jid.local, holder)
+            stored, more = await services.take_offline(jid.local, holder, sending.piece_bytes())
             for id_, data, stamp in stored:
-                if self._taken_over:
+                if self._taken_over or self._closed:
                     break
                 if self._fetches_archive and archive.archived_for(data, jid.bare):
                     fetched.append(id_)
@@ -863,13 +888,15 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
                 self._held.extend(data for _, data, _ in stored[done:])  # back to the store with _leave
             # (taken rows not sent are free again once this session's record has ended)
             await self._crash(exc, "delivering stored messages")
-            return
+            return False
         if sm is not None and self._offline_taken.ids:
             self._offline_taken.mark = sm.outbound
         if fetched and holder is not None:  # taken by this session: gone (without a holder, gone already)
             await self._try("forgetting stored messages the archive holds", services.forget_offline, fetched)
         if done < len(stored):  # the session went on elsewhere or ended: the rest waits for the next one
             await self._try("putting back stored messages", offline.put_back, jid, stored[done:], holder)
+            return False
+        return more
 
     async def _offline_acknowledged(self) -> None:
         sm = self.stream.sm if self.stream is not None else None

@@ -17,6 +17,7 @@ class OfflineMessage(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="offline_messages"
     )
     stanza = models.TextField()
+    size = models.PositiveIntegerField(default=0, help_text="The stanza's UTF-8 bytes (for the quota).")
     created = models.DateTimeField(auto_now_add=True, db_index=True)
     # The session it was sent to and that has not acknowledged it yet (XEP-0198): the row is deleted
     # when the client acknowledges it or the session ends; a session that died with its process (its
@@ -170,6 +171,7 @@ class PepItem(models.Model):
     node = models.ForeignKey(PepNode, on_delete=models.CASCADE, related_name="items")
     item_id = models.CharField(max_length=1023)
     payload = models.TextField()
+    size = models.PositiveIntegerField(default=0, help_text="The payload's UTF-8 bytes (for the quota).")
     publisher = models.CharField(max_length=3071)
     published = models.DateTimeField()
 

@@ -49,8 +49,9 @@ class Keeper:
 
     A message without a body (a chat state, a receipt) is not worth storing and is dropped, unless it
     carries XEP-0334's ``<store/>``; one with ``<no-store/>`` is refused. An account stores at most
-    ``XMPP_MAX_OFFLINE_MESSAGES``; beyond that, and for an address that is no account here, the sender
-    gets ``service-unavailable`` (RFC 6121 §8.5.2.2.1, XEP-0160 §3) with a text that says which."""
+    ``XMPP_MAX_OFFLINE_MESSAGES``, of ``XMPP_MAX_OFFLINE_BYTES`` in all; beyond that, and for an address
+    that is no account here, the sender gets ``service-unavailable`` (RFC 6121 §8.5.2.2.1, XEP-0160 §3)
+    with a text that says which."""
 
     async def keep(self, to: JID, stanza: etree._Element) -> tuple[StanzaErrorCondition, str] | None:
         if to.domain != settings.XMPP_DOMAIN or not to.local:
@@ -64,15 +65,21 @@ class Keeper:
                 return _REFUSED  # XEP-0191 §3.3: as if nobody were there
         copy = deepcopy(stanza)  # the sender's stanza stays as it came (an error may quote it)
         copy.set("to", str(to))
-        limit = int(settings.XMPP_MAX_OFFLINE_MESSAGES)
-        outcome = await services.store_offline_message(to.local, serialize(copy), limit)
+        limit, limit_bytes = int(settings.XMPP_MAX_OFFLINE_MESSAGES), int(settings.XMPP_MAX_OFFLINE_BYTES)
+        outcome = await services.store_offline_message(to.local, serialize(copy), limit, limit_bytes)
         if outcome == "unknown":
             return _UNKNOWN
         if outcome == "full":
-            log.info("offline storage of %s is full (%d messages): a message was refused", to, limit)
+            log.info(
+                "offline storage of %s is full (%d messages, %d bytes): a message was refused",
+                to,
+                limit,
+                limit_bytes,
+            )
             return (
                 StanzaErrorCondition.SERVICE_UNAVAILABLE,
-                f"the recipient is offline and cannot store more messages (at most {limit})",
+                f"the recipient is offline and cannot store more messages (at most {limit}, "
+                f"{limit_bytes} bytes in all)",
             )
         return None
 

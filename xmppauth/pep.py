@@ -32,11 +32,11 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Max, Sum
 from django.utils import timezone
 from lxml import etree
 
-from xmppauth import blocking, caps, tasks
+from xmppauth import blocking, caps, sending, tasks
 from xmppauth.models import PepItem, PepNode, PepSubscription, RosterItem
 from xmppauth.offloop import off_loop
 from xmppauth.proto import xep0163_pep as rules
@@ -61,11 +61,6 @@ def interest(session: object) -> frozenset[str]:
     state = getattr(session, "feature_state", None)
     value = state.get(NOTIFY) if state is not None else None
     return frozenset(value.split("\0")) if isinstance(value, str) and value else frozenset()
-
-
-# An <items/> answer holds the newest items up to this many bytes (at least one item): a node may hold
-# far more (XMPP_PEP_MAX_ITEMS items of up to a stanza each), which no client could be sent at once.
-_ANSWER_BYTES = 512 * 1024
 
 
 def _ceiling() -> int:
@@ -203,10 +198,25 @@ def _store_item(row: PepNode, config: rules.NodeConfig, item_id: str, payload: b
         node=row,
         item_id=item_id,
         payload=payload.decode(),
+        size=len(payload),
         publisher=str(publisher),
         published=timezone.now(),
     )
     _trim(row, config)
+    _within_quota(row.user_id)
+
+
+def _within_quota(owner_id: int) -> None:
+    """After a publish (and the trim it caused): the account's items together within XMPP_PEP_MAX_BYTES,
+    or a refusal, which rolls the publish back."""
+    held = PepItem.objects.filter(node__user_id=owner_id).aggregate(total=Sum("size"))["total"] or 0
+    limit = settings.XMPP_PEP_MAX_BYTES
+    if held > limit:
+        raise Refusal(
+            StanzaErrorCondition.POLICY_VIOLATION,
+            f"this account's PEP items would hold {held} bytes, over its limit of {limit}: "
+            "retract items or delete nodes first",
+        )
 
 
 def _trim(row: PepNode, config: rules.NodeConfig) -> None:
@@ -300,10 +310,11 @@ def _read(owner: JID, reader: JID, request: rules.Items) -> list[tuple[str, byte
         items = items.filter(item_id__in=request.item_ids)
     limit = request.max_items if request.max_items is not None else _ceiling()
     chosen: list[tuple[str, bytes]] = []
-    size = 0
-    for item_id, payload in items.order_by("-id").values_list("item_id", "payload").iterator():
-        size += len(payload)
-        if len(chosen) == limit or (chosen and size > _ANSWER_BYTES):
+    size, budget = 0, sending.piece_bytes()
+    newest_first = items.order_by("-id").values_list("item_id", "payload", "size")
+    for item_id, payload, item_size in newest_first.iterator():
+        size += item_size
+        if len(chosen) == limit or (chosen and size > budget):
             break  # XEP-0060 §6.5.4: the newest that fit, a truncated set, not a stanza too big to send
         chosen.append((item_id, payload.encode()))
     return list(reversed(chosen))

@@ -8,7 +8,7 @@ import logging
 from typing import Any
 
 from django.db import DatabaseError, transaction
-from django.db.models import Q
+from django.db.models import Count, Q, Sum
 from lxml import etree
 
 from accounts import guessing, recovery, scram, totp, webauthn
@@ -76,30 +76,34 @@ def cam_revoke(user_id: int, client_ref: str, actor: str) -> xep0494.RevokeOutco
     return xep0494.revoke(User.objects.get(pk=user_id), client_ref, actor=actor)
 
 
+def _offline_row(user: User, data: bytes, taken_by_id: int | None = None) -> OfflineMessage:
+    return OfflineMessage(user=user, stanza=data.decode("utf-8"), size=len(data), taken_by_id=taken_by_id)
+
+
 @off_loop
 def store_offline(localpart: str, stanzas: list[bytes]) -> int:
     """Keep messages for ``localpart``; returns how many were stored (0 for an unknown account)."""
     user = User.objects.filter(username=localpart).only("id").first()
     if user is None or not stanzas:
         return 0
-    OfflineMessage.objects.bulk_create(
-        [OfflineMessage(user=user, stanza=data.decode("utf-8")) for data in stanzas]
-    )
+    OfflineMessage.objects.bulk_create([_offline_row(user, data) for data in stanzas])
     return len(stanzas)
 
 
 @off_loop
-def store_offline_message(localpart: str, data: bytes, limit: int) -> str:
+def store_offline_message(localpart: str, data: bytes, limit: int, limit_bytes: int) -> str:
     """Keep one message for ``localpart`` (XEP-0160): "stored", "unknown" (no such active account),
-    or "full" (it holds ``limit`` stored messages already). The account's row is locked while it
-    counts, so two messages racing for the last place cannot both take it."""
+    or "full" (it holds ``limit`` stored messages already, or the message would take its stored bytes
+    over ``limit_bytes``). The account's row is locked while it counts, so two messages racing for the
+    last place cannot both take it."""
     with transaction.atomic():
         user = User.objects.select_for_update().filter(username=localpart, is_active=True).only("id").first()
         if user is None:
             return "unknown"
-        if OfflineMessage.objects.filter(user=user).count() >= limit:
+        held = OfflineMessage.objects.filter(user=user).aggregate(count=Count("id"), size=Sum("size"))
+        if held["count"] >= limit or (held["size"] or 0) + len(data) > limit_bytes:
             return "full"
-        OfflineMessage.objects.create(user=user, stanza=data.decode("utf-8"))
+        _offline_row(user, data).save(force_insert=True)
     return "stored"
 
 
@@ -110,34 +114,44 @@ def store_offline_taken(localpart: str, stanzas: list[bytes], session_id: int) -
     user = User.objects.filter(username=localpart).only("id").first()
     if user is None or not stanzas:
         return []
-    rows = OfflineMessage.objects.bulk_create(
-        [OfflineMessage(user=user, stanza=data.decode(), taken_by_id=session_id) for data in stanzas]
-    )
+    rows = OfflineMessage.objects.bulk_create([_offline_row(user, data, session_id) for data in stanzas])
     return [row.id for row in rows]
 
 
 @off_loop
-def take_offline(localpart: str, session_id: int | None) -> list[tuple[int, bytes, str]]:
+def take_offline(
+    localpart: str, session_id: int | None, budget: int = 0
+) -> tuple[list[tuple[int, bytes, str]], bool]:
     """The stored messages of ``localpart`` that no live session has taken, oldest first, as
     ``(id, stanza, UTC timestamp)``, now taken by the session ``session_id``: they stay stored until
     :func:`forget_offline` (its client acknowledged them, or its session ended and stored what was not
     acknowledged again) or :func:`release_offline`; a session whose process died (its record ended at
-    the next start) no longer holds them. Without a session record they are removed at once."""
+    the next start) no longer holds them. Without a session record they are removed at once.
+
+    ``budget`` (bytes; 0: no bound): the oldest that fit in it (at least one), and whether more wait:
+    a client is sent a few at a time, as fast as it reads (StreamConsumer.deliver_offline)."""
     free = Q(taken_by__isnull=True) | Q(taken_by__ended__isnull=False)
     with transaction.atomic():
-        rows = list(
-            OfflineMessage.objects.select_for_update(of=("self",))
-            .filter(free, user__username=localpart)
-            .values_list("id", "stanza", "created")
-        )
-        ids = [row[0] for row in rows]
+        waiting = OfflineMessage.objects.select_for_update(of=("self",))
+        sizes = list(waiting.filter(free, user__username=localpart).values_list("id", "size"))
+        if not sizes:
+            return [], False  # the usual login: nothing waits
+        ids: list[int] = []
+        total = 0
+        for id_, size in sizes:
+            if budget and ids and total + size > budget:
+                break
+            ids.append(id_)
+            total += size
+        rows = list(OfflineMessage.objects.filter(id__in=ids).values_list("id", "stanza", "created"))
         if ids and session_id is None:
             OfflineMessage.objects.filter(id__in=ids).delete()
         elif ids:
             OfflineMessage.objects.filter(id__in=ids).update(taken_by_id=session_id)
-    return [
+    taken = [
         (id_, text.encode("utf-8"), created.strftime("%Y-%m-%dT%H:%M:%SZ")) for id_, text, created in rows
     ]
+    return taken, len(ids) < len(sizes)
 
 
 @off_loop

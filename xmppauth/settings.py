@@ -139,6 +139,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = None  # one connection per thread, kept open
     # Django's SQLite backend with a cheaper "%s" -> "?" conversion (xmppauth/sqlite_backend/base.py)
     DATABASES["default"]["ENGINE"] = "xmppauth.sqlite_backend"
+    # Tests: an in-memory database, said outright (what Django does unasked for SQLite), so that
+    # pytest-django, which does not know this engine is SQLite, does not name a file per xdist worker
+    DATABASES["default"].setdefault("TEST", {}).setdefault("NAME", ":memory:")
 
 _channel_layer_url = os.environ.get("CHANNEL_LAYER_URL", "")
 if _channel_layer_url:
@@ -340,6 +343,8 @@ XMPP_REVOCATION_POLL_MS = _env_int("XMPP_REVOCATION_POLL_MS", 250, minimum=20)
 XMPP_MAX_ROSTER_ITEMS = _env_int("XMPP_MAX_ROSTER_ITEMS", 1000, minimum=1)
 # Messages an account with no available resource can have waiting (XEP-0160); beyond, senders are refused.
 XMPP_MAX_OFFLINE_MESSAGES = _env_int("XMPP_MAX_OFFLINE_MESSAGES", 1000, minimum=1)
+# ... and at most this many bytes of them: a message beyond either bound is refused the same way.
+XMPP_MAX_OFFLINE_BYTES = _env_int("XMPP_MAX_OFFLINE_BYTES", 16 * 1024 * 1024, minimum=1)
 # Days a message stays in its accounts' archives (XEP-0313); 0 keeps them for good.
 XMPP_ARCHIVE_DAYS = _env_int("XMPP_ARCHIVE_DAYS", 0, minimum=0)
 # JIDs an account may block (XEP-0191); a block beyond it is refused with policy-violation.
@@ -352,6 +357,9 @@ XMPP_BIND2_OFFLINE_FROM_ARCHIVE = _env_bool("XMPP_BIND2_OFFLINE_FROM_ARCHIVE", T
 # not-allowed + <max-nodes-exceeded/>), and items a node keeps at most ("max" in a node's config).
 XMPP_PEP_MAX_NODES = _env_int("XMPP_PEP_MAX_NODES", 200, minimum=1)
 XMPP_PEP_MAX_ITEMS = _env_int("XMPP_PEP_MAX_ITEMS", 256, minimum=1)
+# Bytes of published items an account's PEP nodes hold together (avatars, OMEMO bundles, bookmarks: a
+# few hundred KiB for most); a publish beyond is refused with policy-violation and stores nothing.
+XMPP_PEP_MAX_BYTES = _env_int("XMPP_PEP_MAX_BYTES", 8 * 1024 * 1024, minimum=1)
 # RFC 6120 §8.2.3 (sessions_acl/access.py): a session's routed iq requests awaiting an answer, per
 # direction, are remembered up to this many and this long; a later answer is dropped.
 XMPP_PENDING_REQUESTS = _env_int("XMPP_PENDING_REQUESTS", 256, minimum=8)

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 MAM = "urn:xmpp:mam:2"
 RSM = "http://jabber.org/protocol/rsm"
-NAMES = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi")
+NAMES = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy")
 PASSWORD = "archive-me"
 
 
@@ -161,3 +161,33 @@ def test_preferences_never_stop_the_archiving_and_a_session_without_messages_rec
     sender.close()
     grace.close()
     heidi.close()
+
+
+def test_a_page_of_large_messages_holds_fewer_than_asked_and_says_it_is_not_complete(server: Server) -> None:
+    """Found by a black-box attack: a page of 250 large messages would be written at once, past the
+    outgoing limit, and the client dropped. A page stops at 512 KiB (a quarter of the 2 MiB limit: at
+    least one message) without complete='true'; the client goes on from its <last/> (XEP-0059 §2.6)."""
+    ivan, judy = online(server, "ivan"), online(server, "judy")
+    filler = "y" * 200_000
+    for n in range(6):
+        ivan.send(f"<message to='{judy.jid}' type='chat' id='big{n}'><body>{n}{filler}</body></message>")
+        judy.expect(f"<body>{n}y+</body>.*?</message>", timeout=10)
+    got: list[str] = []
+    pages, after = 0, ""
+    while True:
+        rsm = f"<set xmlns='{RSM}'><max>10</max>{after}</set>"
+        page = query(judy, f"q{pages}", with_jid="ivan@localhost", rsm=rsm)
+        pages += 1
+        held = [body[0] for body in bodies(page)]
+        assert 1 <= len(held) <= 2, (pages, held)  # three of 200 KB would pass 512 KiB
+        got += held
+        if b"complete='true'" in page:
+            break
+        after = f"<after>{last_id(page)}</after>"
+        assert pages < 10
+    assert got == [str(n) for n in range(6)]
+    assert pages == 3
+    judy.send("<iq type='get' id='alive'><ping xmlns='urn:xmpp:ping'/></iq>")
+    judy.expect("<iq[^>]*id=.alive.[^>]*type=.result.|<iq[^>]*type=.result.[^>]*id=.alive.")
+    ivan.close()
+    judy.close()

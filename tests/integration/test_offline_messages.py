@@ -8,6 +8,7 @@ Before, every such message came back to its sender as ``service-unavailable``.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -77,7 +78,7 @@ def test_a_full_offline_store_refuses_the_next_message_and_says_so(server: Serve
     refused = error_to(alice, "full")
     assert b"type='error'" in refused, refused
     assert b"<service-unavailable" in refused, refused
-    assert f"cannot store more messages (at most {LIMIT})".encode() in refused, refused
+    assert f"cannot store more messages (at most {LIMIT},".encode() in refused, refused
     carol = login(server, "carol")
     carol.send("<presence/>")
     got = carol.expect(f"kept {LIMIT - 1}</body>.*?</message>")
@@ -105,3 +106,33 @@ def test_a_message_to_no_account_or_that_asks_not_to_be_stored_is_refused(server
     assert b"ephemeral" not in dave.quiet(0.3)
     dave.close()
     alice.close()
+
+
+def test_megabytes_of_stored_messages_reach_a_client_that_reads_late_and_the_store_is_bounded_in_bytes(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Found by a black-box attack: stored messages were all written at once at the next login, so 20
+    of 250 KB to an offline account went past the outgoing limit and the connection was dropped, at
+    every login: a lockout anyone could cause. Now they go a piece at a time, as the client reads, and an
+    account's store is bounded in bytes too (XMPP_MAX_OFFLINE_BYTES)."""
+    limits = {"XMPP_MAX_OFFLINE_BYTES": "4000000", "XMPP_MAX_OUTGOING_BYTES": "400000"}
+    with running_server(tmp_path_factory.mktemp("offline-bytes"), PASSWORDS, **limits) as big:
+        alice = login(big, "alice")
+        filler = "x" * 250_000
+        for n in range(16):  # 15 fit in 4,000,000 bytes; the 16th does not
+            alice.send(
+                f"<message to='bob@localhost' type='chat' id='b{n}'><body>{n:02d}{filler}</body></message>"
+            )
+        refused = error_to(alice, "b15")
+        assert b"<service-unavailable" in refused, refused[:400]
+        assert b"4000000 bytes in all" in refused, refused[-600:]
+        bob = login(big, "bob")
+        bob.send("<presence/>")
+        time.sleep(2)  # bob reads nothing meanwhile: 3.75 MB wait for it, ten times the outgoing limit
+        got = bob.expect("<body>14x*</body>.*?</message>", timeout=30)
+        assert re.findall(rb"<body>(\d\d)x+</body>", got) == [f"{n:02d}".encode() for n in range(15)]
+        bob.send("<iq type='get' id='still'><ping xmlns='urn:xmpp:ping'/></iq>")
+        assert b"type='result'" in bob.expect("<iq[^>]*id=.still.[^>]*>")  # still connected
+        assert "wait for the client to read" not in big.log_text()
+        bob.close()
+        alice.close()

@@ -401,3 +401,33 @@ def test_an_items_answer_is_the_newest_that_fit_not_the_whole_node(server: Serve
     assert ids == [b"i7", b"i8", b"i9", b"i10", b"i11"], ids  # the newest five (512 KiB), in order
     assert len(got) < 600_000
     ann.close()
+
+
+def test_an_accounts_items_are_held_within_its_byte_quota(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Found by a black-box attack: nothing bounded what an account stored (200 nodes of 256 items of a
+    stanza each). XMPP_PEP_MAX_BYTES holds all its nodes together; a publish beyond stores nothing."""
+    quota = {"XMPP_PEP_MAX_BYTES": "30000"}
+    with running_server(tmp_path_factory.mktemp("pep-quota"), {"ann9": PASSWORD}, **quota) as small:
+        ann = online(small, "ann9")
+
+        def blob(n: int, size: int) -> str:
+            return f"<blob xmlns='urn:example'>{n:02d}{'é' * (size // 2)}</blob>"  # 2 UTF-8 bytes a character
+
+        assert b"type='result'" in publish(ann, "one", blob(1, 12_000), "a").replace(b'"', b"'")
+        assert b"type='result'" in publish(ann, "two", blob(2, 12_000), "b").replace(b'"', b"'")
+        refused = publish(ann, "three", blob(3, 12_000), "c")
+        assert b"<policy-violation" in refused, refused
+        assert re.search(rb"over its limit of 30000", refused), refused
+        ann.send(f"<iq type='get' id='g3'><pubsub xmlns='{PUBSUB}'><items node='three'/></pubsub></iq>")
+        assert b"item-not-found" in ann.expect("id=.g3.[^>]*>.*?</iq>")  # neither the item nor the node
+        # the same item published again replaces it: within the quota
+        assert b"type='result'" in publish(ann, "two", blob(22, 12_000), "b").replace(b'"', b"'")
+        ann.send(
+            f"<iq type='set' id='r'><pubsub xmlns='{PUBSUB}'><retract node='two'><item id='b'/></retract>"
+            "</pubsub></iq>"
+        )
+        ann.expect("id=.r.[^>]*type=.result.|type=.result.[^>]*id=.r.")
+        assert b"type='result'" in publish(ann, "three", blob(3, 12_000), "c").replace(b'"', b"'")
+        ann.send(f"<iq type='get' id='g1'><pubsub xmlns='{PUBSUB}'><items node='one'/></pubsub></iq>")
+        assert b"<blob xmlns='urn:example'>01" in ann.expect("id=.g1.[^>]*>.*?</iq>").replace(b'"', b"'")
+        ann.close()

@@ -136,7 +136,14 @@ def test_it_makes_one_with_chosen_scopes_and_an_expiry(client: Client, alice: Us
 def test_the_form_offers_only_the_scopes_an_app_password_may_carry(client: Client, alice: User) -> None:
     page = signed_in_as(client, alice).get(NEW).content.decode()
     offered = re.findall(r'name="scopes" value="([a-z.]+)"', page)
-    assert offered == ["messages.send", "messages.receive", "presence", "roster.read", "roster.write", "pep.write"]
+    assert offered == [
+        "messages.send",
+        "messages.receive",
+        "presence",
+        "roster.read",
+        "roster.write",
+        "pep.write",
+    ]
     roles = re.findall(r'name="role" value="([a-z-]*)"', page)
     assert roles == ["", "bot", "notifier", "read-only"]  # "full" and "admin" hold scopes it may not carry
 

@@ -5,8 +5,8 @@ instance (the XMPP stream consumer) in the reactor's asyncio loop, the way Daphn
 
 Scope::
 
-    {"type": "xmpp", "transport": "starttls" | "directtls", "client": [host, port], "server": [host, port],
-     "path": "", "headers": [], "query_string": b"", "asgi": {"version": "3.0"}}
+    {"type": "xmpp", "transport": "starttls" | "directtls", "xmpp_drain": True, "client": [host, port],
+     "server": [host, port], "path": "", "headers": [], "query_string": b"", "asgi": {"version": "3.0"}}
 
 Transport -> application (``receive``):
 
@@ -27,12 +27,17 @@ Application -> transport (``send``):
   was read but not yet handed to the application is dropped from the queue; everything read afterwards goes
   into the TLS layer. A failed handshake closes the connection.
 - ``{"type": "xmpp.close"}`` flush, then close; aborted after `CLOSE_GRACE` seconds if the peer does not read.
+- ``{"type": "xmpp.drain"}`` flush, and answer ``{"type": "xmpp.drained"}`` once at most `DRAINED` bytes wait
+  for the peer to read (at once if so already; never if the connection ends first): an application with much
+  to send (the stored messages) sends it a piece at a time, as fast as the client reads, instead of running
+  into ``max_outgoing_bytes``.
 
 Besides the application's own timers, the transport enforces one of its own: a TLS handshake (direct or
 STARTTLS) must finish within `handshake_timeout` seconds, since before that there is no application to do it.
 
 Backpressure: when `HIGH_WATER` messages wait in the receive queue, reading from the socket is paused; it
-resumes when the application has taken the queue down to `LOW_WATER`. Writes are not flow-controlled.
+resumes when the application has taken the queue down to `LOW_WATER`. Writes are not flow-controlled, but
+the application may ask to hear when they have left (``xmpp.drain``; the scope has ``"xmpp_drain": True``).
 
 The application must be an ASGI 3 single callable (Channels' routers and consumers are). ``receive()``
 returns a future, done already when a message is waiting (see `XMPPServerProtocol._receive`).
@@ -70,6 +75,8 @@ TransportName = Literal["starttls", "directtls"]
 
 HIGH_WATER = 64  # receive-queue length at which reading pauses
 LOW_WATER = 16  # ... and at which it resumes
+DRAINED = 64 * 1024  # outgoing bytes still buffered at which xmpp.drain is answered
+DRAIN_POLL = 0.02  # seconds between looks at the outgoing buffer while an xmpp.drain waits
 CLOSE_GRACE = 5.0  # seconds a closing connection may take to flush before it is aborted
 ACCEPTS_PER_TURN = 16  # connections a listener accepts before the event loop runs the others again
 REFUSAL_LINGER = 1.0  # seconds a refused connection is kept for the client's stream header (then closed)
@@ -117,6 +124,7 @@ class XMPPServerProtocol(Protocol):
         self._read_refilled = 0.0
         self._rate_paused = False
         self._rate_timer: asyncio.TimerHandle | None = None
+        self._drain_timer: asyncio.TimerHandle | None = None  # an xmpp.drain waiting for the peer to read
 
     @property
     def _tr(self) -> Any:
@@ -166,6 +174,7 @@ class XMPPServerProtocol(Protocol):
         self._cancel_timer("_handshake_timer")
         self._cancel_timer("_abort_timer")
         self._cancel_timer("_rate_timer")
+        self._cancel_timer("_drain_timer")
         text = self._close_reason or _describe_loss(reason)
         unclean = self._handshake_done and not self._tls_dead and isinstance(reason.value, ConnectionDone)
         if self._close_reason is None and unclean:  # TCP closed without a TLS close_notify
@@ -212,8 +221,23 @@ class XMPPServerProtocol(Protocol):
         # Queue the rest (or everything after an error, which Twisted then reports when it retries).
         tr.write(data)
         limit = self.factory.max_outgoing_bytes
-        if limit and tr._tempDataLen + len(tr.dataBuffer) - tr.offset > limit:
+        if limit and self._buffered() > limit:
             self._peer_not_reading(limit)
+
+    def _buffered(self) -> int:
+        """Bytes written and not yet taken by the socket (Twisted's write buffer)."""
+        tr = self._tr
+        return int(tr._tempDataLen + len(tr.dataBuffer) - tr.offset)
+
+    def _when_drained(self) -> None:
+        """Answer an xmpp.drain once the peer has read all but `DRAINED` bytes (the module's docstring)."""
+        self._drain_timer = None
+        if not self.is_open or self._closing:
+            return
+        if self._buffered() <= DRAINED:
+            self._deliver({"type": "xmpp.drained"})
+        else:
+            self._drain_timer = self.factory.loop.call_later(DRAIN_POLL, self._when_drained)
 
     def _peer_not_reading(self, limit: int) -> None:
         """More than ``limit`` bytes wait for a peer that does not read: drop the connection rather than
@@ -401,6 +425,7 @@ class XMPPServerProtocol(Protocol):
         scope = {
             "type": "xmpp",
             "transport": self.factory.transport_name,
+            "xmpp_drain": True,  # it answers xmpp.drain
             "client": [peer.host, peer.port],
             "server": [host.host, host.port],
             "path": "",
@@ -479,6 +504,10 @@ class XMPPServerProtocol(Protocol):
             self._start_tls()
         elif kind == "xmpp.close":
             self.close()
+        elif kind == "xmpp.drain":
+            self._flush_out()
+            if self._drain_timer is None:
+                self._when_drained()
         else:
             raise ValueError(f"unknown message type {kind!r} for an xmpp connection")
 
