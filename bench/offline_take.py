@@ -11,27 +11,18 @@ Run it on two checkouts to compare them.
 from __future__ import annotations
 
 import inspect
-import os
 import sys
-import tempfile
 import timeit
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "xmppauth.settings")
-os.environ["XMPP_DATA_DIR"] = tempfile.mkdtemp(prefix="bench-offline-")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fresh_django
 
-import django
+fresh_django.start("bench-offline-")
 
-django.setup()
-
-from django.core.management import call_command  # noqa: E402
-
+from accounts.models import User  # noqa: E402
 from xmppauth import services  # noqa: E402
 from xmppauth.models import OfflineMessage  # noqa: E402
-
-call_command("migrate", verbosity=0)
-from accounts.models import User  # noqa: E402
 
 empty = User.objects.create(username="empty")
 full = User.objects.create(username="full")

@@ -252,6 +252,14 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
     def _is_open(self) -> bool:
         return not self._closed
 
+    async def _tell_transport(self, message_type: str) -> bool:
+        """Send the transport one of the messages it may take (``xmpp_optional`` in its scope:
+        transport/tcp.py); whether it takes it."""
+        if message_type not in self.scope.get("xmpp_optional", ()):
+            return False
+        await self.send({"type": message_type})
+        return True
+
     def _preauth_timeout(self) -> None:
         self._timer = None
         if self.stream is not None and self.jid is None and not self._closed:
@@ -373,6 +381,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             await blocking.load(self.jid.bare)
         self._arm_grant_expiry()
         self._timer = _cancelled(self._timer)
+        await self._tell_transport("xmpp.bound")
         log.info("%s bound %s", self._peer, self.jid)
 
     def _how_authenticated(self) -> str:
@@ -534,6 +543,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         await self._offline_acknowledged()  # the resume's h may acknowledge what was stored as taken
         await self._store_or_bounce(withheld, "withheld")
         self._timer = _cancelled(self._timer)
+        await self._tell_transport("xmpp.bound")
         self._arm_grant_expiry()
         if self.session_id is not None and self.auth is not None:
             await services.resume_session(
@@ -848,9 +858,8 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         more = True
         while more:
             more = await self._deliver_stored_piece()
-            if more and self.scope.get("xmpp_drain"):
+            if more and await self._tell_transport("xmpp.drain"):
                 self._offline_more = True
-                await self.send({"type": "xmpp.drain"})
                 return
 
     async def xmpp_drained(self, message: dict[str, Any]) -> None:

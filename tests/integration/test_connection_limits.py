@@ -381,3 +381,40 @@ def test_a_slowloris_that_fills_the_server_holds_out_no_other_address(
         assert len(closed) == 3, closed
         assert closed[0] == 0, closed
         assert "room for another address" in small.log_text()
+
+
+def test_unauthenticated_streams_that_fill_the_server_hold_out_no_other_address(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Two addresses fill a server of 12 connections with XMPP streams that never log in: a user from a
+    third address still logs in and binds, in the place of the oldest idle stream of the address that
+    holds the most; the sessions bound from that same address, older still, are never given up
+    (before: refused, "too many connections", for as long as the attack lasted)."""
+    limits = {"XMPP_MAX_CONNECTIONS": "12", "XMPP_MAX_CONNECTIONS_PER_ADDRESS": "7"}
+    with running_server(tmp_path_factory.mktemp("xmpp-slowloris"), {"dora": "explorer"}, **limits) as small:
+        first, second = new_address(), new_address()
+        bound = [RawClient(small.c2s_tls, direct_tls=True, source=first) for _ in range(2)]
+        for n, client in enumerate(bound):  # a household behind the attacker's address, logged in first
+            client.login("dora", "explorer", f"home{n}")
+        idle = [starttls_header(small, first)[0] for _ in range(5)]  # the rest of its share
+        while True:  # the other takes what is left, until the server is full
+            client, reply = starttls_header(small, second)
+            if b"<starttls" in reply:
+                idle.append(client)
+                continue
+            assert parse_stream_error(reply) == "policy-violation", reply
+            assert b"the server has too many connections" in reply
+            client.close()
+            break
+        assert len(idle) == 11  # 10 open and the bound 2: one of the first's made room as the second filled
+        user = RawClient(small.c2s_tls, direct_tls=True, source=new_address())
+        assert user.login("dora", "explorer", "away") == "dora@localhost/away"
+        for n, client in enumerate(bound):
+            client.send(f"<iq type='get' id='still{n}'><ping xmlns='urn:xmpp:ping'/></iq>")
+            assert b"type='result'" in client.read_until(f"<iq[^>]*id=.still{n}.[^>]*>").replace(b'"', b"'")
+        closed = [index for index, client in enumerate(idle) if client.read_for(0.3) == b"" and client.closed]
+        # one to even out the two addresses (the second took the first's oldest idle stream as it filled:
+        # 6 and 6), one for the newcomer; no more, and never a bound one
+        assert closed == [0, 1], closed
+        for client in (*idle, user, *bound):
+            client.close()

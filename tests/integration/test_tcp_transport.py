@@ -604,6 +604,9 @@ def _fake_connection(
     class FakeTransport(StringTransport):
         nodelay: bool | None = None
         aborted = False
+        _tempDataLen = 0  # Twisted's write buffer, as tcp.XMPPServerProtocol._buffered reads it
+        dataBuffer = b""
+        offset = 0
 
         def setTcpNoDelay(self, enabled: bool) -> None:
             self.nodelay = enabled
@@ -650,12 +653,40 @@ async def test_it_turns_on_tcp_nodelay_and_sends_the_scope(server_tls: ServerTLS
         "transport": "starttls",
         "client": ["127.0.0.1", 40000],
         "server": ["127.0.0.1", 5222],
+        "xmpp_optional": frozenset({"xmpp.drain", "xmpp.bound"}),
         "path": "",
         "headers": [],
         "query_string": b"",
         "asgi": {"version": "3.0"},
     }
     assert messages == [{"type": "xmpp.connect", "tls": None}]
+
+
+async def test_xmpp_drain_is_answered_once_the_peer_has_read_what_waits(server_tls: ServerTLS) -> None:
+    """The stored messages at a login go a piece at a time (StreamConsumer.deliver_offline): the transport
+    answers ``xmpp.drain`` with ``xmpp.drained`` once at most DRAINED bytes wait for the peer, not before."""
+    from xmppauth.transport import tcp
+
+    received: list[dict[str, Any]] = []
+    sender: list[Any] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        sender.append(send)
+        while True:
+            received.append(await receive())
+
+    _, protocol, transport = _fake_connection(app, server_tls)
+    await _until(lambda: bool(received))
+    await sender[0]({"type": "xmpp.drain"})
+    await _until(lambda: {"type": "xmpp.drained"} in received)  # nothing waits: at once
+    received.clear()
+    transport._tempDataLen = tcp.DRAINED + 1  # the peer has not read this much yet
+    await sender[0]({"type": "xmpp.drain"})
+    await asyncio.sleep(tcp.DRAIN_POLL * 5)
+    assert received == []
+    transport._tempDataLen = tcp.DRAINED  # it read some: what is left is small enough
+    await _until(lambda: received == [{"type": "xmpp.drained"}])
+    protocol.connectionLost()
 
 
 async def test_it_pauses_reading_while_the_application_lags(server_tls: ServerTLS) -> None:

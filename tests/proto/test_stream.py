@@ -441,6 +441,34 @@ def test_a_spoofed_from_is_invalid_from(claimed: str) -> None:
     t.stream_error("invalid-from")
 
 
+def test_namespaced_look_alikes_of_the_stanza_attributes_are_removed_and_other_ones_stay() -> None:
+    """Found by a black-box attack: ``j:from`` (``j`` bound to jabber:client) went through beside the
+    stamped ``from``, and a client that reads attributes as text could take it for the sender."""
+    t = bound()
+    (received,) = t.client(
+        "<message xmlns:j='jabber:client' xmlns:e='urn:example' j:from='bob@localhost/x' j:id='forged'"
+        " e:type='x' e:colour='blue' xml:lang='en' to='carol@localhost' type='chat' id='m1'>"
+        "<body>hi</body></message>"
+    )
+    assert isinstance(received, ev.StanzaReceived)
+    attributes: dict[str, str] = {str(k): str(v) for k, v in received.stanza.attrib.items()}
+    assert attributes == {
+        "to": "carol@localhost",
+        "type": "chat",
+        "id": "m1",
+        "from": "alice@localhost/res",
+        "{http://www.w3.org/XML/1998/namespace}lang": "en",
+        "{urn:example}colour": "blue",  # not named like a stanza attribute: extended content, kept
+    }
+    # the stanza element itself prefixed, no default namespace: its prefix is the only one in scope
+    (received,) = t.client("<k:message xmlns:k='jabber:client' k:from='bob@localhost' to='carol@localhost'/>")
+    assert isinstance(received, ev.StanzaReceived)
+    assert {str(k): str(v) for k, v in received.stanza.attrib.items()} == {
+        "to": "carol@localhost",
+        "from": "alice@localhost/res",
+    }
+
+
 def test_a_message_without_to_goes_to_the_own_bare_jid() -> None:
     t = bound()
     (received,) = t.client("<message><body>note to self</body></message>")

@@ -80,6 +80,9 @@ class StanzaHandler:
             if claimed_jid != jid and claimed_jid != jid.bare:
                 raise StreamError(StreamErrorCondition.INVALID_FROM, "'from' does not match this session")
         el.set("from", str(jid))
+        scope = el.nsmap
+        if len(scope) != 1 or None not in scope:  # a prefix in scope: it may name an attribute
+            _drop_look_alikes(el)
         stanza_type = el.get("type") or ("available" if kind == "presence" else "normal")
         raw_to = el.get("to")
         to: JID | None = None
@@ -302,3 +305,21 @@ def _namespace(payload: etree._Element) -> str:
     tag = payload.tag
     assert isinstance(tag, str)  # element children only
     return tag[1 : tag.find("}")] if tag.startswith("{") else ""
+
+
+#: The stanza attributes of RFC 6120 §8.1 by local name: in another namespace (``j:from`` with ``j`` bound
+#: to jabber:client, say) they are other attributes to an XML parser, but not to a client that matches
+#: names as text, which would take a forged sender or id for the one the server stamped.
+_STANZA_ATTRIBUTES = frozenset({"to", "from", "id", "type", "lang"})
+
+
+_XML_LANG = ns.qname(ns.XML, "lang")
+
+
+def _drop_look_alikes(el: etree._Element) -> None:
+    """Remove the namespaced attributes named like the stanza's own (``xml:lang`` stays). Only a stanza
+    with a namespace prefix in scope can have any (an attribute takes no default namespace), so the
+    usual stanza, with jabber:client as its only namespace, is not looked through."""
+    for name in el.keys():  # noqa: SIM118 (iterating an element gives its children)
+        if name[0] == "{" and name != _XML_LANG and str(name).rpartition("}")[2] in _STANZA_ATTRIBUTES:
+            del el.attrib[name]

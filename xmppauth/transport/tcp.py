@@ -5,8 +5,11 @@ instance (the XMPP stream consumer) in the reactor's asyncio loop, the way Daphn
 
 Scope::
 
-    {"type": "xmpp", "transport": "starttls" | "directtls", "xmpp_drain": True, "client": [host, port],
-     "server": [host, port], "path": "", "headers": [], "query_string": b"", "asgi": {"version": "3.0"}}
+    {"type": "xmpp", "transport": "starttls" | "directtls", "client": [host, port], "server": [host, port],
+     "xmpp_optional": frozenset({"xmpp.drain", "xmpp.bound"}),
+     "path": "", "headers": [], "query_string": b"", "asgi": {"version": "3.0"}}
+
+``xmpp_optional``: the messages below that this transport takes beyond the ones every xmpp transport does.
 
 Transport -> application (``receive``):
 
@@ -31,13 +34,17 @@ Application -> transport (``send``):
   for the peer to read (at once if so already; never if the connection ends first): an application with much
   to send (the stored messages) sends it a piece at a time, as fast as the client reads, instead of running
   into ``max_outgoing_bytes``.
+- ``{"type": "xmpp.bound"}`` the stream is past authentication (a session is bound or resumed). Until then the
+  connection is one the limits may close when the process is full, to make room for a connection from an
+  address that holds fewer (``ConnectionLimits.waiting``): a slowloris of unauthenticated streams from many
+  addresses then holds no one else out.
 
 Besides the application's own timers, the transport enforces one of its own: a TLS handshake (direct or
 STARTTLS) must finish within `handshake_timeout` seconds, since before that there is no application to do it.
 
 Backpressure: when `HIGH_WATER` messages wait in the receive queue, reading from the socket is paused; it
 resumes when the application has taken the queue down to `LOW_WATER`. Writes are not flow-controlled, but
-the application may ask to hear when they have left (``xmpp.drain``; the scope has ``"xmpp_drain": True``).
+the application may ask to hear when they have left (``xmpp.drain``).
 
 The application must be an ASGI 3 single callable (Channels' routers and consumers are). ``receive()``
 returns a future, done already when a message is waiting (see `XMPPServerProtocol._receive`).
@@ -75,6 +82,7 @@ TransportName = Literal["starttls", "directtls"]
 
 HIGH_WATER = 64  # receive-queue length at which reading pauses
 LOW_WATER = 16  # ... and at which it resumes
+OPTIONAL_MESSAGES = frozenset({"xmpp.drain", "xmpp.bound"})  # the scope's "xmpp_optional"
 DRAINED = 64 * 1024  # outgoing bytes still buffered at which xmpp.drain is answered
 DRAIN_POLL = 0.02  # seconds between looks at the outgoing buffer while an xmpp.drain waits
 CLOSE_GRACE = 5.0  # seconds a closing connection may take to flush before it is aborted
@@ -148,6 +156,7 @@ class XMPPServerProtocol(Protocol):
                 self._refuse(refused)
                 return
             self._counted = True
+            counter.waiting(self._address, self, self._make_room)  # until xmpp.bound
         if self.factory.transport_name == "directtls":
             self._begin_tls(self.factory.tls.directtls.getContext())
         else:
@@ -170,6 +179,7 @@ class XMPPServerProtocol(Protocol):
         self.factory.protocols.discard(self)
         if self._counted and self.factory.limits is not None:
             self._counted = False
+            self.factory.limits.busy(self._address, self)
             self.factory.limits.release(self._address)
         self._cancel_timer("_handshake_timer")
         self._cancel_timer("_abort_timer")
@@ -238,6 +248,16 @@ class XMPPServerProtocol(Protocol):
             self._deliver({"type": "xmpp.drained"})
         else:
             self._drain_timer = self.factory.loop.call_later(DRAIN_POLL, self._when_drained)
+
+    def _make_room(self) -> None:
+        """The process is full and this connection, not yet past authentication, is the oldest of the
+        address that holds the most: it goes, and its place is given back now for the newcomer."""
+        if self._counted and self.factory.limits is not None:
+            self._counted = False
+            self.factory.limits.release(self._address)
+        self._close_reason = "closed to make room for another address"
+        self._closing = True
+        self._tr.abortConnection()
 
     def _peer_not_reading(self, limit: int) -> None:
         """More than ``limit`` bytes wait for a peer that does not read: drop the connection rather than
@@ -425,7 +445,7 @@ class XMPPServerProtocol(Protocol):
         scope = {
             "type": "xmpp",
             "transport": self.factory.transport_name,
-            "xmpp_drain": True,  # it answers xmpp.drain
+            "xmpp_optional": OPTIONAL_MESSAGES,
             "client": [peer.host, peer.port],
             "server": [host.host, host.port],
             "path": "",
@@ -508,6 +528,9 @@ class XMPPServerProtocol(Protocol):
             self._flush_out()
             if self._drain_timer is None:
                 self._when_drained()
+        elif kind == "xmpp.bound":
+            if self._counted and self.factory.limits is not None:
+                self.factory.limits.busy(self._address, self)
         else:
             raise ValueError(f"unknown message type {kind!r} for an xmpp connection")
 
