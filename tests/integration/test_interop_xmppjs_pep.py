@@ -1,10 +1,10 @@
 """An OMEMO device list (XEP-0384 0.3 over XEP-0163 PEP) published by xmpp.js (@xmpp/client 0.14) and
 heard by xmpp.js clients that say they want it with entity capabilities (XEP-0115), over WebSocket.
 
-xmpp.js has no caps or pubsub API: tests/interop/xmppjs/pep.mjs writes the stanzas an OMEMO client
-would (presence with ``<c/>``, the answer to the server's disco#info query for ``node#ver``, the publish
-with ``<publish-options/>``) and reports what it gets. The presence subscription between the accounts is
-made beforehand over raw sockets (tests/integration/test_pep.py's helpers).
+xmpp.js has no caps or pubsub API: tests/interop/xmppjs/pep.mjs, an action module of client.mjs, writes
+the stanzas an OMEMO client would (presence with ``<c/>``, the answer to the server's disco#info query for
+``node#ver``, the publish with ``<publish-options/>``) and reports what it gets. The presence subscription
+between the accounts is made beforehand over raw sockets (tests/integration/test_pep.py's helpers).
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import pytest
 from tests.integration.server import Server, running_server
 from tests.integration.test_interop_xmppjs_im import bare, finish, installed, kill  # noqa: F401
 from tests.integration.test_pep import DEVICES, PASSWORD, befriend, online, ver
-from tests.integration.test_xmppjs import CLIENT, NODE, XMPPJS, Client
+from tests.integration.test_xmppjs import NODE, Client
 
-SCRIPT = XMPPJS / "pep.mjs"
 CAPS_NODE = "https://xmppauth.test/xmppjs-pep"  # pep.mjs's
-TIMEOUT_MS = "30000"  # pep.mjs's hard limit for one run (Client waits 25 s for each step)
+TRANSPORT = "websocket"
+TIMEOUT_MS = "30000"  # client.mjs's hard limit for one run (Client waits 25 s for each step)
 
 pytestmark = [
     pytest.mark.integration,
@@ -40,14 +40,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield srv
 
 
-class Pep(Client):
-    """pep.mjs as a child process: test_xmppjs.Client with pep.mjs in the place of client.mjs."""
-
-    def __init__(self, server: Server, user: str, resource: str, *actions: str) -> None:
-        super().__init__(
-            server, "websocket", user, *actions, password=PASSWORD, resource=resource, timeout=TIMEOUT_MS
-        )
-        self.run.argv[self.run.argv.index(str(CLIENT))] = str(SCRIPT)
+def xmppjs(server: Server, user: str, resource: str, *actions: str) -> Client:
+    return Client(server, TRANSPORT, user, *actions, password=PASSWORD, resource=resource, timeout=TIMEOUT_MS)
 
 
 async def test_xmppjs_device_list_reaches_a_contact_and_the_owners_other_resource(server: Server) -> None:
@@ -59,11 +53,11 @@ async def test_xmppjs_device_list_reaches_a_contact_and_the_owners_other_resourc
 
     # a feature of this test's own, so that the server has never seen this ver and asks bob
     wants = ("feature", "urn:xmppauth:test:xmppjs-pep", "notify", DEVICES)
-    bob = Pep(server, "bob", "js", *wants, "presence", "asked", "ping", "expect-devices", a, "12345")
+    bob = xmppjs(server, "bob", "js", *wants, "caps-presence", "asked", "ping", "expect-devices", a, "12345")
     # alice's other resource advertises the same caps: the server, having verified bob's answer
     # (XEP-0115 §5.4), knows what it wants without asking
-    other = Pep(server, "alice", "other", *wants, "presence", "ping", "expect-devices", a, "12345")
-    alice = Pep(server, "alice", "phone", "publish-devices", "12345")
+    other = xmppjs(server, "alice", "other", *wants, "caps-presence", "ping", "expect-devices", a, "12345")
+    alice = xmppjs(server, "alice", "phone", "publish-devices", "12345")
     try:
         await bob.start()
         await bob.until("pong")  # he answered the query before the ping: his interest is known

@@ -38,6 +38,8 @@
 // and the actions of the modules in EXTENSIONS, each described in its header:
 //   im.mjs               roster and presence subscriptions, the message archive (XEP-0313 + XEP-0059),
 //                        blocking (XEP-0191), ping
+//   pep.mjs              Personal Eventing (XEP-0163) with entity capabilities (XEP-0115): disco#info
+//                        features, presence with caps, publishing and hearing an OMEMO device list
 //
 // Output: one JSON object per line on stdout:
 //   {"event":"nonza","name":...,"xmlns":...,"children":[...],"online":false}  every top-level non-stanza received
@@ -64,7 +66,8 @@
 //   {"event":"warning","stage":...,"message":...}   an error that does not end the run
 //   {"event":"offline"}
 //   {"event":"error","stage":...,"name":...,"condition":...,"message":...}   (then a non-zero exit)
-//   and the events of the EXTENSIONS' actions (im.mjs: presence, roster, mam-page, blocklist, refused, …)
+//   and the events of the EXTENSIONS' actions (im.mjs: presence, roster, mam-page, blocklist, refused, …;
+//                        pep.mjs: caps, disco, published, pep)
 // A message error ends the run (exit 4) unless an action expects it (im.mjs `send-refused`).
 // Exit codes: 0 success, 1 login failed, 2 bad usage, 3 timeout, 4 failure after login.
 //
@@ -76,11 +79,12 @@ import process from "node:process";
 import readline from "node:readline";
 
 import * as im from "./im.mjs";
+import * as pep from "./pep.mjs";
 
 // Action modules: each exports `arity` ({ action: number of arguments }) and `setup(ctx)`, which
 // registers its handlers on the client before it connects and returns the action runners (see im.mjs).
 // A new family of actions is a new module here.
-const EXTENSIONS = [im];
+const EXTENSIONS = [im, pep];
 
 const NS_SASL1 = "urn:ietf:params:xml:ns:xmpp-sasl";
 const NS_SASL2 = "urn:xmpp:sasl:2";
