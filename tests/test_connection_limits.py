@@ -212,3 +212,32 @@ def test_an_address_held_to_its_rate_closes_nobody_to_make_room() -> None:
     for _ in range(10):  # then held to its rate: refused, and nobody is closed for it
         assert counts.admit("203.0.113.9") == "too many new connections from your address: slow down"
     assert closed == ["a1"]
+
+
+def test_when_nobody_holds_more_than_a_share_the_connection_waiting_longest_gives_its_place_up() -> None:
+    """Found by a black-box attack: 70 addresses holding one idle stream each filled the process, and no
+    address held two more than a newcomer's, so nobody got in. Now a connection that has waited
+    ROOM_AFTER seconds or more, from whichever address, gives its place to the newcomer; a young one (a
+    client in the middle of its login) is not touched."""
+    counts, clock = make(total=4, per_address=4)
+    closed: list[str] = []
+
+    def close_for(address: str, name: str) -> Callable[[], None]:
+        def close() -> None:
+            closed.append(name)
+            counts.release(address)
+
+        return close
+
+    for n in range(4):  # one each, a second apart
+        address = f"198.51.100.{n + 1}"
+        assert counts.admit(address) is None
+        counts.waiting(address, f"w{n}", close_for(address, f"w{n}"))
+        clock.now += 1.0
+    counts.waiting("198.51.100.1", "w0", close_for("198.51.100.1", "w0"))  # w0 began waiting again: young
+    assert counts.admit("203.0.113.9") == "the server has too many connections: try again later"
+    assert closed == []  # w1 has waited 3 s, the longest: not long enough
+    clock.now += counts.room_after - 3.0
+    assert counts.admit("203.0.113.9") is None
+    assert closed == ["w1"]  # the one that waited longest
+    assert counts.open == 4

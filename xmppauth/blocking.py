@@ -26,6 +26,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from accounts.models import User
+from xmppauth import sending
 from xmppauth.models import BlockedJid
 from xmppauth.offloop import off_loop
 from xmppauth.proto import xep0191_blocking as rules
@@ -126,14 +127,14 @@ async def refusing(accounts: list[JID], sender: JID) -> set[JID]:
 
 
 @off_loop
-def _change(localpart: str, request: rules.Block | rules.Unblock, limit: int) -> list[str]:
+def _change(localpart: str, request: rules.Block | rules.Unblock, limit: int, limit_bytes: int) -> list[str]:
     with transaction.atomic():
         user = User.objects.select_for_update().filter(username=localpart).first()
         if user is None:
             return []
         stored = set(BlockedJid.objects.filter(user=user).values_list("jid", flat=True))
         if isinstance(request, rules.Block):
-            rules.check_size(stored, request, limit)
+            rules.check_size(stored, request, limit, limit_bytes)
             new = [jid for jid in request.jids if jid not in stored]
             BlockedJid.objects.bulk_create([BlockedJid(user=user, jid=jid) for jid in new])
             return new
@@ -145,7 +146,8 @@ def _change(localpart: str, request: rules.Block | rules.Unblock, limit: int) ->
 async def change(account: JID, request: rules.Block | rules.Unblock) -> list[str]:
     """Store a block or an unblock of ``account`` (bare); the JIDs it added or removed. Refusal when
     the list would grow past ``XMPP_MAX_BLOCKLIST_ITEMS``. This process's copy follows at once."""
-    changed = await _change(account.local or "", request, int(settings.XMPP_MAX_BLOCKLIST_ITEMS))
+    limit = int(settings.XMPP_MAX_BLOCKLIST_ITEMS)
+    changed = await _change(account.local or "", request, limit, sending.answer_bytes())
     if account in _LISTS:
         current = set(_LISTS[account])
         if isinstance(request, rules.Block):

@@ -684,7 +684,9 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
 
     async def _store_or_bounce(self, pending: list[bytes], what: str) -> None:
         if self.jid is not None:
-            await offline.store_or_bounce(pending, self.jid, self.access, what=what, peer=self._peer)
+            await offline.store_or_bounce(
+                pending, self.jid, self.access, what=what, peer=self._peer, besides=self.session_id
+            )
 
     def _hibernate(self) -> None:
         stream = self.stream

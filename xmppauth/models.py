@@ -171,7 +171,9 @@ class PepItem(models.Model):
     node = models.ForeignKey(PepNode, on_delete=models.CASCADE, related_name="items")
     item_id = models.CharField(max_length=1023)
     payload = models.TextField()
-    size = models.PositiveIntegerField(default=0, help_text="The payload's UTF-8 bytes (for the quota).")
+    size = models.PositiveIntegerField(
+        default=0, help_text="Payload, id and publisher in UTF-8 bytes (the quota)."
+    )
     publisher = models.CharField(max_length=3071)
     published = models.DateTimeField()
 

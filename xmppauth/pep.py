@@ -198,12 +198,18 @@ def _store_item(row: PepNode, config: rules.NodeConfig, item_id: str, payload: b
         node=row,
         item_id=item_id,
         payload=payload.decode(),
-        size=len(payload),
+        size=item_size(payload, item_id, str(publisher)),
         publisher=str(publisher),
         published=timezone.now(),
     )
     _trim(row, config)
     _within_quota(row.user_id)
+
+
+def item_size(payload: bytes, item_id: str, publisher: str) -> int:
+    """What an item holds of the quota: its payload, its id and its publisher, in UTF-8 bytes (found by a
+    black-box attack: ids of 1,023 bytes with empty payloads were free, 286 KB past a 64 KiB quota)."""
+    return len(payload) + len(item_id.encode()) + len(publisher.encode())
 
 
 def _within_quota(owner_id: int) -> None:

@@ -2,6 +2,11 @@
 
 The TCP transport drops a client that leaves more than XMPP_MAX_OUTGOING_BYTES unread (transport/tcp.py):
 what the server sends of its own accord in bulk must stay well below that, whatever the client asked for.
+Lists a client asks for whole, in one answer that cannot be split (the roster, RFC 6121 §2.1.3; the
+blocklist, XEP-0191 §3.2), are bounded where they are changed instead: a change that would make the answer
+larger than :func:`answer_bytes` is refused (found by a black-box attack: a roster of names full of ``>``,
+each sent back as ``&gt;``, made a 5 MB answer, and every client that fetched it was dropped).
+
 Three places send in bulk, each bounded by :func:`piece_bytes`: the stored messages at a login (a piece at
 a time, as the client reads: StreamConsumer.deliver_offline), a page of the message archive (fewer
 messages than asked, and ``complete='false'``: features/xep0313_mam.py), and a PEP ``<items/>`` answer
@@ -22,3 +27,10 @@ def piece_bytes() -> int:
     `UNLIMITED_PIECE` when that limit is off."""
     limit = int(settings.XMPP_MAX_OUTGOING_BYTES)
     return max(64 * 1024, limit // 4) if limit else UNLIMITED_PIECE
+
+
+def answer_bytes() -> int:
+    """The largest whole answer a list may make: half of XMPP_MAX_OUTGOING_BYTES (1 MiB of the default
+    2 MiB: room for what else a login brings at once), at least 256 KiB; 1 MiB when that limit is off."""
+    limit = int(settings.XMPP_MAX_OUTGOING_BYTES)
+    return max(256 * 1024, limit // 2) if limit else 1024 * 1024

@@ -5,6 +5,7 @@ offline messages, SCRAM upgrades and second factors, each run off the event loop
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import DatabaseError, transaction
@@ -80,14 +81,41 @@ def _offline_row(user: User, data: bytes, taken_by_id: int | None = None) -> Off
     return OfflineMessage(user=user, stanza=data.decode("utf-8"), size=len(data), taken_by_id=taken_by_id)
 
 
+@dataclass(frozen=True, slots=True)
+class StoreBounds:
+    """What an account's offline store holds at most (XMPP_MAX_OFFLINE_MESSAGES, XMPP_MAX_OFFLINE_BYTES);
+    ``besides``: a session whose taken rows are not counted (they go as the new copies come)."""
+
+    messages: int
+    size: int
+    besides: int | None = None
+
+
 @off_loop
-def store_offline(localpart: str, stanzas: list[bytes]) -> int:
-    """Keep messages for ``localpart``; returns how many were stored (0 for an unknown account)."""
-    user = User.objects.filter(username=localpart).only("id").first()
-    if user is None or not stanzas:
+def store_offline(localpart: str, stanzas: list[bytes], bounds: StoreBounds | None = None) -> int:
+    """Keep messages for ``localpart``, in order, as many as ``bounds`` let in (all without): how many
+    were stored (0 for an unknown account). The account's row is locked while it counts."""
+    if not stanzas:
         return 0
-    OfflineMessage.objects.bulk_create([_offline_row(user, data) for data in stanzas])
-    return len(stanzas)
+    with transaction.atomic():
+        user = User.objects.select_for_update().filter(username=localpart).only("id").first()
+        if user is None:
+            return 0
+        fit = stanzas
+        if bounds is not None:
+            rows = OfflineMessage.objects.filter(user=user)
+            if bounds.besides is not None:
+                rows = rows.exclude(taken_by_id=bounds.besides)
+            held = rows.aggregate(count=Count("id"), size=Sum("size"))
+            count, size = held["count"], held["size"] or 0
+            fit = []
+            for data in stanzas:
+                if count >= bounds.messages or size + len(data) > bounds.size:
+                    break
+                fit.append(data)
+                count, size = count + 1, size + len(data)
+        OfflineMessage.objects.bulk_create([_offline_row(user, data) for data in fit])
+    return len(fit)
 
 
 @off_loop

@@ -300,6 +300,10 @@ XMPP_PREAUTH_TIMEOUT = _env_int("XMPP_PREAUTH_TIMEOUT", 30, minimum=1)
 XMPP_MAX_CONNECTIONS = _env_int("XMPP_MAX_CONNECTIONS", 10_000, minimum=1)
 XMPP_MAX_CONNECTIONS_PER_ADDRESS = _env_int("XMPP_MAX_CONNECTIONS_PER_ADDRESS", 100, minimum=1)
 XMPP_CONNECT_BURST = _env_int("XMPP_CONNECT_BURST", 30, minimum=1)
+# When the process is full and no address holds two more connections than a newcomer's, the connection
+# waiting longest for its client (idle HTTP keep-alive, XMPP stream not logged in) gives its place up once
+# it has waited this long (transport/limits.py).
+XMPP_ROOM_AFTER_SECONDS = _env_int("XMPP_ROOM_AFTER_SECONDS", 5, minimum=1)
 XMPP_CONNECTS_PER_SECOND_PER_ADDRESS = _env_int("XMPP_CONNECTS_PER_SECOND_PER_ADDRESS", 10, minimum=1)
 # Reverse proxies in front of the HTTP listener (addresses or networks, comma-separated): every client behind
 # one comes from its address, so its connections count in XMPP_MAX_CONNECTIONS only, not per address.

@@ -138,3 +138,44 @@ def test_reading_the_list_needs_roster_read_and_changing_it_roster_write(server:
     assert b"<forbidden" in refused, refused
     assert b"roster.write" in refused, refused
     status.close()
+
+
+def test_the_lists_sent_whole_stay_within_what_a_client_can_be_sent(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Found by a black-box attack: a roster of names and groups full of ``>`` (each sent back as
+    ``&gt;``) and a blocklist of JIDs whose resources are full of ``"`` (``&quot;``) each made an answer of
+    megabytes, one stanza that no limit split, and every client that fetched it was dropped. A change that
+    would make either answer larger than half the outgoing limit (300,000 bytes here) is refused."""
+    limits = {"XMPP_MAX_OUTGOING_BYTES": "600000"}
+    with running_server(tmp_path_factory.mktemp("lists"), {"henry": PASSWORD}, **limits) as small:
+        henry = online(small, "henry")
+        groups = "".join(f"<group>{n:02d}{'&gt;' * 1000}</group>" for n in range(32))
+        outcomes = []
+        for n in range(3):  # some 131 KB each when sent: the third would pass 300,000 bytes
+            henry.send(
+                f"<iq type='set' id='r{n}'><query xmlns='jabber:iq:roster'><item jid='c{n}@localhost'"
+                f" name='{'&gt;' * 1000}'>{groups}</item></query></iq>"
+            )
+            outcomes.append(answer(henry, f"r{n}"))
+        assert [b"type='result'" in outcome for outcome in outcomes] == [True, True, False], outcomes[2][
+            -400:
+        ]
+        assert b"<policy-violation" in outcomes[2]
+        assert b"the roster would take" in outcomes[2]
+        henry.send("<iq type='get' id='all'><query xmlns='jabber:iq:roster'/></iq>")
+        roster = answer(henry, "all")
+        assert len(re.findall(rb"<item ", roster)) == 2
+        assert len(roster) < 300_000
+
+        quoted = [f"q{n}@localhost/{'&quot;' * 1000}" for n in range(60)]  # some 6 KB each when sent
+        block(henry, *quoted[:20], stanza_id="b1")
+        block(henry, *quoted[20:40], stanza_id="b2")  # 240 KB
+        items = "".join(f"<item jid='{jid}'/>" for jid in quoted[40:])
+        henry.send(f"<iq type='set' id='b3'><block xmlns='{BLOCKING}'>{items}</block></iq>")
+        refused = answer(henry, "b3")
+        assert b"<policy-violation" in refused, refused[-400:]
+        assert b"the blocklist would take" in refused
+        henry.send(f"<iq type='get' id='bl'><blocklist xmlns='{BLOCKING}'/></iq>")
+        assert len(re.findall(rb"<item ", answer(henry, "bl"))) == 40
+        henry.close()

@@ -340,6 +340,7 @@ def test_a_slowloris_that_fills_the_server_holds_out_no_other_address(
         "XMPP_MAX_CONNECTIONS": "12",
         "XMPP_MAX_CONNECTIONS_PER_ADDRESS": "7",
         "XMPP_HTTP_REQUEST_TIMEOUT": "30",
+        "XMPP_ROOM_AFTER_SECONDS": "600",  # the rule by address alone (the other: the test below)
     }
     with running_server(tmp_path_factory.mktemp("slowloris"), {}, **limits) as small:
         first, second = new_address(), new_address()
@@ -390,7 +391,11 @@ def test_unauthenticated_streams_that_fill_the_server_hold_out_no_other_address(
     third address still logs in and binds, in the place of the oldest idle stream of the address that
     holds the most; the sessions bound from that same address, older still, are never given up
     (before: refused, "too many connections", for as long as the attack lasted)."""
-    limits = {"XMPP_MAX_CONNECTIONS": "12", "XMPP_MAX_CONNECTIONS_PER_ADDRESS": "7"}
+    limits = {
+        "XMPP_MAX_CONNECTIONS": "12",
+        "XMPP_MAX_CONNECTIONS_PER_ADDRESS": "7",
+        "XMPP_ROOM_AFTER_SECONDS": "600",
+    }
     with running_server(tmp_path_factory.mktemp("xmpp-slowloris"), {"dora": "explorer"}, **limits) as small:
         first, second = new_address(), new_address()
         bound = [RawClient(small.c2s_tls, direct_tls=True, source=first) for _ in range(2)]
@@ -418,3 +423,24 @@ def test_unauthenticated_streams_that_fill_the_server_hold_out_no_other_address(
         assert closed == [0, 1], closed
         for client in (*idle, user, *bound):
             client.close()
+
+
+def test_idle_streams_from_many_addresses_one_each_give_their_places_up_once_they_have_waited(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Found by a black-box attack: addresses holding one idle stream each filled the server and nobody
+    got in (no address held more than a newcomer's). Once the oldest has waited XMPP_ROOM_AFTER_SECONDS,
+    it gives its place to a user who logs in."""
+    limits = {"XMPP_MAX_CONNECTIONS": "6", "XMPP_ROOM_AFTER_SECONDS": "3"}
+    with running_server(tmp_path_factory.mktemp("xmpp-many"), {"dora": "explorer"}, **limits) as small:
+        idle = [starttls_header(small, new_address())[0] for _ in range(6)]
+        client, reply = starttls_header(small, new_address())
+        assert parse_stream_error(reply) == "policy-violation", reply  # all of them young: refused
+        client.close()
+        time.sleep(3.2)
+        user = RawClient(small.c2s_tls, direct_tls=True, source=new_address())
+        assert user.login("dora", "explorer", "in") == "dora@localhost/in"
+        closed = [index for index, one in enumerate(idle) if one.read_for(0.3) == b"" and one.closed]
+        assert closed == [0], closed  # the one that waited longest, and only it
+        for one in (*idle, user):
+            one.close()

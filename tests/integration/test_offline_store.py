@@ -134,3 +134,65 @@ def test_without_stream_management_a_stored_message_leaves_the_store_as_it_is_se
     alice.read_until(rb"kept for alice</body>")
     eventually(lambda: stored(server, "alice") == [], "it stayed stored though nothing is ever acknowledged")
     alice.close()
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with running_server(
+        tmp_path_factory.mktemp("offline-small"), PASSWORDS, XMPP_MAX_OFFLINE_MESSAGES="3"
+    ) as srv:
+        yield srv
+
+
+def refusals(alice: RawClient, count: int) -> bytes:
+    got = b"".join(alice.read_until(rb"<message[^>]*type=.error.*?</message>") for _ in range(count))
+    assert got.count(b"cannot store more messages (at most 3,") == count, got
+    return got
+
+
+def test_messages_for_a_hibernating_session_are_held_to_the_stores_bounds(small: Server) -> None:
+    """Found by a black-box attack: what came for a hibernating session went to the store whatever it held
+    (1,000 messages, 257 MB, against a bound of 16 MiB); now the store's bounds hold and the rest goes back
+    to its sender, saying why."""
+    carol = RawClient(small.c2s)
+    jid = carol.login("carol", PASSWORDS["carol"], "phone")
+    carol.send(f"<enable xmlns='{SM}' resume='true'/>")
+    carol.read_until(rb"<enabled[^>]*/>")
+    carol.send("<presence/>")
+    carol.read_until(rb"<presence[^>]*?(/>|>.*?</presence>)")
+    carol.sock.close()  # the connection drops: the session hibernates
+    eventually(lambda: f"{jid} hibernates" in small.log_text(), "the session did not hibernate")
+    alice, _ = login(small, "alice", enable="")
+    for n in range(5):
+        alice.send(f"<message to='{jid}' type='chat' id='h{n}'><body>away {n}</body></message>")
+    refused = refusals(alice, 2)
+    assert b"id='h3'" in refused.replace(b'"', b"'")
+    assert b"id='h4'" in refused.replace(b'"', b"'")
+    assert [body for body, _ in stored(small, "carol")] == ["away 0", "away 1", "away 2"]
+    alice.close()
+
+
+def test_a_session_ending_on_a_full_store_stores_again_what_it_was_sent_and_returns_the_rest(
+    small: Server,
+) -> None:
+    """The stored messages a session took and never acknowledged go back into the store in their own
+    places (the store counts without them); the new messages it did not acknowledge do not fit and go
+    back to their sender, instead of the store holding 5 of 3 (found by a black-box attack)."""
+    alice, _ = login(small, "alice", enable="")
+    for n in range(3):
+        alice.send(f"<message to='bob@localhost' type='chat'><body>stored {n}</body></message>")
+    eventually(lambda: len(stored(small, "bob")) == 3, "the store did not fill")
+    bob, _ = login(small, "bob")
+    bob.read_until(rb"stored 2</body>.*?</message>")
+    for n in range(2):
+        alice.send(f"<message to='bob@localhost' type='chat' id='live{n}'><body>live {n}</body></message>")
+    bob.read_until(rb"live 1</body>.*?</message>")
+    bob.send("</stream:stream>")  # nothing acknowledged
+    bob.read_to_close(timeout=5)
+    refused = refusals(alice, 2)
+    assert b'id="live0"' in refused, refused
+    assert b'id="live1"' in refused
+    eventually(
+        lambda: stored(small, "bob") == [(f"stored {n}", False) for n in range(3)], "the three are not kept"
+    )
+    alice.close()

@@ -430,4 +430,12 @@ def test_an_accounts_items_are_held_within_its_byte_quota(tmp_path_factory: pyte
         assert b"type='result'" in publish(ann, "three", blob(3, 12_000), "c").replace(b'"', b"'")
         ann.send(f"<iq type='get' id='g1'><pubsub xmlns='{PUBSUB}'><items node='one'/></pubsub></iq>")
         assert b"<blob xmlns='urn:example'>01" in ann.expect("id=.g1.[^>]*>.*?</iq>").replace(b'"', b"'")
+        # item ids count too (found by a black-box attack: long ids with empty payloads were free)
+        answers = [
+            publish(ann, "ids", "<x xmlns='urn:example'/>", f"{n:02d}{'i' * 1000}", options(max_items="max"))
+            for n in range(10)
+        ]
+        accepted = [b"type='result'" in answer.replace(b'"', b"'") for answer in answers]
+        assert 0 < accepted.index(False) < 9, accepted  # some fit in the ~6 KB left, not all
+        assert b"<policy-violation" in answers[accepted.index(False)]
         ann.close()

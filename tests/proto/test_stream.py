@@ -460,6 +460,15 @@ def test_namespaced_look_alikes_of_the_stanza_attributes_are_removed_and_other_o
         "{http://www.w3.org/XML/1998/namespace}lang": "en",
         "{urn:example}colour": "blue",  # not named like a stanza attribute: extended content, kept
     }
+    # xml: is bound without a declaration; xml:lang is the stanza's own, xml:from is not
+    (received,) = t.client(
+        "<message xml:from='bob@localhost' xml:id='x' xml:lang='de' to='carol@localhost'/>"
+    )
+    assert {str(k): str(v) for k, v in received.stanza.attrib.items()} == {
+        "{http://www.w3.org/XML/1998/namespace}lang": "de",
+        "to": "carol@localhost",
+        "from": "alice@localhost/res",
+    }
     # the stanza element itself prefixed, no default namespace: its prefix is the only one in scope
     (received,) = t.client("<k:message xmlns:k='jabber:client' k:from='bob@localhost' to='carol@localhost'/>")
     assert isinstance(received, ev.StanzaReceived)

@@ -155,14 +155,29 @@ def test_an_unknown_element_is_not_implemented() -> None:
 
 def test_check_size_refuses_past_the_servers_limit_with_policy_violation() -> None:
     stored = {"a@example.org", "b@example.org"}
-    blocking.check_size(stored, blocking.Block(("a@example.org", "c@example.org")), max_items=3)
+    blocking.check_size(stored, blocking.Block(("a@example.org", "c@example.org")), 3, 10_000)
     with pytest.raises(Refusal) as caught:
-        blocking.check_size(stored, blocking.Block(("c@example.org", "d@example.org")), max_items=3)
+        blocking.check_size(stored, blocking.Block(("c@example.org", "d@example.org")), 3, 10_000)
     refusal = caught.value
     assert refusal.condition is StanzaErrorCondition.POLICY_VIOLATION
     assert refusal.error_type == "modify"
     assert refusal.application is None
     assert refusal.text == "a blocklist holds at most 3 addresses and this would make it 4"
+
+
+def test_check_size_counts_the_bytes_of_the_answer_as_it_is_sent() -> None:
+    """Found by a black-box attack: 1,000 JIDs with resources of 1,000 quotes (each sent back as
+    ``&quot;``, six bytes) made a blocklist answer of 6 MB, and every client that fetched it was dropped."""
+    quoted = "a@example.org/" + '"' * 100  # 114 characters, 614 bytes once escaped
+    item = len("<item jid=''/>") + 14 + 600
+    blocking.check_size(set(), blocking.Block((quoted,)), 10, item)
+    with pytest.raises(Refusal) as caught:
+        blocking.check_size({"b@example.org"}, blocking.Block((quoted,)), 10, item)
+    assert caught.value.condition is StanzaErrorCondition.POLICY_VIOLATION
+    assert (
+        caught.value.text
+        == f"the blocklist would take {item + 27} bytes to send, more than {item}: unblock some first"
+    )
 
 
 # -------------------------------------------------------------------------------- what we build

@@ -193,6 +193,32 @@ def test_stream_opened_reports_header_as_received() -> None:
     assert opened.attrs == {"version": "2.0"}
 
 
+def header_declaring(prefixes: int, uri_length: int) -> bytes:
+    declared = b"".join(b" xmlns:p%d='urn:%s'" % (n, b"x" * uri_length) for n in range(prefixes))
+    return b"<stream:stream xmlns='jabber:client' xmlns:stream='%s'%s version='1.0'>" % (
+        STREAMS.encode(),
+        declared,
+    )
+
+
+def test_a_header_that_declares_few_short_namespaces_opens_and_its_prefixes_serve_the_stanzas() -> None:
+    events = tcp().feed(header_declaring(6, 20) + b"<message to='a@b'><p0:x/></message>")
+    assert summary(events)[1][1].startswith(b'<message xmlns="jabber:client" xmlns:p0="urn:')
+
+
+@pytest.mark.parametrize(("prefixes", "uri_length"), [(7, 10), (3, 400)])
+def test_a_header_with_many_or_long_namespace_declarations_is_a_policy_violation(
+    prefixes: int, uri_length: int
+) -> None:
+    """Found by a black-box attack: every stanza copied out carries the declarations of the header's
+    prefixes it uses, so 250 header prefixes of 1,000 bytes made each small stanza some 250 KB on its
+    way to the recipient (2 KB in, 258 KB out), and a reading recipient was dropped."""
+    with pytest.raises(StreamError) as caught:
+        tcp().feed(header_declaring(prefixes, uri_length))
+    assert caught.value.condition is C.POLICY_VIOLATION
+    assert "at most 8" in caught.value.text
+
+
 def test_header_without_xml_declaration() -> None:
     assert summary(tcp().feed(HEADER + MESSAGE))[1:] == [("element", MESSAGE_OUT)]
 

@@ -44,7 +44,7 @@ from django.db import transaction
 from lxml import etree
 
 from accounts.models import User
-from xmppauth import features, subscriptions
+from xmppauth import features, sending, subscriptions
 from xmppauth.models import RosterItem
 from xmppauth.offloop import off_loop
 from xmppauth.proto import ns
@@ -61,6 +61,7 @@ from xmppauth.proto.rfc6121_roster import (
     roster_payload,
     unchanged,
 )
+from xmppauth.proto.xml import serialize
 
 NS = ns.ROSTER
 
@@ -275,8 +276,23 @@ def _apply_set(user_id: int, request: _SetRequest) -> tuple[Item, str]:
             existing.listed = True
         existing.name = request.name
         existing.groups = list(request.groups)
+        _check_answer_size(user_id, existing)
         existing.save()
         return _snapshot(existing), subscriptions.bump_version(user_id)
+
+
+def _check_answer_size(user_id: int, changed: RosterItem) -> None:
+    """The roster is sent whole (RFC 6121 §2.1.3), in one stanza: refuse a set that would make that
+    answer larger than :func:`xmppauth.sending.answer_bytes` (found by a black-box attack: names and
+    groups full of ``>``, sent back as ``&gt;``, made a 5 MB roster and dropped every client fetching it)."""
+    others = RosterItem.objects.filter(user_id=user_id, listed=True).exclude(jid=changed.jid)
+    items = [*(_snapshot(row) for row in others), _snapshot(changed)]
+    size, limit = len(serialize(roster_payload(items, ver=None))), sending.answer_bytes()
+    if size > limit:
+        raise Refusal(
+            StanzaErrorCondition.POLICY_VIOLATION,
+            f"the roster would take {size} bytes to send, more than {limit}: shorten names and groups",
+        )
 
 
 _apply_set_async = off_loop(_apply_set)

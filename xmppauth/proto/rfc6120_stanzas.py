@@ -80,9 +80,9 @@ class StanzaHandler:
             if claimed_jid != jid and claimed_jid != jid.bare:
                 raise StreamError(StreamErrorCondition.INVALID_FROM, "'from' does not match this session")
         el.set("from", str(jid))
-        scope = el.nsmap
-        if len(scope) != 1 or None not in scope:  # a prefix in scope: it may name an attribute
-            _drop_look_alikes(el)
+        for name in el.keys():  # noqa: SIM118 (iterating an element gives its children)
+            if name[0] == "{" and name != _XML_LANG:  # rare: a namespaced attribute on the stanza
+                _drop_look_alike(el, str(name))
         stanza_type = el.get("type") or ("available" if kind == "presence" else "normal")
         raw_to = el.get("to")
         to: JID | None = None
@@ -316,10 +316,8 @@ _STANZA_ATTRIBUTES = frozenset({"to", "from", "id", "type", "lang"})
 _XML_LANG = ns.qname(ns.XML, "lang")
 
 
-def _drop_look_alikes(el: etree._Element) -> None:
-    """Remove the namespaced attributes named like the stanza's own (``xml:lang`` stays). Only a stanza
-    with a namespace prefix in scope can have any (an attribute takes no default namespace), so the
-    usual stanza, with jabber:client as its only namespace, is not looked through."""
-    for name in el.keys():  # noqa: SIM118 (iterating an element gives its children)
-        if name[0] == "{" and name != _XML_LANG and str(name).rpartition("}")[2] in _STANZA_ATTRIBUTES:
-            del el.attrib[name]
+def _drop_look_alike(el: etree._Element, name: str) -> None:
+    """Remove the namespaced attribute ``name`` if it is named like one of the stanza's own (in any
+    namespace, ``xml:`` included: ``xml:from`` is no ``from`` either)."""
+    if name.rpartition("}")[2] in _STANZA_ATTRIBUTES:
+        del el.attrib[name]

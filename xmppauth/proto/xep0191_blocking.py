@@ -33,6 +33,7 @@ from . import ns
 from .errors import StanzaErrorCondition
 from .jid import JID, InvalidJID, parse_jid
 from .replies import Refusal, error_element
+from .xml_out import escape_attr
 
 __all__ = [
     "BLOCK",
@@ -153,8 +154,9 @@ def _items(payload: etree._Element) -> tuple[str, ...]:
     return tuple(found)
 
 
-def check_size(stored: Collection[str], request: Block, max_items: int) -> None:
-    """Refuse a block that would take the list past ``max_items`` JIDs, the server's own limit.
+def check_size(stored: Collection[str], request: Block, max_items: int, max_bytes: int) -> None:
+    """Refuse a block that would take the list past ``max_items`` JIDs, the server's own limit, or its
+    ``<blocklist/>`` answer past ``max_bytes`` (the answer is one stanza: xmppauth/sending.py).
 
     XEP-0191 sets no limit and no error for it. ``policy-violation`` (type modify) is used: the
     limit is local policy and the client can comply by unblocking first, where
@@ -162,12 +164,22 @@ def check_size(stored: Collection[str], request: Block, max_items: int) -> None:
     list do not count twice.
     """
     have = set(stored)
-    total = len(have) + sum(1 for jid in request.jids if jid not in have)
+    added = [jid for jid in request.jids if jid not in have]
+    total = len(have) + len(added)
     if total > max_items:
         raise Refusal(
             StanzaErrorCondition.POLICY_VIOLATION,
             f"a blocklist holds at most {max_items} addresses and this would make it {total}",
         )
+    size = sum(_ITEM_BYTES + len(escape_attr(jid).encode()) for jid in (*have, *added))
+    if size > max_bytes:
+        raise Refusal(
+            StanzaErrorCondition.POLICY_VIOLATION,
+            f"the blocklist would take {size} bytes to send, more than {max_bytes}: unblock some first",
+        )
+
+
+_ITEM_BYTES = len("<item jid=''/>")
 
 
 def match_keys(jid: JID) -> tuple[str, ...]:

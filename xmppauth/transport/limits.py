@@ -35,7 +35,11 @@ log = logging.getLogger("xmppauth.limits")
 
 PRUNE_AT = 10_000
 LOG_EVERY = 60.0  # seconds between two log lines for the same address and limit
-STOPPING = "the server is shutting down: connect again in a moment"  # the refusal while it stops
+STOPPING = "the server is shutting down: connect again in a moment"
+#: When the process is full and no address holds more than its share, a connection that has waited this
+#: long for its client (an idle HTTP keep-alive, an XMPP stream not logged in) gives its place up
+#: (setting XMPP_ROOM_AFTER_SECONDS).
+ROOM_AFTER = 5.0  # the refusal while it stops
 
 
 @dataclass
@@ -62,8 +66,9 @@ class ConnectionLimits:
     _held_by_listener: set[tuple[str, int]] = field(default_factory=set)
     # connections that wait for their client (no request in hand yet) and may be closed to make room for
     # another address when the process is full, by address key, oldest first (make_room)
-    _waiting: dict[str, dict[object, Callable[[], None]]] = field(default_factory=dict)
+    _waiting: dict[str, dict[object, tuple[Callable[[], None], float]]] = field(default_factory=dict)
     stopping: str | None = None  # STOPPING while the process stops (xmppauth/shutdown.py)
+    room_after: float = ROOM_AFTER
 
     def admit(self, address: str) -> str | None:
         """Count a new connection from ``address`` and return None, or refuse it: the reason, for the
@@ -136,7 +141,9 @@ class ConnectionLimits:
         """``connection`` from ``address`` waits for its client to say something (an HTTP connection
         between requests): when the process is full it may be closed, with ``close``, to make room
         for a connection from an address with fewer. ``close`` must release its count at once."""
-        self._waiting.setdefault(address_key(address), {})[connection] = close
+        entries = self._waiting.setdefault(address_key(address), {})
+        entries.pop(connection, None)  # waiting again: now the newest of its address
+        entries[connection] = (close, self.clock())
 
     def busy(self, address: str, connection: object) -> None:
         """``connection`` no longer waits (a request came, or it went)."""
@@ -148,14 +155,21 @@ class ConnectionLimits:
     def _make_room(self, key: str, entry: _Address) -> bool:
         """The process is full: close the oldest waiting connection of the address that holds the most
         connections, if it holds more than one more than ``key`` (a slowloris from many addresses
-        then holds no one else out: the newcomer takes an attacker's place). Whether room was made."""
+        then holds no one else out: the newcomer takes an attacker's place); else the connection that
+        has waited longest, if that is ``room_after`` seconds or more, whatever its address (found by a
+        black-box attack: 70 addresses holding one idle stream each kept everyone out). Whether room
+        was made."""
         candidates = [k for k in self._waiting if k in self._addresses]
         if not candidates:
             return False
         most = max(candidates, key=lambda k: self._addresses[k].open)
-        if self._addresses[most].open <= entry.open + 1:
-            return False
-        connection, close = next(iter(self._waiting[most].items()))
+        if self._addresses[most].open > entry.open + 1:
+            connection, (close, _) = next(iter(self._waiting[most].items()))
+        else:
+            since, most = min((next(iter(self._waiting[k].values()))[1], k) for k in candidates)
+            if self.clock() - since < self.room_after:
+                return False
+            connection, (close, _) = next(iter(self._waiting[most].items()))
         self.busy(most, connection)
         close()
         self._log_once(
@@ -201,6 +215,7 @@ def process_limits() -> ConnectionLimits:
         rate=float(settings.XMPP_CONNECTS_PER_SECOND_PER_ADDRESS),
         burst=settings.XMPP_CONNECT_BURST,
         proxies=tuple(ipaddress.ip_network(net, strict=False) for net in settings.XMPP_PROXY_ADDRESSES),
+        room_after=float(settings.XMPP_ROOM_AFTER_SECONDS),
     )
 
 
