@@ -36,7 +36,7 @@ def main() -> int:
     extra = dict(item.split("=", 1) for item in args.env)
     ports = [free_port() for _ in range(3)]
     with tempfile.TemporaryDirectory() as data_dir:
-        env = {**os.environ, "XMPP_DATA_DIR": data_dir, **extra}
+        env = {**os.environ, "XMPP_DATA_DIR": data_dir, "XMPP_ADMIN_HTTP": "off", **extra}
         proc = subprocess.Popen(
             [sys.executable, "manage.py", "serve", "--http", f"127.0.0.1:{ports[0]}",
              "--c2s", f"127.0.0.1:{ports[1]}", "--c2s-tls", f"127.0.0.1:{ports[2]}"],

@@ -33,6 +33,7 @@ fi
 python=$here/.venv/bin/python
 tmp=$(mktemp -d /tmp/login-callgrind.XXXX)
 export XMPP_DATA_DIR=$tmp/data XMPP_LOG_LEVEL=WARNING PYTHONUNBUFFERED=1 GC_DONE=$tmp/gc-done
+export XMPP_ADMIN_HTTP=${XMPP_ADMIN_HTTP:-off}  # no admin listener on the fixed default port
 free_port() { "$python" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"; }
 c2s=$(free_port); tls=$(free_port); http=$(free_port)
 (cd "$tree" && "$python" manage.py adduser benchuser bench-Passw0rd >/dev/null)

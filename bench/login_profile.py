@@ -77,6 +77,7 @@ class Server:
             "XMPP_DATA_DIR": str(self.data_dir),
             "XMPP_LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
+            "XMPP_ADMIN_HTTP": "off",  # not the fixed default port two servers (A/B) would share
             **env,
         }
         self.cpu = cpu

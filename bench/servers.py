@@ -290,6 +290,7 @@ class XmppauthServer(BaseServer):
         if not Path(self.python).exists():
             self.python = sys.executable
         self.env = {**os.environ, "XMPP_DATA_DIR": str(self.dir / "data"), "PYTHONUNBUFFERED": "1"}
+        self.env.setdefault("XMPP_ADMIN_HTTP", "off")  # not the fixed default port two servers would share
         (self.dir / "data").mkdir()
 
     def _new_ports(self) -> None:

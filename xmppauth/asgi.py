@@ -22,6 +22,7 @@ from django.urls import path, re_path  # noqa: E402
 
 from sessions_acl.portal_live import SessionsLiveConsumer  # noqa: E402
 from xmppauth.consumer import StreamConsumer  # noqa: E402
+from xmppauth.listeners import AdminGate  # noqa: E402
 from xmppauth.security_headers import SecurityHeadersASGI  # noqa: E402
 from xmppauth.transport.websocket import WebSocketTransport  # noqa: E402
 
@@ -54,7 +55,8 @@ sessions_live = AllowedHostsOriginValidator(AuthMiddlewareStack(SessionsLiveCons
 application = ProtocolTypeRouter(
     {
         # Static files are served by the app itself so the embedded default needs no web server in front.
-        "http": SecurityHeadersASGI(StaticFiles(django_asgi_app)),  # type: ignore[arg-type]  # Django types its ASGI callables apart
+        # The admin's paths are 404 but on the admin listener (XMPP_ADMIN_HTTP, xmppauth/listeners.py).
+        "http": SecurityHeadersASGI(AdminGate(StaticFiles(django_asgi_app))),  # type: ignore[arg-type]  # Django types its ASGI callables apart
         # RFC 7395: the WebSocket transport turns the route's WebSockets into ``xmpp`` scopes.
         # (Channels' URLRouter takes ASGI applications where django-stubs' path() expects views.)
         "websocket": URLRouter(

@@ -308,10 +308,16 @@ XMPP_CONNECTS_PER_SECOND_PER_ADDRESS = _env_int("XMPP_CONNECTS_PER_SECOND_PER_AD
 # Reverse proxies in front of the HTTP listener (addresses or networks, comma-separated): every client behind
 # one comes from its address, so its connections count in XMPP_MAX_CONNECTIONS only, not per address.
 XMPP_PROXY_ADDRESSES = _env_list("XMPP_PROXY_ADDRESSES", "")
-# The HTTP listener (portal, admin, XMPP over WebSocket) counts in the same limits; a refused connection gets
+# The HTTP listeners (portal, admin, XMPP over WebSocket) count in the same limits; a refused connection gets
 # 503 with the reason. A request must arrive whole (line, headers, body) within this many seconds of the
 # connection opening or of the previous response (else 408, or a silent close when nothing was sent).
 XMPP_HTTP_REQUEST_TIMEOUT = _env_int("XMPP_HTTP_REQUEST_TIMEOUT", 20, minimum=1)
+# Where the admin site (/admin/) is served (xmppauth/listeners.py; docs/security.md row 22). "HOST:PORT": on a
+# listener of its own, for operators, which serves everything the public listener does plus the admin (every
+# other listener answers its paths with 404); "public": on the public listener too (restrict /admin/ at the
+# reverse proxy then); "off": no admin over HTTP. `serve --admin-http` overrides it. Any other value stops
+# `serve`, and the loading of the ASGI application, with an error naming this setting (ImproperlyConfigured).
+XMPP_ADMIN_HTTP = os.environ.get("XMPP_ADMIN_HTTP", "").strip() or "127.0.0.1:8001"
 # Floods (TCP listeners): each connection may send this many bytes a second, in bursts of
 # XMPP_READ_BURST_BYTES; beyond, the server stops reading from it for a while (TCP backpressure; nothing is
 # lost). A connection that does not read what it is sent is dropped once XMPP_MAX_OUTGOING_BYTES wait for it

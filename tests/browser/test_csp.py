@@ -88,10 +88,16 @@ OPERATOR_SECRET: list[bytes] = []  # oper's authenticator app (the server fixtur
 
 
 def sign_in(
-    watched: Watched, server: Server, username: str, password: str, secret: bytes | None = None
+    watched: Watched,
+    server: Server,
+    username: str,
+    password: str,
+    secret: bytes | None = None,
+    port: int | None = None,
 ) -> None:
+    """On the public listener, or the one on ``port`` (the admin's)."""
     page = watched.page
-    response = watched.goto(f"http://localhost:{server.http}/")
+    response = watched.goto(f"http://localhost:{port or server.http}/")
     assert response.header_value("content-security-policy") == policy_header()
     page.get_by_label("Username", exact=True).fill(username)
     page.get_by_label("Password", exact=True).fill(password)
@@ -149,8 +155,9 @@ def test_the_portal_runs_under_the_policy(
 
 
 def test_the_admin_runs_under_the_policy(watched: Watched, page: Page, server: Server) -> None:
-    base = f"http://localhost:{server.http}"
-    sign_in(watched, server, "oper", "operator", OPERATOR_SECRET[0])
+    # the admin's own listener (XMPP_ADMIN_HTTP), which serves the portal's sign-in too
+    base = f"http://localhost:{server.admin_http}"
+    sign_in(watched, server, "oper", "operator", OPERATOR_SECRET[0], port=server.admin_http)
     for path in (
         "/admin/",
         "/admin/accounts/user/",

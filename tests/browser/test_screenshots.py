@@ -84,9 +84,16 @@ class Shooter:
 
 
 def sign_in(
-    page: Page, server: Server, name: str, password: str, secret: bytes, shots: Shooter | None
+    page: Page,
+    server: Server,
+    name: str,
+    password: str,
+    secret: bytes,
+    shots: Shooter | None,
+    port: int | None = None,
 ) -> None:
-    page.goto(f"http://localhost:{server.http}/")
+    """On the public listener, or the one on ``port`` (the admin's)."""
+    page.goto(f"http://localhost:{port or server.http}/")
     if shots is not None:
         shots.shoot("sign-in", page.get_by_role("heading", name="Sign in"))
     page.get_by_label("Username", exact=True).fill(name)
@@ -145,8 +152,9 @@ def test_screenshots_of_the_main_pages(page: Page, server: Server, folder: Path)
 
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_text("You are signed out.")).to_be_visible()
-    sign_in(page, server, OPERATOR, OPERATOR_PASSWORD, operator_secret, None)
-    page.goto(f"{base}/admin/")
+    # the admin on its own listener (XMPP_ADMIN_HTTP), where the operator signs in
+    sign_in(page, server, OPERATOR, OPERATOR_PASSWORD, operator_secret, None, port=server.admin_http)
+    page.goto(f"http://localhost:{server.admin_http}/admin/")
     shots.shoot("admin", page.locator("#content h1"), portal=False)
     expect(page.locator("#content")).to_contain_text("Site administration")
 

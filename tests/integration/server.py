@@ -55,6 +55,9 @@ class Server:
     proc: subprocess.Popen[bytes]
     log: Path
     env: dict[str, str] = field(default_factory=dict)  # what running_server was given (DATABASE_URL…)
+    #: the admin site's own listener (XMPP_ADMIN_HTTP): everything ``http`` serves, plus /admin/; None
+    #: when the test gave XMPP_ADMIN_HTTP itself ('public', 'off')
+    admin_http: int | None = None
 
     @property
     def cert(self) -> Path:
@@ -147,6 +150,8 @@ def running_server(data_dir: Path, accounts: dict[str, str] | None = None, **env
         )
         assert done.returncode == 0, done.stderr
     http, c2s, c2s_tls = free_port(), free_port(), free_port()
+    admin_http = None if "XMPP_ADMIN_HTTP" in env else free_port()
+    admin_env = {} if admin_http is None else {"XMPP_ADMIN_HTTP": f"127.0.0.1:{admin_http}"}
     log = data_dir / "server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -162,13 +167,13 @@ def running_server(data_dir: Path, accounts: dict[str, str] | None = None, **env
                 f"127.0.0.1:{c2s_tls}",
             ],
             cwd=ROOT,
-            env=server_env(data_dir, XMPP_LOG_LEVEL="INFO", **env),
+            env=server_env(data_dir, XMPP_LOG_LEVEL="INFO", **admin_env, **env),
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    server = Server(data_dir, http, c2s, c2s_tls, proc, log, dict(env))
+    server = Server(data_dir, http, c2s, c2s_tls, proc, log, dict(env), admin_http)
     try:
-        for port in (http, c2s, c2s_tls):
+        for port in (http, c2s, c2s_tls, *([] if admin_http is None else [admin_http])):
             wait_for_port(port, proc)
         yield server
     finally:

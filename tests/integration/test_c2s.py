@@ -307,9 +307,10 @@ def test_binding_a_taken_resource_replaces_the_older_session(server: Server) -> 
 
 
 def test_the_admin_site_is_served(server: Server) -> None:
-    with urllib.request.urlopen(f"http://127.0.0.1:{server.http}/admin/login/", timeout=10) as response:
+    """On its own listener (XMPP_ADMIN_HTTP: tests/security/test_portal.py has it 404 on the public one)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.admin_http}/admin/login/", timeout=10) as response:
         assert response.status == 200
-        assert response.url.startswith(f"http://127.0.0.1:{server.http}/signin/?next=")  # the portal's
+        assert response.url.startswith(f"http://127.0.0.1:{server.admin_http}/signin/?next=")  # the portal's
         body = response.read()
         assert b'name="csrfmiddlewaretoken"' in body
         assert b'name="password"' in body

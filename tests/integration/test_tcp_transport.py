@@ -975,7 +975,7 @@ def test_tls_server_end_point_uses_sha256_for_weak_or_missing_signature_hashes(s
     ],
 )
 def test_serve_reads_listener_addresses(text: str, endpoint: tuple[str, int] | None) -> None:
-    from xmppauth.management.commands.serve import parse_endpoint
+    from xmppauth.listeners import parse_endpoint
 
     assert parse_endpoint(text) == endpoint
 
@@ -984,7 +984,7 @@ def test_serve_reads_listener_addresses(text: str, endpoint: tuple[str, int] | N
 def test_serve_rejects_unclear_listener_addresses(text: str) -> None:
     import argparse
 
-    from xmppauth.management.commands.serve import parse_endpoint
+    from xmppauth.listeners import parse_endpoint
 
     with pytest.raises(argparse.ArgumentTypeError):
         parse_endpoint(text)
@@ -1008,6 +1008,9 @@ execute_from_command_line(["manage.py", *sys.argv[1:]])
 def _serve_environment(data_dir: Path) -> dict[str, str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "XMPP_DATA_DIR": str(data_dir)}
     env["DJANGO_SETTINGS_MODULE"] = "xmppauth.settings"
+    # not the default 127.0.0.1:8001, which every test's server would share: the admin listener is tested by
+    # tests/integration/test_admin_listener.py
+    env["XMPP_ADMIN_HTTP"] = "off"
     for name in ("XMPP_TLS_CERT", "XMPP_TLS_KEY", "DATABASE_URL", "XMPP_DOMAIN", "DJANGO_SECRET_KEY"):
         env.pop(name, None)
     return env
@@ -1057,7 +1060,7 @@ def test_serve_help_lists_the_listener_options(serve_env: dict[str, str]) -> Non
         text=True,
     )
     assert result.returncode == 0, result.stderr
-    for option in ("--http", "--c2s", "--c2s-tls", "--no-migrate"):
+    for option in ("--http", "--admin-http", "--c2s", "--c2s-tls", "--no-migrate"):
         assert option in result.stdout
 
 

@@ -250,11 +250,21 @@ class GuardedRequest(WebRequest):  # type: ignore[misc]
 
 def guarded_server(limits: ConnectionLimits, request_timeout: float, **options: Any) -> Any:
     """A Daphne server whose HTTP factory is guarded (daphne.server.Server builds the factory in
-    ``run``; the subclass wraps it as it is set)."""
+    ``run``; the subclass wraps it as it is set). Its ``listen_failures`` are the errors of the endpoints
+    it could not listen on (Twisted's CannotListenError names the address), for the caller to say which."""
     import daphne.server
     from twisted.internet import reactor
 
     class GuardedServer(daphne.server.Server):  # type: ignore[misc]
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.listen_failures: list[BaseException] = []
+
+        def listen_error(self, failure: Failure) -> None:
+            if failure.value is not None:
+                self.listen_failures.append(failure.value)
+            super().listen_error(failure)
+
         @property
         def http_factory(self) -> GuardedHTTPFactory:
             return self._guarded_factory

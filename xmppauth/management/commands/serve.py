@@ -1,14 +1,15 @@
 """`manage.py serve`: HTTP + WebSocket (Daphne) and XMPP c2s (STARTTLS, direct TLS) in one process and loop.
 
 Steps: apply pending migrations (SQLite only; other databases must be migrated by the operator), make sure a
-TLS certificate exists, load ASGI_APPLICATION, then start Daphne; the c2s listeners are opened from Daphne's
-ready callback, i.e. on the same Twisted asyncio reactor, just before it starts running. Ctrl-C or SIGTERM
+TLS certificate exists, load ASGI_APPLICATION, then start Daphne on the public HTTP listener (``--http``) and
+the admin's own (``--admin-http``, XMPP_ADMIN_HTTP: xmppauth/listeners.py), both in one Daphne server; the c2s
+listeners are opened from Daphne's ready callback, i.e. on the same Twisted asyncio reactor, just before it
+starts running. Ctrl-C or SIGTERM
 stop the reactor, which closes the XMPP connections and cancels the applications.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import sys
@@ -20,37 +21,18 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from xmppauth.listeners import (
+    AdminHTTP,
+    Endpoint,
+    admin_http_setting,
+    admin_prefix,
+    format_endpoint,
+    parse_admin_http,
+    parse_endpoint,
+)
 from xmppauth.transport.tls import CertificateError, ServerTLS, ensure_certificate
 
 FILES_SPARE = 256  # files the process needs beside its connections: the database, logs, certificates
-
-Endpoint = tuple[str, int]
-
-
-def parse_endpoint(value: str) -> Endpoint | None:
-    """``HOST:PORT``, ``[IPV6]:PORT``, ``PORT`` (on 127.0.0.1) or ``off``."""
-    text = value.strip()
-    if text.lower() == "off":
-        return None
-    if text.startswith("["):
-        host, sep, port = text[1:].partition("]:")
-        if not sep:
-            raise argparse.ArgumentTypeError(f"{value!r}: expected [IPV6]:PORT, e.g. [::1]:5222")
-    elif text.isdigit():
-        host, port = "127.0.0.1", text
-    else:
-        host, sep, port = text.rpartition(":")
-        if not sep or not host:
-            raise argparse.ArgumentTypeError(f"{value!r}: expected HOST:PORT, e.g. 127.0.0.1:5222, or 'off'")
-        if ":" in host:
-            raise argparse.ArgumentTypeError(f"{value!r}: put IPv6 addresses in brackets, e.g. [::1]:5222")
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"{value!r}: the port must be a number from 0 to 65535")
-    return host, int(port)
-
-
-def format_endpoint(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class Command(BaseCommand):
@@ -62,7 +44,16 @@ class Command(BaseCommand):
             type=parse_endpoint,
             default=("127.0.0.1", 8000),
             metavar="HOST:PORT",
-            help="HTTP and WebSocket (portal, admin, /xmpp-websocket); default 127.0.0.1:8000; 'off': none",
+            help="HTTP and WebSocket (portal, /xmpp-websocket); default 127.0.0.1:8000; 'off': none",
+        )
+        parser.add_argument(
+            "--admin-http",
+            type=parse_admin_http,
+            default=None,
+            metavar="HOST:PORT|public|off",
+            help="the admin site's own listener: everything --http serves, plus /admin/ (404 elsewhere); "
+            "'public': the admin on --http too; 'off': no admin over HTTP; default XMPP_ADMIN_HTTP "
+            "(127.0.0.1:8001)",
         )
         parser.add_argument(
             "--c2s",
@@ -91,8 +82,16 @@ class Command(BaseCommand):
         c2s: Endpoint | None = options["c2s"]
         c2s_tls: Endpoint | None = options["c2s_tls"]
         verbosity: int = options["verbosity"]
-        if http is None and c2s is None and c2s_tls is None:
+        admin: AdminHTTP = options["admin_http"] or self._admin_http_setting()
+        admin_listener = admin if isinstance(admin, tuple) else None
+        if http is None and c2s is None and c2s_tls is None and admin_listener is None:
             raise CommandError("every listener is off; nothing to serve")
+        if http is not None and admin_listener == http and http[1] != 0:
+            raise CommandError(
+                f"--http and the admin listener (--admin-http or XMPP_ADMIN_HTTP) are both "
+                f"{format_endpoint(*http)}: give the admin a port of its own, or 'public' to serve it on "
+                "--http"
+            )
 
         self._file_limit()
         if not options["no_migrate"]:
@@ -126,7 +125,7 @@ class Command(BaseCommand):
             self.stdout.write("Quit with CONTROL-C.")
             self.stdout.flush()
 
-        if http is None:
+        if http is None and admin_listener is None:
             start_c2s()
             asyncio.set_event_loop(reactor._asyncioEventloop)
             reactor.run()
@@ -135,14 +134,30 @@ class Command(BaseCommand):
         from daphne.access import AccessLogGenerator
         from daphne.endpoints import build_endpoint_description_strings
 
+        from xmppauth.listeners import serve_admin_on
+
         server: Any = None
+        admin_path = admin_prefix() or "/"
 
         def ready() -> None:
-            host, port = server.listening_addresses[0]
-            base = format_endpoint(host, port)
-            self.stdout.write(
-                f"HTTP/WebSocket on http://{base} (XMPP over WebSocket at ws://{base}/xmpp-websocket)"
-            )
+            addresses = list(server.listening_addresses)  # in the order of the endpoints
+            base = None
+            if http is not None:
+                base = format_endpoint(*addresses.pop(0))
+                self.stdout.write(
+                    f"HTTP/WebSocket on http://{base} (XMPP over WebSocket at ws://{base}/xmpp-websocket)"
+                )
+            if admin_listener is not None:
+                host, port = addresses.pop(0)
+                serve_admin_on((host, port))  # the address it got: port 0 and host names resolved
+                self.stdout.write(f"Admin on http://{format_endpoint(host, port)}{admin_path}")
+            elif admin == "public" and base is not None:
+                serve_admin_on(admin)
+                self.stdout.write(f"Admin on http://{base}{admin_path} (on the public listener: 'public')")
+            else:
+                serve_admin_on(admin)
+                why = "--http is off" if base is None else "'off'"
+                self.stdout.write(f"Admin: not served over HTTP ({why})")
             start_c2s()
 
         from xmppauth.transport.http_guard import guarded_server
@@ -152,7 +167,12 @@ class Command(BaseCommand):
             process_limits(),
             settings.XMPP_HTTP_REQUEST_TIMEOUT,
             application=application,
-            endpoints=build_endpoint_description_strings(host=http[0], port=http[1]),
+            endpoints=[
+                description
+                for endpoint in (http, admin_listener)
+                if endpoint is not None
+                for description in build_endpoint_description_strings(host=endpoint[0], port=endpoint[1])
+            ],
             signal_handlers=True,
             action_logger=AccessLogGenerator(sys.stdout) if verbosity >= 2 else None,
             http_timeout=None,
@@ -167,10 +187,36 @@ class Command(BaseCommand):
         )
         server.run()
         if server.abort_start:
+            admin_failed = self._failed_on(server, admin_listener) and not self._failed_on(server, http)
+            if http is None or admin_failed:
+                assert admin_listener is not None
+                raise CommandError(
+                    f"cannot listen for the admin site on {format_endpoint(*admin_listener)} (see above); "
+                    "is another server running? Choose another address with --admin-http or XMPP_ADMIN_HTTP, "
+                    "or 'public' / 'off'"
+                )
             raise CommandError(
                 f"cannot listen for HTTP on {format_endpoint(*http)} (see above); "
                 "is another server running? Choose another address with --http, or 'off'"
             )
+
+    @staticmethod
+    def _admin_http_setting() -> AdminHTTP:
+        try:
+            return admin_http_setting()
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from None
+
+    @staticmethod
+    def _failed_on(server: Any, endpoint: Endpoint | None) -> bool:
+        """Whether Daphne could not listen on ``endpoint`` (its CannotListenError names the address)."""
+        if endpoint is None:
+            return False
+        host = endpoint[0].strip("[]")
+        return any(
+            getattr(exc, "port", None) == endpoint[1] and getattr(exc, "interface", host) == host
+            for exc in server.listen_failures
+        )
 
     def _stop_serving(self) -> Any:
         """Before the reactor drops every connection: end the streams and sessions, storing what they had
