@@ -119,6 +119,7 @@ class ResumeState:
     feature_state: dict[str, object]  # the server features' state of the session (roster interest)
     offline_taken: offline.Taken  # stored messages it was sent and has not acknowledged
     stored_while_away: int  # messages for it stored while it hibernated
+    offline_more: bool  # stored messages were being sent a piece at a time: the rest is to follow
 
 
 class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
@@ -550,7 +551,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
                 self.session_id, self.auth, self._how_authenticated(), self._address
             )
         log.info("%s resumed %s", self._peer, self.jid)
-        if taken.stored_while_away:  # stored as they came, so that a crash would not lose them
+        if taken.stored_while_away or taken.offline_more:  # stored as they came; or the rest of a delivery
             await self.deliver_offline()
 
     # ------------------------------------------------------------------ being taken over (XEP-0198 §5)
@@ -584,6 +585,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             feature_state=self.feature_state,
             offline_taken=self._offline_taken,
             stored_while_away=self._stored_while_away,
+            offline_more=self._offline_more,
         )
 
     def release(self) -> None:
