@@ -160,6 +160,14 @@ def _room_for_a_node(owner_id: int) -> None:
         )
 
 
+def _own_node(owner_id: int | None, node: str) -> PepNode:
+    """The owner's node, locked for a change in the caller's transaction, or item-not-found."""
+    row = _node_row(owner_id, node, lock=True) if owner_id is not None else None
+    if row is None:
+        raise _not_found(node)
+    return row
+
+
 def _not_found(node: str) -> Refusal:
     return Refusal(StanzaErrorCondition.ITEM_NOT_FOUND, f"no node {node[:80]!r} here")
 
@@ -240,9 +248,7 @@ def _trim(row: PepNode, config: rules.NodeConfig) -> None:
 def _retract(owner: JID, request: rules.Retract) -> Change:
     owner_id = _user_id(owner)
     with transaction.atomic():
-        row = _node_row(owner_id, request.node, lock=True) if owner_id is not None else None
-        if row is None:
-            raise _not_found(request.node)
+        row = _own_node(owner_id, request.node)
         if not PepItem.objects.filter(node=row, item_id=request.item_id).delete()[0]:
             raise Refusal(
                 StanzaErrorCondition.ITEM_NOT_FOUND, f"no item {request.item_id[:80]!r} in this node"
@@ -258,9 +264,7 @@ def _retract(owner: JID, request: rules.Retract) -> Change:
 def _delete(owner: JID, request: rules.Delete) -> Change:
     owner_id = _user_id(owner)
     with transaction.atomic():
-        row = _node_row(owner_id, request.node, lock=True) if owner_id is not None else None
-        if row is None:
-            raise _not_found(request.node)
+        row = _own_node(owner_id, request.node)
         config, audience = _config(row.config), _audience(owner_id or 0, row)
         row.delete()
     return Change(request.node, config, audience, deleted=True)

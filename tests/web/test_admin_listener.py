@@ -8,7 +8,6 @@ tests/security/test_portal.py and tests/integration/test_admin_listener.py.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +19,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 from django.urls import Resolver404, resolve, reverse
 
+from tests.web.asgi_call import call
 from tests.web.conftest import PORTAL_URLS, url
 from xmppauth import listeners
 from xmppauth.listeners import NOT_FOUND_PAGE, AdminGate, admin_http_setting, serve_admin_on
@@ -72,27 +72,6 @@ async def inner(scope: Any, receive: Any, send: Any) -> None:
 
 def status_of(app: Any, request: dict[str, Any]) -> int:
     return call(app, request)[0]
-
-
-def call(app: Any, request: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
-    sent: list[dict[str, Any]] = []
-    requested: list[bool] = []
-
-    async def receive() -> dict[str, Any]:
-        if not requested:
-            requested.append(True)
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await asyncio.Event().wait()  # no disconnect: Django cancels this when it has answered
-        raise AssertionError("unreachable")
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    async_to_sync(app)(request, receive, send)
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    headers = {bytes(k).decode("latin-1").lower(): bytes(v).decode("latin-1") for k, v in start["headers"]}
-    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return start["status"], headers, body
 
 
 # -- the setting ---------------------------------------------------------------------------------------

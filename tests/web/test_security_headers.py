@@ -9,7 +9,6 @@ one is scanned too."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -18,7 +17,6 @@ from typing import Any
 
 import lxml.html
 import pytest
-from asgiref.sync import async_to_sync
 from django.contrib import admin
 from django.test import Client
 from django.test.utils import override_settings
@@ -29,6 +27,7 @@ from accounts.models import User
 from sessions_acl import app_passwords, records
 from sessions_acl.login import Authorization, authorize
 from tests.integration.server import ROOT, server_env
+from tests.web.asgi_call import call
 from tests.web.conftest import PORTAL_URLS, app_of, key_of, password_step, signed_in_as, url
 from xmppauth.security_headers import SecurityHeadersASGI, policy_header
 
@@ -270,24 +269,7 @@ def asgi_get(app: Any, path: str) -> tuple[int, dict[str, str], bytes]:
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 8000),
     }
-    sent: list[dict[str, Any]] = []
-    requested: list[bool] = []
-
-    async def receive() -> dict[str, Any]:
-        if not requested:
-            requested.append(True)
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await asyncio.Event().wait()  # no disconnect: Django cancels this when it has answered
-        raise AssertionError("unreachable")
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    async_to_sync(app)(scope, receive, send)
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    headers = {name.decode().title(): value.decode() for name, value in start["headers"]}
-    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return start["status"], headers, body
+    return call(app, scope)
 
 
 STATIC_PAGES = [
@@ -303,7 +285,7 @@ def test_static_files_get_the_headers_through_the_asgi_wrapper(db: None, path: s
 
     status, headers, body = asgi_get(SecurityHeadersASGI(StaticFiles(django_asgi_app)), path)
     assert status == 200
-    assert {name: headers.get(name) for name in EXPECTED} == EXPECTED
+    assert {name: headers.get(name.lower()) for name in EXPECTED} == EXPECTED
     if path.endswith(".html"):
         assert inline_code(body.decode()) == []
 
@@ -314,7 +296,7 @@ def test_the_sites_application_serves_static_files_with_the_headers(db: None, pa
 
     status, headers, _body = asgi_get(application, path)
     assert status == 200
-    assert {name: headers.get(name) for name in EXPECTED} == EXPECTED
+    assert {name: headers.get(name.lower()) for name in EXPECTED} == EXPECTED
 
 
 # -- HTTPS and check --deploy -------------------------------------------------------------------------
