@@ -15,6 +15,16 @@ processes, the cluster. An account whose default is ``roster`` has the writer ch
 its rows go in; its messages carry no ``<stanza-id/>`` (the id could name a message that was not kept).
 
 Retention: ``XMPP_ARCHIVE_DAYS`` (0: keep everything); the writer removes older messages once an hour.
+
+Quota: ``XMPP_ARCHIVE_MAX_BYTES`` per account (0: none). Without one, a user who sends at the read rate
+grows two archives, the sender's and the recipient's, for as long as the retention keeps them, and fills
+the disk. The writer counts the bytes it writes to each account's archive; once it has written
+:func:`check_every` bytes to one since it last looked, it adds the archive up (one query) and, when it is
+over the quota, removes its oldest messages until it is down to 7/8 of it (:func:`_trim`), so that a full
+archive is not trimmed at every message. No message is refused for it: delivery never depends on the
+archive, and the newest messages, the ones clients fetch, stay. Each process counts what it writes, so an
+archive can pass its quota by ``check_every`` bytes per serving process before it is trimmed, and a
+restart forgets the counts (docs/security.md). The cost per message is one addition in the writer.
 """
 
 from __future__ import annotations
@@ -45,6 +55,7 @@ log = logging.getLogger("xmppauth.archive")
 BATCH = 500  # rows inserted at most in one transaction
 LINGER = 0.02  # seconds the writer lets rows gather before it writes fewer than BATCH
 PRUNE_EVERY = 3600.0  # seconds between two removals of messages older than the retention
+TRIM_TO = 7 / 8  # of the quota: what an archive over it is brought down to
 
 _PREFS: dict[JID, mam.Prefs] = {}  # accounts whose preferences are not the default
 _DEFAULT = mam.Prefs(default="always")
@@ -168,6 +179,7 @@ class _Writer:
         self._written = 0  # rows handled (written, or dropped by a roster check or a failure)
         self._progress = asyncio.Event()
         self._pruned = 0.0
+        self._unchecked: dict[int, int] = {}  # account (user id) -> bytes written since its quota was checked
 
     def queue(self, rows: list[Row], data: bytes, plain: bytes) -> None:
         """The recipient's rows keep ``data``, the sender's ``plain``."""
@@ -201,11 +213,29 @@ class _Writer:
     async def _write_some(self) -> None:
         batch, self._waiting = self._waiting[:BATCH], self._waiting[BATCH:]
         try:
-            await _insert(batch, self._prune_due())
+            written = await _insert(batch, self._prune_due())
+            due = self._count(written)
+            if due:
+                await _trim(due, int(settings.XMPP_ARCHIVE_MAX_BYTES))
         except Exception:
             log.exception("archive: %d message copies could not be written", len(batch))
         self._written += len(batch)
         self._progress.set()
+
+    def _count(self, written: dict[int, tuple[str, int]]) -> dict[int, str]:
+        """Add what was ``written`` (user id -> name, bytes) to each account's count: the accounts whose
+        archives are due for a look at their quota (user id -> name), their counts started again."""
+        quota = int(settings.XMPP_ARCHIVE_MAX_BYTES)
+        if quota <= 0:
+            return {}
+        every, unchecked, due = check_every(quota), self._unchecked, {}
+        for user_id, (name, size) in written.items():
+            held = unchecked.get(user_id, 0) + size
+            if held >= every:
+                due[user_id] = name
+                held = 0
+            unchecked[user_id] = held
+        return due
 
     def _prune_due(self) -> float | None:
         days = float(settings.XMPP_ARCHIVE_DAYS)
@@ -214,6 +244,12 @@ class _Writer:
             return None
         self._pruned = now
         return days
+
+
+def check_every(quota: int) -> int:
+    """Bytes written to an archive between two looks at its quota: a sixteenth of it (at least 4 KiB,
+    and never more than the quota)."""
+    return min(quota, max(quota // 16, 4096))
 
 
 WRITER = _Writer()
@@ -226,12 +262,14 @@ async def settled() -> None:
 @functools.cache
 def _insert_sql() -> str:
     table = ArchivedMessage._meta.db_table
-    columns = "user_id, archive_id, with_jid, peer, outgoing, stamp, stanza"
-    return f"INSERT INTO {table} ({columns}) VALUES (%s, %s, %s, %s, %s, %s, %s)"  # noqa: S608 - the table's name
+    columns = "user_id, archive_id, with_jid, peer, outgoing, stamp, stanza, size"
+    return f"INSERT INTO {table} ({columns}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"  # noqa: S608 - the table's name
 
 
 @off_loop
-def _insert(batch: list[tuple[Row, bytes]], prune_days: float | None) -> None:
+def _insert(batch: list[tuple[Row, bytes]], prune_days: float | None) -> dict[int, tuple[str, int]]:
+    """Write ``batch`` (and remove what is past the retention, when ``prune_days``): the bytes written to
+    each account's archive (user id -> name, bytes)."""
     names = {row.account.local or "" for row, _ in batch}
     users = dict(User.objects.filter(username__in=names).values_list("username", "id"))
     checks = [(users.get(row.account.local or ""), str(row.contact)) for row, _ in batch if row.roster_only]
@@ -245,14 +283,27 @@ def _insert(batch: list[tuple[Row, bytes]], prune_days: float | None) -> None:
         in_roster = set(pairs.values_list("user_id", "jid"))
     adapt = connection.ops.adapt_datetimefield_value
     values = []
+    written: dict[int, tuple[str, int]] = {}
     for row, data in batch:
-        user_id = users.get(row.account.local or "")
+        name = row.account.local or ""
+        user_id = users.get(name)
         if user_id is None or (row.roster_only and (user_id, str(row.contact)) not in in_roster):
             continue
         stamp = adapt(datetime.fromtimestamp(row.stamp, UTC))
+        size = len(data)
         values.append(
-            (user_id, row.archive_id, str(row.contact), str(row.peer), row.outgoing, stamp, data.decode())
+            (
+                user_id,
+                row.archive_id,
+                str(row.contact),
+                str(row.peer),
+                row.outgoing,
+                stamp,
+                data.decode(),
+                size,
+            )
         )
+        written[user_id] = (name, written.get(user_id, (name, 0))[1] + size)
     # written out: model instances and the ORM's bulk insert cost more than the database's work here
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.executemany(_insert_sql(), values)
@@ -261,6 +312,47 @@ def _insert(batch: list[tuple[Row, bytes]], prune_days: float | None) -> None:
         removed, _ = ArchivedMessage.objects.filter(stamp__lt=cutoff).delete()
         if removed:
             log.info("archive: %d messages older than %g days removed", removed, prune_days)
+    return written
+
+
+@functools.cache
+def _trim_sql() -> tuple[str, str, str]:
+    table = ArchivedMessage._meta.db_table
+    total = f"SELECT COALESCE(SUM(size), 0) FROM {table} WHERE user_id = %s"  # noqa: S608 - the table's name
+    # the newest message that no longer fits in what is kept: it and everything older go
+    cut = (
+        f"SELECT id FROM (SELECT id, SUM(size) OVER (ORDER BY id DESC) AS newer FROM {table} "  # noqa: S608
+        "WHERE user_id = %s) AS kept WHERE newer > %s ORDER BY id DESC LIMIT 1"
+    )
+    remove = f"DELETE FROM {table} WHERE user_id = %s AND id <= %s"  # noqa: S608 - the table's name
+    return total, cut, remove
+
+
+@off_loop
+def _trim(accounts: dict[int, str], quota: int) -> None:
+    """Bring each of these archives (user id -> name) that holds more than ``quota`` bytes down to
+    :data:`TRIM_TO` of it, oldest messages first (the module's docstring)."""
+    total_sql, cut_sql, remove_sql = _trim_sql()
+    keep = int(quota * TRIM_TO)
+    for user_id, name in accounts.items():
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(total_sql, [user_id])
+            held = int(cursor.fetchone()[0])
+            if held <= quota:
+                continue
+            cursor.execute(cut_sql, [user_id, keep])
+            found = cursor.fetchone()
+            if found is None:
+                continue
+            cursor.execute(remove_sql, [user_id, found[0]])
+            removed = cursor.rowcount
+        log.info(
+            "archive of %s over its quota (%d bytes, the quota %d): its %d oldest messages removed",
+            name,
+            held,
+            quota,
+            removed,
+        )
 
 
 # ---------------------------------------------------------------------------------- preferences

@@ -103,7 +103,8 @@ class ArchivedMessage(models.Model):
 
     ``archive_id`` is the id clients page by and the ``<stanza-id/>`` the message was delivered with
     (XEP-0359, time-ordered); ``with_jid`` is the other party's bare JID and ``peer`` its full JID as
-    the stanza had it; ``stanza`` the message as routed (``from`` stamped by the server)."""
+    the stanza had it; ``stanza`` the message as routed (``from`` stamped by the server); ``size`` its
+    UTF-8 bytes, which the account's quota (``XMPP_ARCHIVE_MAX_BYTES``) adds up."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="archive")
     archive_id = models.CharField(max_length=26)
@@ -112,6 +113,7 @@ class ArchivedMessage(models.Model):
     outgoing = models.BooleanField()
     stamp = models.DateTimeField()
     stanza = models.TextField()
+    size = models.PositiveIntegerField(default=0, help_text="The stanza's UTF-8 bytes (for the quota).")
 
     class Meta:
         constraints = [

@@ -357,6 +357,8 @@ XMPP_MAX_OFFLINE_MESSAGES = _env_int("XMPP_MAX_OFFLINE_MESSAGES", 1000, minimum=
 XMPP_MAX_OFFLINE_BYTES = _env_int("XMPP_MAX_OFFLINE_BYTES", 16 * 1024 * 1024, minimum=1)
 # Days a message stays in its accounts' archives (XEP-0313); 0 keeps them for good.
 XMPP_ARCHIVE_DAYS = _env_int("XMPP_ARCHIVE_DAYS", 0, minimum=0)
+# Bytes of messages one account's archive keeps; beyond, its oldest messages make room (0: no bound).
+XMPP_ARCHIVE_MAX_BYTES = _env_int("XMPP_ARCHIVE_MAX_BYTES", 256 * 1024 * 1024, minimum=0)
 # JIDs an account may block (XEP-0191); a block beyond it is refused with policy-violation.
 XMPP_MAX_BLOCKLIST_ITEMS = _env_int("XMPP_MAX_BLOCKLIST_ITEMS", 1000, minimum=1)
 # XEP-0386 §2.3: a client bound with Bind2 is expected to fetch what waited for it from the archive
