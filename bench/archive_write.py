@@ -70,7 +70,8 @@ async def run(first: int) -> float:
     for k in range(args.batches):
         writer._waiting = batch(first + k * archive.BATCH)
         await writer._write_some()
-    return (time.perf_counter() - begin) / (args.batches * archive.BATCH) * 1e6
+    rows: int = args.batches * archive.BATCH
+    return (time.perf_counter() - begin) / rows * 1e6
 
 
 best = min(asyncio.run(run(r * args.batches * archive.BATCH)) for r in range(args.runs))
