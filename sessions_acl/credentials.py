@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import hmac
 import os
+import statistics
+import time
+from collections import deque
 from dataclasses import replace
 
 from django.utils import timezone
@@ -36,18 +39,48 @@ def scram_lookup(
     return creds, alternatives
 
 
+#: How long the latest lookups took (seconds), of existing accounts and of unknown names. Reading an
+#: account's row and decoding its keys costs more than finding no row and deriving fake keys: the
+#: server-first message of an existing account came 66 µs later than an unknown name's (docs/performance.md,
+#: docs/security.md row 11). An unknown name's lookup now lasts longer by the difference of the two medians,
+#: so that both have the same middle, whatever this server's database and load. Waiting instead for the
+#: time of one existing lookup picked at random made unknown names 26 µs slower: the slower of two times
+#: is slower than either. An existing account's login pays the clock read twice and an append.
+_ACCOUNT_LOOKUPS: deque[float] = deque(maxlen=63)
+_UNKNOWN_LOOKUPS: deque[float] = deque(maxlen=63)
+LOOKUP_PAD_AT_MOST = 0.001  # seconds: a few slow lookups (a pause elsewhere) are no time to copy at length
+
+
 def _lookup(
     localpart: str | None, username: str, hash_name: str
 ) -> tuple[ScramCredentials, list[ScramCredentials], bool]:
     # an unknown name's fake keys come from the name as an account would be looked up (its prepared
     # localpart, case-folded), so that NAME and name get the same salt as they would for a real account
     # (found by a black-box attack: they differed for unknown names only, which told names apart)
+    began = time.perf_counter()
     found = loginreads.credentials(localpart, timezone.now()) if localpart is not None else None
     entry = found.scram.get(hash_name) if found is not None else None
     if found is None or not entry:
-        return scram.fake_for(localpart or username, hash_name), [], False
+        fake = scram.fake_for(localpart or username, hash_name)
+        _as_long_as_an_account(began)
+        return fake, [], False
     creds = scram.from_json(entry)
-    return creds, _alternatives(found, hash_name, creds), True
+    alternatives = _alternatives(found, hash_name, creds)
+    _ACCOUNT_LOOKUPS.append(time.perf_counter() - began)
+    return creds, alternatives, True
+
+
+def _as_long_as_an_account(began: float) -> None:
+    """Make an unknown name's lookup, begun at ``began``, last as an existing account's would (the comment
+    on :data:`_ACCOUNT_LOOKUPS`)."""
+    took = time.perf_counter() - began
+    _UNKNOWN_LOOKUPS.append(took)
+    if not _ACCOUNT_LOOKUPS:
+        return
+    pad = statistics.median(_ACCOUNT_LOOKUPS) - statistics.median(_UNKNOWN_LOOKUPS)
+    until = began + took + min(pad, LOOKUP_PAD_AT_MOST)
+    while time.perf_counter() < until:  # a sleep would wake tens of µs late
+        pass
 
 
 def _alternatives(
