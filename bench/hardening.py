@@ -914,6 +914,7 @@ async def run_phase(
     if role is not None:
         role_args = {**role_args, "duration": args.ramp + args.phase_seconds + 0.5}
         argv = [
+            *(["nice", "-n", str(args.load_nice)] if args.load_nice else []),
             sys.executable,
             SCRIPT,
             "--role",
@@ -1198,6 +1199,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     g.add_argument("--connflood-rate", type=float, default=200.0)
     p.add_argument("--server-cpu", type=int, default=None, help="pin the server to this CPU (taskset)")
+    p.add_argument(
+        "--load-nice",
+        type=int,
+        default=0,
+        help="run the load process at this niceness: on a two-core machine an attacker running flat out "
+        "takes a core from the server and the quiet clients, which a real attacker's machine would not "
+        "(19: it gets what they leave)",
+    )
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--keep", action="store_true", help="keep the temp dir")
     p.add_argument("--markdown", help="also write the report to this file")

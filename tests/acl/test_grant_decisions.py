@@ -268,7 +268,20 @@ def test_a_count_must_grow_also_on_a_quick_reconnect(alice: User, clock: Clock) 
     assert (result.condition, result.text) == ("not-authorized", "this token count was already used")
     ok(fast(pk), fast_count=1)
     assert refused(fast(pk), fast_count=1).condition == "not-authorized"
-    ok(fast(pk))  # no count: nothing to compare
+    # a token that has been counted must go on being counted: a recorded login with its count left out
+    result = refused(fast(pk))
+    assert (result.condition, result.text) == (
+        "not-authorized",
+        "this token is used with a count: send the next one",
+    )
+    ok(fast(pk), fast_count=2)
+
+
+def test_a_token_never_counted_needs_no_count(alice: User, clock: Clock) -> None:
+    pk = current_token()
+    clock.now = T0 + TICK
+    ok(fast(pk))
+    ok(fast(pk))  # nothing to compare (XEP-0484: count is optional)
 
 
 def test_an_unknown_account_is_disabled_for_every_credential(alice: User, clock: Clock) -> None:
