@@ -1,14 +1,20 @@
-"""The connection limits of a process (xmppauth/transport/limits.py), with a clock of the test's own."""
+"""The connection limits of a process (xmppauth/transport/limits.py), with a clock of the test's own; and
+the WebSocket transport's place in them (xmppauth/transport/websocket.py) without the HTTP listener's guard
+in front of it (the guarded case: tests/test_http_guard.py; both on real sockets:
+tests/integration/test_connection_limits.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from xmppauth.transport import limits
 from xmppauth.transport.limits import ConnectionLimits
+from xmppauth.transport.websocket import WebSocketTransport
 
 
 class Clock:
@@ -105,22 +111,74 @@ def test_while_the_process_stops_every_connection_is_refused_with_system_shutdow
     counts, _ = make()
     counts.stopping = limits.STOPPING
     assert counts.admit("192.0.2.40") == limits.STOPPING
-    assert counts.admit_from_listener("192.0.2.40", 5000) == limits.STOPPING
     assert counts.open == 0  # nothing counted
-    assert not counts.held_by_listener("192.0.2.40", 5000)
     assert limits.refusal(limits.STOPPING)["condition"] == "system-shutdown"
     assert limits.refusal("too many connections from your address")["condition"] == "policy-violation"
 
 
 def test_the_http_listener_counts_a_connection_once_and_releases_it_once() -> None:
     counts, _ = make()
-    assert counts.admit_from_listener("192.0.2.41", 5001) is None
+    first, later = object(), object()  # two TCP connections of the listener, one after the other
+    assert counts.admit("192.0.2.41") is None
+    counts.hold_for_listener("192.0.2.41", 5001, first, lambda: None)
     assert counts.held_by_listener("192.0.2.41", 5001)
     assert not counts.held_by_listener("192.0.2.41", 5002)  # another connection of the address
-    counts.release_from_listener("192.0.2.41", 5001)
-    counts.release_from_listener("192.0.2.41", 5001)  # a second release does not free another's place
+    counts.release_from_listener("192.0.2.41", 5001, first)
+    counts.release_from_listener("192.0.2.41", 5001, first)  # a second release does not free another's place
     assert counts.open == 0
     assert counts.connections_from("192.0.2.41") == 0
+    assert counts.admit("192.0.2.41") is None  # the same address and port again, a new connection
+    counts.hold_for_listener("192.0.2.41", 5001, later, lambda: None)
+    counts.release_from_listener("192.0.2.41", 5001, first)  # the old one's late release: not the new one's
+    assert counts.held_by_listener("192.0.2.41", 5001)
+    assert counts.open == 1
+
+
+def test_a_websocket_on_a_listener_connection_waits_again_until_bound_and_leaves_nothing_behind() -> None:
+    """What the HTTP guard and the WebSocket transport tell the limits about one TCP connection: it waits
+    for a request, it is busy with the upgrade, its WebSocket waits for a login (and may be given up),
+    it is busy once bound, it goes; after which the limits hold nothing of it."""
+    counts, _ = make(total=3, per_address=3)
+    closed: list[object] = []
+
+    def listener(port: int) -> int:
+        """A connection of the HTTP listener, as the guard registers it (closing it releases its place)."""
+        connection = f"listener {port}"
+
+        def close() -> None:
+            closed.append(connection)
+            counts.release_from_listener("198.51.100.1", port, connection)
+
+        assert counts.admit("198.51.100.1") is None
+        counts.hold_for_listener("198.51.100.1", port, connection, close)
+        counts.waiting("198.51.100.1", connection, close)  # no request yet
+        counts.busy("198.51.100.1", connection)  # the upgrade request arrived
+        return port
+
+    def upgraded(port: int) -> object:
+        """The WebSocket transport: the listener's connection waits again, for the stream's login."""
+        held = counts.listener_connection("198.51.100.1", port)
+        assert held is not None
+        counts.waiting("198.51.100.1", *held)
+        return held[0]
+
+    bound, idle = upgraded(listener(6001)), upgraded(listener(6002))
+    counts.busy("198.51.100.1", bound)  # xmpp.bound
+    younger = upgraded(listener(6003))
+    assert counts.admit("203.0.113.9") is None  # the process was full: a WebSocket not logged in went
+    assert closed == [idle]  # the oldest of those waiting; never the bound one
+    assert not counts.held_by_listener("198.51.100.1", 6002)
+    assert counts.admit("203.0.113.10") is None  # and the other one not logged in
+    assert closed == [idle, younger]
+    assert counts.admit("203.0.113.11") == "the server has too many connections: try again later"
+    assert closed == [idle, younger]  # the bound one holds its place
+    # each connection goes: what the guard's connectionLost tells the limits
+    for port, connection in ((6001, bound), (6002, idle), (6003, younger)):
+        counts.busy("198.51.100.1", connection)
+        counts.release_from_listener("198.51.100.1", port, connection)
+    assert counts._held_by_listener == {}
+    assert counts._waiting == {}
+    assert counts.connections_from("198.51.100.1") == 0
 
 
 def test_a_reverse_proxys_connections_count_in_the_total_only() -> None:
@@ -241,3 +299,67 @@ def test_when_nobody_holds_more_than_a_share_the_connection_waiting_longest_give
     assert counts.admit("203.0.113.9") is None
     assert closed == ["w1"]  # the one that waited longest
     assert counts.open == 4
+
+
+class WebSocketSide:
+    """The WebSocket side of one connection as an ASGI server gives it to the WebSocket transport: what the
+    client sends (put by the test), and what the transport sent. A close the transport sends is answered
+    by the client's close, as a client does."""
+
+    def __init__(self) -> None:
+        self.incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.incoming.put_nowait({"type": "websocket.connect"})
+        self.sent: list[dict[str, Any]] = []
+
+    async def receive(self) -> dict[str, Any]:
+        return await self.incoming.get()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+        if message["type"] == "websocket.close":
+            self.incoming.put_nowait({"type": "websocket.disconnect", "code": message.get("code")})
+
+
+class Stream:
+    """Stands in for the stream application (xmppauth/consumer.py): a client that logs in at once
+    (``binds``: the stream tells the transport ``xmpp.bound``, if its scope lists it, as the consumer does)
+    or never; it keeps the reason its stream ended with."""
+
+    def __init__(self, binds: bool) -> None:
+        self.binds = binds
+        self.ended: str | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "xmpp.connect"
+        if self.binds and "xmpp.bound" in scope.get("xmpp_optional", ()):
+            await send({"type": "xmpp.bound"})
+        message = await receive()
+        assert message["type"] == "xmpp.disconnect", message
+        self.ended = message["reason"]
+
+
+async def test_a_websocket_not_logged_in_that_the_transport_counted_itself_gives_its_place_up() -> None:
+    """No HTTP guard in front (another ASGI server): the WebSocket transport admits each WebSocket itself.
+    When the process is full, one not logged in gives its place to a newcomer from another address at once,
+    and is closed with 1008 (policy violation); a bound one is never given up."""
+    counts, _ = make(total=2, per_address=2)
+    sides = {name: WebSocketSide() for name in ("bound", "idle")}
+    streams = {"bound": Stream(binds=True), "idle": Stream(binds=False)}
+    running = []
+    for port, name in enumerate(sides, start=7001):
+        scope = {"type": "websocket", "subprotocols": ["xmpp"], "client": ("198.51.100.1", port)}
+        transport = WebSocketTransport(streams[name], counts)
+        running.append(asyncio.ensure_future(transport(scope, sides[name].receive, sides[name].send)))
+        await asyncio.sleep(0.01)  # accepted, and bound or not
+    assert counts.open == 2
+    assert counts.admit("203.0.113.9") is None  # the newcomer: its place is free at once
+    assert counts.open == 2
+    await asyncio.wait_for(running[1], 1)
+    assert sides["idle"].sent[-1] == {"type": "websocket.close", "code": 1008}
+    assert streams["idle"].ended == "closed to make room for another address"
+    assert counts.admit("203.0.113.10") == "the server has too many connections: try again later"
+    assert sides["bound"].sent == [{"type": "websocket.accept", "subprotocol": "xmpp"}]  # not closed
+    sides["bound"].incoming.put_nowait({"type": "websocket.disconnect", "code": 1000})
+    await asyncio.wait_for(running[0], 1)
+    assert counts.connections_from("198.51.100.1") == 0  # each released once
+    assert counts._waiting == {}

@@ -1,17 +1,21 @@
 """The HTTP listener's guard (xmppauth/transport/http_guard.py) with Twisted's test clock and string
-transports: when the request deadline closes a connection, and with what (the real-socket cases are in
+transports: when the request deadline closes a connection, and with what; and when a WebSocket upgraded
+from one of its connections gives that connection up to make room (the real-socket cases are in
 tests/integration/test_connection_limits.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport as _StringTransport
 
+from tests.test_connection_limits import Stream, WebSocketSide
 from xmppauth.transport.http_guard import GuardedConnection, GuardedHTTPFactory
 from xmppauth.transport.limits import ConnectionLimits
+from xmppauth.transport.websocket import WebSocketTransport
 
 StringTransport: Any = _StringTransport  # untyped in Twisted
 
@@ -27,12 +31,14 @@ class Channel(Protocol):
 
 
 class Peer:
-    def __init__(self, port: int) -> None:
-        self.host, self.port = "192.0.2.7", port
+    def __init__(self, port: int, host: str = "192.0.2.7") -> None:
+        self.host, self.port = host, port
 
 
-def connect(factory: GuardedHTTPFactory, port: int, transport: Any = None) -> tuple[Any, Any]:
-    protocol: Any = factory.buildProtocol(Peer(port))
+def connect(
+    factory: GuardedHTTPFactory, port: int, transport: Any = None, host: str = "192.0.2.7"
+) -> tuple[Any, Any]:
+    protocol: Any = factory.buildProtocol(Peer(port, host))
     transport = transport if transport is not None else StringTransport()
     protocol.makeConnection(transport)
     return protocol, transport
@@ -153,3 +159,42 @@ def test_after_a_response_a_slow_reader_gets_more_time_and_one_that_takes_nothin
         assert not transport.disconnected
     clock.advance(20.1)  # a deadline without a byte taken
     assert transport.disconnected
+
+
+async def test_a_websocket_not_logged_in_gives_its_connection_up_to_make_room_and_a_bound_one_never() -> None:
+    """Two requests of the listener upgraded to XMPP WebSockets fill the process; one stream logs in, the
+    other never does. A newcomer from another address takes the place of the one not logged in: its TCP
+    connection is aborted, the place released once, and its stream ends. The bound one keeps its place."""
+    factory, _, counts = make(total=2)
+    upgraded = {}
+    for port, name in ((1010, "bound"), (1011, "idle")):
+        protocol, transport = connect(factory, port)
+        protocol.dataReceived(b"GET /xmpp-websocket HTTP/1.1\r\nUpgrade: websocket\r\n\r\n")
+        protocol.request_arrived()  # Daphne hands the request to the WebSocket transport
+        side, stream = WebSocketSide(), Stream(binds=name == "bound")
+        scope = {"type": "websocket", "subprotocols": ["xmpp"], "client": ("192.0.2.7", port)}
+        running = asyncio.ensure_future(WebSocketTransport(stream, counts)(scope, side.receive, side.send))
+        upgraded[name] = (protocol, transport, side, stream, running)
+    await asyncio.sleep(0.01)  # accepted, and bound or not
+    assert counts.open == 2  # each counted once, by the guard
+    newcomer, _ = connect(factory, 2000, host="198.51.100.9")
+    assert isinstance(newcomer, GuardedConnection)  # admitted
+    protocol, transport, side, stream, running = upgraded["idle"]
+    assert transport.disconnected  # aborted: no close handshake with a client that never logged in
+    protocol.connectionLost(None)  # then Twisted tells the guard, and Daphne the stream
+    side.incoming.put_nowait({"type": "websocket.disconnect", "code": 1006})
+    await asyncio.wait_for(running, 1)
+    assert stream.ended == "closed to make room for another address"
+    assert counts.open == 2
+    assert counts.connections_from("192.0.2.7") == 1
+    _, refused = connect(factory, 2001, host="198.51.100.10")
+    assert refused.value().startswith(b"HTTP/1.1 503 Service Unavailable\r\n")  # the bound one stays
+    protocol, transport, side, stream, running = upgraded["bound"]
+    assert not transport.disconnecting
+    protocol.connectionLost(None)
+    side.incoming.put_nowait({"type": "websocket.disconnect", "code": 1000})
+    await asyncio.wait_for(running, 1)
+    newcomer.connectionLost(None)
+    assert counts.open == 0
+    assert counts._held_by_listener == {}  # nothing left behind
+    assert counts._waiting == {}

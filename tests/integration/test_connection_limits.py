@@ -19,7 +19,7 @@ import pytest
 import websockets
 from OpenSSL import SSL
 
-from tests.integration.rawclient import RawClient, client_header, parse_stream_error
+from tests.integration.rawclient import RawClient, client_header, parse_stream_error, websocket_bound
 from tests.integration.server import Server, running_server
 
 pytestmark = pytest.mark.integration
@@ -444,3 +444,94 @@ def test_idle_streams_from_many_addresses_one_each_give_their_places_up_once_the
         assert closed == [0], closed  # the one that waited longest, and only it
         for one in (*idle, user):
             one.close()
+
+
+OPEN = "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>"
+
+
+async def unauthenticated_websocket(server: Server, source: str) -> websockets.ClientConnection:
+    """An XMPP WebSocket from ``source`` whose stream has begun (the server's open and features read) and
+    that never logs in."""
+    ws = await websocket_from(server, source)
+    await ws.send(OPEN)
+    assert "<stream:features" in str(await ws.recv()) + str(await ws.recv())
+    return ws
+
+
+async def closed_by_the_server(ws: websockets.ClientConnection) -> bool:
+    """Whether the server has closed ``ws`` (within 0.3 s); a WebSocket not logged in is sent nothing."""
+    try:
+        await asyncio.wait_for(ws.recv(), 0.3)
+    except websockets.ConnectionClosed:
+        return True
+    except TimeoutError:
+        return False
+    return False
+
+
+async def answers_a_ping(ws: websockets.ClientConnection, name: str) -> bool:
+    await ws.send(f"<iq xmlns='jabber:client' type='get' id='{name}'><ping xmlns='urn:xmpp:ping'/></iq>")
+    answer = str(await asyncio.wait_for(ws.recv(), 5)).replace('"', "'")
+    return f"id='{name}'" in answer and "type='result'" in answer
+
+
+def test_unauthenticated_websockets_that_fill_the_server_hold_out_no_other_address(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """One address (127.0.0.2) fills a server of 8 connections with XMPP WebSockets that never log in:
+    users from another address (127.0.0.1) still log in, over WebSocket and over TCP, each in the place
+    of the oldest of those WebSockets, which is closed (before: 503 for every other WebSocket and refused
+    on TCP, until XMPP_PREAUTH_TIMEOUT ended them, and the attacker could connect again)."""
+    limits = {"XMPP_MAX_CONNECTIONS": "8", "XMPP_ROOM_AFTER_SECONDS": "600"}  # the rule by address alone
+    with running_server(tmp_path_factory.mktemp("ws-slowloris"), {"dora": "explorer"}, **limits) as small:
+
+        async def run() -> list[int]:
+            idle = [await unauthenticated_websocket(small, "127.0.0.2") for _ in range(8)]
+            with pytest.raises(websockets.InvalidStatus) as refused:  # full, and it holds the most
+                await websocket_from(small, "127.0.0.2")
+            assert refused.value.response.status_code == 503
+            url = f"ws://127.0.0.1:{small.http}/xmpp-websocket"
+            user = await websocket_bound(url, "dora", "explorer", "web")
+            closed = [index for index, ws in enumerate(idle) if await closed_by_the_server(ws)]
+            assert closed == [0], closed  # the oldest, and only it
+            tcp = RawClient(small.c2s_tls, direct_tls=True, source="127.0.0.1")
+            assert tcp.login("dora", "explorer", "phone") == "dora@localhost/phone"
+            closed += [index for index, ws in enumerate(idle) if index and await closed_by_the_server(ws)]
+            assert await answers_a_ping(user, "still")
+            tcp.close()
+            for ws in [user, *idle]:
+                await ws.close()
+            return closed
+
+        assert asyncio.run(run()) == [0, 1]
+        log = small.log_text()
+        assert "a waiting connection from 127.0.0.2 closed to make room for another address" in log
+        assert "Traceback" not in log, log[-3000:]  # the streams given up ended as any client that went
+
+
+def test_idle_websockets_from_many_addresses_give_their_places_up_once_they_have_waited_and_a_bound_one_never(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The WebSocket counterpart of the test above it for TCP: addresses holding one WebSocket each that
+    never logs in fill the server; once they have waited XMPP_ROOM_AFTER_SECONDS the one that waited
+    longest gives its place to a user who logs in. A WebSocket that logged in, older than all of them,
+    is never given up."""
+    limits = {"XMPP_MAX_CONNECTIONS": "6", "XMPP_ROOM_AFTER_SECONDS": "3"}
+    with running_server(tmp_path_factory.mktemp("ws-many"), {"dora": "explorer"}, **limits) as small:
+        url = f"ws://127.0.0.1:{small.http}/xmpp-websocket"
+
+        async def run() -> list[int]:
+            first = await websocket_bound(url, "dora", "explorer", "first")
+            idle = [await unauthenticated_websocket(small, new_address()) for _ in range(5)]
+            with pytest.raises(websockets.InvalidStatus) as refused:  # all of them young: refused
+                await websocket_from(small, new_address())
+            assert refused.value.response.status_code == 503
+            await asyncio.sleep(3.2)
+            user = await websocket_bound(url, "dora", "explorer", "in")
+            closed = [index for index, ws in enumerate(idle) if await closed_by_the_server(ws)]
+            assert await answers_a_ping(first, "first")
+            for ws in [first, user, *idle]:
+                await ws.close()
+            return closed
+
+        assert asyncio.run(run()) == [0]  # the one that waited longest, and only it

@@ -3,14 +3,21 @@
 Daphne accepts every TCP connection and Twisted gives an HTTP connection a minute of silence, renewed
 by every byte: a client trickling one header byte a minute holds its connection for ever, and some
 twenty thousand of them, from one machine, took the process past its file limit (a black-box attack on
-this listener). Two rules close that, in one wrapper around Daphne's HTTP factory:
+this listener). These rules close that, in one wrapper around Daphne's HTTP factory:
 
 - **The process's connection limits** (transport/limits.py): each TCP connection to the HTTP listener
   is admitted by the same :class:`~xmppauth.transport.limits.ConnectionLimits` as the XMPP listeners'
   connections, so the total, the per-address count and the connect rate cover every listener. A refused
   connection gets ``503 Service Unavailable`` with the reason as its text and is closed. A WebSocket
-  upgraded from an admitted connection is that same connection: transport/websocket.py does not count
-  it twice (:meth:`ConnectionLimits.held_by_listener`).
+  upgraded from an admitted connection is that same connection: each admitted connection is registered
+  with the limits by address and port, with :meth:`GuardedConnection._make_room`
+  (:meth:`ConnectionLimits.hold_for_listener`), so that transport/websocket.py does not count it twice.
+- **Room for other addresses** (``XMPP_ROOM_AFTER_SECONDS``): while a connection waits for a request
+  (opened, or between requests) it is one the limits may give up when the process is full
+  (:meth:`ConnectionLimits.waiting`); giving it up releases its place and aborts it. A WebSocket upgraded
+  from it declares it waiting again until its XMPP stream is bound (transport/websocket.py), so that
+  unauthenticated WebSockets hold no one out either: the abort makes Daphne tell the stream
+  ``websocket.disconnect``, and the stream ends.
 - **A request deadline** (``XMPP_HTTP_REQUEST_TIMEOUT``): a request's line, headers and body must all
   arrive within so many seconds of the connection opening or of the previous response. A client that
   sent part of a request by then gets ``408 Request Timeout`` and is closed; an idle keep-alive
@@ -21,7 +28,8 @@ this listener). Two rules close that, in one wrapper around Daphne's HTTP factor
   connection. A client that pipelined thousands of requests and then stopped reading held its
   connection for minutes (the requests in hand were never timed; a black-box attack).
 
-Nothing here runs per byte beyond Twisted's own wrapper call; a connection costs one timer.
+Nothing here runs per byte beyond Twisted's own wrapper call; a connection costs one timer and one entry
+in the limits' registry of the listener's connections, removed when it goes.
 """
 
 from __future__ import annotations
@@ -108,8 +116,8 @@ class GuardedConnection(_Wrapper):  # type: ignore[misc]
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._disarm()
         self._stop_watching()
-        self.factory.limits.busy(self.address, self)
-        self.factory.limits.release_from_listener(self.address, self.port)
+        self.factory.limits.busy(self.address, self)  # waiting for a request, or for a WebSocket's login
+        self.factory.limits.release_from_listener(self.address, self.port, self)
         super().connectionLost(reason)
 
     # called by GuardedRequest
@@ -156,9 +164,10 @@ class GuardedConnection(_Wrapper):  # type: ignore[misc]
         self.factory.limits.waiting(self.address, self, self._make_room)
 
     def _make_room(self) -> None:
-        """The process is full and this waiting connection's address holds the most: it goes (its
-        place is given back now, for the newcomer)."""
-        self.factory.limits.release_from_listener(self.address, self.port)
+        """The process is full and this waiting connection (no request yet, or a WebSocket not logged in)
+        is the one to go: its place is given back now, for the newcomer, and the connection aborted (a
+        WebSocket's stream then hears ``websocket.disconnect`` from Daphne)."""
+        self.factory.limits.release_from_listener(self.address, self.port, self)
         self._disarm()
         self.transport.abortConnection()
 
@@ -217,14 +226,16 @@ class GuardedHTTPFactory(_WrappingFactory):  # type: ignore[misc]
 
     def buildProtocol(self, addr: Any) -> Protocol:
         address, port = str(getattr(addr, "host", "")), int(getattr(addr, "port", 0))
-        refused = self.limits.admit_from_listener(address, port)
+        refused = self.limits.admit(address)
         if refused is not None:
             refusal = _Refusal(refused)
             refusal.factory = self
             return refusal
         channel = self.wrappedFactory.buildProtocol(addr)
         channel.requestFactory = GuardedRequest
-        return GuardedConnection(self, channel, address, port)
+        connection = GuardedConnection(self, channel, address, port)
+        self.limits.hold_for_listener(address, port, connection, connection._make_room)
+        return connection
 
     def acceptableProtocols(self) -> list[bytes]:  # ALPN, when the listener speaks TLS
         protocols: list[bytes] = self.wrappedFactory.acceptableProtocols()

@@ -16,6 +16,18 @@ protocol lets us: a stream error on the STARTTLS listener and on WebSocket, wher
 before TLS; the direct-TLS listener can say nothing before a handshake it refuses to spend on the
 connection, so it closes it. Refusals are logged once per address and limit each minute.
 
+When the process is full, a connection that waits for its client (an HTTP connection between requests,
+an XMPP stream over TCP or WebSocket that is not bound yet) may be closed to make room for a connection
+from another address (:meth:`ConnectionLimits.waiting`, :meth:`ConnectionLimits.busy`): otherwise whoever
+fills the process first, with connections that never log in, holds everyone else out.
+
+The HTTP listener (transport/http_guard.py) admits a TCP connection before it knows whether it will carry a
+WebSocket, so it registers the connection, with what closes it, by address and port
+(:meth:`ConnectionLimits.hold_for_listener`). The WebSocket transport finds it there
+(:meth:`ConnectionLimits.listener_connection`): it does not count the connection again, and until the
+stream is bound it declares that same connection waiting again, so that giving it up closes its TCP
+connection and frees the one place it holds. The registry entry goes when the listener's connection does.
+
 Memory is bounded: an address has an entry while it has connections open or its bucket is refilling,
 and the table of buckets is pruned of full ones when it grows past :data:`PRUNE_AT` entries.
 """
@@ -35,11 +47,11 @@ log = logging.getLogger("xmppauth.limits")
 
 PRUNE_AT = 10_000
 LOG_EVERY = 60.0  # seconds between two log lines for the same address and limit
-STOPPING = "the server is shutting down: connect again in a moment"
+STOPPING = "the server is shutting down: connect again in a moment"  # the refusal while it stops
 #: When the process is full and no address holds more than its share, a connection that has waited this
 #: long for its client (an idle HTTP keep-alive, an XMPP stream not logged in) gives its place up
 #: (setting XMPP_ROOM_AFTER_SECONDS).
-ROOM_AFTER = 5.0  # the refusal while it stops
+ROOM_AFTER = 5.0
 
 
 @dataclass
@@ -63,7 +75,9 @@ class ConnectionLimits:
     open: int = 0
     _addresses: dict[str, _Address] = field(default_factory=dict)
     _logged: dict[tuple[str, str], float] = field(default_factory=dict)
-    _held_by_listener: set[tuple[str, int]] = field(default_factory=set)
+    # the HTTP listener's admitted connections by (address, port): the connection and what closes it to make
+    # room, for a WebSocket upgraded from one (hold_for_listener, listener_connection)
+    _held_by_listener: dict[tuple[str, int], tuple[object, Callable[[], None]]] = field(default_factory=dict)
     # connections that wait for their client (no request in hand yet) and may be closed to make room for
     # another address when the process is full, by address key, oldest first (make_room)
     _waiting: dict[str, dict[object, tuple[Callable[[], None], float]]] = field(default_factory=dict)
@@ -119,34 +133,45 @@ class ConnectionLimits:
             return False
         return any(ip in network for network in self.proxies)
 
-    def admit_from_listener(self, address: str, port: int) -> str | None:
-        """:meth:`admit` for the HTTP listener (transport/http_guard.py), which admits a TCP connection
-        before it knows whether it will carry a WebSocket: remembered by address and port so that the
-        WebSocket transport does not count it twice."""
-        refused = self.admit(address)
-        if refused is None:
-            self._held_by_listener.add((address, port))
-        return refused
+    def hold_for_listener(
+        self, address: str, port: int, connection: object, close: Callable[[], None]
+    ) -> None:
+        """The HTTP listener (transport/http_guard.py) admitted ``connection`` with :meth:`admit` before it
+        knows whether it will carry a WebSocket: remembered by address and port, with ``close``, which gives
+        it up to make room (see :meth:`waiting`), so that the WebSocket transport neither counts it twice nor
+        leaves it out of those that may be given up while its stream is not bound."""
+        self._held_by_listener[(address, port)] = (connection, close)
 
-    def release_from_listener(self, address: str, port: int) -> None:
-        if (address, port) in self._held_by_listener:
-            self._held_by_listener.discard((address, port))
+    def release_from_listener(self, address: str, port: int, connection: object) -> None:
+        """The listener's ``connection`` has gone, or was given up: its place is free. Only that
+        connection's: a later one from the same address and port keeps its own."""
+        held = self._held_by_listener.get((address, port))
+        if held is not None and held[0] is connection:
+            del self._held_by_listener[(address, port)]
             self.release(address)
 
     def held_by_listener(self, address: str, port: int) -> bool:
         """Whether the HTTP listener counted this connection already."""
         return (address, port) in self._held_by_listener
 
+    def listener_connection(self, address: str, port: int) -> tuple[object, Callable[[], None]] | None:
+        """The HTTP listener's connection from ``address`` and ``port`` and what gives it up, if the
+        listener counted it: for the WebSocket transport, which declares it :meth:`waiting` again until
+        its stream is bound, and :meth:`busy` then (the listener's ``busy`` when the connection goes
+        covers a WebSocket that never logged in)."""
+        return self._held_by_listener.get((address, port))
+
     def waiting(self, address: str, connection: object, close: Callable[[], None]) -> None:
         """``connection`` from ``address`` waits for its client to say something (an HTTP connection
-        between requests): when the process is full it may be closed, with ``close``, to make room
-        for a connection from an address with fewer. ``close`` must release its count at once."""
+        between requests, an XMPP stream not bound yet): when the process is full it may be closed, with
+        ``close``, to make room for a connection from an address with fewer. ``close`` must release its
+        count at once."""
         entries = self._waiting.setdefault(address_key(address), {})
         entries.pop(connection, None)  # waiting again: now the newest of its address
         entries[connection] = (close, self.clock())
 
     def busy(self, address: str, connection: object) -> None:
-        """``connection`` no longer waits (a request came, or it went)."""
+        """``connection`` no longer waits (a request came, its stream is bound, or it went)."""
         key = address_key(address)
         waiting = self._waiting.get(key)
         if waiting is not None and waiting.pop(connection, None) is not None and not waiting:
