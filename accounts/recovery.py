@@ -118,13 +118,15 @@ def generate(user: User, *, count: int = 10, actor: str = "") -> list[str]:
     return [shown(code) for code in codes]
 
 
-def use_code(user_id: int, code: str, *, now: datetime | None = None) -> CodeCheck:
-    """Use up ``code``, a recovery code of the account ``user_id``: ok once, on every process."""
+def use_code(user_id: int, code: str, *, now: datetime | None = None, throttled: bool = True) -> CodeCheck:
+    """Use up ``code``, a recovery code of the account ``user_id``: ok once, on every process. Not
+    ``throttled``: for a client the account knows (as :func:`accounts.totp.verify_totp`)."""
     device = RecoveryCodes.objects.filter(user_id=user_id, confirmed=True).first()
     if device is None:
         return _refused("no_codes", 0)
     unused = device.codes.filter(used__isnull=True)
-    wait = device.throttle_claim()  # one turn for checks at the same time (AtomicThrottlingMixin)
+    # one turn for checks at the same time (AtomicThrottlingMixin)
+    wait = device.throttle_claim() if throttled else 0
     if wait:
         return CodeCheck(False, MESSAGES["throttled"].format(seconds=wait), unused.count(), "throttled")
     normalised = normalise(code)

@@ -81,12 +81,15 @@ def totp_code(key: bytes, step: int, digits: int = DIGITS) -> str:
     return f"{hotp(key, step, digits):0{digits}d}"
 
 
-def verify_totp(user_id: int, code: str, *, now: float | None = None) -> TotpCheck:
-    """Check ``code`` against every confirmed authenticator of the account ``user_id``."""
+def verify_totp(user_id: int, code: str, *, now: float | None = None, throttled: bool = True) -> TotpCheck:
+    """Check ``code`` against every confirmed authenticator of the account ``user_id``. Not ``throttled``:
+    for a client that logged in to the account before (the guessing limits' known client), which the
+    devices' wait after wrong codes does not hold, so that someone who has the password and guesses codes
+    cannot lock the owner out (its wrong codes are not counted either; the address's limit holds it)."""
     devices = list(TotpDevice.objects.filter(user_id=user_id, confirmed=True).order_by("pk"))
     if not devices:
         return _refused("no_device")
-    return _verify(devices, code, now)
+    return _verify(devices, code, now, throttled=throttled)
 
 
 def verify_device(device: TotpDevice, code: str, *, now: float | None = None) -> TotpCheck:
@@ -159,10 +162,10 @@ def provisioning_uri(device: TotpDevice) -> str:
     return f"otpauth://totp/{label}?{query}"
 
 
-def _verify(devices: list[TotpDevice], code: str, now: float | None) -> TotpCheck:
+def _verify(devices: list[TotpDevice], code: str, now: float | None, *, throttled: bool = True) -> TotpCheck:
     # The first device keeps the account's turn (AtomicThrottlingMixin.throttle_claim): checks at the
     # same time get one turn between them, so parallel guesses are no faster than one after another.
-    wait = _throttle_wait(devices[1:]) or devices[0].throttle_claim()
+    wait = (_throttle_wait(devices[1:]) or devices[0].throttle_claim()) if throttled else 0
     if wait:
         return TotpCheck(False, MESSAGES["throttled"].format(seconds=wait), None, "throttled")
     if len(code) == DIGITS and code.isascii() and code.isdigit():
@@ -183,8 +186,9 @@ def _verify(devices: list[TotpDevice], code: str, now: float | None) -> TotpChec
         if used:  # right, but already used: it guessed nothing
             devices[0].throttle_release()
             return _refused("code_used")
-    for device in devices[1:]:  # the first counted it when it took the turn
-        device.throttle_increment()
+    if throttled:
+        for device in devices[1:]:  # the first counted it when it took the turn
+            device.throttle_increment()
     return _refused("incorrect_code")
 
 

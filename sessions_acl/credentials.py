@@ -126,6 +126,12 @@ def _claim(localpart: str | None, username: str, address: str, user_agent_id: st
     )
 
 
+def known_client(localpart: str, user_agent_id: str | None) -> bool:
+    """Whether this client logged in to the account before (:func:`_known_client`): a second factor's
+    wait after wrong codes does not hold it (accounts/totp.py ``verify_totp``)."""
+    return _known_client(localpart, user_agent_id)
+
+
 def claim_guess(localpart: str, address: str, user_agent_id: str | None) -> guessing.Verdict:
     """A turn for guessing at ``localpart``'s second factor (a TOTP or recovery code) from ``address``:
     refused by either limit (a code is no app password: an account held by its limit takes none,

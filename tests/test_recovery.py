@@ -332,6 +332,19 @@ def test_a_wrong_code_makes_the_next_check_wait_and_the_wait_is_stored(alice: Us
     assert recovery.remaining_codes(alice) == 2  # the code was not looked at, so not used up
 
 
+def test_a_client_the_account_knows_is_not_held_by_the_wait_and_its_wrong_codes_do_not_count(
+    alice: User, settings: Any
+) -> None:
+    settings.XMPP_TOTP_THROTTLE_FACTOR = 60
+    [code, _] = recovery.generate(alice, count=2)
+    assert recovery.use_code(alice.pk, wrong_code()).reason == "incorrect_code"
+    assert recovery.use_code(alice.pk, code).reason == "throttled"
+    assert recovery.use_code(alice.pk, wrong_code(), throttled=False).reason == "incorrect_code"
+    assert device_of(alice).throttling_failure_count == 1
+    assert recovery.use_code(alice.pk, code, throttled=False).ok
+    assert recovery.remaining_codes(alice) == 1
+
+
 def test_the_wait_doubles_with_each_wrong_code_and_a_right_one_clears_it(alice: User, settings: Any) -> None:
     settings.XMPP_TOTP_THROTTLE_FACTOR = 60
     [code] = recovery.generate(alice, count=1)

@@ -273,6 +273,25 @@ def test_a_wrong_code_makes_the_next_check_wait_and_the_wait_is_stored(alice: Us
     assert fresh.last_t == -1  # the code was not looked at, so not used up
 
 
+def test_a_client_the_account_knows_is_not_held_by_the_wait_and_its_wrong_codes_do_not_count(
+    alice: User, settings: Any
+) -> None:
+    """Someone with the password guessing codes from a new client makes the wait grow; the owner's
+    client, which logged in before, is not held by it (throttled=False: sasl2_tasks asks the guessing
+    limits' known client) and its own typo does not lengthen the wait for the others."""
+    settings.XMPP_TOTP_THROTTLE_FACTOR = 60
+    device = enrolled(alice)
+    assert totp.verify_totp(alice.pk, wrong_code(device, NOW), now=NOW).reason == "incorrect_code"
+    assert totp.verify_totp(alice.pk, code_at(device, NOW), now=NOW).reason == "throttled"
+    assert (
+        totp.verify_totp(alice.pk, wrong_code(device, NOW), now=NOW, throttled=False).reason
+        == "incorrect_code"
+    )
+    assert stored(device).throttling_failure_count == 1
+    assert totp.verify_totp(alice.pk, code_at(device, NOW), now=NOW, throttled=False).ok
+    assert stored(device).throttling_failure_count == 0  # a right code ends the wait for everyone
+
+
 def test_the_wait_doubles_with_each_wrong_code_and_a_right_one_clears_it(alice: User, settings: Any) -> None:
     settings.XMPP_TOTP_THROTTLE_FACTOR = 60
     device = enrolled(alice)

@@ -30,6 +30,7 @@ fast_candidates = off_loop(credentials.guarded_fast_candidates)
 
 
 claim_guess = off_loop(credentials.claim_guess)  # a second-factor code: the same limits as a password
+known_client = off_loop(credentials.known_client)  # a second factor's wait after wrong codes spares it
 give_back = off_loop(guessing.Claim.give_back)  # an attempt that succeeded
 
 

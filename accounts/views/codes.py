@@ -35,8 +35,11 @@ class CodeForms:
     """The code forms for ``user``'s factors, the one a POST names (field ``factor``) bound to it;
     ``has_key`` when the account can answer with a security key or passkey instead."""
 
-    def __init__(self, user: User, data: QueryDict | None = None) -> None:
+    def __init__(self, user: User, data: QueryDict | None = None, *, throttled: bool = True) -> None:
         self.user = user
+        self.throttled = (
+            throttled  # False: a browser the account knows, which the wait after wrong codes spares
+        )
         factor = data.get("factor") if data is not None else None
         self.forms: dict[str, forms.Form] = {}
         if totp.confirmed_devices(user).exists():
@@ -54,19 +57,22 @@ class CodeForms:
         form = self.forms.get(self.submitted or "")
         if form is None or not form.is_valid():
             return None
-        result = check_code(self.user, str(self.submitted), form.cleaned_data["code"])
+        result = check_code(
+            self.user, str(self.submitted), form.cleaned_data["code"], throttled=self.throttled
+        )
         if not result.ok:
             form.add_error("code", result.text)
         return result
 
 
-def check_code(user: User, factor: str, code: str) -> FactorCheck:
-    """An authenticator app's code (``factor`` "totp") or a recovery code (used up if right)."""
+def check_code(user: User, factor: str, code: str, *, throttled: bool = True) -> FactorCheck:
+    """An authenticator app's code (``factor`` "totp") or a recovery code (used up if right); not
+    ``throttled`` for a browser the account knows (``accounts.totp.verify_totp``)."""
     if factor == "totp":
-        app = totp.verify_totp(user.pk, code)
+        app = totp.verify_totp(user.pk, code, throttled=throttled)
         device = totp.confirmed_devices(user).first() if app.ok else None
         return FactorCheck(app.ok, capfirst(app.text), device)
-    used = recovery.use_code(user.pk, code)
+    used = recovery.use_code(user.pk, code, throttled=throttled)
     if used.remaining == 0:
         note = "You have no recovery codes left: generate new ones on your security page."
     else:

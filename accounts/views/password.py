@@ -72,17 +72,21 @@ def check_password(
 
 
 def _known_browser(request: HttpRequest, username: str) -> Callable[[], bool]:
-    def known() -> bool:
-        value = request.COOKIES.get(KNOWN_BROWSER_COOKIE)
-        if not value:
-            return False
-        try:
-            pk = signing.loads(value, salt=KNOWN_BROWSER_SALT, max_age=KNOWN_BROWSER_DAYS * 86400)
-        except signing.BadSignature:
-            return False
-        return User.objects.filter(pk=pk, username=username).exists()
+    return lambda: known_browser(request, username)
 
-    return known
+
+def known_browser(request: HttpRequest, username: str) -> bool:
+    """Whether this browser completed a sign-in to ``username`` before (its signed cookie): the account's
+    guessing limit and its second factors' wait after wrong codes spare it, so that someone who has the
+    password cannot lock the owner out."""
+    value = request.COOKIES.get(KNOWN_BROWSER_COOKIE)
+    if not value:
+        return False
+    try:
+        pk = signing.loads(value, salt=KNOWN_BROWSER_SALT, max_age=KNOWN_BROWSER_DAYS * 86400)
+    except signing.BadSignature:
+        return False
+    return User.objects.filter(pk=pk, username=username).exists()
 
 
 def remember_browser(request: HttpRequest, user: User) -> None:

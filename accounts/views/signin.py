@@ -36,7 +36,7 @@ from .guard import (
     signed_in,
     start_pending,
 )
-from .password import check_password, remember_browser
+from .password import check_password, known_browser, remember_browser
 
 BACKEND = "django.contrib.auth.backends.ModelBackend"
 
@@ -113,7 +113,8 @@ def second_factor(request: HttpRequest) -> HttpResponseBase:
     if pending is None:
         return redirect("accounts:sign-in")
     user = pending.user
-    codes = CodeForms(user, request.POST if request.method == "POST" else None)
+    data = request.POST if request.method == "POST" else None
+    codes = CodeForms(user, data, throttled=data is None or not known_browser(request, user.username))
     if not codes.forms and not codes.has_key:  # its factors were removed meanwhile (an operator's reset)
         clear_pending(request)
         messages.info(request, "Your account has no second factor any more: please sign in again.")

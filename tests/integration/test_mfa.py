@@ -128,6 +128,39 @@ def test_a_code_is_accepted_once_per_time_step(server: Server) -> None:
     again.close()
 
 
+def test_someone_guessing_codes_with_the_password_does_not_lock_the_owners_client_out(server: Server) -> None:
+    """The wait after wrong codes (XMPP_TOTP_THROTTLE_*) holds every new client, and not a client that
+    logged in to the account before: before, someone who had the password could keep the owner's own
+    client waiting up to XMPP_TOTP_THROTTLE_MAX_SECONDS at every login (docs/security.md)."""
+    name, secret = enrolled(server)
+    owner_ua = str(uuid.uuid4())
+    owner, _ = password_login(server, name, ua=owner_ua)
+    owner.send(f"<next xmlns='{SASL2}' task='TOTP'><totp xmlns='{MFA}'>{fresh_code(secret)}</totp></next>")
+    assert b"<success" in owner.read_until(rb"</success>|</failure>")
+    owner.close()
+
+    code = totp_code(secret, time.time(), 1)  # the next step's (one step of drift is accepted): unused
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    for attempt in range(2):  # waits of 1 s, then 2 s
+        if attempt:
+            time.sleep(1.1)
+        thief, _ = password_login(server, name, ua=str(uuid.uuid4()))
+        thief.send(f"<next xmlns='{SASL2}' task='TOTP'><totp xmlns='{MFA}'>{wrong}</totp></next>")
+        assert b"<not-authorized" in thief.read_until(rb"</failure>")
+        thief.close()
+    thief, _ = password_login(server, name, ua=str(uuid.uuid4()))
+    thief.send(f"<next xmlns='{SASL2}' task='TOTP'><totp xmlns='{MFA}'>{code}</totp></next>")
+    held = thief.read_until(rb"</success>|</failure>")
+    assert b"too many wrong codes: try again in" in held, held  # even the right code waits
+    thief.close()
+
+    owner, _ = password_login(server, name, ua=owner_ua)
+    owner.send(f"<next xmlns='{SASL2}' task='TOTP'><totp xmlns='{MFA}'>{code}</totp></next>")
+    let_in = owner.read_until(rb"</success>|</failure>")
+    assert b"<success" in let_in, let_in
+    owner.close()
+
+
 def test_rfc6120_sasl_is_refused_with_a_text_that_says_what_to_do(server: Server) -> None:
     name, _secret = enrolled(server)
     client = RawClient(server.c2s)

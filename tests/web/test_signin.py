@@ -139,6 +139,30 @@ def test_the_right_code_signs_in_verified(client: Client, alice: User) -> None:
     assert events(alice)[-1] == (AuthEvent.Kind.LOGIN, "web sign-in: password+totp", "127.0.0.1")
 
 
+def test_wrong_codes_from_someone_with_the_password_do_not_hold_the_owners_browser(
+    client: Client, alice: User, settings: Any
+) -> None:
+    """The wait after wrong codes holds a new browser, not one that completed a sign-in to the account
+    before (its signed cookie): someone who has the password cannot keep the owner out."""
+    settings.XMPP_TOTP_THROTTLE_FACTOR = 60
+    device = app_of(alice)
+    password_step(client)
+    assert code_step(client, "totp", code_of(device)).status_code == 302  # the owner, once
+    assert password_step_module.KNOWN_BROWSER_COOKIE in client.cookies
+    client.post("/signout/")
+    thief = Client(REMOTE_ADDR="203.0.113.5")
+    password_step(thief)
+    wrong = "000000" if code_of(device) != "000000" else "111111"
+    assert "Wrong code" in text(code_step(thief, "totp", wrong))
+    assert "try again in 60 s" in text(code_step(thief, "totp", wrong))  # the thief waits
+
+    device.refresh_from_db()
+    device.last_t = -1  # (the owner's earlier code was of this very step)
+    device.save(update_fields=["last_t"])
+    password_step(client)
+    assert code_step(client, "totp", code_of(device)).status_code == 302  # the owner does not
+
+
 def test_a_code_is_accepted_once(alice: User) -> None:
     device = app_of(alice)
     code = code_of(device)

@@ -185,14 +185,16 @@ def register_code_factor(
     name: str,
     kind: str,
     element: str,
-    check: Callable[[int, str], Awaitable[CodeCheck]],
+    check: Callable[..., Awaitable[CodeCheck]],
     order: int,
     max_length: int = 64,
 ) -> None:
     """A second factor answered with one code (TOTP, a recovery code): task ``name``, offered when the
     login's ``second_factors`` include ``kind``; the code is the text of ``element`` (Clark name), sent
-    with ``<next/>`` or after the server's empty ``element``; ``check(user_id, code)`` decides. A
-    failure fails the authentication with not-authorized and the check's text."""
+    with ``<next/>`` or after the server's empty ``element``; ``check(user_id, code, throttled=...)``
+    decides, its wait after wrong codes sparing a client that logged in to the account before (the owner
+    is never locked out by someone guessing codes). A failure fails the authentication with
+    not-authorized and the check's text."""
     namespace, _, local = element[1:].partition("}")
     expected = f"expected <{local} xmlns='{namespace}'>CODE</{local}>"
 
@@ -210,7 +212,8 @@ def register_code_factor(
             log.info("%s: %s code of %s refused unchecked", context.peer, name, context.localpart)
             context.failed(SaslCondition.TEMPORARY_AUTH_FAILURE, guessing.refusal_text(verdict))
             return
-        result = await check(context.user_id, (payload.text or "").strip()[:max_length])
+        known = await services.known_client(context.localpart, context.user_agent_id)
+        result = await check(context.user_id, (payload.text or "").strip()[:max_length], throttled=not known)
         if result.ok:
             await services.give_back(verdict.claim)
         else:
