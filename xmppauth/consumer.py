@@ -5,7 +5,8 @@ message set (xmppauth/transport/__init__.py); the scope says only how the stream
 feeds the sans-IO :class:`~xmppauth.proto.stream.C2SStream`, answers the machine's
 requests (credentials, grants, bind, resumption) and hands stanzas to the router. The requests
 that protocols beyond the core bring go to their modules: iq namespaces to
-:mod:`xmppauth.features`, SASL2 tasks to :mod:`xmppauth.sasl2_tasks`.
+:mod:`xmppauth.features`, SASL2 tasks to :mod:`xmppauth.sasl2_tasks`. The account's stored
+messages (XEP-0160) are sent, a piece at a time, by :mod:`xmppauth.stored_delivery`.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from xmppauth import (
     login_answers,
     offline,
     pep,
-    sending,
     services,
+    stored_delivery,
     subscriptions,
     tasks,
 )
@@ -49,7 +50,6 @@ from xmppauth.proto.jid import JID
 from xmppauth.proto.replies import Refusal
 from xmppauth.proto.stream import C2SStream, StreamConfig, refusal
 from xmppauth.proto.xep0198_sm import MAX_UNACKED, StreamManagement
-from xmppauth.proto.xep0203_delay import with_delay
 from xmppauth.proto.xml_names import parse_element
 from xmppauth.router import ROUTER, deliver_by_admission
 
@@ -117,9 +117,7 @@ class ResumeState:
     access: SessionAccess | None
     sm: StreamManagement
     feature_state: dict[str, object]  # the server features' state of the session (roster interest)
-    offline_taken: offline.Taken  # stored messages it was sent and has not acknowledged
-    stored_while_away: int  # messages for it stored while it hibernated
-    offline_more: bool  # stored messages were being sent a piece at a time: the rest is to follow
+    stored: stored_delivery.HandOver  # its stored messages: taken and not acknowledged, and more to follow
 
 
 class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
@@ -163,12 +161,17 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         self._address = ""
         self._tasks: set[asyncio.Task[Any]] = set()  # this session's background work (tasks.start)
         self._resuming: StreamConsumer | None = None  # the hibernated session being taken over
-        self._fetches_archive = False  # bound with Bind2: stored messages in the archive are not sent
         self._transport_closed = False  # we closed it, or the client went away
-        self._offline_taken = offline.Taken()  # stored messages sent and not yet acknowledged
-        self._stored_while_away = 0  # messages for this session stored while it hibernated
-        self._offline_more = False  # stored messages wait to be sent once the client has read the last piece
         self._carbons_told = False  # the stream's carbons flag as the router was last told of it
+        self._stored = stored_delivery.StoredDelivery(  # XEP-0160: the account's stored messages
+            self,
+            is_open=self._is_open,
+            taken_over=lambda: self._taken_over,
+            crash=self._crash,
+            attempt=self._try,
+            tell_transport=self._tell_transport,
+            hold=lambda stanzas: self._held.extend(stanzas),
+        )
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """The ASGI application: one message from the transport at a time, straight to its handler.
@@ -221,8 +224,8 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         if self._feed is not None:
             self._feed(message["bytes"])
             await self._pump()
-            if self._offline_taken.mark is not None:
-                await self._offline_acknowledged()
+            if self._stored.taken.mark is not None:
+                await self._stored.acknowledged()
             if self.stream is not None and self.stream.carbons != self._carbons_told:
                 self._carbons_told = self.stream.carbons  # XEP-0280 switched: other processes route by it
                 ROUTER.changed(self)
@@ -375,7 +378,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             # XEP-0386 §2.4: where the account's archive stands, so the client knows what to fetch;
             # and what waits stored and is archived is the client's to fetch, not to be sent (§2.3)
             extra = await archive.bound_metadata(self.auth.user_id)
-            self._fetches_archive = settings.XMPP_BIND2_OFFLINE_FROM_ARCHIVE
+            self._stored.fetches_archive = settings.XMPP_BIND2_OFFLINE_FROM_ARCHIVE
         self.jid = stream.bind_resource(resource, extra)
         await ROUTER.claim(self)  # anyone who took the JID meanwhile goes
         if not blocking.fresh(self.jid.bare):  # forgotten meanwhile (the process kept too many lists)
@@ -531,7 +534,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         self.available, self.priority = taken.available, taken.priority
         self.last_presence, self.directed_to = taken.last_presence, taken.directed_to
         self.feature_state = taken.feature_state  # still an interested resource (RFC 6121 §2.1.6)
-        self._offline_taken = taken.offline_taken
+        self._stored.adopt(taken.stored)
         if self.access is not None and taken.access is not None:
             self.access.adopt(taken.access)  # answers to what it asked before the break still pass
         ROUTER.replace(old, self)
@@ -541,7 +544,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         everything = self.access is None or self.access.may_receive_everything()
         keep = None if everything else self.receivable
         withheld = stream.resume_succeeded(taken.jid, taken.sm, event.h, keep=keep)
-        await self._offline_acknowledged()  # the resume's h may acknowledge what was stored as taken
+        await self._stored.acknowledged()  # the resume's h may acknowledge what was stored as taken
         await self._store_or_bounce(withheld, "withheld")
         self._timer = _cancelled(self._timer)
         await self._tell_transport("xmpp.bound")
@@ -551,8 +554,8 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
                 self.session_id, self.auth, self._how_authenticated(), self._address
             )
         log.info("%s resumed %s", self._peer, self.jid)
-        if taken.stored_while_away or taken.offline_more:  # stored as they came; or the rest of a delivery
-            await self.deliver_offline()
+        if taken.stored.to_follow:  # stored as they came; or the rest of a delivery in pieces
+            await self._stored.deliver()
 
     # ------------------------------------------------------------------ being taken over (XEP-0198 §5)
     async def take_over(self) -> ResumeState:
@@ -583,9 +586,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             access=self.access,
             sm=stream.sm,
             feature_state=self.feature_state,
-            offline_taken=self._offline_taken,
-            stored_while_away=self._stored_while_away,
-            offline_more=self._offline_more,
+            stored=self._stored.hand_over(),
         )
 
     def release(self) -> None:
@@ -671,7 +672,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             await self._try("closing its session record", services.close_session, self.session_id, reason)
         stored = await self._try("storing what it had not acknowledged", self._dispose_unacked)
         if stored:  # the stored messages it was sent and had not acknowledged are stored again
-            await self._try("forgetting stored messages it was sent", self._offline_taken.forget_all)
+            await self._try("forgetting stored messages it was sent", self._stored.taken.forget_all)
 
     async def _dispose_unacked(self) -> None:
         """XEP-0198 §6: what the client never acknowledged is stored or bounced, never dropped."""
@@ -698,16 +699,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         loop = asyncio.get_running_loop()
         self._expiry = loop.call_later(stream.sm.max_seconds, self._expired)
         log.info("%s: %s hibernates for up to %d s", self._peer, self.jid, stream.sm.max_seconds)
-        if stream.sm.unacked and self.jid is not None and self.session_id is not None:
-            # a copy of what it holds goes to the store, taken by this session (deliver_offline): a
-            # process that dies before the resume or the expiry leaves it to the next login
-            copies = self._offline_taken.store_copies(
-                list(stream.sm.unacked), stream.sm.outbound, self.jid, self.session_id
-            )
-            tasks.start(
-                copies,
-                name=f"{self._peer}: storing a copy of what a hibernating session holds",
-            )
+        self._stored.hibernating(stream.sm, self._peer)
 
     def _expired(self) -> None:
         self._expiry = None
@@ -813,7 +805,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             return
         try:
             if self._hibernating:
-                if await self._store_while_away(data):
+                if await self._stored.store_while_away(data, self._peer):
                     return
                 if stream.sm is None or len(stream.sm.unacked) >= MAX_UNACKED:
                     self._held.append(data)  # kept offline with the rest
@@ -838,83 +830,13 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         except Exception as exc:
             await self._crash(exc, "delivering a stanza")
 
-    async def _store_while_away(self, data: bytes) -> bool:
-        """A message for this hibernating session goes to the offline store at once (True), other
-        stanzas wait in memory (offline.keep_while_away)."""
-        if self.jid is None or not await offline.keep_while_away(data, self.jid, self._peer):
-            return False
-        self._stored_while_away += 1
-        return True
-
     async def deliver_offline(self) -> None:
-        """Send the account's stored messages (XEP-0160), stamped with when they came (XEP-0203).
-
-        With stream management they stay stored, taken by this session, until its client acknowledges
-        them (:meth:`_offline_acknowledged`) or the session ends and stores again what was not; a
-        process killed meanwhile loses none of them (tests/integration/test_faults.py).
-
-        A piece at a time (:func:`xmppauth.sending.piece_bytes`): over a transport that tells when the client
-        has read what it was sent (``xmpp.drain``, TCP), the next piece goes when it has; megabytes of
-        stored messages would otherwise wait at once for a client on a slow link, past
-        XMPP_MAX_OUTGOING_BYTES, and the connection would be dropped at every login."""
-        if self._offline_more:
-            return  # a piece is on its way: the next follows it (xmpp_drained)
-        more = True
-        while more:
-            more = await self._deliver_stored_piece()
-            if more and await self._tell_transport("xmpp.drain"):
-                self._offline_more = True
-                return
+        """Send the account's stored messages (XEP-0160): xmppauth/stored_delivery.py."""
+        await self._stored.deliver()
 
     async def xmpp_drained(self, message: dict[str, Any]) -> None:
-        if self._offline_more and not self._closed:
-            self._offline_more = False
-            await self.deliver_offline()
-
-    async def _deliver_stored_piece(self) -> bool:
-        """One piece of :meth:`deliver_offline`: whether more wait."""
-        jid = self.jid
-        if jid is None or jid.local is None or self._taken_over or not self.may_receive("message", "chat"):
-            return False
-        stream = self.stream
-        sm = stream.sm if stream is not None else None
-        holder = self.session_id if sm is not None else None  # without XEP-0198 nothing is acknowledged
-        stored: list[tuple[int, bytes, str]] = []
-        more = False
-        done = 0
-        fetched: list[int] = []  # XEP-0386 §2.3: in the archive, for a Bind2 client to fetch there
-        try:
-            stored, more = await services.take_offline(jid.local, holder, sending.piece_bytes())
-            for id_, data, stamp in stored:
-                if self._taken_over or self._closed:
-                    break
-                if self._fetches_archive and archive.archived_for(data, jid.bare):
-                    fetched.append(id_)
-                    done += 1
-                    continue
-                if holder is not None:
-                    self._offline_taken.ids.append(id_)  # sent: forgotten when acknowledged or stored again
-                await self.deliver(with_delay(data, jid.domain, stamp))
-                done += 1
-        except Exception as exc:
-            if holder is None:
-                self._held.extend(data for _, data, _ in stored[done:])  # back to the store with _leave
-            # (taken rows not sent are free again once this session's record has ended)
-            await self._crash(exc, "delivering stored messages")
-            return False
-        if sm is not None and self._offline_taken.ids:
-            self._offline_taken.mark = sm.outbound
-        if fetched and holder is not None:  # taken by this session: gone (without a holder, gone already)
-            await self._try("forgetting stored messages the archive holds", services.forget_offline, fetched)
-        if done < len(stored):  # the session went on elsewhere or ended: the rest waits for the next one
-            await self._try("putting back stored messages", offline.put_back, jid, stored[done:], holder)
-            return False
-        return more
-
-    async def _offline_acknowledged(self) -> None:
-        sm = self.stream.sm if self.stream is not None else None
-        forget = self._offline_taken.forget_if_acknowledged
-        await self._try("forgetting acknowledged stored messages", forget, sm)
+        """The transport says the client has read what it was sent: the next piece of stored messages."""
+        await self._stored.drained()
 
     async def bounce(self, stanza: etree._Element, condition: object, text: str) -> None:
         """Return ``stanza`` to the client as an error: ``condition`` a StanzaErrorCondition (with
