@@ -8,7 +8,7 @@ larger than :func:`answer_bytes` is refused (found by a black-box attack: a rost
 each sent back as ``&gt;``, made a 5 MB answer, and every client that fetched it was dropped).
 
 Three places send in bulk, each bounded by :func:`piece_bytes`: the stored messages at a login (a piece at
-a time, as the client reads: StreamConsumer.deliver_offline), a page of the message archive (fewer
+a time, as the client reads: xmppauth/stored_delivery.py), a page of the message archive (fewer
 messages than asked, and ``complete='false'``: features/xep0313_mam.py), and a PEP ``<items/>`` answer
 (the newest that fit: pep.py). Each gives at least one message or item, whatever its size (a stanza is
 at most XMPP_MAX_STANZA_BYTES, and the outgoing limit is never below that).

@@ -158,7 +158,7 @@ def take_offline(
     the next start) no longer holds them. Without a session record they are removed at once.
 
     ``budget`` (bytes; 0: no bound): the oldest that fit in it (at least one), and whether more wait:
-    a client is sent a few at a time, as fast as it reads (StreamConsumer.deliver_offline)."""
+    a client is sent a few at a time, as fast as it reads (xmppauth/stored_delivery.py)."""
     free = Q(taken_by__isnull=True) | Q(taken_by__ended__isnull=False)
     with transaction.atomic():
         waiting = OfflineMessage.objects.select_for_update(of=("self",))

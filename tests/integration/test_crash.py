@@ -382,7 +382,7 @@ def test_a_fault_while_hibernating_ends_the_session(server: Server, bob: RawClie
     fault = "C2SStream.queue_detached"
     watcher, victim = _hibernate(server, user)
     inject(server, fault)
-    # a message goes to the offline store at once (consumer._store_while_away); an iq waits in memory
+    # a message goes to the offline store at once (stored_delivery.StoredDelivery.store_while_away); an iq waits in memory
     bob.send(f"<message to='{victim.jid}' type='chat'><body>while away</body></message>")
     bob.send(f"<iq type='get' id='away' to='{victim.jid}'><ping xmlns='urn:xmpp:ping'/></iq>")
     watcher.raw.read_until(presence_of(victim.jid, unavailable=True), timeout=5)

@@ -1,5 +1,5 @@
-"""The offline store keeps a message until its client has it (issue 12 item 6; xmppauth/consumer.py
-``deliver_offline``, ``_store_while_away``; xmppauth/services.py ``take_offline``).
+"""The offline store keeps a message until its client has it (issue 12 item 6;
+xmppauth/stored_delivery.py; xmppauth/services.py ``take_offline``).
 
 A stored message sent to a session with stream management stays stored, taken by that session, until
 the client acknowledges it; one that comes for a hibernating session is stored at once and comes when the
