@@ -256,12 +256,12 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
     def _is_open(self) -> bool:
         return not self._closed
 
-    async def _tell_transport(self, message_type: str) -> bool:
+    async def _tell_transport(self, message_type: str, **fields: object) -> bool:
         """Send the transport one of the messages it may take (``xmpp_optional`` in its scope:
         transport/tcp.py); whether it takes it."""
         if message_type not in self.scope.get("xmpp_optional", ()):
             return False
-        await self.send({"type": message_type})
+        await self.send({"type": message_type, **fields})
         return True
 
     def _preauth_timeout(self) -> None:
@@ -544,6 +544,8 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         everything = self.access is None or self.access.may_receive_everything()
         keep = None if everything else self.receivable
         withheld = stream.resume_succeeded(taken.jid, taken.sm, event.h, keep=keep)
+        # what it resends is owed to the client, megabytes at times: not a client that does not read
+        await self._tell_transport("xmpp.owed", bytes=sum(map(len, taken.sm.unacked)))
         await self._stored.acknowledged()  # the resume's h may acknowledge what was stored as taken
         await self._store_or_bounce(withheld, "withheld")
         self._timer = _cancelled(self._timer)

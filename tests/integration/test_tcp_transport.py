@@ -689,6 +689,46 @@ async def test_xmpp_drain_is_answered_once_the_peer_has_read_what_waits(server_t
     protocol.connectionLost()
 
 
+@pytest.mark.parametrize("owed", [True, False], ids=["owed", "not-owed"])
+async def test_bytes_owed_to_the_peer_do_not_count_towards_the_outgoing_limit_until_it_reads_them(
+    server_tls: ServerTLS, owed: bool
+) -> None:
+    """A resumed session resends what its client had not acknowledged (``xmpp.owed``): megabytes at times,
+    over the outgoing limit, and the connection was dropped at every resume. Owed bytes the peer has not
+    read are left out of the count; what comes after them counts as always."""
+    sender: list[Any] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        sender.append(send)
+        while True:
+            await receive()
+
+    factory, protocol, transport = _fake_connection(app, server_tls)
+    factory.max_outgoing_bytes = 1000
+    write = transport.write
+
+    def unread(data: bytes) -> None:  # the peer reads nothing: all of it waits
+        write(data)
+        transport._tempDataLen += len(data)
+
+    transport.write = unread
+    await _until(lambda: bool(sender))
+    if owed:
+        await sender[0]({"type": "xmpp.owed", "bytes": 5000})
+    await sender[0]({"type": "xmpp.send", "frames": [b"r" * 5000]})  # the resend
+    await asyncio.sleep(0.01)
+    assert transport.aborted is not owed
+    if owed:
+        await sender[0]({"type": "xmpp.send", "frames": [b"n" * 900]})  # 900 new bytes: within the limit
+        await asyncio.sleep(0.01)
+        assert not transport.aborted
+        transport._tempDataLen -= 4500  # the peer reads 4,500 bytes of the resend: 500 owed bytes wait
+        await sender[0]({"type": "xmpp.send", "frames": [b"n" * 200]})  # 1,100 new bytes wait: over
+        await asyncio.sleep(0.01)
+        assert transport.aborted
+    protocol.connectionLost()
+
+
 async def test_it_pauses_reading_while_the_application_lags(server_tls: ServerTLS) -> None:
     from xmppauth.transport.tcp import HIGH_WATER, LOW_WATER
 

@@ -6,7 +6,7 @@ instance (the XMPP stream consumer) in the reactor's asyncio loop, the way Daphn
 Scope::
 
     {"type": "xmpp", "transport": "starttls" | "directtls", "client": [host, port], "server": [host, port],
-     "xmpp_optional": frozenset({"xmpp.drain", "xmpp.bound"}),
+     "xmpp_optional": frozenset({"xmpp.drain", "xmpp.bound", "xmpp.owed"}),
      "path": "", "headers": [], "query_string": b"", "asgi": {"version": "3.0"}}
 
 ``xmpp_optional``: the messages below that this transport takes beyond the ones every xmpp transport does.
@@ -34,6 +34,10 @@ Application -> transport (``send``):
   for the peer to read (at once if so already; never if the connection ends first): an application with much
   to send (the stored messages) sends it a piece at a time, as fast as the client reads, instead of running
   into ``max_outgoing_bytes``.
+- ``{"type": "xmpp.owed", "bytes": int}`` the next so many bytes sent are owed to the client, and do not
+  count towards ``max_outgoing_bytes`` while it has not read them: a resumed session retransmits everything
+  its client had not acknowledged (XEP-0198 §5), megabytes at times, and was dropped for it at once, at every
+  resume (found by tests/integration/test_offline_resume.py). What it sends after them counts as always.
 - ``{"type": "xmpp.bound"}`` the stream is past authentication (a session is bound or resumed). Until then the
   connection is one the limits may close when the process is full, to make room for a connection from an
   address that holds fewer (``ConnectionLimits.waiting``): a slowloris of unauthenticated streams from many
@@ -82,7 +86,7 @@ TransportName = Literal["starttls", "directtls"]
 
 HIGH_WATER = 64  # receive-queue length at which reading pauses
 LOW_WATER = 16  # ... and at which it resumes
-OPTIONAL_MESSAGES = frozenset({"xmpp.drain", "xmpp.bound"})  # the scope's "xmpp_optional"
+OPTIONAL_MESSAGES = frozenset({"xmpp.drain", "xmpp.bound", "xmpp.owed"})  # the scope's "xmpp_optional"
 DRAINED = 64 * 1024  # outgoing bytes still buffered at which xmpp.drain is answered
 DRAIN_POLL = 0.02  # seconds between looks at the outgoing buffer while an xmpp.drain waits
 CLOSE_GRACE = 5.0  # seconds a closing connection may take to flush before it is aborted
@@ -123,6 +127,9 @@ class XMPPServerProtocol(Protocol):
         # xmpp.send payloads of one loop iteration, written together (one TLS record, one send()):
         # a busy router delivers many stanzas to one session per iteration.
         self._out_pending: list[bytes] = []
+        self._written = 0  # bytes given to the TCP transport since the connection opened
+        self._owed_next = 0  # bytes of application data still to come that are owed (xmpp.owed)
+        self._owed_from = self._owed_until = 0  # where in the written bytes the last owed ones lie
         self._out_scheduled = False
         self._address = ""  # the peer's IP address, once the connection limits have counted it
         self._counted = False
@@ -216,6 +223,7 @@ class XMPPServerProtocol(Protocol):
     def _write_raw(self, data: bytes) -> None:
         """Write to the TCP transport; at once when nothing is queued there (saves a reactor round trip)."""
         tr = self._tr
+        self._written += len(data)
         if (
             self._direct_send
             and not tr._tempDataLen
@@ -231,8 +239,13 @@ class XMPPServerProtocol(Protocol):
         # Queue the rest (or everything after an error, which Twisted then reports when it retries).
         tr.write(data)
         limit = self.factory.max_outgoing_bytes
-        if limit and self._buffered() > limit:
+        if limit and (waiting := self._buffered()) > limit and waiting - self._unread_owed(waiting) > limit:
             self._peer_not_reading(limit)
+
+    def _unread_owed(self, buffered: int) -> int:
+        """How many of the bytes waiting for the peer are owed ones (xmpp.owed) it has not read yet."""
+        read = self._written - buffered
+        return max(0, self._owed_until - max(read, self._owed_from))
 
     def _buffered(self) -> int:
         """Bytes written and not yet taken by the socket (Twisted's write buffer)."""
@@ -531,6 +544,8 @@ class XMPPServerProtocol(Protocol):
         elif kind == "xmpp.bound":
             if self._counted and self.factory.limits is not None:
                 self.factory.limits.busy(self._address, self)
+        elif kind == "xmpp.owed":
+            self._owed_next += int(message["bytes"])
         else:
             raise ValueError(f"unknown message type {kind!r} for an xmpp connection")
 
@@ -543,6 +558,10 @@ class XMPPServerProtocol(Protocol):
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         if not self.is_open:
             return
+        if self._owed_next:  # (TLS adds a few bytes a record: counted as not owed)
+            owed = min(self._owed_next, len(data))
+            self._owed_next -= owed
+            self._owed_from, self._owed_until = self._written, self._written + owed
         if self._ssl is not None:
             self._tls_write(data)
         else:
