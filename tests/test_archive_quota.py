@@ -101,3 +101,18 @@ def test_migration_0012_measures_archived_messages_in_utf8_bytes(
         apps = executor.loader.project_state([("xmppauth", "0012_archived_message_size")]).apps
         row = apps.get_model("xmppauth", "ArchivedMessage").objects.get(archive_id="a1")
         assert row.size == len(text.encode()) > len(text)
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_the_newest_message_stays_even_when_it_alone_is_over_the_quota(
+    vendor: str, tmp_path: Path, django_db_blocker: Any
+) -> None:
+    """Found by a black-box attack: a message larger than 7/8 of the quota removed itself, and the
+    archive was left empty."""
+    with fresh_database(vendor, tmp_path, django_db_blocker):
+        from accounts.models import User
+
+        ann = User.objects.create(username="ann")
+        size = add(ann.pk, 10)
+        trim({ann.pk: "ann"}, size // 2)
+        assert kept(ann.pk) == [9]

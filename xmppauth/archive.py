@@ -157,11 +157,29 @@ def _stanza_id(row: Row) -> bytes:
     )
 
 
-def archived_for(data: bytes, account: JID) -> bool:
-    """Whether the stored message ``data`` carries the ``<stanza-id/>`` of ``account``'s archive
-    (XEP-0359): a copy is in that archive (or in the writer's queue), readable with XEP-0313."""
+def archive_id_in(data: bytes, account: JID) -> str | None:
+    """The id in ``account``'s archive that the stored message ``data`` carries (its ``<stanza-id/>``,
+    XEP-0359), if any: a copy went to that archive, and is there unless the quota has removed it since
+    (:func:`still_held`)."""
     stanza = parse_element(data)
-    return any(found.get("by") == str(account) for found in stanza.iterchildren(mam.STANZA_ID))
+    for found in stanza.iterchildren(mam.STANZA_ID):
+        if found.get("by") == str(account):
+            return found.get("id")
+    return None
+
+
+async def still_held(localpart: str, archive_ids: list[str]) -> set[str]:
+    """Which of ``archive_ids`` the account's archive holds now: a stored message whose copy the quota
+    removed must be delivered, not left for the client to fetch from the archive (found by a black-box
+    attack: with a quota below what waited, hundreds of stored messages were neither delivered nor kept)."""
+    await settled()  # a copy still in the writer's queue is not in the table yet
+    return await _held(localpart, archive_ids)
+
+
+@off_loop
+def _held(localpart: str, archive_ids: list[str]) -> set[str]:
+    rows = ArchivedMessage.objects.filter(user__username=localpart, archive_id__in=archive_ids)
+    return set(rows.values_list("archive_id", flat=True))
 
 
 async def bound_metadata(user_id: int) -> str:
@@ -319,10 +337,12 @@ def _insert(batch: list[tuple[Row, bytes]], prune_days: float | None) -> dict[in
 def _trim_sql() -> tuple[str, str, str]:
     table = ArchivedMessage._meta.db_table
     total = f"SELECT COALESCE(SUM(size), 0) FROM {table} WHERE user_id = %s"  # noqa: S608 - the table's name
-    # the newest message that no longer fits in what is kept: it and everything older go
+    # the newest message that no longer fits in what is kept: it and everything older go; but never the
+    # newest of all, even larger than the quota (found by a black-box attack: it removed itself)
     cut = (
-        f"SELECT id FROM (SELECT id, SUM(size) OVER (ORDER BY id DESC) AS newer FROM {table} "  # noqa: S608
-        "WHERE user_id = %s) AS kept WHERE newer > %s ORDER BY id DESC LIMIT 1"
+        f"SELECT id FROM (SELECT id, SUM(size) OVER (ORDER BY id DESC) AS newer, "  # noqa: S608
+        f"ROW_NUMBER() OVER (ORDER BY id DESC) AS place FROM {table} WHERE user_id = %s) AS kept "
+        "WHERE newer > %s AND place > 1 ORDER BY id DESC LIMIT 1"
     )
     remove = f"DELETE FROM {table} WHERE user_id = %s AND id <= %s"  # noqa: S608 - the table's name
     return total, cut, remove

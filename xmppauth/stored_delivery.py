@@ -135,10 +135,11 @@ class StoredDelivery:
         fetched: list[int] = []  # XEP-0386 §2.3: in the archive, for a Bind2 client to fetch there
         try:
             stored, more = await services.take_offline(jid.local, holder, sending.piece_bytes())
+            in_archive = await self._in_archive(jid, stored) if self.fetches_archive and stored else set()
             for id_, data, stamp in stored:
                 if self._taken_over() or not self._is_open():
                     break
-                if self.fetches_archive and archive.archived_for(data, jid.bare):
+                if id_ in in_archive:
                     fetched.append(id_)
                     done += 1
                     continue
@@ -162,6 +163,15 @@ class StoredDelivery:
             await self._attempt("putting back stored messages", offline.put_back, jid, stored[done:], holder)
             return False
         return more
+
+    @staticmethod
+    async def _in_archive(jid: JID, stored: list[tuple[int, bytes, str]]) -> set[int]:
+        """The stored messages (row ids) that the account's archive holds, for a client that fetches them
+        there (XEP-0386 §2.3): those with its ``<stanza-id/>`` whose copy the quota has not removed."""
+        ids = {id_: archive.archive_id_in(data, jid.bare) for id_, data, _ in stored}
+        wanted = [archive_id for archive_id in ids.values() if archive_id is not None]
+        held = await archive.still_held(jid.local or "", wanted) if wanted else set()
+        return {id_ for id_, archive_id in ids.items() if archive_id in held}
 
     async def acknowledged(self) -> None:
         """The client may have acknowledged every stored message it was sent: if so, they leave the store."""

@@ -22,9 +22,12 @@ SENT = 300
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    accounts = dict.fromkeys(("alice", "bob", "carol"), PASSWORD)
+    accounts = dict.fromkeys(("alice", "bob", "carol", "dave", "erin"), PASSWORD)
     with running_server(
-        tmp_path_factory.mktemp("archive-quota"), accounts, XMPP_ARCHIVE_MAX_BYTES=str(QUOTA)
+        tmp_path_factory.mktemp("archive-quota"),
+        accounts,
+        XMPP_ARCHIVE_MAX_BYTES=str(QUOTA),
+        XMPP_BIND2_OFFLINE_FROM_ARCHIVE="1",  # the default (other test modules turn it off)
     ) as srv:
         yield srv
 
@@ -85,3 +88,30 @@ def test_an_archive_past_its_quota_keeps_its_newest_messages_and_every_message_i
     assert filler not in log
     for session in (alice, bob, carol):
         session.close()
+
+
+def test_stored_messages_whose_archive_copies_the_quota_removed_are_delivered_to_a_bind2_client(
+    server: Server,
+) -> None:
+    """A Bind2 client fetches what waited for it from the archive, so stored messages the archive holds are
+    not sent to it (XEP-0386 §2.3). Found by a black-box attack: with the quota below what waited, the
+    oldest had been removed from the archive, and they were cleared from the store all the same: 254 of 300
+    messages neither delivered nor kept. What the archive no longer holds is now delivered."""
+    dave = online(server, "dave")
+    filler = "z" * 1000
+    for n in range(SENT):
+        dave.send(
+            f"<message to='erin@localhost' type='chat' id='o{n}'><body>{n:03d} {filler}</body></message>"
+        )
+    dave.quiet(1.0)  # stored (erin is offline), and archived behind the loop
+    dave.close()
+    erin = Session(server, "erin", PASSWORD, software="archive quota tests")
+    assert erin.ok, erin.reply
+    assert b"<bound xmlns='urn:xmpp:bind:0'" in erin.reply, erin.reply  # a Bind2 client
+    erin.send("<presence/>")
+    sent = [int(n) for n in re.findall(rb"<body>(\d{3}) z+</body>", erin.quiet(3.0))]
+    archived = [int(body[:3]) for body in whole_archive(erin, "dave@localhost")]
+    assert archived, "the archive kept nothing"
+    assert archived == list(range(SENT - len(archived), SENT)), archived  # the newest
+    assert sent == list(range(SENT - len(archived))), sent  # the rest, in order, sent
+    erin.close()
