@@ -141,6 +141,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         self._pumping = False  # _pump() is running (it is not entered twice: see there)
         self._turn = 0  # events handled since this stream last gave the others a turn
         self._timer: asyncio.TimerHandle | None = None
+        self._told_bound = False  # the transport knows this stream is past authentication (xmpp.bound)
         self._peer = "?"
         self._held: list[bytes] = []  # XEP-0352: what waits while the client is inactive
         self._hibernating = False  # XEP-0198: transport gone, session kept for a resume
@@ -248,7 +249,12 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         self._peer = f"{client[0]}:{client[1]}"
         self._address = str(client[0])
         self._login = login_answers.Login(
-            stream, address=self._address, peer=self._peer, is_open=self._is_open, admitted=self._admitted
+            stream,
+            address=self._address,
+            peer=self._peer,
+            is_open=self._is_open,
+            admitted=self._admitted,
+            past_first_step=self._past_authentication,
         )
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(settings.XMPP_PREAUTH_TIMEOUT, self._preauth_timeout)
@@ -263,6 +269,13 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             return False
         await self.send({"type": message_type, **fields})
         return True
+
+    async def _past_authentication(self) -> None:
+        """Tell the transport, once, that this stream is a user's: its credential was right (a second factor
+        may follow) or it resumed a session. The connection limits no longer give it up to make room."""
+        if not self._told_bound:
+            self._told_bound = True
+            await self._tell_transport("xmpp.bound")
 
     def _preauth_timeout(self) -> None:
         self._timer = None
@@ -385,7 +398,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             await blocking.load(self.jid.bare)
         self._arm_grant_expiry()
         self._timer = _cancelled(self._timer)
-        await self._tell_transport("xmpp.bound")
+        await self._past_authentication()
         log.info("%s bound %s", self._peer, self.jid)
 
     def _how_authenticated(self) -> str:
@@ -549,7 +562,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         await self._stored.acknowledged()  # the resume's h may acknowledge what was stored as taken
         await self._store_or_bounce(withheld, "withheld")
         self._timer = _cancelled(self._timer)
-        await self._tell_transport("xmpp.bound")
+        await self._past_authentication()
         self._arm_grant_expiry()
         if self.session_id is not None and self.auth is not None:
             await services.resume_session(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from django.conf import settings
 
@@ -54,6 +54,7 @@ class Login:
         peer: str,
         is_open: Callable[[], bool],
         admitted: Callable[[Authorization, SessionAccess, float, float], None],
+        past_first_step: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.stream = stream
         self.address = address  # the client's IP address, for the records
@@ -61,6 +62,9 @@ class Login:
         self.is_open = is_open
         # (grant, access, when the grant was read, when the credential read began): the login may go on
         self.admitted = admitted
+        # the credential was right (a second factor may follow): the connection is a user's, not one the
+        # limits may give up to make room while its owner types a code (found by a black-box attack)
+        self.past_first_step = past_first_step
         #: time.time() when this attempt began reading its credential: a revocation committed
         #: before it (a password change, "log out everywhere") does not concern this login
         self._began = 0.0
@@ -157,6 +161,10 @@ class Login:
             return
         if not result.pending:
             self._admit(result, authorizing)
+        if self.past_first_step is not None:
+            await self.past_first_step()
+            if not self.is_open():
+                return
         self._tasks = sasl2_tasks.TaskContext(
             localpart=event.localpart,
             user_id=result.user_id,

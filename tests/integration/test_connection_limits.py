@@ -446,6 +446,36 @@ def test_idle_streams_from_many_addresses_one_each_give_their_places_up_once_the
             one.close()
 
 
+def test_a_login_waiting_for_its_second_factor_is_not_given_up_to_make_room(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Found by a black-box attack: an attacker who kept the process full of idle streams, one per address,
+    got every login that took longer than XMPP_ROOM_AFTER_SECONDS closed, and a user typing a TOTP code
+    takes that long: nobody with a second factor could log in. A stream whose password was right is a
+    user's: it is not given up; the idle ones are."""
+    from tests.integration.test_grants import manage
+    from tests.integration.test_mfa import MFA, SASL2, secret_of, totp_code
+
+    limits = {"XMPP_MAX_CONNECTIONS": "6", "XMPP_ROOM_AFTER_SECONDS": "1"}
+    with running_server(tmp_path_factory.mktemp("xmpp-totp"), {"tina": "two-factors"}, **limits) as small:
+        uri = re.search(r"otpauth://totp/\S+", manage(small, "totp", "add", "tina"))
+        assert uri
+        user = RawClient(small.c2s_tls, direct_tls=True, source=new_address())
+        assert b"<authentication xmlns='urn:xmpp:sasl:2'>" in user.open_stream()
+        user.authenticate_plain("tina", "two-factors", ua="5b1c1f4e-0a56-4d27-8a8e-3f3b2f0c9d11")
+        assert b"<task>TOTP</task>" in user.read_until(rb"</continue>")  # the password step passed
+        idle = [starttls_header(small, new_address())[0] for _ in range(5)]
+        time.sleep(1.3)  # the user, typing its code, has waited longest, then the idle ones
+        newcomer, _ = starttls_header(small, new_address())  # room is made for it
+        closed = [index for index, one in enumerate(idle) if one.read_for(0.3) == b"" and one.closed]
+        assert closed == [0], closed  # an idle stream gave its place up, not the user's
+        code = totp_code(secret_of(uri.group(0)), time.time())
+        user.send(f"<next xmlns='{SASL2}' task='TOTP'><totp xmlns='{MFA}'>{code}</totp></next>")
+        assert b"<success" in user.read_until(rb"</success>|</failure>")
+        for one in (*idle, newcomer, user):
+            one.close()
+
+
 OPEN = "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>"
 
 

@@ -38,10 +38,10 @@ Application -> transport (``send``):
   count towards ``max_outgoing_bytes`` while it has not read them: a resumed session retransmits everything
   its client had not acknowledged (XEP-0198 §5), megabytes at times, and was dropped for it at once, at every
   resume (found by tests/integration/test_offline_resume.py). What it sends after them counts as always.
-- ``{"type": "xmpp.bound"}`` the stream is past authentication (a session is bound or resumed). Until then the
-  connection is one the limits may close when the process is full, to make room for a connection from an
-  address that holds fewer (``ConnectionLimits.waiting``): a slowloris of unauthenticated streams from many
-  addresses then holds no one else out.
+- ``{"type": "xmpp.bound"}`` the stream is a user's: its credential was right (a second factor may follow), or
+  it resumed a session. Until then the connection is one the limits may close when the process is full, to
+  make room for a connection from an address that holds fewer (``ConnectionLimits.waiting``): a slowloris of
+  unauthenticated streams from many addresses then holds no one else out.
 
 Besides the application's own timers, the transport enforces one of its own: a TLS handshake (direct or
 STARTTLS) must finish within `handshake_timeout` seconds, since before that there is no application to do it.

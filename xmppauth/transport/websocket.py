@@ -19,12 +19,12 @@ Transport -> application:
   stream cannot take (a binary message), and the stream ends with that stream error.
 - ``{"type": "xmpp.disconnect", "reason": str}`` last.
 
-Application -> transport: ``{"type": "xmpp.send", "frames": [b"...", ...]}`` (one text message
-per frame), ``{"type": "xmpp.close"}`` (close code 1000) and ``{"type": "xmpp.bound"}`` (the stream is
-past authentication, below). A client that has gone already is not an error: Daphne's protocol then
-raises autobahn's ``Disconnected`` (say, for our answer to a ``<close/>`` the client sent just before
-closing the socket), which is dropped here with the rest of the frames; the ``xmpp.disconnect`` that
-follows ends the stream.
+Application -> transport: ``{"type": "xmpp.send", "frames": [b"...", ...]}`` (one text message per frame),
+``{"type": "xmpp.close"}`` (close code 1000) and ``{"type": "xmpp.bound"}`` (the stream is a user's: its
+credential was right, or it resumed a session; below). A client that has gone already is not an error:
+Daphne's protocol then raises autobahn's ``Disconnected`` (say, for our answer to a ``<close/>`` the client
+sent just before closing the socket), which is dropped here with the rest of the frames; the
+``xmpp.disconnect`` that follows ends the stream.
 
 Connection limits (transport/limits.py), shared with the TCP listeners. Until its stream is bound a
 WebSocket waits for its client, like an XMPP stream over TCP: when the process is full the limits may give
@@ -194,7 +194,7 @@ class _Connection:
         )
 
     def _bound(self) -> None:
-        """The stream is past authentication: never given up to make room."""
+        """The stream is a user's (its credential was right): never given up to make room."""
         connection, self._waiting_as = self._waiting_as, None
         if connection is not None and self._limits is not None:
             self._limits.busy(self._address, connection)
