@@ -8,7 +8,10 @@ of the password; nothing stored lets anyone recover the password.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import secrets
+import time
 from typing import Any
 
 from django.conf import settings
@@ -57,5 +60,58 @@ def from_json(data: dict[str, Any]) -> ScramCredentials:
 def fake_for(username: str, hash_name: str) -> ScramCredentials:
     """Deterministic credentials for a username with no usable account (never reveals which)."""
     return fake_credentials(
-        settings.SECRET_KEY.encode(), username, hash_name, iterations=settings.XMPP_SCRAM_ITERATIONS
+        settings.SECRET_KEY.encode(), username, hash_name, iterations=_iterations_for(username, hash_name)
     )
+
+
+#: The iteration counts of the accounts' keys, per hash: ((count, accounts), ...), read again every
+#: MIX_SECONDS. An account keeps the count its keys were made with until its password is set again, so once
+#: XMPP_SCRAM_ITERATIONS is raised, older accounts answer with the old count; unknown names answering with
+#: the new one told them apart in one message (found by a black-box attack). An unknown name gets a count
+#: in use, picked by a keyed hash of the name in proportion to the accounts that have it: stable per name,
+#: and as common as among the accounts.
+_MIX: dict[str, tuple[tuple[int, int], ...]] = {}
+_mix_read = float("-inf")
+MIX_SECONDS = 3600.0
+
+
+def refresh_iterations_in_use() -> None:
+    """Read the counts in use again if :data:`MIX_SECONDS` have passed: one grouped query per hash,
+    counted by the database. Called for every lookup, known name or not, so that the one that pays for
+    the read says nothing about the name."""
+    global _mix_read
+    now = time.monotonic()
+    if now - _mix_read < MIX_SECONDS:
+        return
+    _mix_read = now
+    from django.db.models import Count
+    from django.db.models.fields.json import KT
+
+    from .models import User
+
+    for hash_name in HASHES:
+        rows = (
+            User.objects.filter(is_active=True)
+            .values(count=KT(f"scram__{hash_name}__iterations"))
+            .annotate(accounts=Count("id"))
+            .order_by()
+        )
+        mix = sorted((int(row["count"]), int(row["accounts"])) for row in rows if row["count"] is not None)
+        _MIX[hash_name] = tuple(mix)
+
+
+def _iterations_for(username: str, hash_name: str) -> int:
+    mix = _MIX.get(hash_name, ())
+    if not mix:
+        return int(settings.XMPP_SCRAM_ITERATIONS)
+    if len(mix) == 1:
+        return mix[0][0]
+    total = sum(accounts for _, accounts in mix)
+    key = settings.SECRET_KEY.encode()
+    digest = hmac.new(key, b"iterations\0" + hash_name.encode() + b"\0" + username.encode(), hashlib.sha256)
+    pick = int.from_bytes(digest.digest()[:8], "big") % total
+    for count, accounts in mix:
+        if pick < accounts:
+            return count
+        pick -= accounts
+    return mix[-1][0]

@@ -58,6 +58,7 @@ def _lookup(
     # localpart, case-folded), so that NAME and name get the same salt as they would for a real account
     # (found by a black-box attack: they differed for unknown names only, which told names apart)
     began = time.perf_counter()
+    scram.refresh_iterations_in_use()  # (for every lookup: the one that reads them tells nothing)
     found = loginreads.credentials(localpart, timezone.now()) if localpart is not None else None
     entry = found.scram.get(hash_name) if found is not None else None
     if found is None or not entry:

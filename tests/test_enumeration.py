@@ -7,10 +7,14 @@ salts, which told existing names from the others (found by a black-box attack, i
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from sessions_acl import credentials
 from tests.helpers import account
+from tests.races import VENDORS, fresh_database
 from xmppauth.proto.jid import prep_localpart
 
 
@@ -63,3 +67,40 @@ def test_an_unknown_names_lookup_lasts_longer_by_the_difference_of_the_medians(
     credentials._ACCOUNT_LOOKUPS.extend([0.003] * 62)
     waited = lookup_of_unknown()
     assert waited >= credentials.LOOKUP_PAD_AT_MOST > quick
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_after_the_iteration_count_is_raised_unknown_names_answer_with_the_counts_in_use(
+    vendor: str, tmp_path: Path, django_db_blocker: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a black-box attack: accounts keep the iteration count their keys were made with, so once
+    XMPP_SCRAM_ITERATIONS was raised, old accounts answered 4096 and unknown names the new count: one
+    client-first message told them apart. Unknown names now get the counts the accounts have, each name
+    always the same one, as often as among the accounts."""
+    from accounts import scram
+
+    with fresh_database(vendor, tmp_path, django_db_blocker):
+        for name in ("ann", "bea", "cid"):
+            account(name, "old-keys-4096")  # keyed at 4096, the count then
+        monkeypatch.setattr(scram, "_MIX", {})  # this test's database's counts, forgotten after it
+        monkeypatch.setattr(scram, "_mix_read", float("-inf"))
+        settings.XMPP_SCRAM_ITERATIONS = 8192  # raised: the next keys are made with 8192
+        counts = {name: iterations_of(name) for name in (f"nobody{n}" for n in range(200))}
+        assert set(counts.values()) == {4096}  # every account has 4096: so does every unknown name
+
+        from accounts.models import User
+
+        newer = User.objects.create(username="dan")
+        newer.set_password("new-keys-8192")
+        newer.save()
+        assert iterations_of("dan") == 8192
+        monkeypatch.setattr(scram, "_mix_read", float("-inf"))  # read again (hourly on a server)
+        counts = {name: iterations_of(name) for name in counts}
+        assert set(counts.values()) == {4096, 8192}
+        assert 20 <= sum(1 for count in counts.values() if count == 8192) <= 80  # about a quarter
+        assert all(iterations_of(name) == count for name, count in list(counts.items())[:20])  # stable
+
+
+def iterations_of(name: str) -> int:
+    creds, _ = credentials.scram_lookup(name, name, "SHA-256")
+    return creds.iterations
