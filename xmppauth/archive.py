@@ -23,8 +23,9 @@ the disk. The writer counts the bytes it writes to each account's archive; once 
 over the quota, removes its oldest messages until it is down to 7/8 of it (:func:`_trim`), so that a full
 archive is not trimmed at every message. No message is refused for it: delivery never depends on the
 archive, and the newest messages, the ones clients fetch, stay. Each process counts what it writes, so an
-archive can pass its quota by ``check_every`` bytes per serving process before it is trimmed, and a
-restart forgets the counts (docs/security.md). The cost per message is one addition in the writer.
+archive can pass its quota by ``check_every`` bytes, and by a batch of the writer's, per serving process
+before it is trimmed, and a restart forgets the counts (docs/security.md). The newest message always
+stays. The cost per message is one addition in the writer.
 """
 
 from __future__ import annotations
