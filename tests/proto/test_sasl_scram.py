@@ -754,8 +754,18 @@ def test_fake_credentials_are_deterministic(hash_name: str) -> None:
     assert a.stored_key != a.server_key
 
 
+def test_a_fake_salt_changes_with_the_iteration_count_as_an_accounts_does() -> None:
+    """An account's salt changes when its keys are made again with another count; an unknown name whose
+    count changed under the same salt was marked as unknown (found by a black-box attack)."""
+    a = fake_credentials(SECRET, "nobody", "SHA-256", iterations=4096)
+    b = fake_credentials(SECRET, "nobody", "SHA-256", iterations=8192)
+    assert a.salt != b.salt
+    assert (a.iterations, b.iterations) == (4096, 8192)
+
+
 def test_fake_credentials_salt_derivation() -> None:
-    expected = hmac.new(SECRET, "xmppauth-scram-salt\0SHA-256\0nob\u00f6dy".encode(), "sha256").digest()[:16]
+    label = "xmppauth-scram-salt\0SHA-256\0nob\u00f6dy\x004096"
+    expected = hmac.new(SECRET, label.encode(), "sha256").digest()[:16]
     assert fake_credentials(SECRET, "nob\u00f6dy", "SHA-256", iterations=4096).salt == expected
 
 

@@ -187,15 +187,17 @@ def derive_credentials(password: str, hash_name: str, *, salt: bytes, iterations
 def fake_credentials(secret: bytes, username: str, hash_name: str, *, iterations: int) -> ScramCredentials:
     """Plausible, stable credentials for a user that does not exist.
 
-    Deterministic in (``secret``, ``username``, ``hash_name``), so a client asking twice sees
-    the same salt, as it would for a real account. The keys are keyed hashes of the same
+    Deterministic in (``secret``, ``username``, ``hash_name``, ``iterations``), so a client asking
+    twice sees the same salt, as it would for a real account; a real account's salt changes with its
+    iteration count (new keys, new salt), and so does a fake one's (a count that changed under the same
+    salt marked a name as unknown: found by a black-box attack). The keys are keyed hashes of the same
     context under other labels: no password can match them short of inverting the hash.
     """
     if not secret:
         raise ValueError("secret must not be empty")
     digest = _hashlib_name(hash_name)
     context = hash_name.encode("ascii") + b"\0" + username.encode("utf-8")
-    salt = _hmac("sha256", secret, _FAKE_SALT_LABEL + context)[:16]
+    salt = _hmac("sha256", secret, _FAKE_SALT_LABEL + context + b"\0" + str(iterations).encode())[:16]
     return ScramCredentials(
         salt=salt,
         iterations=iterations,
