@@ -325,14 +325,17 @@ class Stream:
     (``binds``: the stream tells the transport ``xmpp.bound``, if its scope lists it, as the consumer does)
     or never; it keeps the reason its stream ended with."""
 
-    def __init__(self, binds: bool) -> None:
+    def __init__(self, binds: bool, fails_after: bool = False) -> None:
         self.binds = binds
+        self.fails_after = fails_after  # its password was right, its second factor wrong: xmpp.waiting
         self.ended: str | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         assert (await receive())["type"] == "xmpp.connect"
         if self.binds and "xmpp.bound" in scope.get("xmpp_optional", ()):
             await send({"type": "xmpp.bound"})
+            if self.fails_after:
+                await send({"type": "xmpp.waiting"})
         message = await receive()
         assert message["type"] == "xmpp.disconnect", message
         self.ended = message["reason"]
@@ -363,3 +366,19 @@ async def test_a_websocket_not_logged_in_that_the_transport_counted_itself_gives
     await asyncio.wait_for(running[0], 1)
     assert counts.connections_from("198.51.100.1") == 0  # each released once
     assert counts._waiting == {}
+
+
+async def test_a_websocket_whose_login_failed_after_its_password_waits_again() -> None:
+    """A stream told the transport its password was right (``xmpp.bound``), then its second factor failed
+    (``xmpp.waiting``): it may be given up again, as one that never logged in (a second black-box attack:
+    it kept the protection until XMPP_PREAUTH_TIMEOUT)."""
+    counts, clock = make(total=1, per_address=2)
+    side, stream = WebSocketSide(), Stream(binds=True, fails_after=True)
+    scope = {"type": "websocket", "subprotocols": ["xmpp"], "client": ("198.51.100.1", 7001)}
+    running = asyncio.ensure_future(WebSocketTransport(stream, counts)(scope, side.receive, side.send))
+    await asyncio.sleep(0.01)
+    clock.now += counts.room_after  # it has waited long enough to give its place up
+    assert counts.admit("203.0.113.9") is None  # room was made: its place
+    await asyncio.wait_for(running, 1)
+    assert side.sent[-1] == {"type": "websocket.close", "code": 1008}
+    assert stream.ended == "closed to make room for another address"

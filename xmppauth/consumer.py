@@ -255,6 +255,7 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
             is_open=self._is_open,
             admitted=self._admitted,
             past_first_step=self._past_authentication,
+            failed=self._not_authenticated,
         )
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(settings.XMPP_PREAUTH_TIMEOUT, self._preauth_timeout)
@@ -276,6 +277,13 @@ class StreamConsumer(AsyncConsumer):  # type: ignore[misc]
         if not self._told_bound:
             self._told_bound = True
             await self._tell_transport("xmpp.bound")
+
+    async def _not_authenticated(self) -> None:
+        """A login attempt failed after its credential was right (a wrong second factor): the stream is
+        nobody's again, one the limits may give up to make room (``xmpp.waiting``)."""
+        if self._told_bound and self.jid is None:
+            self._told_bound = False
+            await self._tell_transport("xmpp.waiting")
 
     def _preauth_timeout(self) -> None:
         self._timer = None

@@ -55,6 +55,7 @@ class Login:
         is_open: Callable[[], bool],
         admitted: Callable[[Authorization, SessionAccess, float, float], None],
         past_first_step: Callable[[], Awaitable[object]] | None = None,
+        failed: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.stream = stream
         self.address = address  # the client's IP address, for the records
@@ -65,6 +66,9 @@ class Login:
         # the credential was right (a second factor may follow): the connection is a user's, not one the
         # limits may give up to make room while its owner types a code (found by a black-box attack)
         self.past_first_step = past_first_step
+        # an attempt failed (a second factor too): the stream is nobody's again (found by a second attack: a
+        # failed code kept the stream from being given up until XMPP_PREAUTH_TIMEOUT)
+        self.failed = failed
         #: time.time() when this attempt began reading its credential: a revocation committed
         #: before it (a password change, "log out everywhere") does not concern this login
         self._began = 0.0
@@ -234,6 +238,8 @@ class Login:
 
     async def _failed(self, event: ev.AuthFailed) -> None:
         self._claim = None  # a failure stays counted
+        if self.failed is not None:
+            await self.failed()
         held, self._held = self._held, False
         if held:  # refused or held by a guessing limit: no row per attempt (the checked ones are there)
             log.info("%s: login attempt as %r held by the guessing limit", self.peer, event.username)

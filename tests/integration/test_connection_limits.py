@@ -476,6 +476,39 @@ def test_a_login_waiting_for_its_second_factor_is_not_given_up_to_make_room(
             one.close()
 
 
+def test_a_login_whose_second_factor_failed_may_be_given_up_again(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Found by a second black-box attack: a stream whose password was right and whose code was wrong kept
+    the protection of a user's stream, so someone with one password could keep the process full until
+    XMPP_PREAUTH_TIMEOUT. After a failed attempt the stream waits again, and it is the one given up."""
+    from tests.integration.test_grants import manage
+    from tests.integration.test_mfa import MFA, SASL2, secret_of, totp_code
+
+    limits = {"XMPP_MAX_CONNECTIONS": "6", "XMPP_ROOM_AFTER_SECONDS": "1"}
+    with running_server(
+        tmp_path_factory.mktemp("xmpp-totp-failed"), {"tina": "two-factors"}, **limits
+    ) as small:
+        uri = re.search(r"otpauth://totp/\S+", manage(small, "totp", "add", "tina"))
+        assert uri
+        code = totp_code(secret_of(uri.group(0)), time.time())
+        wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+        failed = RawClient(small.c2s_tls, direct_tls=True, source=new_address())
+        assert b"<authentication xmlns='urn:xmpp:sasl:2'>" in failed.open_stream()
+        failed.authenticate_plain("tina", "two-factors", ua="0d6f1c8e-6a55-4c1e-9a57-2f2b7e0c1a44")
+        assert b"<task>TOTP</task>" in failed.read_until(rb"</continue>")
+        failed.send(f"<next xmlns='{SASL2}' task='TOTP'><totp xmlns='{MFA}'>{wrong}</totp></next>")
+        assert b"<not-authorized" in failed.read_until(rb"</failure>")
+        idle = [starttls_header(small, new_address())[0] for _ in range(5)]
+        time.sleep(1.3)
+        newcomer, _ = starttls_header(small, new_address())
+        assert failed.read_for(0.3) == b""
+        assert failed.closed  # it waited longest: it gave its place up
+        assert not any(one.read_for(0.1) == b"" and one.closed for one in idle)
+        for one in (*idle, newcomer, failed):
+            one.close()
+
+
 OPEN = "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>"
 
 

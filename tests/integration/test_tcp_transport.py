@@ -653,7 +653,7 @@ async def test_it_turns_on_tcp_nodelay_and_sends_the_scope(server_tls: ServerTLS
         "transport": "starttls",
         "client": ["127.0.0.1", 40000],
         "server": ["127.0.0.1", 5222],
-        "xmpp_optional": frozenset({"xmpp.drain", "xmpp.bound", "xmpp.owed"}),
+        "xmpp_optional": frozenset({"xmpp.drain", "xmpp.bound", "xmpp.waiting", "xmpp.owed"}),
         "path": "",
         "headers": [],
         "query_string": b"",

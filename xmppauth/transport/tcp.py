@@ -6,7 +6,7 @@ instance (the XMPP stream consumer) in the reactor's asyncio loop, the way Daphn
 Scope::
 
     {"type": "xmpp", "transport": "starttls" | "directtls", "client": [host, port], "server": [host, port],
-     "xmpp_optional": frozenset({"xmpp.drain", "xmpp.bound", "xmpp.owed"}),
+     "xmpp_optional": frozenset({"xmpp.drain", "xmpp.bound", "xmpp.waiting", "xmpp.owed"}),
      "path": "", "headers": [], "query_string": b"", "asgi": {"version": "3.0"}}
 
 ``xmpp_optional``: the messages below that this transport takes beyond the ones every xmpp transport does.
@@ -41,7 +41,8 @@ Application -> transport (``send``):
 - ``{"type": "xmpp.bound"}`` the stream is a user's: its credential was right (a second factor may follow), or
   it resumed a session. Until then the connection is one the limits may close when the process is full, to
   make room for a connection from an address that holds fewer (``ConnectionLimits.waiting``): a slowloris of
-  unauthenticated streams from many addresses then holds no one else out.
+  unauthenticated streams from many addresses then holds no one else out. ``{"type": "xmpp.waiting"}``: the
+  login failed after all (a wrong second factor), and the connection may be given up again.
 
 Besides the application's own timers, the transport enforces one of its own: a TLS handshake (direct or
 STARTTLS) must finish within `handshake_timeout` seconds, since before that there is no application to do it.
@@ -86,7 +87,8 @@ TransportName = Literal["starttls", "directtls"]
 
 HIGH_WATER = 64  # receive-queue length at which reading pauses
 LOW_WATER = 16  # ... and at which it resumes
-OPTIONAL_MESSAGES = frozenset({"xmpp.drain", "xmpp.bound", "xmpp.owed"})  # the scope's "xmpp_optional"
+# the scope's "xmpp_optional"
+OPTIONAL_MESSAGES = frozenset({"xmpp.drain", "xmpp.bound", "xmpp.waiting", "xmpp.owed"})
 DRAINED = 64 * 1024  # outgoing bytes still buffered at which xmpp.drain is answered
 DRAIN_POLL = 0.02  # seconds between looks at the outgoing buffer while an xmpp.drain waits
 CLOSE_GRACE = 5.0  # seconds a closing connection may take to flush before it is aborted
@@ -544,6 +546,9 @@ class XMPPServerProtocol(Protocol):
         elif kind == "xmpp.bound":
             if self._counted and self.factory.limits is not None:
                 self.factory.limits.busy(self._address, self)
+        elif kind == "xmpp.waiting":
+            if self._counted and self.factory.limits is not None:
+                self.factory.limits.waiting(self._address, self, self._make_room)
         elif kind == "xmpp.owed":
             self._owed_next += int(message["bytes"])
         else:

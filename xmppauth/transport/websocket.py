@@ -61,7 +61,7 @@ from xmppauth.transport import ASGIApp, Message, limits
 from xmppauth.transport.limits import ConnectionLimits, process_limits
 
 SUBPROTOCOL = "xmpp"  # RFC 7395 §3.1
-OPTIONAL_MESSAGES = frozenset({"xmpp.bound"})  # the scope's "xmpp_optional"
+OPTIONAL_MESSAGES = frozenset({"xmpp.bound", "xmpp.waiting"})  # the scope's "xmpp_optional"
 NORMAL_CLOSURE = 1000  # RFC 6455 §7.4.1
 POLICY_VIOLATION = 1008  # RFC 6455 §7.4.1: a WebSocket given up to make room for another address
 GIVEN_UP = "closed to make room for another address"  # its xmpp.disconnect reason, as over TCP
@@ -159,6 +159,8 @@ class _Connection:
         self._waiting_as: object | None = None  # the connection the limits know as waiting, until bound
         self._counted = False  # admitted by this transport (no HTTP guard in front): released here
         self._given_up = False
+        # what waits() was told, to wait again after xmpp.waiting
+        self._waits_as: tuple[ConnectionLimits, str, object, Callable[[], None]] | None = None
 
     def refuse(self, reason: str) -> None:
         """The connection limits refuse this WebSocket: right after the connect, the stream ends with why."""
@@ -171,6 +173,7 @@ class _Connection:
         ``connection`` and, when the process is full, may give it up with ``close`` (which releases its
         place at once) to make room for another address."""
         self._limits, self._address, self._waiting_as = counts, address, connection
+        self._waits_as = (counts, address, connection, close)
 
         def give_up() -> None:
             self._given_up = True
@@ -241,6 +244,9 @@ class _Connection:
             await self._close(NORMAL_CLOSURE)
         elif kind == "xmpp.bound":
             self._bound()
+        elif kind == "xmpp.waiting":  # the login failed after all: it may be given up again
+            if self._waits_as is not None and self._waiting_as is None and not self._given_up:
+                self.waits(*self._waits_as)
         else:
             raise ValueError(f"unknown message type {kind!r} for an XMPP WebSocket")
 
