@@ -116,3 +116,28 @@ def test_the_newest_message_stays_even_when_it_alone_is_over_the_quota(
         size = add(ann.pk, 10)
         trim({ann.pk: "ann"}, size // 2)
         assert kept(ann.pk) == [9]
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_messages_kept_for_a_client_to_fetch_survive_a_trim_until_their_time_is_up(
+    vendor: str, tmp_path: Path, django_db_blocker: Any
+) -> None:
+    """Found by a second black-box attack: a Bind2 login clears the stored copies of messages its archive
+    holds, for the client to fetch there; a trim between the login and the fetch removed them, and they
+    were lost. Those messages are now kept from the trim for a while (archive.keep_for_fetching)."""
+    from datetime import timedelta
+
+    from xmppauth.models import ArchivedMessage
+
+    with fresh_database(vendor, tmp_path, django_db_blocker):
+        from accounts.models import User
+
+        ann = User.objects.create(username="ann")
+        size = add(ann.pk, 20)
+        held = archive._keep.func("ann", ["id000002", "id000003", "id000099"])  # type: ignore[attr-defined]
+        assert held == {"id000002", "id000003"}  # (99 is not there: its stored copy is sent instead)
+        ArchivedMessage.objects.filter(archive_id="id000003").update(
+            kept_until=datetime.now(UTC) - timedelta(seconds=1)
+        )
+        trim({ann.pk: "ann"}, 5 * size)
+        assert kept(ann.pk) == [2, *range(16, 20)]  # 2 still to be fetched; 3's time was up

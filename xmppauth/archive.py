@@ -25,7 +25,9 @@ archive is not trimmed at every message. No message is refused for it: delivery 
 archive, and the newest messages, the ones clients fetch, stay. Each process counts what it writes, so an
 archive can pass its quota by ``check_every`` bytes, and by a batch of the writer's, per serving process
 before it is trimmed, and a restart forgets the counts (docs/security.md). The newest message always
-stays. The cost per message is one addition in the writer.
+stays, and so do, for :data:`KEEP_FOR_FETCHING`, the messages a Bind2 client is to fetch instead of
+being sent their stored copies (:func:`keep_for_fetching`; at most the offline store's bound). The cost
+per message is one addition in the writer.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ BATCH = 500  # rows inserted at most in one transaction
 LINGER = 0.02  # seconds the writer lets rows gather before it writes fewer than BATCH
 PRUNE_EVERY = 3600.0  # seconds between two removals of messages older than the retention
 TRIM_TO = 7 / 8  # of the quota: what an archive over it is brought down to
+KEEP_FOR_FETCHING = timedelta(minutes=10)  # a stored copy cleared for a client to fetch this: not trimmed
 
 _PREFS: dict[JID, mam.Prefs] = {}  # accounts whose preferences are not the default
 _DEFAULT = mam.Prefs(default="always")
@@ -161,7 +164,7 @@ def _stanza_id(row: Row) -> bytes:
 def archive_id_in(data: bytes, account: JID) -> str | None:
     """The id in ``account``'s archive that the stored message ``data`` carries (its ``<stanza-id/>``,
     XEP-0359), if any: a copy went to that archive, and is there unless the quota has removed it since
-    (:func:`still_held`)."""
+    (:func:`keep_for_fetching`)."""
     stanza = parse_element(data)
     for found in stanza.iterchildren(mam.STANZA_ID):
         if found.get("by") == str(account):
@@ -169,17 +172,21 @@ def archive_id_in(data: bytes, account: JID) -> str | None:
     return None
 
 
-async def still_held(localpart: str, archive_ids: list[str]) -> set[str]:
-    """Which of ``archive_ids`` the account's archive holds now: a stored message whose copy the quota
-    removed must be delivered, not left for the client to fetch from the archive (found by a black-box
-    attack: with a quota below what waited, hundreds of stored messages were neither delivered nor kept)."""
+async def keep_for_fetching(localpart: str, archive_ids: list[str]) -> set[str]:
+    """Which of ``archive_ids`` the account's archive holds now, each kept from the quota for
+    :data:`KEEP_FOR_FETCHING` from now: their stored copies are cleared, and the client fetches them from
+    the archive. A stored message whose copy the quota removed must be delivered instead (found by a
+    black-box attack: with a quota below what waited, hundreds of stored messages were neither delivered
+    nor kept; and by a second one: a trim between the login and the client's fetch removed them too)."""
     await settled()  # a copy still in the writer's queue is not in the table yet
-    return await _held(localpart, archive_ids)
+    return await _keep(localpart, archive_ids)
 
 
 @off_loop
-def _held(localpart: str, archive_ids: list[str]) -> set[str]:
+def _keep(localpart: str, archive_ids: list[str]) -> set[str]:
     rows = ArchivedMessage.objects.filter(user__username=localpart, archive_id__in=archive_ids)
+    # kept first, then read: a trim after the update spares them, one before it leaves them unread (sent)
+    rows.update(kept_until=datetime.now(UTC) + KEEP_FOR_FETCHING)
     return set(rows.values_list("archive_id", flat=True))
 
 
@@ -345,7 +352,10 @@ def _trim_sql() -> tuple[str, str, str]:
         f"ROW_NUMBER() OVER (ORDER BY id DESC) AS place FROM {table} WHERE user_id = %s) AS kept "
         "WHERE newer > %s AND place > 1 ORDER BY id DESC LIMIT 1"
     )
-    remove = f"DELETE FROM {table} WHERE user_id = %s AND id <= %s"  # noqa: S608 - the table's name
+    remove = (
+        f"DELETE FROM {table} WHERE user_id = %s AND id <= %s "  # noqa: S608 - the table's name
+        "AND (kept_until IS NULL OR kept_until < %s)"
+    )
     return total, cut, remove
 
 
@@ -365,7 +375,8 @@ def _trim(accounts: dict[int, str], quota: int) -> None:
             found = cursor.fetchone()
             if found is None:
                 continue
-            cursor.execute(remove_sql, [user_id, found[0]])
+            now = connection.ops.adapt_datetimefield_value(datetime.now(UTC))
+            cursor.execute(remove_sql, [user_id, found[0], now])
             removed = cursor.rowcount
         log.info(
             "archive of %s over its quota (%d bytes, the quota %d): its %d oldest messages removed",

@@ -114,6 +114,9 @@ class ArchivedMessage(models.Model):
     stamp = models.DateTimeField()
     stanza = models.TextField()
     size = models.PositiveIntegerField(default=0, help_text="The stanza's UTF-8 bytes (for the quota).")
+    kept_until = models.DateTimeField(
+        null=True, blank=True, help_text="Not removed by the quota before then: a client is to fetch it."
+    )
 
     class Meta:
         constraints = [

@@ -167,10 +167,11 @@ class StoredDelivery:
     @staticmethod
     async def _in_archive(jid: JID, stored: list[tuple[int, bytes, str]]) -> set[int]:
         """The stored messages (row ids) that the account's archive holds, for a client that fetches them
-        there (XEP-0386 §2.3): those with its ``<stanza-id/>`` whose copy the quota has not removed."""
+        there (XEP-0386 §2.3): those with its ``<stanza-id/>`` whose copy the quota has not removed, kept
+        from it now until the client has had time to fetch them."""
         ids = {id_: archive.archive_id_in(data, jid.bare) for id_, data, _ in stored}
         wanted = [archive_id for archive_id in ids.values() if archive_id is not None]
-        held = await archive.still_held(jid.local or "", wanted) if wanted else set()
+        held = await archive.keep_for_fetching(jid.local or "", wanted) if wanted else set()
         return {id_ for id_, archive_id in ids.items() if archive_id in held}
 
     async def acknowledged(self) -> None:
