@@ -67,13 +67,16 @@ MAX_HELD = 256  # XEP-0352: held stanzas beyond this go out anyway
 ACTIVITY_GRANULARITY = 60.0  # seconds: how often a busy session's record is told it is still active
 
 
-# The transport's name in the session record (sessions_acl.Session.transport), by scope "transport".
-EVENTS_PER_TURN = 16  # events a stream handles before it lets the event loop run the others
+# Events a stream handles before it lets the event loop run the others: 16 made a flooder's turns, with the
+# archive's work per message, hold the other streams ~10 ms at the 99th percentile; 4, ~5-7 ms
+# (docs/performance.md, seventh session). A client sending one stanza at a time never reaches it.
+EVENTS_PER_TURN = 4
 
 #: Every stream whose transport is there, bound or not (a normal stop tells each: xmppauth/shutdown.py).
 STREAMS: set[StreamConsumer] = set()
 
 _Q_PEP_EVENT = ns.qname(pep_rules.PUBSUB_EVENT, "event")
+# The transport's name in the session record (sessions_acl.Session.transport), by scope "transport".
 _RECORDED_TRANSPORT = {"starttls": "tcp-starttls", "directtls": "tcp-tls", "websocket": "websocket"}
 
 
