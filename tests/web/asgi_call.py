@@ -9,6 +9,27 @@ from typing import Any
 from asgiref.sync import async_to_sync
 
 
+def http_scope(
+    path: str, server: tuple[str, int] | None = ("127.0.0.1", 8000), **extra: Any
+) -> dict[str, Any]:
+    """A GET of ``path`` from 127.0.0.1 to ``server`` (``extra`` replaces or adds keys)."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"localhost")],
+        "client": ("127.0.0.1", 50000),
+        "server": server,
+        **extra,
+    }
+
+
 def call(app: Any, request: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
     """``request`` (an http scope) through ``app``: status, headers (names in lower case), body."""
     sent: list[dict[str, Any]] = []

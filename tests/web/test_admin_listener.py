@@ -19,7 +19,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 from django.urls import Resolver404, resolve, reverse
 
-from tests.web.asgi_call import call
+from tests.web.asgi_call import call, http_scope
 from tests.web.conftest import PORTAL_URLS, url
 from xmppauth import listeners
 from xmppauth.listeners import NOT_FOUND_PAGE, AdminGate, admin_http_setting, serve_admin_on
@@ -47,21 +47,7 @@ PORTAL_PATHS = sorted({url(name) for name in PORTAL_URLS} | {"/", "/healthz", "/
 
 
 def scope(path: str, server: tuple[str, int] | None = PUBLIC, **extra: Any) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"localhost")],
-        "client": ("127.0.0.1", 50000),
-        "server": server,
-        **extra,
-    }
+    return http_scope(path, server, **extra)
 
 
 async def inner(scope: Any, receive: Any, send: Any) -> None:

@@ -27,7 +27,7 @@ from accounts.models import User
 from sessions_acl import app_passwords, records
 from sessions_acl.login import Authorization, authorize
 from tests.integration.server import ROOT, server_env
-from tests.web.asgi_call import call
+from tests.web.asgi_call import call, http_scope
 from tests.web.conftest import PORTAL_URLS, app_of, key_of, password_step, signed_in_as, url
 from xmppauth.security_headers import SecurityHeadersASGI, policy_header
 
@@ -255,21 +255,7 @@ def test_the_admin_has_the_headers_and_no_inline_code(admin_client: Client, worl
 
 def asgi_get(app: Any, path: str) -> tuple[int, dict[str, str], bytes]:
     """One GET through an ASGI application: status, headers, body."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"localhost")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
-    return call(app, scope)
+    return call(app, http_scope(path))
 
 
 STATIC_PAGES = [
